@@ -1,0 +1,187 @@
+//! Decisions and the reason codes that explain them.
+
+use std::fmt;
+
+/// Whether a request may proceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// The request proceeds to the next stage.
+    Allow,
+    /// The request stops here and the client gets an error.
+    Deny,
+}
+
+/// Why a stage decided what it did.
+///
+/// Reason codes are stable strings: they are written to the audit log and
+/// operators alert on them, so a variant is never renamed. Clients never see
+/// them; they get a generic error body instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReasonCode {
+    /// An allow rule of the matched route admitted the request.
+    AllowedByRule,
+    /// The route is explicitly marked public, so no token was required.
+    PublicRoute,
+    /// No credential was presented on a protected route.
+    TokenMissing,
+    /// The token is not a well-formed compact JWS (segments, base64url, JSON).
+    TokenMalformed,
+    /// The token is larger than the configured maximum.
+    TokenTooLarge,
+    /// The header names an algorithm that is not pinned for the key (includes `none`).
+    TokenAlgorithmNotAllowed,
+    /// The `kid` names no known key, or no key could be chosen.
+    TokenUnknownKey,
+    /// The signature does not verify with the selected key.
+    TokenBadSignature,
+    /// The header carries `crit` extensions Ward does not understand.
+    TokenCriticalHeader,
+    /// The header's `typ` is not a JWT type.
+    TokenBadType,
+    /// `exp` is in the past (beyond leeway).
+    TokenExpired,
+    /// `nbf` is in the future (beyond leeway).
+    TokenNotYetValid,
+    /// `iat` is in the future (beyond leeway).
+    TokenIssuedInFuture,
+    /// `iss` is not the provider's issuer, or no provider has that issuer.
+    TokenBadIssuer,
+    /// `aud` does not contain an accepted audience.
+    TokenBadAudience,
+    /// A required claim (`exp`, `sub`) is missing or has the wrong type.
+    TokenMissingClaim,
+    /// The token lives longer than the provider's maximum lifetime.
+    TokenLifetimeTooLong,
+    /// No route matches the request path: default deny.
+    NoRoute,
+    /// A route matched but none of its allow rules admitted the request: default deny.
+    NoMatchingRule,
+    /// The request path is not acceptable (encoded separators, escapes root, control bytes).
+    PathRejected,
+    /// The request is malformed (bad header values, bad request target).
+    BadRequest,
+    /// The request headers exceed the size or count limit.
+    HeadersTooLarge,
+    /// The request body exceeds the size limit.
+    BodyTooLarge,
+    /// The upstream could not be reached or broke the exchange.
+    UpstreamUnavailable,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// The audit log cannot take records, so nothing is served (fail closed).
+    AuditUnavailable,
+}
+
+impl ReasonCode {
+    /// The stable string written to the audit log.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AllowedByRule => "allowed_by_rule",
+            Self::PublicRoute => "public_route",
+            Self::TokenMissing => "token_missing",
+            Self::TokenMalformed => "token_malformed",
+            Self::TokenTooLarge => "token_too_large",
+            Self::TokenAlgorithmNotAllowed => "token_algorithm_not_allowed",
+            Self::TokenUnknownKey => "token_unknown_key",
+            Self::TokenBadSignature => "token_bad_signature",
+            Self::TokenCriticalHeader => "token_critical_header",
+            Self::TokenBadType => "token_bad_type",
+            Self::TokenExpired => "token_expired",
+            Self::TokenNotYetValid => "token_not_yet_valid",
+            Self::TokenIssuedInFuture => "token_issued_in_future",
+            Self::TokenBadIssuer => "token_bad_issuer",
+            Self::TokenBadAudience => "token_bad_audience",
+            Self::TokenMissingClaim => "token_missing_claim",
+            Self::TokenLifetimeTooLong => "token_lifetime_too_long",
+            Self::NoRoute => "no_route",
+            Self::NoMatchingRule => "no_matching_rule",
+            Self::PathRejected => "path_rejected",
+            Self::BadRequest => "bad_request",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::AuditUnavailable => "audit_unavailable",
+        }
+    }
+
+    /// Whether this reason is an authentication failure (answered with 401).
+    #[must_use]
+    pub const fn is_authentication_failure(self) -> bool {
+        matches!(
+            self,
+            Self::TokenMissing
+                | Self::TokenMalformed
+                | Self::TokenTooLarge
+                | Self::TokenAlgorithmNotAllowed
+                | Self::TokenUnknownKey
+                | Self::TokenBadSignature
+                | Self::TokenCriticalHeader
+                | Self::TokenBadType
+                | Self::TokenExpired
+                | Self::TokenNotYetValid
+                | Self::TokenIssuedInFuture
+                | Self::TokenBadIssuer
+                | Self::TokenBadAudience
+                | Self::TokenMissingClaim
+                | Self::TokenLifetimeTooLong
+        )
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ReasonCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The outcome of one pipeline stage: an effect and the reason for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow or deny.
+    pub effect: Effect,
+    /// Why.
+    pub reason: ReasonCode,
+}
+
+impl Decision {
+    /// An allowing decision.
+    #[must_use]
+    pub const fn allow(reason: ReasonCode) -> Self {
+        Self { effect: Effect::Allow, reason }
+    }
+
+    /// A denying decision.
+    #[must_use]
+    pub const fn deny(reason: ReasonCode) -> Self {
+        Self { effect: Effect::Deny, reason }
+    }
+
+    /// Whether the request may proceed.
+    #[must_use]
+    pub const fn is_allow(&self) -> bool {
+        matches!(self.effect, Effect::Allow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_serialize_as_stable_strings() {
+        let json = serde_json::to_string(&ReasonCode::TokenExpired).unwrap_or_default();
+        assert_eq!(json, "\"token_expired\"");
+        assert!(ReasonCode::TokenBadSignature.is_authentication_failure());
+        assert!(!ReasonCode::NoMatchingRule.is_authentication_failure());
+    }
+}

@@ -1,0 +1,15 @@
+//! Shared types for every stage of Ward's pipeline.
+//!
+//! Nothing here opens a socket or a file: these are the values that flow
+//! between authentication, authorization, the proxy and the audit log.
+#![forbid(unsafe_code)]
+
+mod decision;
+mod duration;
+mod identity;
+mod request_id;
+
+pub use decision::{Decision, Effect, ReasonCode};
+pub use duration::{DurationParseError, parse_duration};
+pub use identity::{Claims, Identity, Principal};
+pub use request_id::RequestId;
