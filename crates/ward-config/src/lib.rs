@@ -1,1 +1,36 @@
+//! `ward.toml`: parsed with `deny_unknown_fields`, then validated into typed
+//! values. Every error names the file, the line and the field, and a config
+//! with any error is refused as a whole: Ward never starts half-configured.
 #![forbid(unsafe_code)]
+
+mod error;
+mod raw;
+mod validate;
+
+use std::path::Path;
+
+pub use error::ConfigError;
+pub use validate::{
+    AuditSettings, Config, GatewaySettings, KeySettings, Limits, ProviderConfig, TlsSettings, TlsVersion, TokenSource,
+    UpstreamConfig, UpstreamTarget,
+};
+
+/// Read and validate a configuration file. Relative paths inside it are
+/// resolved against the file's directory.
+///
+/// # Errors
+/// [`ConfigError`] naming file, line and field.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
+    parse(path, &text)
+}
+
+/// Validate configuration text as if read from `path`.
+///
+/// # Errors
+/// [`ConfigError`] naming file, line and field.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::syntax(path, text, &e))?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    validate::validate(raw, base).map_err(|invalid| ConfigError::invalid(path, text, invalid))
+}

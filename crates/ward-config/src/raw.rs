@@ -1,0 +1,181 @@
+//! The file as written: serde types with `deny_unknown_fields`. Validation
+//! turns them into the types in `validate.rs`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub gateway: RawGateway,
+    pub audit: RawAudit,
+    #[serde(default)]
+    pub authn: RawAuthn,
+    #[serde(default)]
+    pub issuer: Option<RawIssuer>,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub listen: String,
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
+    #[serde(default)]
+    pub trusted_proxy_hops: usize,
+    pub tls: RawTls,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert_file: String,
+    pub key_file: String,
+    #[serde(default)]
+    pub min_version: Option<String>,
+    #[serde(default)]
+    pub reload_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub max_body_bytes: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub header_timeout: Option<String>,
+    pub handshake_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub file: String,
+    pub hmac_key_file: String,
+    #[serde(default)]
+    pub queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthn {
+    #[serde(default)]
+    pub token_from: Option<Vec<String>>,
+    #[serde(default)]
+    pub cache_entries: Option<usize>,
+    #[serde(default)]
+    pub forward_token: bool,
+    #[serde(default)]
+    pub forward_claims: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIssuer {
+    pub issuer: String,
+    pub signing_key_file: String,
+    #[serde(default)]
+    pub alg: Option<String>,
+    #[serde(default)]
+    pub default_audience: Option<String>,
+    #[serde(default)]
+    pub max_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvider {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default)]
+    pub jwks_ca_file: Option<String>,
+    #[serde(default)]
+    pub jwks_min_refresh_interval: Option<String>,
+    #[serde(default)]
+    pub jwks_refresh_interval: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub leeway: Option<String>,
+    #[serde(default)]
+    pub max_lifetime: Option<String>,
+    #[serde(default)]
+    pub max_token_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKey {
+    #[serde(default)]
+    pub kid: Option<String>,
+    pub alg: String,
+    #[serde(default)]
+    pub public_key_file: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub http2: bool,
+    #[serde(default)]
+    pub max_idle_per_host: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub name: String,
+    pub prefix: String,
+    pub upstream: String,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub providers: Vec<String>,
+    #[serde(default)]
+    pub allow: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub claims: BTreeMap<String, ClaimValues>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum ClaimValues {
+    One(String),
+    Many(Vec<String>),
+}

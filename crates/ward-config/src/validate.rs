@@ -1,0 +1,557 @@
+//! Validation: raw file values into typed, checked settings.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ward_authn::{Algorithm, ProviderSettings};
+use ward_core::parse_duration;
+use ward_policy::{AllowRule, ClaimRequirement, PathPattern, Route};
+
+use crate::error::{Invalid, Seg};
+use crate::raw::{self, ClaimValues};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The listener and its limits.
+    pub gateway: GatewaySettings,
+    /// Where audit records go.
+    pub audit: AuditSettings,
+    /// The local token issuer (`ward token issue`), if configured.
+    pub issuer: Option<IssuerSettings>,
+    /// Token providers, in configuration order.
+    pub providers: Vec<ProviderConfig>,
+    /// Where tokens are looked for, in order (default: `Authorization: Bearer`).
+    pub token_sources: Vec<TokenSource>,
+    /// Size of the verified-token cache; 0 turns it off.
+    pub cache_entries: usize,
+    /// Whether the client's token is passed to the upstream (default: removed).
+    pub forward_token: bool,
+    /// Claims passed to upstreams as headers: (claim, header name).
+    pub forward_claims: Vec<(String, String)>,
+    /// Upstream services.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Routes and their allow rules (the v0 policy).
+    pub routes: Vec<Route>,
+}
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Tokio worker threads (default: one per core).
+    pub worker_threads: Option<usize>,
+    /// How many proxies in front of Ward are trusted to append to `X-Forwarded-For`.
+    pub trusted_proxy_hops: usize,
+    /// TLS settings.
+    pub tls: TlsSettings,
+    /// Request and connection limits.
+    pub limits: Limits,
+}
+
+/// Lowest TLS version accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3 (default).
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// TLS settings.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub key_file: PathBuf,
+    /// Lowest version accepted.
+    pub min_version: TlsVersion,
+    /// How often the files are checked for changes (default 5 s; also on SIGHUP).
+    pub reload_interval: Duration,
+}
+
+/// Limits that protect the gateway from its clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Total bytes of request header names and values (default 16 KiB) → 431.
+    pub max_header_bytes: usize,
+    /// Number of request headers (default 100) → 431.
+    pub max_headers: usize,
+    /// Request body bytes (default 1 MiB) → 413.
+    pub max_body_bytes: u64,
+    /// Concurrent client connections (default 10,000); more are closed at accept.
+    pub max_connections: usize,
+    /// Time allowed to send complete request headers (default 10 s): slowloris defence.
+    pub header_timeout: Duration,
+    /// Time allowed for the TLS handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// A connection with no traffic in either direction for this long is closed (default 60 s).
+    pub idle_timeout: Duration,
+}
+
+/// Audit settings.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The JSON-lines file records are appended to.
+    pub file: PathBuf,
+    /// The key for HMACs of client addresses (at least 32 bytes, file mode 0600).
+    pub hmac_key_file: PathBuf,
+    /// Records that may wait for the disk before requests are refused (default 65,536).
+    pub queue: usize,
+}
+
+/// The local issuer used by `ward token issue`.
+#[derive(Debug, Clone)]
+pub struct IssuerSettings {
+    /// The `iss` it writes.
+    pub issuer: String,
+    /// PKCS#8 private key (PEM).
+    pub signing_key_file: PathBuf,
+    /// ES256 (default) or EdDSA.
+    pub alg: Algorithm,
+    /// Audience used when none is given on the command line.
+    pub default_audience: Option<String>,
+    /// Longest lifetime it issues (default 24 h).
+    pub max_ttl: Duration,
+}
+
+/// A token provider: its checks and where its keys come from.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// What tokens must satisfy.
+    pub settings: ProviderSettings,
+    /// JWK set file, watched for changes.
+    pub jwks_file: Option<PathBuf>,
+    /// JWK set URL (HTTPS only).
+    pub jwks_url: Option<String>,
+    /// CA bundle for the JWK set URL (default: the system roots).
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Refreshes caused by unknown `kid`s happen at most this often (default 30 s).
+    pub jwks_min_refresh_interval: Duration,
+    /// Scheduled refresh period (default 5 min).
+    pub jwks_refresh_interval: Duration,
+    /// Keys configured directly.
+    pub keys: Vec<KeySettings>,
+}
+
+/// A key configured directly, pinned to one algorithm.
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    /// Key id tokens must name (optional when the provider has one key).
+    pub kid: Option<String>,
+    /// The one algorithm this key verifies.
+    pub alg: Algorithm,
+    /// PEM SubjectPublicKeyInfo file (asymmetric algorithms).
+    pub public_key_file: Option<PathBuf>,
+    /// Raw secret file (HS256 only, at least 32 bytes).
+    pub secret_file: Option<PathBuf>,
+}
+
+/// Where the gateway looks for a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A header; for `authorization`, the `Bearer` scheme is required.
+    Header(String),
+    /// A cookie.
+    Cookie(String),
+}
+
+/// What an upstream is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    /// An HTTP or HTTPS origin (`scheme://host:port`).
+    Url {
+        /// `https` or `http`.
+        tls: bool,
+        /// `host:port`.
+        authority: String,
+        /// The host name (for TLS server name checks).
+        host: String,
+    },
+    /// The built-in echo service (`builtin:echo`), started on loopback by the gateway.
+    Echo,
+}
+
+/// An upstream service.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Name used by routes and in audit records.
+    pub name: String,
+    /// Where it is.
+    pub target: UpstreamTarget,
+    /// CA bundle for an HTTPS upstream (default: the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Connect timeout (default 5 s).
+    pub connect_timeout: Duration,
+    /// Time allowed for the response headers (default 30 s).
+    pub timeout: Duration,
+    /// Speak HTTP/2 to the upstream (prior knowledge for http, ALPN for https).
+    pub http2: bool,
+    /// Idle pooled connections kept per upstream (default 64).
+    pub max_idle_per_host: usize,
+}
+
+type V<T> = Result<T, Invalid>;
+
+fn at(path: &[Seg], more: &[Seg]) -> Vec<Seg> {
+    path.iter().chain(more).cloned().collect()
+}
+
+fn duration(value: Option<&str>, default: Duration, path: Vec<Seg>) -> V<Duration> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse_duration(v).map_err(|e| Invalid::new(path, e.to_string())),
+    }
+}
+
+fn resolve(base: &Path, value: &str) -> PathBuf {
+    let p = Path::new(value);
+    if p.is_absolute() { p.to_owned() } else { base.join(p) }
+}
+
+fn nonempty(value: &str, path: Vec<Seg>) -> V<()> {
+    if value.trim().is_empty() { Err(Invalid::new(path, "must not be empty")) } else { Ok(()) }
+}
+
+fn positive(value: Option<usize>, default: usize, path: Vec<Seg>) -> V<usize> {
+    match value {
+        Some(0) => Err(Invalid::new(path, "must be greater than 0")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
+    let gateway = gateway(&raw.gateway, base)?;
+    let audit = AuditSettings {
+        file: resolve(base, &raw.audit.file),
+        hmac_key_file: resolve(base, &raw.audit.hmac_key_file),
+        queue: positive(raw.audit.queue, 65_536, vec![Seg::Key("audit"), Seg::Key("queue")])?,
+    };
+    let issuer = raw.issuer.as_ref().map(|i| issuer(i, base)).transpose()?;
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    let mut names = HashSet::new();
+    for (i, p) in raw.providers.iter().enumerate() {
+        let here = [Seg::Key("providers"), Seg::Index(i)];
+        if !names.insert(p.name.clone()) {
+            return Err(Invalid::new(at(&here, &[Seg::Key("name")]), format!("duplicate provider name `{}`", p.name)));
+        }
+        providers.push(provider(p, base, &here)?);
+    }
+    let (token_sources, forward_claims) = authn(&raw.authn)?;
+    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+    let mut upstream_names = HashSet::new();
+    for (i, u) in raw.upstreams.iter().enumerate() {
+        let here = [Seg::Key("upstreams"), Seg::Index(i)];
+        if !upstream_names.insert(u.name.clone()) {
+            return Err(Invalid::new(at(&here, &[Seg::Key("name")]), format!("duplicate upstream name `{}`", u.name)));
+        }
+        upstreams.push(upstream(u, base, &here)?);
+    }
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    let mut route_names = HashSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let here = [Seg::Key("routes"), Seg::Index(i)];
+        if !route_names.insert(r.name.clone()) {
+            return Err(Invalid::new(at(&here, &[Seg::Key("name")]), format!("duplicate route name `{}`", r.name)));
+        }
+        routes.push(route(r, &here, &upstream_names, &names)?);
+    }
+    if routes.iter().any(|r| !r.public) && providers.is_empty() {
+        return Err(Invalid::new(vec![Seg::Key("providers")], "protected routes need at least one token provider"));
+    }
+    Ok(Config {
+        gateway,
+        audit,
+        issuer,
+        providers,
+        token_sources,
+        cache_entries: raw.authn.cache_entries.unwrap_or(0),
+        forward_token: raw.authn.forward_token,
+        forward_claims,
+        upstreams,
+        routes,
+    })
+}
+
+fn gateway(g: &raw::RawGateway, base: &Path) -> V<GatewaySettings> {
+    let here = [Seg::Key("gateway")];
+    let listen = g.listen.parse().map_err(|_| {
+        Invalid::new(at(&here, &[Seg::Key("listen")]), format!("`{}` is not an address like 127.0.0.1:8443", g.listen))
+    })?;
+    if g.worker_threads == Some(0) {
+        return Err(Invalid::new(at(&here, &[Seg::Key("worker_threads")]), "must be greater than 0"));
+    }
+    let tls_here = at(&here, &[Seg::Key("tls")]);
+    let min_version = match g.tls.min_version.as_deref() {
+        None | Some("1.2") => TlsVersion::Tls12,
+        Some("1.3") => TlsVersion::Tls13,
+        Some(other) => {
+            return Err(Invalid::new(
+                at(&tls_here, &[Seg::Key("min_version")]),
+                format!("`{other}` is not supported; use \"1.2\" or \"1.3\" (older versions are never accepted)"),
+            ));
+        }
+    };
+    let tls = TlsSettings {
+        cert_file: resolve(base, &g.tls.cert_file),
+        key_file: resolve(base, &g.tls.key_file),
+        min_version,
+        reload_interval: duration(
+            g.tls.reload_interval.as_deref(),
+            Duration::from_secs(5),
+            at(&tls_here, &[Seg::Key("reload_interval")]),
+        )?,
+    };
+    let l = &g.limits;
+    let lh = at(&here, &[Seg::Key("limits")]);
+    let limits = Limits {
+        max_header_bytes: positive(l.max_header_bytes, 16 * 1024, at(&lh, &[Seg::Key("max_header_bytes")]))?,
+        max_headers: positive(l.max_headers, 100, at(&lh, &[Seg::Key("max_headers")]))?,
+        max_body_bytes: l.max_body_bytes.unwrap_or(1024 * 1024),
+        max_connections: positive(l.max_connections, 10_000, at(&lh, &[Seg::Key("max_connections")]))?,
+        header_timeout: duration(
+            l.header_timeout.as_deref(),
+            Duration::from_secs(10),
+            at(&lh, &[Seg::Key("header_timeout")]),
+        )?,
+        handshake_timeout: duration(
+            l.handshake_timeout.as_deref(),
+            Duration::from_secs(10),
+            at(&lh, &[Seg::Key("handshake_timeout")]),
+        )?,
+        idle_timeout: duration(l.idle_timeout.as_deref(), Duration::from_secs(60), at(&lh, &[Seg::Key("idle_timeout")]))?,
+    };
+    Ok(GatewaySettings { listen, worker_threads: g.worker_threads, trusted_proxy_hops: g.trusted_proxy_hops, tls, limits })
+}
+
+fn issuer(i: &raw::RawIssuer, base: &Path) -> V<IssuerSettings> {
+    let here = [Seg::Key("issuer")];
+    nonempty(&i.issuer, at(&here, &[Seg::Key("issuer")]))?;
+    let alg = match i.alg.as_deref() {
+        None | Some("ES256") => Algorithm::Es256,
+        Some("EdDSA") => Algorithm::EdDsa,
+        Some(other) => {
+            return Err(Invalid::new(at(&here, &[Seg::Key("alg")]), format!("Ward issues ES256 or EdDSA, not `{other}`")));
+        }
+    };
+    Ok(IssuerSettings {
+        issuer: i.issuer.clone(),
+        signing_key_file: resolve(base, &i.signing_key_file),
+        alg,
+        default_audience: i.default_audience.clone(),
+        max_ttl: duration(i.max_ttl.as_deref(), Duration::from_secs(86_400), at(&here, &[Seg::Key("max_ttl")]))?,
+    })
+}
+
+fn provider(p: &raw::RawProvider, base: &Path, here: &[Seg]) -> V<ProviderConfig> {
+    nonempty(&p.name, at(here, &[Seg::Key("name")]))?;
+    nonempty(&p.issuer, at(here, &[Seg::Key("issuer")]))?;
+    if p.audiences.is_empty() || p.audiences.iter().any(|a| a.trim().is_empty()) {
+        return Err(Invalid::new(
+            at(here, &[Seg::Key("audiences")]),
+            "list at least one non-empty audience: tokens minted for other services must not be accepted",
+        ));
+    }
+    if p.jwks_file.is_some() && p.jwks_url.is_some() {
+        return Err(Invalid::new(at(here, &[Seg::Key("jwks_url")]), "set jwks_file or jwks_url, not both"));
+    }
+    if let Some(url) = &p.jwks_url {
+        if !url.starts_with("https://") {
+            return Err(Invalid::new(at(here, &[Seg::Key("jwks_url")]), "must be an https:// URL"));
+        }
+        url.parse::<http::Uri>()
+            .map_err(|_| Invalid::new(at(here, &[Seg::Key("jwks_url")]), format!("`{url}` is not a valid URL")))?;
+    }
+    if p.jwks_file.is_none() && p.jwks_url.is_none() && p.keys.is_empty() {
+        return Err(Invalid::new(at(here, &[Seg::Key("keys")]), "give keys, jwks_file or jwks_url: a provider needs keys"));
+    }
+    let mut keys = Vec::with_capacity(p.keys.len());
+    for (i, k) in p.keys.iter().enumerate() {
+        let kh = at(here, &[Seg::Key("keys"), Seg::Index(i)]);
+        let alg: Algorithm = k.alg.parse().map_err(|e: ward_authn::KeyError| Invalid::new(at(&kh, &[Seg::Key("alg")]), e.to_string()))?;
+        match (alg.is_asymmetric(), &k.public_key_file, &k.secret_file) {
+            (true, Some(_), None) | (false, None, Some(_)) => {}
+            (true, _, _) => {
+                return Err(Invalid::new(
+                    at(&kh, &[Seg::Key("public_key_file")]),
+                    format!("{alg} needs public_key_file (and never a secret_file)"),
+                ));
+            }
+            (false, _, _) => {
+                return Err(Invalid::new(
+                    at(&kh, &[Seg::Key("secret_file")]),
+                    "HS256 needs secret_file (and never a public key: that is the key-confusion attack)",
+                ));
+            }
+        }
+        keys.push(KeySettings {
+            kid: k.kid.clone(),
+            alg,
+            public_key_file: k.public_key_file.as_deref().map(|f| resolve(base, f)),
+            secret_file: k.secret_file.as_deref().map(|f| resolve(base, f)),
+        });
+    }
+    let max_token_bytes = positive(p.max_token_bytes, 8192, at(here, &[Seg::Key("max_token_bytes")]))?;
+    Ok(ProviderConfig {
+        settings: ProviderSettings {
+            name: p.name.clone(),
+            issuer: p.issuer.clone(),
+            audiences: p.audiences.clone(),
+            leeway: duration(p.leeway.as_deref(), Duration::from_secs(60), at(here, &[Seg::Key("leeway")]))?,
+            max_lifetime: p
+                .max_lifetime
+                .as_deref()
+                .map(|v| duration(Some(v), Duration::ZERO, at(here, &[Seg::Key("max_lifetime")])))
+                .transpose()?,
+            max_token_bytes,
+        },
+        jwks_file: p.jwks_file.as_deref().map(|f| resolve(base, f)),
+        jwks_url: p.jwks_url.clone(),
+        jwks_ca_file: p.jwks_ca_file.as_deref().map(|f| resolve(base, f)),
+        jwks_min_refresh_interval: duration(
+            p.jwks_min_refresh_interval.as_deref(),
+            Duration::from_secs(30),
+            at(here, &[Seg::Key("jwks_min_refresh_interval")]),
+        )?,
+        jwks_refresh_interval: duration(
+            p.jwks_refresh_interval.as_deref(),
+            Duration::from_secs(300),
+            at(here, &[Seg::Key("jwks_refresh_interval")]),
+        )?,
+        keys,
+    })
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn authn(a: &raw::RawAuthn) -> V<(Vec<TokenSource>, Vec<(String, String)>)> {
+    let here = [Seg::Key("authn")];
+    let sources = match &a.token_from {
+        None => vec![TokenSource::Header("authorization".into())],
+        Some(list) if list.is_empty() => {
+            return Err(Invalid::new(at(&here, &[Seg::Key("token_from")]), "list at least one token source"));
+        }
+        Some(list) => list
+            .iter()
+            .map(|s| match s.split_once(':') {
+                Some(("header", name)) if is_header_name(name) => Ok(TokenSource::Header(name.to_owned())),
+                Some(("cookie", name)) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b';') => {
+                    Ok(TokenSource::Cookie(name.to_owned()))
+                }
+                _ => Err(Invalid::new(
+                    at(&here, &[Seg::Key("token_from")]),
+                    format!("`{s}` is not `header:NAME` (lower case) or `cookie:NAME`"),
+                )),
+            })
+            .collect::<V<Vec<_>>>()?,
+    };
+    let mut claims = Vec::with_capacity(a.forward_claims.len());
+    for (claim, header) in &a.forward_claims {
+        let reserved = ["x-ward-principal", "x-ward-issuer", "x-ward-provider"];
+        if !header.starts_with("x-ward-") || !is_header_name(header) || reserved.contains(&header.as_str()) {
+            return Err(Invalid::new(
+                at(&here, &[Seg::Key("forward_claims")]),
+                format!("`{header}` must be a lower-case header named x-ward-… (not principal/issuer/provider), so clients cannot forge it"),
+            ));
+        }
+        claims.push((claim.clone(), header.clone()));
+    }
+    Ok((sources, claims))
+}
+
+fn upstream(u: &raw::RawUpstream, base: &Path, here: &[Seg]) -> V<UpstreamConfig> {
+    nonempty(&u.name, at(here, &[Seg::Key("name")]))?;
+    let url_at = || at(here, &[Seg::Key("url")]);
+    let target = if u.url == "builtin:echo" {
+        UpstreamTarget::Echo
+    } else {
+        let uri: http::Uri = u.url.parse().map_err(|_| Invalid::new(url_at(), format!("`{}` is not a valid URL", u.url)))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(Invalid::new(url_at(), "use an http:// or https:// URL, or builtin:echo")),
+        };
+        let authority = uri.authority().ok_or_else(|| Invalid::new(url_at(), "the URL needs a host"))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(Invalid::new(url_at(), "give only scheme://host:port; request paths are forwarded unchanged"));
+        }
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        UpstreamTarget::Url { tls, authority: format!("{}:{port}", authority.host()), host: authority.host().to_owned() }
+    };
+    Ok(UpstreamConfig {
+        name: u.name.clone(),
+        target,
+        ca_file: u.ca_file.as_deref().map(|f| resolve(base, f)),
+        connect_timeout: duration(u.connect_timeout.as_deref(), Duration::from_secs(5), at(here, &[Seg::Key("connect_timeout")]))?,
+        timeout: duration(u.timeout.as_deref(), Duration::from_secs(30), at(here, &[Seg::Key("timeout")]))?,
+        http2: u.http2,
+        max_idle_per_host: u.max_idle_per_host.unwrap_or(64),
+    })
+}
+
+fn route(r: &raw::RawRoute, here: &[Seg], upstreams: &HashSet<String>, providers: &HashSet<String>) -> V<Route> {
+    nonempty(&r.name, at(here, &[Seg::Key("name")]))?;
+    if !r.prefix.starts_with('/') {
+        return Err(Invalid::new(at(here, &[Seg::Key("prefix")]), "must start with `/`"));
+    }
+    if !upstreams.contains(&r.upstream) {
+        return Err(Invalid::new(at(here, &[Seg::Key("upstream")]), format!("no upstream is named `{}`", r.upstream)));
+    }
+    if let Some(p) = r.providers.iter().find(|p| !providers.contains(*p)) {
+        return Err(Invalid::new(at(here, &[Seg::Key("providers")]), format!("no provider is named `{p}`")));
+    }
+    let mut rules = Vec::with_capacity(r.allow.len());
+    for (i, rule) in r.allow.iter().enumerate() {
+        let rh = at(here, &[Seg::Key("allow"), Seg::Index(i)]);
+        let methods = match &rule.methods {
+            None => None,
+            Some(m) if m.is_empty() => {
+                return Err(Invalid::new(at(&rh, &[Seg::Key("methods")]), "an empty list allows nothing; omit it to allow any method"));
+            }
+            Some(m) => {
+                if let Some(bad) = m.iter().find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase())) {
+                    return Err(Invalid::new(at(&rh, &[Seg::Key("methods")]), format!("`{bad}` is not an upper-case HTTP method")));
+                }
+                Some(m.clone())
+            }
+        };
+        let paths = rule
+            .paths
+            .iter()
+            .map(|p| p.parse::<PathPattern>().map_err(|e| Invalid::new(at(&rh, &[Seg::Key("paths")]), e.to_string())))
+            .collect::<V<Vec<_>>>()?;
+        let claims = rule
+            .claims
+            .iter()
+            .map(|(claim, values)| {
+                let any_of = match values {
+                    ClaimValues::One(v) => vec![v.clone()],
+                    ClaimValues::Many(v) if v.is_empty() => {
+                        return Err(Invalid::new(at(&rh, &[Seg::Key("claims")]), format!("claim `{claim}` lists no values")));
+                    }
+                    ClaimValues::Many(v) => v.clone(),
+                };
+                Ok(ClaimRequirement { claim: claim.clone(), any_of })
+            })
+            .collect::<V<Vec<_>>>()?;
+        if r.public && !claims.is_empty() {
+            return Err(Invalid::new(at(&rh, &[Seg::Key("claims")]), "a public route has no token, so claims can never match"));
+        }
+        rules.push(AllowRule { methods, paths, claims });
+    }
+    Ok(Route {
+        name: r.name.clone(),
+        prefix: r.prefix.clone(),
+        upstream: r.upstream.clone(),
+        public: r.public,
+        providers: r.providers.clone(),
+        rules,
+    })
+}

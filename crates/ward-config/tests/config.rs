@@ -1,0 +1,111 @@
+//! Configuration parsing and the location of every error.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+const GOOD: &str = r#"
+[gateway]
+listen = "127.0.0.1:8443"
+
+[gateway.tls]
+cert_file = "tls/server.crt"
+key_file = "tls/server.key"
+
+[audit]
+file = "audit/audit.jsonl"
+hmac_key_file = "keys/audit.key"
+
+[[providers]]
+name = "local"
+issuer = "https://ward.local"
+audiences = ["demo"]
+jwks_file = "keys/jwks.json"
+
+[[upstreams]]
+name = "demo"
+url = "http://127.0.0.1:9000"
+
+[[routes]]
+name = "api"
+prefix = "/api/"
+upstream = "demo"
+
+[[routes.allow]]
+methods = ["GET"]
+paths = ["/api/*"]
+claims = { roles = "reader" }
+"#;
+
+fn parse(text: &str) -> Result<ward_config::Config, ward_config::ConfigError> {
+    ward_config::parse(Path::new("/etc/ward/ward.toml"), text)
+}
+
+#[test]
+fn good_config_parses_with_defaults_and_resolved_paths() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.gateway.listen.port(), 8443);
+    assert_eq!(c.gateway.limits.max_header_bytes, 16 * 1024);
+    assert_eq!(c.gateway.tls.cert_file, Path::new("/etc/ward/tls/server.crt"));
+    assert_eq!(c.providers[0].settings.leeway.as_secs(), 60);
+    assert_eq!(c.token_sources, vec![ward_config::TokenSource::Header("authorization".into())]);
+    assert_eq!(c.routes[0].rules[0].claims[0].any_of, vec!["reader".to_owned()]);
+    assert_eq!(c.cache_entries, 0, "the verified-token cache is opt-in");
+}
+
+/// Replace `from` with `to` in the good config and return the error text.
+fn error(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from}");
+    parse(&GOOD.replacen(from, to, 1)).unwrap_err().to_string()
+}
+
+#[test]
+fn errors_name_file_line_and_field() {
+    let e = error("listen = \"127.0.0.1:8443\"", "listen = \"localhost\"");
+    assert!(e.starts_with("/etc/ward/ward.toml:3:1: gateway.listen: "), "{e}");
+
+    let e = error("upstream = \"demo\"", "upstream = \"nope\"");
+    assert!(e.starts_with("/etc/ward/ward.toml:26:1: routes[0].upstream: no upstream is named `nope`"), "{e}");
+
+    let e = error("methods = [\"GET\"]", "methods = [\"get\"]");
+    assert!(e.contains(":29:1: routes[0].allow[0].methods: "), "{e}");
+
+    let e = error("audiences = [\"demo\"]", "audiences = []");
+    assert!(e.contains(":16:1: providers[0].audiences: "), "{e}");
+
+    let e = error("url = \"http://127.0.0.1:9000\"", "url = \"ftp://x\"");
+    assert!(e.contains(":21:1: upstreams[0].url: "), "{e}");
+
+    let e = error("paths = [\"/api/*\"]", "paths = [\"/a*b\"]");
+    assert!(e.contains(":30:1: routes[0].allow[0].paths: invalid path pattern"), "{e}");
+}
+
+#[test]
+fn unknown_fields_and_type_errors_are_located() {
+    let e = error("prefix = \"/api/\"", "prefix = \"/api/\"\npublik = true");
+    assert!(e.contains(":26:1: publik: unknown field `publik`"), "{e}");
+    let e = error("[gateway.tls]", "[gateway.tls]\nmin_version = 1.0");
+    assert!(e.contains(":6:15"), "{e}");
+    let e = error("[gateway.tls]", "[gateway.tls]\nmin_version = \"1.1\"");
+    assert!(e.contains(":6:1: gateway.tls.min_version: `1.1` is not supported"), "{e}");
+}
+
+#[test]
+fn insecure_key_setups_are_refused() {
+    let hs_with_public = GOOD.replace(
+        "jwks_file = \"keys/jwks.json\"",
+        "[[providers.keys]]\nalg = \"HS256\"\npublic_key_file = \"k.pem\"",
+    );
+    let e = parse(&hs_with_public).unwrap_err().to_string();
+    assert!(e.contains("providers[0].keys[0].secret_file: HS256 needs secret_file"), "{e}");
+    let none = GOOD.replace("jwks_file = \"keys/jwks.json\"", "[[providers.keys]]\nalg = \"none\"\npublic_key_file = \"k.pem\"");
+    let e = parse(&none).unwrap_err().to_string();
+    assert!(e.contains("providers[0].keys[0].alg: unsupported algorithm `none`"), "{e}");
+    let http_jwks = GOOD.replace("jwks_file = \"keys/jwks.json\"", "jwks_url = \"http://idp/jwks\"");
+    assert!(parse(&http_jwks).unwrap_err().to_string().contains("must be an https:// URL"));
+}
+
+#[test]
+fn a_missing_file_is_reported_by_name() {
+    let e = ward_config::load(Path::new("/nonexistent/ward.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("/nonexistent/ward.toml: cannot read"), "{e}");
+}
