@@ -1,1 +1,258 @@
-fn main() {}
+//! `ward`: the command-line entry point.
+//!
+//! - `ward up`: the embedded default (creates `./ward-data` on first run).
+//! - `ward gateway --config FILE`: the gateway alone.
+//! - `ward token issue`: sign a token with the local issuer's key.
+//! - `ward check-config FILE`: validate a configuration without starting.
+#![forbid(unsafe_code)]
+
+mod init;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
+use serde_json::Value;
+use ward_authn::TokenSigner;
+use ward_config::Config;
+use ward_core::parse_duration;
+use ward_gateway::Gateway;
+
+#[derive(Debug, Parser)]
+#[command(name = "ward", version, about = "Ward: a zero-trust security layer for distributed systems")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start Ward on its embedded default: one process, local files.
+    Up {
+        /// Where keys, certificates, configuration and the audit log live.
+        #[arg(long, default_value = "ward-data")]
+        data_dir: PathBuf,
+        /// Listen address, overriding the configuration (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run the gateway alone against the upstreams in a configuration file.
+    Gateway {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Token operations.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Validate a configuration file (and the certificate it names) without starting.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a signed JWT from the local issuer's key.
+    Issue {
+        /// The data directory whose ward.toml names the issuer.
+        #[arg(long, default_value = "ward-data")]
+        data_dir: PathBuf,
+        /// A configuration file to use instead of DATA_DIR/ward.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Subject (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// Audience (`aud`); defaults to the issuer's default audience.
+        #[arg(long)]
+        aud: Option<String>,
+        /// Lifetime, e.g. `15m` (at most the issuer's max_ttl).
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        /// Extra claim `NAME=VALUE`; a comma makes a list (`roles=reader,writer`). Repeatable.
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if rustls::crypto::aws_lc_rs::default_provider().install_default().is_err() {
+        eprintln!("ward: could not install the aws-lc-rs crypto provider");
+        return ExitCode::FAILURE;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Up { data_dir, listen } => up(&data_dir, listen),
+        Command::Gateway { config } => gateway(&config),
+        Command::Token { command: TokenCommand::Issue { data_dir, config, sub, aud, ttl, claims } } => {
+            let config = config.unwrap_or_else(|| data_dir.join("ward.toml"));
+            issue(&config, &sub, aud.as_deref(), &ttl, &claims).map(|token| {
+                write_stdout(&format!("{token}\n"));
+            })
+        }
+        Command::CheckConfig { file } => check_config(&file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ward: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "the CLI's output is its interface")]
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn load(path: &Path) -> Result<Config, String> {
+    ward_config::load(path).map_err(|e| e.to_string())
+}
+
+fn runtime(config: &Config) -> Result<tokio::runtime::Runtime, String> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.gateway.worker_threads {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn serve(config: Config, announce: impl FnOnce(SocketAddr)) -> Result<(), String> {
+    let rt = runtime(&config)?;
+    rt.block_on(async move {
+        let gateway = Gateway::bind(&config).await.map_err(|e| e.to_string())?;
+        let addr = gateway.local_addr().map_err(|e| e.to_string())?;
+        let running = gateway.spawn();
+        tracing::info!(%addr, "gateway listening");
+        announce(addr);
+        terminated().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+fn gateway(path: &Path) -> Result<(), String> {
+    serve(load(path)?, |_| {})
+}
+
+fn shell_word(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b)) { s } else { format!("'{}'", s.replace('\'', r"'\''")) }
+}
+
+fn up(data_dir: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
+    if init::ensure_data_dir(data_dir)? {
+        tracing::info!(data_dir = %data_dir.display(), "created a new data directory (keys are mode 0600)");
+    }
+    let mut config = load(&data_dir.join("ward.toml"))?;
+    if let Some(addr) = listen {
+        config.gateway.listen = addr;
+    }
+    let exe = std::env::current_exe().map_or_else(|_| "ward".to_owned(), |p| shell_word(&p));
+    let dir = shell_word(data_dir);
+    let audit = shell_word(&config.audit.file);
+    serve(config, move |addr| {
+        let host = if addr.ip().is_loopback() && addr.is_ipv4() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
+        write_stdout(&format!(
+            "\nWard is up.\n\
+             \x20 gateway   https://{host}  (TLS; CA certificate {dir}/ca.crt)\n\
+             \x20 upstream  built-in echo service behind /api/ (roles reader or writer) and /public/\n\
+             \x20 audit     {audit}\n\
+             \nTry it:\n\
+             \x20 TOKEN=$({exe} token issue --data-dir {dir} --sub alice --claim roles=reader)\n\
+             \x20 curl --cacert {dir}/ca.crt -H \"Authorization: Bearer $TOKEN\" https://{host}/api/hello\n\
+             \x20 curl --cacert {dir}/ca.crt -i https://{host}/api/hello    # no token: 401\n\
+             \x20 tail -n 2 {audit}\n\
+             \nStop with Ctrl-C.\n"
+        ));
+    })
+}
+
+fn check_config(path: &Path) -> Result<(), String> {
+    let config = load(path)?;
+    ward_gateway::load_certified_key(&config.gateway.tls.cert_file, &config.gateway.tls.key_file).map_err(|e| e.to_string())?;
+    write_stdout(&format!(
+        "{}: ok ({} routes, {} upstreams, {} token providers)\n",
+        path.display(),
+        config.routes.len(),
+        config.upstreams.len(),
+        config.providers.len()
+    ));
+    Ok(())
+}
+
+fn claim_value(raw: &str) -> Value {
+    if raw.contains(',') {
+        Value::Array(raw.split(',').map(|s| Value::String(s.trim().to_owned())).collect())
+    } else {
+        Value::String(raw.to_owned())
+    }
+}
+
+fn issue(config_path: &Path, sub: &str, aud: Option<&str>, ttl: &str, extra: &[String]) -> Result<String, String> {
+    let config = load(config_path)?;
+    let issuer = config.issuer.ok_or_else(|| format!("{}: no [issuer] section", config_path.display()))?;
+    let ttl = parse_duration(ttl).map_err(|e| format!("--ttl: {e}"))?;
+    if ttl.is_zero() || ttl > issuer.max_ttl {
+        return Err(format!("--ttl must be between 1s and the issuer's max_ttl ({}s)", issuer.max_ttl.as_secs()));
+    }
+    let aud = aud
+        .map(str::to_owned)
+        .or(issuer.default_audience.clone())
+        .ok_or("--aud is required (the issuer has no default_audience)")?;
+    if sub.is_empty() {
+        return Err("--sub must not be empty".into());
+    }
+    let der = PrivatePkcs8KeyDer::from_pem_file(&issuer.signing_key_file)
+        .map_err(|e| format!("{}: not a PKCS#8 PEM private key: {e}", issuer.signing_key_file.display()))?;
+    let signer = TokenSigner::from_pkcs8(issuer.alg, der.secret_pkcs8_der())
+        .map_err(|e| format!("{}: {e}", issuer.signing_key_file.display()))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    let mut claims = serde_json::Map::new();
+    for pair in extra {
+        let (name, value) = pair.split_once('=').ok_or_else(|| format!("--claim `{pair}`: expected NAME=VALUE"))?;
+        if ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"].contains(&name) || name.is_empty() {
+            return Err(format!("--claim `{name}`: registered claims are set by their own options"));
+        }
+        claims.insert(name.to_owned(), claim_value(value));
+    }
+    let jti: [u8; 16] = ward_crypto::random_bytes().map_err(|e| e.to_string())?;
+    claims.insert("iss".into(), Value::String(issuer.issuer.clone()));
+    claims.insert("sub".into(), Value::String(sub.to_owned()));
+    claims.insert("aud".into(), Value::String(aud));
+    claims.insert("iat".into(), now.into());
+    claims.insert("nbf".into(), now.into());
+    claims.insert("exp".into(), (now + ttl.as_secs()).into());
+    claims.insert("jti".into(), Value::String(ward_core::RequestId::from_random(jti).to_string()));
+    signer.sign(&claims).map_err(|e| e.to_string())
+}

@@ -58,10 +58,16 @@ impl FileSink {
 }
 
 impl AuditSink for FileSink {
-    fn record(&self, record: AuditRecord) -> Result<(), AuditError> {
-        if !self.healthy.load(Ordering::Acquire) {
-            return Err(AuditError::Failed("the last write failed".into()));
+    fn ready(&self) -> Result<(), AuditError> {
+        if self.healthy.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(AuditError::Failed("the last write failed".into()))
         }
+    }
+
+    fn record(&self, record: AuditRecord) -> Result<(), AuditError> {
+        self.ready()?;
         self.tx.try_send(Message::Record(record)).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => AuditError::Overloaded,
             mpsc::TrySendError::Disconnected(_) => AuditError::Closed,

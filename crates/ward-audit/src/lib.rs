@@ -43,6 +43,16 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
     /// [`AuditError`] when the sink cannot take the record.
     fn record(&self, record: AuditRecord) -> Result<(), AuditError>;
 
+    /// Whether the sink can take records right now. The gateway asks before
+    /// it forwards a request, so an allowed request is not sent upstream when
+    /// its record could not be kept.
+    ///
+    /// # Errors
+    /// [`AuditError`] describing why not.
+    fn ready(&self) -> Result<(), AuditError> {
+        Ok(())
+    }
+
     /// Resolve once every record accepted before the call is durably stored.
     fn flush(&self) -> Pin<Box<dyn Future<Output = Result<(), AuditError>> + Send + 'static>>;
 }

@@ -1,1 +1,220 @@
+//! The Ward gateway: TLS termination, JWT authentication, default-deny
+//! authorization, a hardened reverse proxy and one audit record per request.
+//!
+//! ```text
+//! accept ─▶ TLS (rustls/aws-lc-rs) ─▶ limits ─▶ normalise path ─▶ route
+//!        ─▶ authenticate (JWT) ─▶ authorize (rules) ─▶ proxy ─▶ respond
+//!                      └────────────▶ audit record (every outcome)
+//! ```
+//!
+//! The decisions come from the pure crates (`ward-authn`, `ward-policy`);
+//! this crate is the I/O shell around them.
 #![forbid(unsafe_code)]
+
+mod handler;
+mod idle;
+mod keys;
+mod response;
+mod server;
+mod tls;
+mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::HeaderName;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use ward_audit::{AuditSink, FileSink};
+use ward_config::{Config, UpstreamTarget};
+use ward_crypto::{KeyedHasher, SecretBytes};
+use ward_policy::RouteTable;
+
+pub use idle::IdleTimeout;
+pub use keys::{FileSource, HttpsSource};
+pub use tls::{ServerTls, load_certified_key, provider as crypto_provider};
+pub use upstream::start_echo;
+
+use handler::{RouteRuntime, Shared};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The configuration is inconsistent with the environment.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Certificates or keys for TLS are unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Token verification keys are unusable.
+    #[error("keys: {0}")]
+    Keys(String),
+    /// The audit log cannot be opened.
+    #[error("audit: {0}")]
+    Audit(String),
+    /// Binding the listener or another I/O failure.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A gateway whose listener is bound and whose configuration is loaded, but
+/// which does not serve yet.
+#[derive(Debug)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+    tls: Arc<ServerTls>,
+    listener: TcpListener,
+    reload_interval: std::time::Duration,
+}
+
+impl Gateway {
+    /// Load keys and certificates, open the audit log, start the demo echo
+    /// service if an upstream asks for it, and bind the listener. Any error
+    /// stops here: a half-configured gateway never serves.
+    ///
+    /// # Errors
+    /// [`GatewayError`] describing the first problem.
+    pub async fn bind(config: &Config) -> Result<Self, GatewayError> {
+        let tls = Arc::new(ServerTls::new(&config.gateway.tls)?);
+        let authn = keys::authenticator(config).await?;
+        let hmac_key = std::fs::read(&config.audit.hmac_key_file)
+            .map_err(|e| GatewayError::Audit(format!("{}: {e}", config.audit.hmac_key_file.display())))?;
+        tls::warn_if_readable_by_others(&config.audit.hmac_key_file);
+        let ip_hasher = KeyedHasher::new(&SecretBytes::new(hmac_key))
+            .map_err(|e| GatewayError::Audit(format!("{}: {e}", config.audit.hmac_key_file.display())))?;
+        let sink = FileSink::open(&config.audit.file, config.audit.queue)
+            .map_err(|e| GatewayError::Audit(format!("{}: {e}", config.audit.file.display())))?;
+        let echo = if config.upstreams.iter().any(|u| u.target == UpstreamTarget::Echo) {
+            Some(upstream::start_echo().await?)
+        } else {
+            None
+        };
+        let upstreams = config.upstreams.iter().map(|u| upstream::build(u, echo)).collect::<Result<Vec<_>, _>>()?;
+        let mut route_runtime = HashMap::new();
+        for route in &config.routes {
+            let upstream = config
+                .upstreams
+                .iter()
+                .position(|u| u.name == route.upstream)
+                .ok_or_else(|| GatewayError::Config(format!("route `{}`: unknown upstream", route.name)))?;
+            let providers = if route.providers.is_empty() {
+                None
+            } else {
+                Some(route.providers.iter().filter_map(|p| authn.provider_index(p)).collect())
+            };
+            route_runtime.insert(route.name.clone(), RouteRuntime { providers, upstream });
+        }
+        let forward_claims = config
+            .forward_claims
+            .iter()
+            .map(|(claim, header)| {
+                HeaderName::from_bytes(header.as_bytes())
+                    .map(|h| (claim.clone(), h))
+                    .map_err(|_| GatewayError::Config(format!("bad header name `{header}`")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let shared = Arc::new(Shared {
+            routes: RouteTable::new(config.routes.clone()),
+            route_runtime,
+            authn,
+            upstreams,
+            audit: Arc::new(sink),
+            ip_hasher,
+            token_sources: config.token_sources.clone(),
+            forward_token: config.forward_token,
+            forward_claims,
+            limits: config.gateway.limits.clone(),
+            trusted_proxy_hops: config.gateway.trusted_proxy_hops,
+        });
+        let listener = TcpListener::bind(config.gateway.listen).await?;
+        Ok(Self { shared, tls, listener, reload_interval: config.gateway.tls.reload_interval })
+    }
+
+    /// The bound address (useful with port 0).
+    ///
+    /// # Errors
+    /// The socket error, if any.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        server::bound(&self.listener)
+    }
+
+    /// Start serving in the background; TLS files are watched for changes and
+    /// reloaded on SIGHUP.
+    #[must_use]
+    pub fn spawn(self) -> RunningGateway {
+        let addr = self.local_addr().ok();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let tls = Arc::clone(&self.tls);
+        let audit = Arc::clone(&self.shared.audit);
+        let watcher = tokio::spawn(watch_tls(Arc::clone(&self.tls), self.reload_interval));
+        let acceptor = TlsAcceptor::from(Arc::clone(&self.tls.config));
+        let task = tokio::spawn(async move {
+            server::serve(self.listener, acceptor, self.shared, async move {
+                let _ = stopped.await;
+            })
+            .await;
+            watcher.abort();
+        });
+        RunningGateway { addr, tls, audit, stop: Some(stop), task }
+    }
+}
+
+async fn watch_tls(tls: Arc<ServerTls>, every: std::time::Duration) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        tls.reload(forced);
+    }
+}
+
+/// A serving gateway.
+#[derive(Debug)]
+pub struct RunningGateway {
+    addr: Option<SocketAddr>,
+    tls: Arc<ServerTls>,
+    audit: Arc<dyn AuditSink>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// The address it listens on.
+    #[must_use]
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// Wait until every audit record so far is on disk.
+    ///
+    /// # Errors
+    /// The sink's error, if it is failing.
+    pub async fn flush_audit(&self) -> Result<(), ward_audit::AuditError> {
+        self.audit.flush().await
+    }
+
+    /// Reload the TLS files now, as SIGHUP does. Returns whether a new certificate is served.
+    #[must_use]
+    pub fn reload_tls(&self) -> bool {
+        self.tls.reload(true)
+    }
+
+    /// Stop accepting, let open requests finish (at most 10 s), flush the audit log.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+        let _ = self.audit.flush().await;
+    }
+
+    /// Wait until the gateway stops (it stops only through [`shutdown`](Self::shutdown)).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}

@@ -1,0 +1,464 @@
+//! The request pipeline: limits → normalise → route → authenticate →
+//! authorize → proxy, with exactly one audit record per request, whatever
+//! the outcome.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Version};
+use http_body_util::{Either, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use ward_audit::{AuditRecord, AuditSink, format_rfc3339_millis};
+use ward_authn::{Authenticator, TokenRejected};
+use ward_config::{Limits, TokenSource};
+use ward_core::{Decision, Effect, Identity, ReasonCode, RequestId};
+use ward_crypto::{KeyedHasher, mask_personal_data};
+use ward_policy::{RouteTable, authorize, normalize_path};
+
+use crate::response::{self, Body};
+use crate::upstream::Upstream;
+
+/// What a route needs at run time besides its rules.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteRuntime {
+    /// Indexes of the providers the route accepts; `None` accepts all.
+    pub providers: Option<Vec<usize>>,
+    /// Index into [`Shared::upstreams`].
+    pub upstream: usize,
+}
+
+/// Everything the pipeline needs, shared by all connections.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub routes: RouteTable,
+    pub route_runtime: HashMap<String, RouteRuntime>,
+    pub authn: Arc<Authenticator>,
+    pub upstreams: Vec<Upstream>,
+    pub audit: Arc<dyn AuditSink>,
+    pub ip_hasher: KeyedHasher,
+    pub token_sources: Vec<TokenSource>,
+    pub forward_token: bool,
+    pub forward_claims: Vec<(String, HeaderName)>,
+    pub limits: Limits,
+    pub trusted_proxy_hops: usize,
+}
+
+/// What the audit record needs to know, collected as the request goes.
+struct Trail {
+    start: Instant,
+    request_id: RequestId,
+    method: String,
+    path: String,
+    client_ip: IpAddr,
+    protocol: &'static str,
+    route: Option<String>,
+    upstream: Option<Arc<str>>,
+    identity: Option<Identity>,
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+impl Shared {
+    fn audit(&self, trail: &Trail, decision: Decision, status: u16) -> Result<(), ward_audit::AuditError> {
+        let identity = trail.identity.as_ref();
+        let record = AuditRecord {
+            schema: AuditRecord::SCHEMA,
+            time: format_rfc3339_millis(SystemTime::now()),
+            request_id: trail.request_id.as_str().to_owned(),
+            decision: decision.effect,
+            reason: decision.reason,
+            principal: identity.map(|i| mask_personal_data(i.principal.as_str())),
+            issuer: identity.map(|i| i.issuer.to_string()),
+            route: trail.route.clone(),
+            upstream: trail.upstream.as_ref().map(ToString::to_string),
+            method: trail.method.clone(),
+            path: mask_personal_data(&trail.path),
+            status,
+            latency_us: u64::try_from(trail.start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            client_ip_hmac: self.ip_hasher.tag_hex(trail.client_ip.to_string().as_bytes()),
+            protocol: trail.protocol,
+        };
+        self.audit.record(record).inspect_err(|e| {
+            tracing::error!(request_id = %trail.request_id, error = %e, "audit record could not be written");
+        })
+    }
+
+    /// Refuse the request: audit the reason, answer with a generic error.
+    fn reject(&self, trail: &Trail, reason: ReasonCode) -> Response<Body> {
+        let response = response::error(reason, &trail.request_id);
+        // A failing sink cannot make a denial less denied; it is logged above.
+        let _ = self.audit(trail, Decision::deny(reason), response.status().as_u16());
+        response
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn new_request_id() -> RequestId {
+    match ward_crypto::random_bytes::<16>() {
+        Ok(bytes) => RequestId::from_random(bytes),
+        // Without randomness an id is still needed to tie error to record.
+        Err(_) => RequestId::from_random(now_nanos().to_be_bytes()),
+    }
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+fn protocol(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// The client address and the `X-Forwarded-For` value to send upstream.
+///
+/// With `hops == 0` the client's own `X-Forwarded-For` is ignored (anyone can
+/// write it); with `hops == n` the `n` right-most entries are trusted proxies
+/// and the entry before them is the client.
+fn client_address(headers: &HeaderMap, peer: IpAddr, hops: usize) -> (IpAddr, String) {
+    if hops == 0 {
+        return (peer, peer.to_string());
+    }
+    let listed: Vec<&str> = headers
+        .get_all(header::HeaderName::from_static("x-forwarded-for"))
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut chain: Vec<IpAddr> = listed.iter().filter_map(|s| s.parse().ok()).collect();
+    chain.push(peer);
+    let client = chain.len().checked_sub(hops + 1).and_then(|i| chain.get(i)).or(chain.first()).copied().unwrap_or(peer);
+    let mut forwarded = listed.join(", ");
+    if !forwarded.is_empty() {
+        forwarded.push_str(", ");
+    }
+    forwarded.push_str(&peer.to_string());
+    (client, forwarded)
+}
+
+fn header_footprint(headers: &HeaderMap) -> usize {
+    headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()
+}
+
+/// The token from the first configured place that has one.
+fn extract_token(headers: &HeaderMap, sources: &[TokenSource]) -> Option<String> {
+    for source in sources {
+        match source {
+            TokenSource::Header(name) => {
+                let Some(value) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) else { continue };
+                let token = if name == "authorization" {
+                    let (scheme, rest) = value.split_once(' ')?;
+                    if !scheme.eq_ignore_ascii_case("bearer") {
+                        return None;
+                    }
+                    rest.trim()
+                } else {
+                    value.trim()
+                };
+                return (!token.is_empty() && !token.contains(' ')).then(|| token.to_owned());
+            }
+            TokenSource::Cookie(name) => {
+                let found = headers
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(';'))
+                    .filter_map(|pair| pair.trim().split_once('='))
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.to_owned());
+                if found.is_some() {
+                    return found;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Remove the configured token locations so the credential stays at the edge.
+fn strip_token(headers: &mut HeaderMap, sources: &[TokenSource]) {
+    for source in sources {
+        match source {
+            TokenSource::Header(name) => {
+                headers.remove(name.as_str());
+            }
+            TokenSource::Cookie(name) => {
+                let kept: Vec<String> = headers
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(';'))
+                    .map(str::trim)
+                    .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k != name))
+                    .map(str::to_owned)
+                    .collect();
+                headers.remove(header::COOKIE);
+                if !kept.is_empty() {
+                    if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+                        headers.insert(header::COOKIE, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Strip hop-by-hop headers, including those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+fn claim_header_value(value: &serde_json::Value) -> Option<HeaderValue> {
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => {
+            items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect::<Vec<_>>().join(",")
+        }
+        serde_json::Value::Null => return None,
+        other => other.to_string(),
+    };
+    HeaderValue::from_str(&text).ok()
+}
+
+fn is_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<LengthLimitError>().is_some() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Serve one request. Never fails: every outcome is a response and a record.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let (mut parts, body) = request.into_parts();
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(RequestId::parse)
+        .unwrap_or_else(new_request_id);
+    let (client_ip, forwarded_for) = client_address(&parts.headers, peer.ip(), shared.trusted_proxy_hops);
+    let mut trail = Trail {
+        start,
+        request_id,
+        method: parts.method.as_str().to_owned(),
+        path: String::new(),
+        client_ip,
+        protocol: protocol(parts.version),
+        route: None,
+        upstream: None,
+        identity: None,
+    };
+    let limits = &shared.limits;
+
+    // 1. Limits on what the client sent.
+    if parts.headers.len() > limits.max_headers || header_footprint(&parts.headers) > limits.max_header_bytes {
+        trail.path = parts.uri.path().chars().take(256).collect();
+        return Ok(shared.reject(&trail, ReasonCode::HeadersTooLarge));
+    }
+    // 2. One canonical path, judged and forwarded.
+    let path = match normalize_path(parts.uri.path()) {
+        Ok(p) => p,
+        Err(_) => {
+            trail.path = parts.uri.path().chars().take(256).collect();
+            return Ok(shared.reject(&trail, ReasonCode::PathRejected));
+        }
+    };
+    trail.path.clone_from(&path);
+    let declared_length = parts.headers.get(header::CONTENT_LENGTH).map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()));
+    match declared_length {
+        Some(None) => return Ok(shared.reject(&trail, ReasonCode::BadRequest)),
+        Some(Some(n)) if n > limits.max_body_bytes => return Ok(shared.reject(&trail, ReasonCode::BodyTooLarge)),
+        _ => {}
+    }
+    // 3. Route (default deny when none matches).
+    let Some(route) = shared.routes.find(&path) else {
+        return Ok(shared.reject(&trail, ReasonCode::NoRoute));
+    };
+    trail.route = Some(route.name.clone());
+    let Some(runtime) = shared.route_runtime.get(&route.name) else {
+        return Ok(shared.reject(&trail, ReasonCode::NoRoute));
+    };
+    // 4. Authenticate.
+    if !route.public {
+        let Some(token) = extract_token(&parts.headers, &shared.token_sources) else {
+            return Ok(shared.reject(&trail, ReasonCode::TokenMissing));
+        };
+        let accepts = |i: usize| runtime.providers.as_ref().is_none_or(|p| p.contains(&i));
+        match shared.authn.authenticate(&token, now_secs(), accepts).await {
+            Ok(identity) => trail.identity = Some(identity),
+            Err(TokenRejected(reason)) => return Ok(shared.reject(&trail, reason)),
+        }
+    }
+    // 5. Authorize (default deny).
+    let decision = authorize(route, parts.method.as_str(), &path, trail.identity.as_ref());
+    if decision.effect == Effect::Deny {
+        return Ok(shared.reject(&trail, decision.reason));
+    }
+    // 6. Nothing goes upstream that could not be recorded.
+    if shared.audit.ready().is_err() {
+        return Ok(shared.reject(&trail, ReasonCode::AuditUnavailable));
+    }
+    let Some(upstream) = shared.upstreams.get(runtime.upstream) else {
+        return Ok(shared.reject(&trail, ReasonCode::UpstreamUnavailable));
+    };
+    trail.upstream = Some(Arc::clone(&upstream.name));
+
+    // 7. Build the upstream request.
+    let Ok(uri) = upstream.uri(&path, parts.uri.query()) else {
+        return Ok(shared.reject(&trail, ReasonCode::BadRequest));
+    };
+    let original_host = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    let spoofable: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("x-ward-") || n.as_str().starts_with("x-forwarded-"))
+        .cloned()
+        .collect();
+    for name in spoofable {
+        headers.remove(&name);
+    }
+    headers.remove(header::HOST);
+    headers.remove(HeaderName::from_static("forwarded"));
+    if !shared.forward_token {
+        strip_token(headers, &shared.token_sources);
+    }
+    if let Ok(v) = HeaderValue::from_str(trail.request_id.as_str()) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
+    if let Some(host) = original_host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+    if let Some(identity) = &trail.identity {
+        if let Ok(v) = HeaderValue::from_str(identity.principal.as_str()) {
+            headers.insert(HeaderName::from_static("x-ward-principal"), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&identity.issuer) {
+            headers.insert(HeaderName::from_static("x-ward-issuer"), v);
+        }
+        for (claim, name) in &shared.forward_claims {
+            if let Some(v) = identity.claim(claim).and_then(claim_header_value) {
+                headers.insert(name.clone(), v);
+            }
+        }
+    }
+    parts.uri = uri;
+    parts.version = if upstream.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    let limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
+    let upstream_request = Request::from_parts(parts, Limited::new(body, limit));
+
+    // 8. Proxy, bounded in time.
+    let outcome = tokio::time::timeout(upstream.timeout, upstream.client.request(upstream_request)).await;
+    let upstream_response = match outcome {
+        Err(_) => return Ok(shared.reject(&trail, ReasonCode::UpstreamTimeout)),
+        Ok(Err(e)) => {
+            if is_body_limit(&e) {
+                return Ok(shared.reject(&trail, ReasonCode::BodyTooLarge));
+            }
+            tracing::warn!(request_id = %trail.request_id, upstream = %upstream.name, error = %e, "upstream request failed");
+            return Ok(shared.reject(&trail, ReasonCode::UpstreamUnavailable));
+        }
+        Ok(Ok(r)) => r,
+    };
+    let (mut parts, body) = upstream_response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    response::add_security_headers(&mut parts.headers, &trail.request_id);
+    if shared.audit(&trail, decision, parts.status.as_u16()).is_err() {
+        // Fail closed: an unrecorded response is not delivered.
+        return Ok(response::error(ReasonCode::AuditUnavailable, &trail.request_id));
+    }
+    Ok(Response::from_parts(parts, Either::Right(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_trusted_only_as_configured() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 10.0.0.1"));
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(client_address(&h, peer, 0), (peer, "127.0.0.1".into()));
+        let (ip, xff) = client_address(&h, peer, 1);
+        assert_eq!(ip, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(xff, "6.6.6.6, 10.0.0.1, 127.0.0.1");
+        assert_eq!(client_address(&h, peer, 2).0, "6.6.6.6".parse::<IpAddr>().unwrap());
+        assert_eq!(client_address(&h, peer, 9).0, "6.6.6.6".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn tokens_come_only_from_configured_places() {
+        let sources = vec![TokenSource::Header("authorization".into()), TokenSource::Cookie("ward".into())];
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(extract_token(&h, &sources), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  tok"));
+        assert_eq!(extract_token(&h, &sources).as_deref(), Some("tok"));
+        h.remove(header::AUTHORIZATION);
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; ward=ctok; b=2"));
+        assert_eq!(extract_token(&h, &sources).as_deref(), Some("ctok"));
+        strip_token(&mut h, &sources);
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
+    }
+
+    #[test]
+    fn connection_named_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none() && h.get(header::CONNECTION).is_none());
+        assert!(h.get("x-kept").is_some());
+    }
+}

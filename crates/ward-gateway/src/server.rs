@@ -1,0 +1,131 @@
+//! The accept loop: connection limit, plaintext detection, TLS handshake
+//! with a deadline, then HTTP/1.1 or HTTP/2 with header and idle timeouts.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use ward_config::Limits;
+
+use crate::handler::{Shared, handle};
+use crate::idle::IdleTimeout;
+
+/// The first byte of every TLS record carrying a handshake.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+const PLAINTEXT_REFUSAL: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 24\r\nconnection: close\r\n\r\n{\"error\":\"tls_required\"}";
+
+pub(crate) fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own limits are a backstop set well above Ward's, so that
+    // ordinary oversized requests reach the pipeline, get a 431 and an audit
+    // record; only grossly oversized heads are cut off by hyper itself.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size((limits.max_header_bytes * 4).max(64 * 1024))
+        .max_headers((limits.max_headers * 2).max(128));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes * 4).unwrap_or(u32::MAX))
+        .max_concurrent_streams(128)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = shared.limits.clone();
+    let builder = Arc::new(http_builder(&limits));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of descriptors and similar: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (acceptor, shared, builder, limits) =
+            (acceptor.clone(), Arc::clone(&shared), Arc::clone(&builder), limits.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let Some(tls) = handshake(stream, &acceptor, &limits).await else { return };
+            let io = TokioIo::new(IdleTimeout::new(tls, limits.idle_timeout));
+            let service = service_fn(move |request| handle(Arc::clone(&shared), request, peer));
+            let connection = builder.serve_connection(io, service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // Let in-flight requests finish, but not forever.
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
+    }
+}
+
+/// Refuse plaintext politely, and complete the TLS handshake within the deadline.
+async fn handshake(
+    mut stream: TcpStream,
+    acceptor: &TlsAcceptor,
+    limits: &Limits,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.handshake_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
+        Ok(Ok(1)) => {
+            // Plain HTTP (or anything else) on the TLS port.
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(PLAINTEXT_REFUSAL)).await;
+            let _ = stream.shutdown().await;
+            return None;
+        }
+        _ => return None,
+    }
+    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// The address a listener is bound to, for logs and tests.
+pub(crate) fn bound(listener: &TcpListener) -> std::io::Result<SocketAddr> {
+    listener.local_addr()
+}

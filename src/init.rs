@@ -1,0 +1,149 @@
+//! First run of `ward up`: create the data directory with its keys,
+//! certificates, configuration and default policy.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use ward_authn::{Algorithm, TokenSigner};
+
+/// The configuration `ward up` writes, with the default policy.
+const DEFAULT_CONFIG: &str = r#"# Ward configuration, written by `ward up`. Edit freely; validate with
+#   ward check-config ward-data/ward.toml
+# Relative paths are relative to this file.
+
+[gateway]
+listen = "127.0.0.1:8443"
+
+[gateway.tls]
+cert_file = "tls/server.crt"
+key_file = "tls/server.key"
+min_version = "1.2"
+
+[gateway.limits]
+max_header_bytes = 16384
+max_headers = 100
+max_body_bytes = 1048576
+max_connections = 10000
+header_timeout = "10s"
+handshake_timeout = "10s"
+idle_timeout = "60s"
+
+[audit]
+file = "audit/audit.jsonl"
+hmac_key_file = "keys/audit-hmac.key"
+
+[authn]
+token_from = ["header:authorization"]
+cache_entries = 10000
+forward_claims = { roles = "x-ward-roles" }
+
+# The local issuer used by `ward token issue`.
+[issuer]
+issuer = "https://ward.local"
+signing_key_file = "keys/token-signing.key"
+default_audience = "ward-demo"
+max_ttl = "24h"
+
+[[providers]]
+name = "local"
+issuer = "https://ward.local"
+audiences = ["ward-demo"]
+jwks_file = "keys/jwks.json"
+leeway = "60s"
+
+[[upstreams]]
+name = "demo"
+url = "builtin:echo"
+
+# The default policy. Everything is denied unless a rule below allows it.
+[[routes]]
+name = "api"
+prefix = "/api/"
+upstream = "demo"
+
+[[routes.allow]]
+methods = ["GET", "HEAD"]
+claims = { roles = ["reader", "writer"] }
+
+[[routes.allow]]
+methods = ["POST", "PUT", "PATCH", "DELETE"]
+claims = { roles = "writer" }
+
+[[routes]]
+name = "public"
+prefix = "/public/"
+upstream = "demo"
+public = true
+
+[[routes.allow]]
+methods = ["GET"]
+"#;
+
+/// Write `bytes` to a new file readable only by its owner (0600).
+///
+/// # Errors
+/// The I/O error; an existing file is never overwritten.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Create the data directory's contents if `ward.toml` is not there yet.
+/// Returns whether anything was created.
+///
+/// # Errors
+/// A description of what could not be created.
+pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
+    let config = dir.join("ward.toml");
+    if config.exists() {
+        return Ok(false);
+    }
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("{}: {what}: {e}", dir.display());
+    for sub in ["", "tls", "keys", "audit"] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir.join(sub))
+            .map_err(|e| fail("cannot create directory", &e))?;
+    }
+    let pki = ward_pki::generate_local_pki("Ward local CA", &["localhost", "127.0.0.1", "::1"])
+        .map_err(|e| fail("certificate generation", &e))?;
+    write_public(&dir.join("ca.crt"), pki.ca.cert_pem.as_bytes()).map_err(|e| fail("ca.crt", &e))?;
+    write_private(&dir.join("ca.key"), pki.ca.key_pem.as_bytes()).map_err(|e| fail("ca.key", &e))?;
+    write_public(&dir.join("tls/server.crt"), pki.server.cert_pem.as_bytes()).map_err(|e| fail("tls/server.crt", &e))?;
+    write_private(&dir.join("tls/server.key"), pki.server.key_pem.as_bytes()).map_err(|e| fail("tls/server.key", &e))?;
+
+    let pkcs8 = zeroize::Zeroizing::new(TokenSigner::generate_pkcs8(Algorithm::Es256).map_err(|e| fail("signing key", &e))?);
+    let signer = TokenSigner::from_pkcs8(Algorithm::Es256, &pkcs8).map_err(|e| fail("signing key", &e))?;
+    let key_pem = zeroize::Zeroizing::new(pem("PRIVATE KEY", &pkcs8));
+    write_private(&dir.join("keys/token-signing.key"), key_pem.as_bytes()).map_err(|e| fail("keys/token-signing.key", &e))?;
+    let jwks = serde_json::to_vec_pretty(&signer.public_jwk_set()).map_err(|e| fail("keys/jwks.json", &e))?;
+    write_public(&dir.join("keys/jwks.json"), &jwks).map_err(|e| fail("keys/jwks.json", &e))?;
+    let hmac: zeroize::Zeroizing<[u8; 32]> =
+        zeroize::Zeroizing::new(ward_crypto::random_bytes().map_err(|e| fail("audit key", &e))?);
+    write_private(&dir.join("keys/audit-hmac.key"), hmac.as_ref()).map_err(|e| fail("keys/audit-hmac.key", &e))?;
+    // The config goes last: its presence marks a complete data directory.
+    write_public(&config, DEFAULT_CONFIG.as_bytes()).map_err(|e| fail("ward.toml", &e))?;
+    Ok(true)
+}
