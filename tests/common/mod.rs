@@ -1,0 +1,186 @@
+//! Test harness: a real gateway on 127.0.0.1:0 with its own PKI, keys,
+//! audit log and a real upstream that reports what it received.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use ward_authn::{Algorithm, TokenSigner};
+
+pub const ISSUER: &str = "https://issuer.test";
+pub const AUDIENCE: &str = "orders";
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub gateway: ward_gateway::RunningGateway,
+    pub addr: SocketAddr,
+    pub signer: TokenSigner,
+    pub upstream_hits: Arc<AtomicUsize>,
+    pub client: reqwest::Client,
+    pub ca_pem: String,
+}
+
+pub fn now() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}
+
+/// A real upstream: answers 200 with a JSON echo of every header and the body length.
+pub async fn start_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let counter = counter.clone();
+                    async move {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let headers: HashMap<String, String> = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                            .collect();
+                        let path = req.uri().to_string();
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+                        let out = json!({"headers": headers, "path": path, "body_len": body});
+                        let mut resp = hyper::Response::new(Full::new(Bytes::from(out.to_string())));
+                        resp.headers_mut().insert("server", "upstream/1.2.3".parse().unwrap());
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Write keys and a config into a fresh directory; `extra` is appended to the config.
+pub fn write_config(dir: &Path, upstream: &str, extra: &str) -> (PathBuf, TokenSigner, String) {
+    let pki = ward_pki::generate_local_pki("test CA", &["localhost", "127.0.0.1"]).unwrap();
+    write(&dir.join("ca.crt"), pki.ca.cert_pem.as_bytes());
+    write(&dir.join("server.crt"), pki.server.cert_pem.as_bytes());
+    write(&dir.join("server.key"), pki.server.key_pem.as_bytes());
+    let signer = TokenSigner::from_pkcs8(Algorithm::Es256, &TokenSigner::generate_pkcs8(Algorithm::Es256).unwrap()).unwrap();
+    write(&dir.join("jwks.json"), signer.public_jwk_set().to_string().as_bytes());
+    write(&dir.join("audit.key"), &[7u8; 32]);
+    let config = format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+[gateway.tls]
+cert_file = "server.crt"
+key_file = "server.key"
+[gateway.limits]
+max_header_bytes = 8192
+max_body_bytes = 1024
+header_timeout = "1s"
+[audit]
+file = "audit.jsonl"
+hmac_key_file = "audit.key"
+[authn]
+forward_claims = {{ roles = "x-ward-roles" }}
+[[providers]]
+name = "test"
+issuer = "{ISSUER}"
+audiences = ["{AUDIENCE}"]
+jwks_file = "jwks.json"
+[[upstreams]]
+name = "app"
+url = "{upstream}"
+timeout = "2s"
+connect_timeout = "1s"
+[[routes]]
+name = "api"
+prefix = "/api/"
+upstream = "app"
+[[routes.allow]]
+methods = ["GET", "POST"]
+claims = {{ roles = "reader" }}
+{extra}
+"#
+    );
+    let path = dir.join("ward.toml");
+    std::fs::write(&path, config).unwrap();
+    (path, signer, pki.ca.cert_pem)
+}
+
+pub fn client(ca_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap()
+}
+
+pub async fn start_with(upstream: Option<&str>, extra: &str) -> Harness {
+    let (up_addr, hits) = start_upstream().await;
+    let upstream = upstream.map_or_else(|| format!("http://{up_addr}"), str::to_owned);
+    let dir = tempfile::tempdir().unwrap();
+    let (path, signer, ca_pem) = write_config(dir.path(), &upstream, extra);
+    let config = ward_config::load(&path).unwrap();
+    let gateway = ward_gateway::Gateway::bind(&config).await.unwrap();
+    let addr = gateway.local_addr().unwrap();
+    let gateway = gateway.spawn();
+    Harness { client: client(&ca_pem), dir, gateway, addr, signer, upstream_hits: hits, ca_pem }
+}
+
+pub async fn start() -> Harness {
+    start_with(None, "").await
+}
+
+impl Harness {
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    pub fn claims(&self, extra: Value) -> ward_core::Claims {
+        let now = now();
+        let mut base = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "exp": now + 300, "iat": now, "roles": ["reader"]});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                base.as_object_mut().unwrap().remove(k);
+            } else {
+                base[k] = v.clone();
+            }
+        }
+        base.as_object().unwrap().clone()
+    }
+
+    pub fn token(&self, extra: Value) -> String {
+        self.signer.sign(&self.claims(extra)).unwrap()
+    }
+
+    /// Every audit record so far, once flushed.
+    pub async fn audit(&self) -> Vec<Value> {
+        self.gateway.flush_audit().await.unwrap();
+        let text = std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// The one audit record for `request_id` (fails if there are zero or several).
+    pub async fn record_for(&self, request_id: &str) -> Value {
+        let records: Vec<Value> = self.audit().await.into_iter().filter(|r| r["request_id"] == request_id).collect();
+        assert_eq!(records.len(), 1, "exactly one audit record for {request_id}: {records:?}");
+        records.into_iter().next().unwrap()
+    }
+}

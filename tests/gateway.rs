@@ -1,0 +1,340 @@
+//! End-to-end acceptance tests: a real gateway on 127.0.0.1, a real upstream,
+//! real clients (reqwest, raw TLS sockets, openssl s_client), and the audit
+//! file read back after every scenario.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::{Harness, now, start, start_with};
+
+async fn get(h: &Harness, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = h.client.get(h.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+fn request_id(r: &reqwest::Response) -> String {
+    r.headers()["x-request-id"].to_str().unwrap().to_owned()
+}
+
+/// Assert a generic error body and the single audit record with `reason`.
+async fn expect_denied(h: &Harness, r: reqwest::Response, status: u16, reason: &str) {
+    assert_eq!(r.status().as_u16(), status, "for reason {reason}");
+    let id = request_id(&r);
+    let www = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body.as_object().unwrap().len(), 2, "generic body only: {body}");
+    assert_eq!(body["request_id"], id);
+    if status == 401 {
+        assert!(www.unwrap().contains(r#"error="invalid_token""#));
+    }
+    let record = h.record_for(&id).await;
+    assert_eq!(record["reason"], reason);
+    assert_eq!(record["decision"], "deny");
+    assert_eq!(record["status"], status);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn valid_token_reaches_upstream_with_identity_and_spoofed_headers_are_removed() {
+    let h = start().await;
+    let token = h.token(json!({}));
+    let r = h
+        .client
+        .get(h.url("/api/orders/../items//7?q=1"))
+        .bearer_auth(&token)
+        .header("x-ward-principal", "mallory")
+        .header("x-ward-roles", "admin")
+        .header("x-forwarded-for", "6.6.6.6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    let headers = r.headers().clone();
+    assert!(headers["strict-transport-security"].to_str().unwrap().contains("max-age="));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert!(headers.get("server").is_none(), "no Server header leaks");
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-ward-principal"], "alice");
+    assert_eq!(seen["headers"]["x-ward-issuer"], common::ISSUER);
+    assert_eq!(seen["headers"]["x-ward-roles"], "reader");
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1", "client XFF is not trusted by default");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(seen["headers"]["x-request-id"], id);
+    assert!(seen["headers"].get("authorization").is_none(), "the token stays at the edge");
+    assert_eq!(seen["path"], "/api/items/7?q=1", "the upstream sees the normalised path that was authorized");
+    let record = h.record_for(&id).await;
+    assert_eq!(record["decision"], "allow");
+    assert_eq!(record["reason"], "allowed_by_rule");
+    assert_eq!(record["principal"], "alice");
+    assert_eq!(record["route"], "api");
+    assert_eq!(record["status"], 200);
+    assert_eq!(record["client_ip_hmac"].as_str().unwrap().len(), 32);
+    assert!(!record.to_string().contains("127.0.0.1"), "client IP is only stored as an HMAC");
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_token_gets_401_and_a_policy_miss_gets_403() {
+    let h = start().await;
+    let n = now();
+    let h64 = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let payload = Value::Object(h.claims(json!({})));
+    let kid = h.signer.kid().to_owned();
+
+    // HS256 keyed with the provider's public key (key confusion).
+    let confused = {
+        let input = format!("{}.{}", h64(json!({"alg": "HS256", "kid": kid, "typ": "JWT"})), h64(payload.clone()));
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, h.signer.public_jwk().to_string().as_bytes()), input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    };
+    let bad_sig = {
+        let t = h.token(json!({}));
+        let (rest, sig) = t.rsplit_once('.').unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        raw[0] ^= 0x80;
+        format!("{rest}.{}", URL_SAFE_NO_PAD.encode(raw))
+    };
+    let sig_of_valid = h.token(json!({})).rsplit_once('.').unwrap().1.to_owned();
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("no token", None, "token_missing"),
+        ("expired", Some(h.token(json!({"exp": n - 3600}))), "token_expired"),
+        ("not yet valid", Some(h.token(json!({"nbf": n + 3600}))), "token_not_yet_valid"),
+        ("wrong issuer", Some(h.token(json!({"iss": "https://evil.test"}))), "token_bad_issuer"),
+        ("wrong audience", Some(h.token(json!({"aud": "payments"}))), "token_bad_audience"),
+        ("bad signature", Some(bad_sig), "token_bad_signature"),
+        ("alg none", Some(format!("{}.{}.", h64(json!({"alg": "none"})), h64(payload.clone()))), "token_algorithm_not_allowed"),
+        ("key confusion", Some(confused), "token_algorithm_not_allowed"),
+        (
+            "unknown kid",
+            Some(format!("{}.{}.{sig_of_valid}", h64(json!({"alg": "ES256", "kid": "k9"})), h64(payload.clone()))),
+            "token_unknown_key",
+        ),
+        ("malformed base64", Some("eyJ!!!.e30.AAAA".into()), "token_malformed"),
+        ("malformed json", Some(format!("{}.{}.AAAA", URL_SAFE_NO_PAD.encode("{\"alg\":"), h64(json!({})))), "token_malformed"),
+        (
+            "crit header",
+            Some(format!("{}.{}.{sig_of_valid}", h64(json!({"alg": "ES256", "kid": kid, "crit": ["b64"], "b64": false})), h64(payload.clone()))),
+            "token_critical_header",
+        ),
+    ];
+    for (name, token, reason) in cases {
+        let r = get(&h, "/api/x", token.as_deref()).await;
+        assert_eq!(r.status(), 401, "{name}");
+        expect_denied(&h, r, 401, reason).await;
+    }
+    // Valid token, but no rule allows it: 403.
+    let writer_only = h.token(json!({"roles": ["writer"]}));
+    expect_denied(&h, get(&h, "/api/x", Some(&writer_only)).await, 403, "no_matching_rule").await;
+    let r = h.client.delete(h.url("/api/x")).bearer_auth(h.token(json!({}))).send().await.unwrap();
+    expect_denied(&h, r, 403, "no_matching_rule").await;
+    expect_denied(&h, get(&h, "/admin", Some(&h.token(json!({})))).await, 403, "no_route").await;
+    assert_eq!(h.upstream_hits.load(Ordering::SeqCst), 0, "no denied request reached the upstream");
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_headers_and_bodies_are_refused() {
+    let h = start().await;
+    let token = h.token(json!({}));
+    let r = h.client.get(h.url("/api/x")).bearer_auth(&token).header("x-big", "a".repeat(10_000)).send().await.unwrap();
+    expect_denied(&h, r, 431, "headers_too_large").await;
+    let r = h.client.post(h.url("/api/x")).bearer_auth(&token).body(vec![b'x'; 4096]).send().await.unwrap();
+    expect_denied(&h, r, 413, "body_too_large").await;
+    // A streamed body with no length that grows past the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![b'y'; 512])).collect();
+    let stream = reqwest::Body::wrap_stream(futures_stream(chunks));
+    let r = h.client.post(h.url("/api/x")).bearer_auth(&token).body(stream).send().await.unwrap();
+    expect_denied(&h, r, 413, "body_too_large").await;
+    // Under the limit is fine.
+    let r = h.client.post(h.url("/api/x")).bearer_auth(&token).body(vec![b'x'; 512]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    h.gateway.shutdown().await;
+}
+
+fn futures_stream(
+    items: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + Sync + 'static {
+    struct Iter(std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>);
+    impl futures_core::Stream for Iter {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    Iter(items.into_iter())
+}
+
+async fn tls_connect(h: &Harness) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(h.ca_pem.as_bytes()).unwrap()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(ward_gateway::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    connector.connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slowloris_is_disconnected_while_others_are_served() {
+    let h = start().await;
+    let mut slow = tls_connect(&h).await;
+    slow.write_all(b"GET /api/x HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    let dripper = async {
+        // One header byte every 200 ms: never completes the head (header_timeout is 1 s).
+        for b in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+            if slow.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Meanwhile a well-behaved client is served.
+        }
+        let mut buf = [0u8; 256];
+        tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf)).await
+    };
+    let served = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        get(&h, "/api/x", Some(&h.token(json!({})))).await.status()
+    };
+    let (closed, status) = tokio::join!(dripper, served);
+    assert_eq!(status, 200);
+    // The server ends the slow connection (possibly after a short error reply)...
+    let _ = closed.expect("the slow connection must be closed by the server, not left hanging");
+    // ...and then nothing more comes: the stream is at its end.
+    let mut buf = [0u8; 16];
+    let again = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await.unwrap();
+    assert!(matches!(again, Ok(0) | Err(_)), "{again:?}");
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_down_is_a_generic_502() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let h = start_with(Some(&format!("http://127.0.0.1:{port}")), "").await;
+    let r = get(&h, "/api/x", Some(&h.token(json!({})))).await;
+    assert_eq!(r.status(), 502);
+    let id = request_id(&r);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(&port.to_string()) && !text.contains("127.0.0.1"), "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["error"], "bad_gateway");
+    assert_eq!(h.record_for(&id).await["reason"], "upstream_unavailable");
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn public_routes_need_no_token_and_unknown_paths_are_denied() {
+    let extra = r#"
+[[routes]]
+name = "pub"
+prefix = "/pub/"
+upstream = "app"
+public = true
+[[routes.allow]]
+methods = ["GET"]
+"#;
+    let h = start_with(None, extra).await;
+    let r = get(&h, "/pub/x", None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(h.record_for(&request_id(&r)).await["reason"], "public_route");
+    let r = h.client.post(h.url("/pub/x")).send().await.unwrap();
+    expect_denied(&h, r, 403, "no_matching_rule").await;
+    let r = get(&h, "/pub/%2e%2e/api/x", None).await;
+    assert_eq!(r.status(), 401, "dot segments are resolved before routing: this is /api/x");
+    let r = get(&h, "/pub/a%2fb", None).await;
+    expect_denied(&h, r, 400, "path_rejected").await;
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn old_tls_versions_and_plain_http_are_refused() {
+    let h = start().await;
+    let port = h.addr.port();
+    for flag in ["-tls1", "-tls1_1"] {
+        let out = tokio::process::Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), flag, "-cipher", "DEFAULT@SECLEVEL=0"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("openssl must be installed (.ci/run installs it)");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{flag} handshake must fail: {text}");
+        assert!(text.contains("Cipher is (NONE)") && text.contains("alert"), "{flag}: {text}");
+    }
+    // TLS 1.2 and 1.3 work.
+    for flag in ["-tls1_2", "-tls1_3"] {
+        let out = tokio::process::Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), flag])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Plain HTTP on the TLS port: refused with a 400 that says TLS is required.
+    let mut tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    tcp.write_all(b"GET /api/x HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut reply)).await.unwrap().unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("tls_required"));
+    assert_eq!(h.upstream_hits.load(Ordering::SeqCst), 0);
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_is_served() {
+    let h = start_with(None, "").await;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(h.ca_pem.as_bytes()).unwrap()])
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = client.get(h.url("/api/x")).bearer_auth(h.token(json!({}))).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert_eq!(h.record_for(&request_id(&r)).await["protocol"], "HTTP/2.0");
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_is_reloaded_without_dropping_connections() {
+    let h = start().await;
+    let token = h.token(json!({}));
+    // A keep-alive connection made before the reload.
+    assert_eq!(get(&h, "/api/x", Some(&token)).await.status(), 200);
+    // Replace the certificate with one from a new CA.
+    let pki = ward_pki::generate_local_pki("rotated CA", &["localhost"]).unwrap();
+    std::fs::write(h.dir.path().join("server.crt"), &pki.server.cert_pem).unwrap();
+    std::fs::write(h.dir.path().join("server.key"), pki.server.key_pem.as_bytes()).unwrap();
+    assert!(h.gateway.reload_tls());
+    // The old client's pooled connection still works...
+    assert_eq!(get(&h, "/api/x", Some(&token)).await.status(), 200);
+    // ...and new connections get the new certificate.
+    let fresh = common::client(&pki.ca.cert_pem);
+    assert_eq!(fresh.get(h.url("/api/x")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    // A broken key file is refused and the current certificate stays.
+    std::fs::write(h.dir.path().join("server.key"), "garbage").unwrap();
+    assert!(!h.gateway.reload_tls());
+    let fresh = common::client(&pki.ca.cert_pem);
+    assert_eq!(fresh.get(h.url("/api/x")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    h.gateway.shutdown().await;
+}

@@ -1,0 +1,114 @@
+//! `ward up` on an empty directory, then exactly the commands it prints
+//! (the same ones the README shows), run by bash with real curl.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Up {
+    child: Child,
+    printed: Vec<String>,
+}
+
+fn start(dir: &std::path::Path) -> Up {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["up", "--data-dir", "ward-data", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("Stop with Ctrl-C");
+            lines.push(line);
+            if done {
+                let _ = tx.send(lines);
+                return;
+            }
+        }
+    });
+    let printed = rx.recv_timeout(Duration::from_secs(60)).expect("ward up printed its instructions");
+    Up { child, printed }
+}
+
+impl Up {
+    fn line(&self, starts: &str) -> String {
+        self.printed.iter().map(|l| l.trim()).find(|l| l.starts_with(starts)).unwrap().to_owned()
+    }
+
+    fn stop(mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "ward up exits cleanly on SIGTERM: {exit:?}");
+    }
+}
+
+fn bash(dir: &std::path::Path, script: &str) -> String {
+    let out = Command::new("bash").arg("-c").arg(script).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn ward_up_then_the_printed_commands_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = start(dir.path());
+    let issue = up.line("TOKEN=$(");
+    let curl = up.line("curl --cacert ward-data/ca.crt -H");
+    // Exactly the two printed lines, with -sS -w to see the status too.
+    let body = bash(dir.path(), &format!("set -e\n{issue}\n{curl} -sS -w '\\n%{{http_code}}'"));
+    let (json, status) = body.rsplit_once('\n').unwrap();
+    assert_eq!(status, "200", "{body}");
+    let seen: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(seen["principal"], "alice");
+    assert_eq!(seen["headers"]["x-ward-roles"], "reader");
+    // The no-token line answers 401.
+    let unauth = up.line("curl --cacert ward-data/ca.crt -i");
+    let out = bash(dir.path(), &unauth.replace("    # no token: 401", ""));
+    assert!(out.starts_with("HTTP/2 401") || out.starts_with("HTTP/1.1 401"), "{out}");
+
+    // Keys are private, never printed.
+    use std::os::unix::fs::PermissionsExt;
+    for key in ["ca.key", "tls/server.key", "keys/token-signing.key", "keys/audit-hmac.key"] {
+        let mode = std::fs::metadata(dir.path().join("ward-data").join(key)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    assert!(!up.printed.join("\n").contains("PRIVATE KEY"));
+    let ca = std::fs::read(dir.path().join("ward-data/ca.crt")).unwrap();
+    up.stop();
+
+    // A second `ward up` reuses the data directory and its keys.
+    let again = start(dir.path());
+    assert_eq!(std::fs::read(dir.path().join("ward-data/ca.crt")).unwrap(), ca);
+    let issue = again.line("TOKEN=$(");
+    let curl = again.line("curl --cacert ward-data/ca.crt -H");
+    let body = bash(dir.path(), &format!("set -e\n{issue}\n{curl} -sS -o /dev/null -w '%{{http_code}}'"));
+    assert_eq!(body, "200");
+    again.stop();
+
+    // Every request above left exactly one audit record.
+    let audit = std::fs::read_to_string(dir.path().join("ward-data/audit/audit.jsonl")).unwrap();
+    let reasons: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(reasons, ["allowed_by_rule", "token_missing", "allowed_by_rule"]);
+}
+
+#[test]
+fn check_config_reports_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ward.toml");
+    std::fs::write(&path, "[gateway]\nlisten = \"nowhere\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ward")).arg("check-config").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ward.toml:1:1") && err.contains("missing field `tls`"), "{err}");
+}
