@@ -131,13 +131,17 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
         .map_err(|e| fail("certificate generation", &e))?;
     write_public(&dir.join("ca.crt"), pki.ca.cert_pem.as_bytes()).map_err(|e| fail("ca.crt", &e))?;
     write_private(&dir.join("ca.key"), pki.ca.key_pem.as_bytes()).map_err(|e| fail("ca.key", &e))?;
-    write_public(&dir.join("tls/server.crt"), pki.server.cert_pem.as_bytes()).map_err(|e| fail("tls/server.crt", &e))?;
-    write_private(&dir.join("tls/server.key"), pki.server.key_pem.as_bytes()).map_err(|e| fail("tls/server.key", &e))?;
+    write_public(&dir.join("tls/server.crt"), pki.server.cert_pem.as_bytes())
+        .map_err(|e| fail("tls/server.crt", &e))?;
+    write_private(&dir.join("tls/server.key"), pki.server.key_pem.as_bytes())
+        .map_err(|e| fail("tls/server.key", &e))?;
 
-    let pkcs8 = zeroize::Zeroizing::new(TokenSigner::generate_pkcs8(Algorithm::Es256).map_err(|e| fail("signing key", &e))?);
+    let pkcs8 =
+        zeroize::Zeroizing::new(TokenSigner::generate_pkcs8(Algorithm::Es256).map_err(|e| fail("signing key", &e))?);
     let signer = TokenSigner::from_pkcs8(Algorithm::Es256, &pkcs8).map_err(|e| fail("signing key", &e))?;
     let key_pem = zeroize::Zeroizing::new(pem("PRIVATE KEY", &pkcs8));
-    write_private(&dir.join("keys/token-signing.key"), key_pem.as_bytes()).map_err(|e| fail("keys/token-signing.key", &e))?;
+    write_private(&dir.join("keys/token-signing.key"), key_pem.as_bytes())
+        .map_err(|e| fail("keys/token-signing.key", &e))?;
     let jwks = serde_json::to_vec_pretty(&signer.public_jwk_set()).map_err(|e| fail("keys/jwks.json", &e))?;
     write_public(&dir.join("keys/jwks.json"), &jwks).map_err(|e| fail("keys/jwks.json", &e))?;
     let hmac: zeroize::Zeroizing<[u8; 32]> =

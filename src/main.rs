@@ -91,7 +91,8 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -115,7 +116,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[expect(clippy::print_stdout, reason = "the CLI's output is its interface")]
 fn write_stdout(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
@@ -167,7 +167,11 @@ fn gateway(path: &Path) -> Result<(), String> {
 
 fn shell_word(p: &Path) -> String {
     let s = p.display().to_string();
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b)) { s } else { format!("'{}'", s.replace('\'', r"'\''")) }
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b)) {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 fn up(data_dir: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
@@ -182,7 +186,11 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
     let dir = shell_word(data_dir);
     let audit = shell_word(&config.audit.file);
     serve(config, move |addr| {
-        let host = if addr.ip().is_loopback() && addr.is_ipv4() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
+        let host = if addr.ip().is_loopback() && addr.is_ipv4() {
+            format!("127.0.0.1:{}", addr.port())
+        } else {
+            addr.to_string()
+        };
         write_stdout(&format!(
             "\nWard is up.\n\
              \x20 gateway   https://{host}  (TLS; CA certificate {dir}/ca.crt)\n\
@@ -200,7 +208,8 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
 
 fn check_config(path: &Path) -> Result<(), String> {
     let config = load(path)?;
-    ward_gateway::load_certified_key(&config.gateway.tls.cert_file, &config.gateway.tls.key_file).map_err(|e| e.to_string())?;
+    ward_gateway::load_certified_key(&config.gateway.tls.cert_file, &config.gateway.tls.key_file)
+        .map_err(|e| e.to_string())?;
     write_stdout(&format!(
         "{}: ok ({} routes, {} upstreams, {} token providers)\n",
         path.display(),

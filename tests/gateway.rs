@@ -97,7 +97,10 @@ async fn every_bad_token_gets_401_and_a_policy_miss_gets_403() {
     // HS256 keyed with the provider's public key (key confusion).
     let confused = {
         let input = format!("{}.{}", h64(json!({"alg": "HS256", "kid": kid, "typ": "JWT"})), h64(payload.clone()));
-        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, h.signer.public_jwk().to_string().as_bytes()), input.as_bytes());
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, h.signer.public_jwk().to_string().as_bytes()),
+            input.as_bytes(),
+        );
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
     };
     let bad_sig = {
@@ -115,7 +118,11 @@ async fn every_bad_token_gets_401_and_a_policy_miss_gets_403() {
         ("wrong issuer", Some(h.token(json!({"iss": "https://evil.test"}))), "token_bad_issuer"),
         ("wrong audience", Some(h.token(json!({"aud": "payments"}))), "token_bad_audience"),
         ("bad signature", Some(bad_sig), "token_bad_signature"),
-        ("alg none", Some(format!("{}.{}.", h64(json!({"alg": "none"})), h64(payload.clone()))), "token_algorithm_not_allowed"),
+        (
+            "alg none",
+            Some(format!("{}.{}.", h64(json!({"alg": "none"})), h64(payload.clone()))),
+            "token_algorithm_not_allowed",
+        ),
         ("key confusion", Some(confused), "token_algorithm_not_allowed"),
         (
             "unknown kid",
@@ -123,10 +130,18 @@ async fn every_bad_token_gets_401_and_a_policy_miss_gets_403() {
             "token_unknown_key",
         ),
         ("malformed base64", Some("eyJ!!!.e30.AAAA".into()), "token_malformed"),
-        ("malformed json", Some(format!("{}.{}.AAAA", URL_SAFE_NO_PAD.encode("{\"alg\":"), h64(json!({})))), "token_malformed"),
+        (
+            "malformed json",
+            Some(format!("{}.{}.AAAA", URL_SAFE_NO_PAD.encode("{\"alg\":"), h64(json!({})))),
+            "token_malformed",
+        ),
         (
             "crit header",
-            Some(format!("{}.{}.{sig_of_valid}", h64(json!({"alg": "ES256", "kid": kid, "crit": ["b64"], "b64": false})), h64(payload.clone()))),
+            Some(format!(
+                "{}.{}.{sig_of_valid}",
+                h64(json!({"alg": "ES256", "kid": kid, "crit": ["b64"], "b64": false})),
+                h64(payload.clone())
+            )),
             "token_critical_header",
         ),
     ];
@@ -170,7 +185,10 @@ fn futures_stream(
     struct Iter(std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>);
     impl futures_core::Stream for Iter {
         type Item = Result<Vec<u8>, std::io::Error>;
-        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
             std::task::Poll::Ready(self.0.next())
         }
     }

@@ -76,12 +76,14 @@ fn write(path: &Path, bytes: &[u8]) {
 }
 
 /// Write keys and a config into a fresh directory; `extra` is appended to the config.
-pub fn write_config(dir: &Path, upstream: &str, extra: &str) -> (PathBuf, TokenSigner, String) {
+pub fn write_config(dir: &Path, upstream: &str, extra: &str, cache: bool) -> (PathBuf, TokenSigner, String) {
+    let cache = if cache { "cache_entries = 10000" } else { "" };
     let pki = ward_pki::generate_local_pki("test CA", &["localhost", "127.0.0.1"]).unwrap();
     write(&dir.join("ca.crt"), pki.ca.cert_pem.as_bytes());
     write(&dir.join("server.crt"), pki.server.cert_pem.as_bytes());
     write(&dir.join("server.key"), pki.server.key_pem.as_bytes());
-    let signer = TokenSigner::from_pkcs8(Algorithm::Es256, &TokenSigner::generate_pkcs8(Algorithm::Es256).unwrap()).unwrap();
+    let signer =
+        TokenSigner::from_pkcs8(Algorithm::Es256, &TokenSigner::generate_pkcs8(Algorithm::Es256).unwrap()).unwrap();
     write(&dir.join("jwks.json"), signer.public_jwk_set().to_string().as_bytes());
     write(&dir.join("audit.key"), &[7u8; 32]);
     let config = format!(
@@ -100,6 +102,7 @@ file = "audit.jsonl"
 hmac_key_file = "audit.key"
 [authn]
 forward_claims = {{ roles = "x-ward-roles" }}
+{cache}
 [[providers]]
 name = "test"
 issuer = "{ISSUER}"
@@ -133,10 +136,19 @@ pub fn client(ca_pem: &str) -> reqwest::Client {
 }
 
 pub async fn start_with(upstream: Option<&str>, extra: &str) -> Harness {
+    start_full(upstream, extra, false).await
+}
+
+/// A gateway with the verified-token cache on.
+pub async fn start_cached() -> Harness {
+    start_full(None, "", true).await
+}
+
+async fn start_full(upstream: Option<&str>, extra: &str, cache: bool) -> Harness {
     let (up_addr, hits) = start_upstream().await;
     let upstream = upstream.map_or_else(|| format!("http://{up_addr}"), str::to_owned);
     let dir = tempfile::tempdir().unwrap();
-    let (path, signer, ca_pem) = write_config(dir.path(), &upstream, extra);
+    let (path, signer, ca_pem) = write_config(dir.path(), &upstream, extra, cache);
     let config = ward_config::load(&path).unwrap();
     let gateway = ward_gateway::Gateway::bind(&config).await.unwrap();
     let addr = gateway.local_addr().unwrap();
@@ -155,7 +167,8 @@ impl Harness {
 
     pub fn claims(&self, extra: Value) -> ward_core::Claims {
         let now = now();
-        let mut base = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "exp": now + 300, "iat": now, "roles": ["reader"]});
+        let mut base =
+            json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "exp": now + 300, "iat": now, "roles": ["reader"]});
         for (k, v) in extra.as_object().unwrap() {
             if v.is_null() {
                 base.as_object_mut().unwrap().remove(k);

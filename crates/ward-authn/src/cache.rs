@@ -82,10 +82,7 @@ impl TokenCache {
                 }
             }
         }
-        map.insert(
-            key.0,
-            Entry { identity: identity.clone(), provider, generation, expires_at: identity.expires_at },
-        );
+        map.insert(key.0, Entry { identity: identity.clone(), provider, generation, expires_at: identity.expires_at });
     }
 
     /// Number of cached tokens.

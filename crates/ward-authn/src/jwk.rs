@@ -198,7 +198,8 @@ mod tests {
 
     #[test]
     fn loads_ed25519_and_checks_declared_alg() {
-        let ok = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"e","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        let ok =
+            br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"e","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
         let keys = JwkSet::parse(ok).unwrap().verifying_keys().unwrap();
         assert_eq!(keys[0].1.algorithm(), Algorithm::EdDsa);
         let bad = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"ES256","kid":"e","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;

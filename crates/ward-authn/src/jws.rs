@@ -112,7 +112,7 @@ pub struct VerifyingKey {
 #[derive(Clone)]
 enum Material {
     Public(ParsedPublicKey),
-    Secret(hmac::Key),
+    Secret(Box<hmac::Key>),
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -159,7 +159,7 @@ impl VerifyingKey {
         if secret.len() < 32 {
             return Err(KeyError::SecretTooShort(secret.len()));
         }
-        Ok(Self { alg, material: Material::Secret(hmac::Key::new(hmac::HMAC_SHA256, secret.expose())) })
+        Ok(Self { alg, material: Material::Secret(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret.expose()))) })
     }
 
     /// The one algorithm this key verifies.

@@ -16,7 +16,7 @@ mod provider;
 mod signer;
 
 pub use cache::TokenCache;
-pub use jwk::{Jwk, JwkSet, JwkError};
+pub use jwk::{Jwk, JwkError, JwkSet};
 pub use jws::{Algorithm, KeyError, VerifyingKey, verify_signature};
 pub use keystore::{JwksSource, KeySet, KeyStore, SourceError};
 pub use provider::{Authenticator, Provider, ProviderSettings, TokenRejected};

@@ -138,10 +138,10 @@ impl Authenticator {
         let cache_key = self.cache.as_ref().map(|_| TokenCache::key(token));
         if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
             let generation = |i: usize| self.providers.get(i).map(|p| p.keys.snapshot().generation());
-            if let Some((provider, identity)) = cache.get(key, now, generation) {
-                if allowed(provider) {
-                    return Ok(identity);
-                }
+            if let Some((provider, identity)) = cache.get(key, now, generation)
+                && allowed(provider)
+            {
+                return Ok(identity);
             }
         }
         let result = match self.verify_now(token, now, &allowed) {
@@ -168,7 +168,12 @@ impl Authenticator {
     }
 
     /// The synchronous verification core: no cache, no refresh.
-    fn verify_now(&self, token: &str, now: i64, allowed: &impl Fn(usize) -> bool) -> Result<(usize, u64, Identity), Failure> {
+    fn verify_now(
+        &self,
+        token: &str,
+        now: i64,
+        allowed: &impl Fn(usize) -> bool,
+    ) -> Result<(usize, u64, Identity), Failure> {
         let max = self.providers.iter().map(|p| p.settings.max_token_bytes).max().unwrap_or(0);
         if token.len() > max {
             return Err(ReasonCode::TokenTooLarge.into());
@@ -184,10 +189,10 @@ impl Authenticator {
         if header.crit.is_some() {
             return Err(ReasonCode::TokenCriticalHeader.into());
         }
-        if let Some(typ) = &header.typ {
-            if !is_jwt_type(typ) {
-                return Err(ReasonCode::TokenBadType.into());
-            }
+        if let Some(typ) = &header.typ
+            && !is_jwt_type(typ)
+        {
+            return Err(ReasonCode::TokenBadType.into());
         }
         let payload = b64(p64)?;
         let signature = b64(s64)?;
@@ -270,16 +275,16 @@ fn check_claims(provider: &Provider, claims: Claims, now: i64) -> Result<Identit
     if now >= exp.saturating_add(leeway) {
         return Err(ReasonCode::TokenExpired);
     }
-    if let Some(nbf) = numeric_date(&claims, "nbf")? {
-        if now.saturating_add(leeway) < nbf {
-            return Err(ReasonCode::TokenNotYetValid);
-        }
+    if let Some(nbf) = numeric_date(&claims, "nbf")?
+        && now.saturating_add(leeway) < nbf
+    {
+        return Err(ReasonCode::TokenNotYetValid);
     }
     let iat = numeric_date(&claims, "iat")?;
-    if let Some(iat) = iat {
-        if iat > now.saturating_add(leeway) {
-            return Err(ReasonCode::TokenIssuedInFuture);
-        }
+    if let Some(iat) = iat
+        && iat > now.saturating_add(leeway)
+    {
+        return Err(ReasonCode::TokenIssuedInFuture);
     }
     if let Some(max) = s.max_lifetime {
         let start = iat.unwrap_or(now);

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use ward_authn::{
-    Algorithm, Authenticator, JwksSource, JwkSet, KeyStore, Provider, ProviderSettings, SourceError, TokenCache,
+    Algorithm, Authenticator, JwkSet, JwksSource, KeyStore, Provider, ProviderSettings, SourceError, TokenCache,
     TokenRejected, TokenSigner,
 };
 use ward_core::ReasonCode;
@@ -129,7 +129,8 @@ async fn valid_token_is_accepted_and_every_bad_token_has_its_reason() {
 
     // Key confusion: HS256 keyed with the ES256 public key (as JWK JSON and as raw point).
     header["alg"] = json!("HS256");
-    let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(payload.to_string()));
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(payload.to_string()));
     for secret in [s.public_jwk().to_string().into_bytes(), b"-----BEGIN PUBLIC KEY-----".to_vec()] {
         let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &secret), input.as_bytes());
         let confused = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
@@ -160,10 +161,12 @@ async fn valid_token_is_accepted_and_every_bad_token_has_its_reason() {
 async fn hs256_works_only_with_an_explicit_long_secret() {
     let secret = ward_crypto::SecretBytes::new(vec![42; 32]);
     let key = ward_authn::VerifyingKey::from_secret(Algorithm::Hs256, &secret).unwrap();
-    let auth = Authenticator::new(vec![Provider::new(settings(), KeyStore::fixed(vec![(Some("h".into()), key)]))], None);
+    let auth =
+        Authenticator::new(vec![Provider::new(settings(), KeyStore::fixed(vec![(Some("h".into()), key)]))], None);
     let header = json!({"alg": "HS256", "kid": "h"});
     let payload = Value::Object(claims(json!({})));
-    let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(payload.to_string()));
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(payload.to_string()));
     let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret.expose()), input.as_bytes());
     let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
     assert_eq!(check(&auth, &token).await, Ok("alice".into()));

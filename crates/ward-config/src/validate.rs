@@ -324,9 +324,19 @@ fn gateway(g: &raw::RawGateway, base: &Path) -> V<GatewaySettings> {
             Duration::from_secs(10),
             at(&lh, &[Seg::Key("handshake_timeout")]),
         )?,
-        idle_timeout: duration(l.idle_timeout.as_deref(), Duration::from_secs(60), at(&lh, &[Seg::Key("idle_timeout")]))?,
+        idle_timeout: duration(
+            l.idle_timeout.as_deref(),
+            Duration::from_secs(60),
+            at(&lh, &[Seg::Key("idle_timeout")]),
+        )?,
     };
-    Ok(GatewaySettings { listen, worker_threads: g.worker_threads, trusted_proxy_hops: g.trusted_proxy_hops, tls, limits })
+    Ok(GatewaySettings {
+        listen,
+        worker_threads: g.worker_threads,
+        trusted_proxy_hops: g.trusted_proxy_hops,
+        tls,
+        limits,
+    })
 }
 
 fn issuer(i: &raw::RawIssuer, base: &Path) -> V<IssuerSettings> {
@@ -336,7 +346,10 @@ fn issuer(i: &raw::RawIssuer, base: &Path) -> V<IssuerSettings> {
         None | Some("ES256") => Algorithm::Es256,
         Some("EdDSA") => Algorithm::EdDsa,
         Some(other) => {
-            return Err(Invalid::new(at(&here, &[Seg::Key("alg")]), format!("Ward issues ES256 or EdDSA, not `{other}`")));
+            return Err(Invalid::new(
+                at(&here, &[Seg::Key("alg")]),
+                format!("Ward issues ES256 or EdDSA, not `{other}`"),
+            ));
         }
     };
     Ok(IssuerSettings {
@@ -368,12 +381,18 @@ fn provider(p: &raw::RawProvider, base: &Path, here: &[Seg]) -> V<ProviderConfig
             .map_err(|_| Invalid::new(at(here, &[Seg::Key("jwks_url")]), format!("`{url}` is not a valid URL")))?;
     }
     if p.jwks_file.is_none() && p.jwks_url.is_none() && p.keys.is_empty() {
-        return Err(Invalid::new(at(here, &[Seg::Key("keys")]), "give keys, jwks_file or jwks_url: a provider needs keys"));
+        return Err(Invalid::new(
+            at(here, &[Seg::Key("keys")]),
+            "give keys, jwks_file or jwks_url: a provider needs keys",
+        ));
     }
     let mut keys = Vec::with_capacity(p.keys.len());
     for (i, k) in p.keys.iter().enumerate() {
         let kh = at(here, &[Seg::Key("keys"), Seg::Index(i)]);
-        let alg: Algorithm = k.alg.parse().map_err(|e: ward_authn::KeyError| Invalid::new(at(&kh, &[Seg::Key("alg")]), e.to_string()))?;
+        let alg: Algorithm = k
+            .alg
+            .parse()
+            .map_err(|e: ward_authn::KeyError| Invalid::new(at(&kh, &[Seg::Key("alg")]), e.to_string()))?;
         match (alg.is_asymmetric(), &k.public_key_file, &k.secret_file) {
             (true, Some(_), None) | (false, None, Some(_)) => {}
             (true, _, _) => {
@@ -431,7 +450,10 @@ fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-fn authn(a: &raw::RawAuthn) -> V<(Vec<TokenSource>, Vec<(String, String)>)> {
+/// Token sources and (claim, header) pairs to forward.
+type AuthnParts = (Vec<TokenSource>, Vec<(String, String)>);
+
+fn authn(a: &raw::RawAuthn) -> V<AuthnParts> {
     let here = [Seg::Key("authn")];
     let sources = match &a.token_from {
         None => vec![TokenSource::Header("authorization".into())],
@@ -442,7 +464,9 @@ fn authn(a: &raw::RawAuthn) -> V<(Vec<TokenSource>, Vec<(String, String)>)> {
             .iter()
             .map(|s| match s.split_once(':') {
                 Some(("header", name)) if is_header_name(name) => Ok(TokenSource::Header(name.to_owned())),
-                Some(("cookie", name)) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b';') => {
+                Some(("cookie", name))
+                    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b';') =>
+                {
                     Ok(TokenSource::Cookie(name.to_owned()))
                 }
                 _ => Err(Invalid::new(
@@ -458,7 +482,9 @@ fn authn(a: &raw::RawAuthn) -> V<(Vec<TokenSource>, Vec<(String, String)>)> {
         if !header.starts_with("x-ward-") || !is_header_name(header) || reserved.contains(&header.as_str()) {
             return Err(Invalid::new(
                 at(&here, &[Seg::Key("forward_claims")]),
-                format!("`{header}` must be a lower-case header named x-ward-… (not principal/issuer/provider), so clients cannot forge it"),
+                format!(
+                    "`{header}` must be a lower-case header named x-ward-… (not principal/issuer/provider), so clients cannot forge it"
+                ),
             ));
         }
         claims.push((claim.clone(), header.clone()));
@@ -472,7 +498,8 @@ fn upstream(u: &raw::RawUpstream, base: &Path, here: &[Seg]) -> V<UpstreamConfig
     let target = if u.url == "builtin:echo" {
         UpstreamTarget::Echo
     } else {
-        let uri: http::Uri = u.url.parse().map_err(|_| Invalid::new(url_at(), format!("`{}` is not a valid URL", u.url)))?;
+        let uri: http::Uri =
+            u.url.parse().map_err(|_| Invalid::new(url_at(), format!("`{}` is not a valid URL", u.url)))?;
         let tls = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
@@ -483,13 +510,21 @@ fn upstream(u: &raw::RawUpstream, base: &Path, here: &[Seg]) -> V<UpstreamConfig
             return Err(Invalid::new(url_at(), "give only scheme://host:port; request paths are forwarded unchanged"));
         }
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        UpstreamTarget::Url { tls, authority: format!("{}:{port}", authority.host()), host: authority.host().to_owned() }
+        UpstreamTarget::Url {
+            tls,
+            authority: format!("{}:{port}", authority.host()),
+            host: authority.host().to_owned(),
+        }
     };
     Ok(UpstreamConfig {
         name: u.name.clone(),
         target,
         ca_file: u.ca_file.as_deref().map(|f| resolve(base, f)),
-        connect_timeout: duration(u.connect_timeout.as_deref(), Duration::from_secs(5), at(here, &[Seg::Key("connect_timeout")]))?,
+        connect_timeout: duration(
+            u.connect_timeout.as_deref(),
+            Duration::from_secs(5),
+            at(here, &[Seg::Key("connect_timeout")]),
+        )?,
         timeout: duration(u.timeout.as_deref(), Duration::from_secs(30), at(here, &[Seg::Key("timeout")]))?,
         http2: u.http2,
         max_idle_per_host: u.max_idle_per_host.unwrap_or(64),
@@ -513,11 +548,17 @@ fn route(r: &raw::RawRoute, here: &[Seg], upstreams: &HashSet<String>, providers
         let methods = match &rule.methods {
             None => None,
             Some(m) if m.is_empty() => {
-                return Err(Invalid::new(at(&rh, &[Seg::Key("methods")]), "an empty list allows nothing; omit it to allow any method"));
+                return Err(Invalid::new(
+                    at(&rh, &[Seg::Key("methods")]),
+                    "an empty list allows nothing; omit it to allow any method",
+                ));
             }
             Some(m) => {
                 if let Some(bad) = m.iter().find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase())) {
-                    return Err(Invalid::new(at(&rh, &[Seg::Key("methods")]), format!("`{bad}` is not an upper-case HTTP method")));
+                    return Err(Invalid::new(
+                        at(&rh, &[Seg::Key("methods")]),
+                        format!("`{bad}` is not an upper-case HTTP method"),
+                    ));
                 }
                 Some(m.clone())
             }
@@ -534,7 +575,10 @@ fn route(r: &raw::RawRoute, here: &[Seg], upstreams: &HashSet<String>, providers
                 let any_of = match values {
                     ClaimValues::One(v) => vec![v.clone()],
                     ClaimValues::Many(v) if v.is_empty() => {
-                        return Err(Invalid::new(at(&rh, &[Seg::Key("claims")]), format!("claim `{claim}` lists no values")));
+                        return Err(Invalid::new(
+                            at(&rh, &[Seg::Key("claims")]),
+                            format!("claim `{claim}` lists no values"),
+                        ));
                     }
                     ClaimValues::Many(v) => v.clone(),
                 };
@@ -542,7 +586,10 @@ fn route(r: &raw::RawRoute, here: &[Seg], upstreams: &HashSet<String>, providers
             })
             .collect::<V<Vec<_>>>()?;
         if r.public && !claims.is_empty() {
-            return Err(Invalid::new(at(&rh, &[Seg::Key("claims")]), "a public route has no token, so claims can never match"));
+            return Err(Invalid::new(
+                at(&rh, &[Seg::Key("claims")]),
+                "a public route has no token, so claims can never match",
+            ));
         }
         rules.push(AllowRule { methods, paths, claims });
     }

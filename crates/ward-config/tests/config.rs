@@ -91,13 +91,12 @@ fn unknown_fields_and_type_errors_are_located() {
 
 #[test]
 fn insecure_key_setups_are_refused() {
-    let hs_with_public = GOOD.replace(
-        "jwks_file = \"keys/jwks.json\"",
-        "[[providers.keys]]\nalg = \"HS256\"\npublic_key_file = \"k.pem\"",
-    );
+    let hs_with_public = GOOD
+        .replace("jwks_file = \"keys/jwks.json\"", "[[providers.keys]]\nalg = \"HS256\"\npublic_key_file = \"k.pem\"");
     let e = parse(&hs_with_public).unwrap_err().to_string();
     assert!(e.contains("providers[0].keys[0].secret_file: HS256 needs secret_file"), "{e}");
-    let none = GOOD.replace("jwks_file = \"keys/jwks.json\"", "[[providers.keys]]\nalg = \"none\"\npublic_key_file = \"k.pem\"");
+    let none = GOOD
+        .replace("jwks_file = \"keys/jwks.json\"", "[[providers.keys]]\nalg = \"none\"\npublic_key_file = \"k.pem\"");
     let e = parse(&none).unwrap_err().to_string();
     assert!(e.contains("providers[0].keys[0].alg: unsupported algorithm `none`"), "{e}");
     let http_jwks = GOOD.replace("jwks_file = \"keys/jwks.json\"", "jwks_url = \"http://idp/jwks\"");

@@ -54,7 +54,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// # Errors
 /// [`CryptoError::Random`] if the generator fails.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
-    rand::generate(&rand::SystemRandom::new()).map(|r: rand::Random<[u8; N]>| r.expose()).map_err(|_| CryptoError::Random)
+    rand::generate(&rand::SystemRandom::new())
+        .map(|r: rand::Random<[u8; N]>| r.expose())
+        .map_err(|_| CryptoError::Random)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -150,7 +150,8 @@ fn client_address(headers: &HeaderMap, peer: IpAddr, hops: usize) -> (IpAddr, St
         .collect();
     let mut chain: Vec<IpAddr> = listed.iter().filter_map(|s| s.parse().ok()).collect();
     chain.push(peer);
-    let client = chain.len().checked_sub(hops + 1).and_then(|i| chain.get(i)).or(chain.first()).copied().unwrap_or(peer);
+    let client =
+        chain.len().checked_sub(hops + 1).and_then(|i| chain.get(i)).or(chain.first()).copied().unwrap_or(peer);
     let mut forwarded = listed.join(", ");
     if !forwarded.is_empty() {
         forwarded.push_str(", ");
@@ -216,10 +217,10 @@ fn strip_token(headers: &mut HeaderMap, sources: &[TokenSource]) {
                     .map(str::to_owned)
                     .collect();
                 headers.remove(header::COOKIE);
-                if !kept.is_empty() {
-                    if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-                        headers.insert(header::COOKIE, v);
-                    }
+                if !kept.is_empty()
+                    && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+                {
+                    headers.insert(header::COOKIE, v);
                 }
             }
         }
@@ -305,7 +306,8 @@ pub(crate) async fn handle(
         }
     };
     trail.path.clone_from(&path);
-    let declared_length = parts.headers.get(header::CONTENT_LENGTH).map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()));
+    let declared_length =
+        parts.headers.get(header::CONTENT_LENGTH).map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()));
     match declared_length {
         Some(None) => return Ok(shared.reject(&trail, ReasonCode::BadRequest)),
         Some(Some(n)) if n > limits.max_body_bytes => return Ok(shared.reject(&trail, ReasonCode::BodyTooLarge)),

@@ -31,7 +31,8 @@ pub struct FileSource(pub PathBuf);
 impl JwksSource for FileSource {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, SourceError>> + Send + '_>> {
         Box::pin(async move {
-            let bytes = tokio::fs::read(&self.0).await.map_err(|e| SourceError(format!("{}: {e}", self.0.display())))?;
+            let bytes =
+                tokio::fs::read(&self.0).await.map_err(|e| SourceError(format!("{}: {e}", self.0.display())))?;
             if bytes.len() > MAX_JWKS_BYTES {
                 return Err(SourceError(format!("{}: larger than 1 MiB", self.0.display())));
             }
@@ -76,10 +77,13 @@ impl JwksSource for HttpsSource {
             if response.status() != http::StatusCode::OK {
                 return Err(fail(format!("status {}", response.status())));
             }
-            let body = tokio::time::timeout(Duration::from_secs(10), Limited::new(response.into_body(), MAX_JWKS_BYTES).collect())
-                .await
-                .map_err(|_| fail("timed out".into()))?
-                .map_err(|e| fail(e.to_string()))?;
+            let body = tokio::time::timeout(
+                Duration::from_secs(10),
+                Limited::new(response.into_body(), MAX_JWKS_BYTES).collect(),
+            )
+            .await
+            .map_err(|_| fail("timed out".into()))?
+            .map_err(|e| fail(e.to_string()))?;
             Ok(body.to_bytes().to_vec())
         })
     }
@@ -100,9 +104,12 @@ fn configured_keys(p: &ProviderConfig) -> Result<Vec<(Option<String>, VerifyingK
                 let secret = SecretBytes::new(
                     std::fs::read(file).map_err(|e| GatewayError::Keys(format!("{}: {e}", file.display())))?,
                 );
-                VerifyingKey::from_secret(k.alg, &secret).map_err(|e| GatewayError::Keys(format!("{}: {e}", file.display())))?
+                VerifyingKey::from_secret(k.alg, &secret)
+                    .map_err(|e| GatewayError::Keys(format!("{}: {e}", file.display())))?
             }
-            (None, None) => return Err(GatewayError::Keys(format!("provider `{}`: a key has no file", p.settings.name))),
+            (None, None) => {
+                return Err(GatewayError::Keys(format!("provider `{}`: a key has no file", p.settings.name)));
+            }
         };
         keys.push((k.kid.clone(), key));
     }
@@ -122,8 +129,12 @@ pub async fn authenticator(config: &Config) -> Result<Arc<Authenticator>, Gatewa
         let keys = configured_keys(p)?;
         let (store, periodic) = match (&p.jwks_file, &p.jwks_url) {
             (Some(file), _) => {
-                let store = KeyStore::with_source(keys, Arc::new(FileSource(file.clone())), p.jwks_min_refresh_interval);
-                store.refresh().await.map_err(|e| GatewayError::Keys(format!("provider `{}`: {e}", p.settings.name)))?;
+                let store =
+                    KeyStore::with_source(keys, Arc::new(FileSource(file.clone())), p.jwks_min_refresh_interval);
+                store
+                    .refresh()
+                    .await
+                    .map_err(|e| GatewayError::Keys(format!("provider `{}`: {e}", p.settings.name)))?;
                 (store, true)
             }
             (None, Some(url)) => {
@@ -151,10 +162,10 @@ pub async fn authenticator(config: &Config) -> Result<Arc<Authenticator>, Gatewa
             loop {
                 tick.tick().await;
                 let Some(auth) = weak.upgrade() else { return };
-                if let Some(p) = auth.providers().get(index) {
-                    if let Err(e) = p.keys().refresh().await {
-                        tracing::warn!(provider = %p.settings().name, error = %e, "scheduled JWK set refresh failed; keeping the previous keys");
-                    }
+                if let Some(p) = auth.providers().get(index)
+                    && let Err(e) = p.keys().refresh().await
+                {
+                    tracing::warn!(provider = %p.settings().name, error = %e, "scheduled JWK set refresh failed; keeping the previous keys");
                 }
             }
         });

@@ -66,7 +66,10 @@ pub fn error(reason: ReasonCode, request_id: &RequestId) -> Response<Body> {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if status == StatusCode::UNAUTHORIZED {
-        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="ward", error="invalid_token""#));
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="ward", error="invalid_token""#),
+        );
     }
     add_security_headers(headers, request_id);
     response

@@ -45,10 +45,10 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, Gatew
 /// Warn when a key file can be read by group or others.
 pub(crate) fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(file = %path.display(), "key file is readable by group or others; chmod 600 it");
-        }
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(file = %path.display(), "key file is readable by group or others; chmod 600 it");
     }
 }
 

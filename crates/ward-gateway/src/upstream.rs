@@ -89,7 +89,11 @@ pub fn build(config: &UpstreamConfig, echo: Option<SocketAddr>) -> Result<Upstre
     http.set_connect_timeout(Some(config.connect_timeout));
     let tls_config = client_tls(config.ca_file.as_deref())?;
     let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config).https_or_http();
-    let connector = if config.http2 { builder.enable_http2().wrap_connector(http) } else { builder.enable_http1().wrap_connector(http) };
+    let connector = if config.http2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(config.max_idle_per_host)
@@ -137,9 +141,8 @@ pub async fn start_echo() -> std::io::Result<SocketAddr> {
             let Ok((stream, _)) = listener.accept().await else { continue };
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(echo);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });

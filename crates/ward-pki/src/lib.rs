@@ -66,7 +66,8 @@ pub fn generate_local_pki(ca_name: &str, names: &[&str]) -> Result<LocalPki, Pki
     dn.push(DnType::OrganizationName, "Ward");
     ca_params.distinguished_name = dn;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     ca_params.not_before = now - Duration::hours(1);
     ca_params.not_after = now + Duration::days(3650);
     let ca_cert = ca_params.self_signed(&ca_key)?;
@@ -110,7 +111,8 @@ mod tests {
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_slice(pki.ca.cert_pem.as_bytes()).unwrap()).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider).build().unwrap();
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider).build().unwrap();
         let leaf = CertificateDer::from_pem_slice(pki.server.cert_pem.as_bytes()).unwrap();
         for name in ["localhost", "127.0.0.1"] {
             let name = ServerName::try_from(name).unwrap();

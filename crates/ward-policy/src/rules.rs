@@ -189,7 +189,7 @@ impl RouteTable {
     /// Build a table; routes are tried longest prefix first.
     #[must_use]
     pub fn new(mut routes: Vec<Route>) -> Self {
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Self { routes }
     }
 
