@@ -35,7 +35,10 @@ fn table() -> RouteTable {
             AllowRule {
                 methods: Some(vec!["GET".into(), "HEAD".into()]),
                 paths: vec!["/api/{*}/items".parse().unwrap(), "/api/*".parse().unwrap()],
-                claims: vec![ClaimRequirement { claim: "roles".into(), any_of: vec!["reader".into(), "writer".into()] }],
+                claims: vec![ClaimRequirement {
+                    claim: "roles".into(),
+                    any_of: vec!["reader".into(), "writer".into()],
+                }],
             },
         ],
     });
@@ -53,7 +56,9 @@ fn bench(c: &mut Criterion) {
         expires_at: i64::MAX,
     };
     let mut group = c.benchmark_group("authz");
-    group.bench_function("normalize_path", |b| b.iter(|| normalize_path(std::hint::black_box("/api/v1/../orders//7/items")).unwrap()));
+    group.bench_function("normalize_path", |b| {
+        b.iter(|| normalize_path(std::hint::black_box("/api/v1/../orders//7/items")).unwrap())
+    });
     group.bench_function("decision", |b| {
         b.iter(|| {
             let path = std::hint::black_box("/api/orders/7");

@@ -79,7 +79,9 @@ fn authenticator(key: VerifyingKey, cache: bool) -> Authenticator {
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let mut group = c.benchmark_group("jwt_verify");
-    for alg in [Algorithm::Es256, Algorithm::Es384, Algorithm::EdDsa, Algorithm::Rs256, Algorithm::Ps256, Algorithm::Hs256] {
+    for alg in
+        [Algorithm::Es256, Algorithm::Es384, Algorithm::EdDsa, Algorithm::Rs256, Algorithm::Ps256, Algorithm::Hs256]
+    {
         let (token, key) = token_and_key(alg);
         let auth = authenticator(key, false);
         assert!(rt.block_on(auth.authenticate(&token, now(), |_| true)).is_ok());

@@ -13,9 +13,8 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut group = c.benchmark_group("pipeline");
     for (name, extra) in [("request_es256", ""), ("request_es256_cached", "cache")] {
-        let h = rt.block_on(async {
-            if extra.is_empty() { common::start().await } else { common::start_cached().await }
-        });
+        let h =
+            rt.block_on(async { if extra.is_empty() { common::start().await } else { common::start_cached().await } });
         let token = h.token(json!({}));
         let url = h.url("/api/x");
         group.bench_function(name, |b| {

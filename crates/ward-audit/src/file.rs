@@ -18,7 +18,10 @@ use crate::{AuditError, AuditRecord, AuditSink};
 
 const MAX_BATCH: usize = 4096;
 
-#[expect(clippy::large_enum_variant, reason = "records travel by value to avoid an allocation per request; flush markers are rare")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "records travel by value to avoid an allocation per request; flush markers are rare"
+)]
 enum Message {
     Record(AuditRecord),
     Flush(tokio::sync::oneshot::Sender<Result<(), AuditError>>),
