@@ -8,6 +8,12 @@
 
 mod init;
 
+/// mimalloc: the gateway allocates and frees many small buffers per request
+/// across threads; glibc's allocator cost measurably more CPU per request on
+/// the anchor benchmark (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -127,12 +133,13 @@ fn load(path: &Path) -> Result<Config, String> {
     ward_config::load(path).map_err(|e| e.to_string())
 }
 
-fn runtime(config: &Config) -> Result<tokio::runtime::Runtime, String> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.gateway.worker_threads {
-        builder.worker_threads(n);
-    }
-    builder.enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))
+/// The control runtime: signals, certificate and key refresh, the demo
+/// upstream. Requests are served on the gateway's own worker threads.
+fn control_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
 async fn terminated() {
@@ -147,11 +154,11 @@ async fn terminated() {
 }
 
 fn serve(config: Config, announce: impl FnOnce(SocketAddr)) -> Result<(), String> {
-    let rt = runtime(&config)?;
+    let rt = control_runtime()?;
     rt.block_on(async move {
         let gateway = Gateway::bind(&config).await.map_err(|e| e.to_string())?;
         let addr = gateway.local_addr().map_err(|e| e.to_string())?;
-        let running = gateway.spawn();
+        let running = gateway.spawn().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "gateway listening");
         announce(addr);
         terminated().await;

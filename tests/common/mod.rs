@@ -152,7 +152,7 @@ async fn start_full(upstream: Option<&str>, extra: &str, cache: bool) -> Harness
     let config = ward_config::load(&path).unwrap();
     let gateway = ward_gateway::Gateway::bind(&config).await.unwrap();
     let addr = gateway.local_addr().unwrap();
-    let gateway = gateway.spawn();
+    let gateway = gateway.spawn().unwrap();
     Harness { client: client(&ca_pem), dir, gateway, addr, signer, upstream_hits: hits, ca_pem }
 }
 

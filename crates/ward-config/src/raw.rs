@@ -65,6 +65,8 @@ pub(crate) struct RawAudit {
     pub hmac_key_file: String,
     #[serde(default)]
     pub queue: Option<usize>,
+    #[serde(default)]
+    pub commit_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

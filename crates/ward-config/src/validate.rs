@@ -102,6 +102,10 @@ pub struct AuditSettings {
     pub hmac_key_file: PathBuf,
     /// Records that may wait for the disk before requests are refused (default 65,536).
     pub queue: usize,
+    /// How long a batch of records gathers before one write and one
+    /// `fdatasync` (default 5 ms, at most 1 s; `0ms` syncs as soon as possible).
+    /// A record is durable at most this long plus one sync after its request.
+    pub commit_interval: Duration,
 }
 
 /// The local issuer used by `ward token issue`.
@@ -208,6 +212,15 @@ fn duration(value: Option<&str>, default: Duration, path: Vec<Seg>) -> V<Duratio
     }
 }
 
+fn commit_interval(value: Option<&str>) -> V<Duration> {
+    let path = || vec![Seg::Key("audit"), Seg::Key("commit_interval")];
+    let interval = duration(value, Duration::from_millis(5), path())?;
+    if interval > Duration::from_secs(1) {
+        return Err(Invalid::new(path(), "must be at most 1s: records would wait too long to be durable"));
+    }
+    Ok(interval)
+}
+
 fn resolve(base: &Path, value: &str) -> PathBuf {
     let p = Path::new(value);
     if p.is_absolute() { p.to_owned() } else { base.join(p) }
@@ -231,6 +244,7 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
         file: resolve(base, &raw.audit.file),
         hmac_key_file: resolve(base, &raw.audit.hmac_key_file),
         queue: positive(raw.audit.queue, 65_536, vec![Seg::Key("audit"), Seg::Key("queue")])?,
+        commit_interval: commit_interval(raw.audit.commit_interval.as_deref())?,
     };
     let issuer = raw.issuer.as_ref().map(|i| issuer(i, base)).transpose()?;
     let mut providers = Vec::with_capacity(raw.providers.len());

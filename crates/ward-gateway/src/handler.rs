@@ -31,13 +31,12 @@ pub(crate) struct RouteRuntime {
     pub upstream: usize,
 }
 
-/// Everything the pipeline needs, shared by all connections.
+/// Everything the pipeline needs, shared by all workers and connections.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub routes: RouteTable,
     pub route_runtime: HashMap<String, RouteRuntime>,
     pub authn: Arc<Authenticator>,
-    pub upstreams: Vec<Upstream>,
     pub audit: Arc<dyn AuditSink>,
     pub ip_hasher: KeyedHasher,
     pub token_sources: Vec<TokenSource>,
@@ -45,6 +44,17 @@ pub(crate) struct Shared {
     pub forward_claims: Vec<(String, HeaderName)>,
     pub limits: Limits,
     pub trusted_proxy_hops: usize,
+}
+
+/// One worker thread's view: the shared pipeline and the worker's own
+/// upstream pools (a pooled connection is driven by the thread that made it,
+/// so sharing pools across threads would add a cross-thread wake-up to
+/// every proxied request).
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub shared: Arc<Shared>,
+    /// Indexed like the configuration's upstreams.
+    pub upstreams: Vec<Upstream>,
 }
 
 /// What the audit record needs to know, collected as the request goes.
@@ -266,11 +276,12 @@ fn is_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Serve one request. Never fails: every outcome is a response and a record.
 pub(crate) async fn handle(
-    shared: Arc<Shared>,
+    worker: Arc<Worker>,
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
+    let shared = &*worker.shared;
     let (mut parts, body) = request.into_parts();
     let request_id = parts
         .headers
@@ -341,7 +352,7 @@ pub(crate) async fn handle(
     if shared.audit.ready().is_err() {
         return Ok(shared.reject(&trail, ReasonCode::AuditUnavailable));
     }
-    let Some(upstream) = shared.upstreams.get(runtime.upstream) else {
+    let Some(upstream) = worker.upstreams.get(runtime.upstream) else {
         return Ok(shared.reject(&trail, ReasonCode::UpstreamUnavailable));
     };
     trail.upstream = Some(Arc::clone(&upstream.name));

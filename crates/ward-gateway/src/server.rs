@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use ward_config::Limits;
 
-use crate::handler::{Shared, handle};
+use crate::handler::{Worker, handle};
 use crate::idle::IdleTimeout;
 
 /// The first byte of every TLS record carrying a handshake.
@@ -45,15 +45,17 @@ pub(crate) fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// One worker's accept loop. Every worker accepts from its own copy of the
+/// listening socket; `permits` (shared by all workers) caps the connections.
 pub(crate) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
+    worker: Arc<Worker>,
+    permits: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let limits = shared.limits.clone();
+    let limits = worker.shared.limits.clone();
     let builder = Arc::new(http_builder(&limits));
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -76,14 +78,14 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (acceptor, shared, builder, limits) =
-            (acceptor.clone(), Arc::clone(&shared), Arc::clone(&builder), limits.clone());
+        let (acceptor, worker, builder, limits) =
+            (acceptor.clone(), Arc::clone(&worker), Arc::clone(&builder), limits.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
             let Some(tls) = handshake(stream, &acceptor, &limits).await else { return };
             let io = TokioIo::new(IdleTimeout::new(tls, limits.idle_timeout));
-            let service = service_fn(move |request| handle(Arc::clone(&shared), request, peer));
+            let service = service_fn(move |request| handle(Arc::clone(&worker), request, peer));
             let connection = builder.serve_connection(io, service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
