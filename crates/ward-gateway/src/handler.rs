@@ -57,6 +57,24 @@ pub(crate) struct Worker {
     pub upstreams: Vec<Upstream>,
 }
 
+/// The connection's peer, with what every request on it needs computed once.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    ip: IpAddr,
+    /// The peer address as an `X-Forwarded-For` value.
+    forwarded_for: Option<HeaderValue>,
+    /// HMAC of the address under the audit key.
+    ip_tag: String,
+}
+
+impl Peer {
+    pub(crate) fn new(addr: SocketAddr, hasher: &KeyedHasher) -> Self {
+        let ip = addr.ip();
+        let text = ip.to_string();
+        Self { ip, forwarded_for: HeaderValue::from_str(&text).ok(), ip_tag: hasher.tag_hex(text.as_bytes()) }
+    }
+}
+
 /// What the audit record needs to know, collected as the request goes.
 struct Trail {
     start: Instant,
@@ -64,6 +82,8 @@ struct Trail {
     method: String,
     path: String,
     client_ip: IpAddr,
+    /// HMAC of `client_ip` when it is the peer's (computed per connection).
+    client_ip_tag: Option<String>,
     protocol: &'static str,
     route: Option<String>,
     upstream: Option<Arc<str>>,
@@ -98,7 +118,10 @@ impl Shared {
             path: mask_personal_data(&trail.path),
             status,
             latency_us: u64::try_from(trail.start.elapsed().as_micros()).unwrap_or(u64::MAX),
-            client_ip_hmac: self.ip_hasher.tag_hex(trail.client_ip.to_string().as_bytes()),
+            client_ip_hmac: trail
+                .client_ip_tag
+                .clone()
+                .unwrap_or_else(|| self.ip_hasher.tag_hex(trail.client_ip.to_string().as_bytes())),
             protocol: trail.protocol,
         };
         self.audit.record(record).inspect_err(|e| {
@@ -146,7 +169,15 @@ fn protocol(v: Version) -> &'static str {
 /// With `hops == 0` the client's own `X-Forwarded-For` is ignored (anyone can
 /// write it); with `hops == n` the `n` right-most entries are trusted proxies
 /// and the entry before them is the client.
-fn client_address(headers: &HeaderMap, peer: IpAddr, hops: usize) -> (IpAddr, String) {
+fn client_address(headers: &HeaderMap, peer: &Peer, hops: usize) -> (IpAddr, Option<HeaderValue>) {
+    if hops == 0 {
+        return (peer.ip, peer.forwarded_for.clone());
+    }
+    let (ip, forwarded) = client_address_text(headers, peer.ip, hops);
+    (ip, HeaderValue::from_str(&forwarded).ok())
+}
+
+fn client_address_text(headers: &HeaderMap, peer: IpAddr, hops: usize) -> (IpAddr, String) {
     if hops == 0 {
         return (peer, peer.to_string());
     }
@@ -278,7 +309,7 @@ fn is_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {
 pub(crate) async fn handle(
     worker: Arc<Worker>,
     request: Request<Incoming>,
-    peer: SocketAddr,
+    peer: Arc<Peer>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let shared = &*worker.shared;
@@ -289,13 +320,14 @@ pub(crate) async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(RequestId::parse)
         .unwrap_or_else(new_request_id);
-    let (client_ip, forwarded_for) = client_address(&parts.headers, peer.ip(), shared.trusted_proxy_hops);
+    let (client_ip, forwarded_for) = client_address(&parts.headers, &peer, shared.trusted_proxy_hops);
     let mut trail = Trail {
         start,
         request_id,
         method: parts.method.as_str().to_owned(),
         path: String::new(),
         client_ip,
+        client_ip_tag: (client_ip == peer.ip).then(|| peer.ip_tag.clone()),
         protocol: protocol(parts.version),
         route: None,
         upstream: None,
@@ -384,7 +416,7 @@ pub(crate) async fn handle(
     if let Ok(v) = HeaderValue::from_str(trail.request_id.as_str()) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+    if let Some(v) = forwarded_for {
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
     headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
@@ -405,12 +437,19 @@ pub(crate) async fn handle(
         }
     }
     parts.uri = uri;
-    parts.version = if upstream.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    if upstream.http2 {
+        parts.version = Version::HTTP_2;
+    } else {
+        parts.version = Version::HTTP_11;
+        if let Some(host) = upstream.host_header() {
+            headers.insert(header::HOST, host);
+        }
+    }
     let limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
     let upstream_request = Request::from_parts(parts, Limited::new(body, limit));
 
     // 8. Proxy, bounded in time.
-    let outcome = tokio::time::timeout(upstream.timeout, upstream.client.request(upstream_request)).await;
+    let outcome = tokio::time::timeout(upstream.timeout, upstream.send(upstream_request)).await;
     let upstream_response = match outcome {
         Err(_) => return Ok(shared.reject(&trail, ReasonCode::UpstreamTimeout)),
         Ok(Err(e)) => {
@@ -441,12 +480,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 10.0.0.1"));
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(client_address(&h, peer, 0), (peer, "127.0.0.1".into()));
-        let (ip, xff) = client_address(&h, peer, 1);
+        assert_eq!(client_address_text(&h, peer, 0), (peer, "127.0.0.1".into()));
+        let (ip, xff) = client_address_text(&h, peer, 1);
         assert_eq!(ip, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(xff, "6.6.6.6, 10.0.0.1, 127.0.0.1");
-        assert_eq!(client_address(&h, peer, 2).0, "6.6.6.6".parse::<IpAddr>().unwrap());
-        assert_eq!(client_address(&h, peer, 9).0, "6.6.6.6".parse::<IpAddr>().unwrap());
+        assert_eq!(client_address_text(&h, peer, 2).0, "6.6.6.6".parse::<IpAddr>().unwrap());
+        assert_eq!(client_address_text(&h, peer, 9).0, "6.6.6.6".parse::<IpAddr>().unwrap());
     }
 
     #[test]

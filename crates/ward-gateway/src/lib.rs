@@ -23,6 +23,7 @@
 mod handler;
 mod idle;
 mod keys;
+mod pool;
 mod response;
 mod server;
 mod tls;
@@ -43,6 +44,7 @@ use ward_policy::RouteTable;
 
 pub use idle::IdleTimeout;
 pub use keys::{FileSource, HttpsSource};
+pub use pool::{PooledBody, UpstreamError};
 pub use tls::{ServerTls, load_certified_key, provider as crypto_provider};
 pub use upstream::start_echo;
 

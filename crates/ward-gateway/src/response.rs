@@ -4,11 +4,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+
+use crate::pool::PooledBody;
 use ward_core::{ReasonCode, RequestId};
 
 /// The body of every response: a generated error, or the upstream's stream.
-pub type Body = Either<Full<Bytes>, Incoming>;
+pub type Body = Either<Full<Bytes>, PooledBody>;
 
 /// The HTTP status a denial is answered with.
 #[must_use]

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use ward_config::Limits;
 
-use crate::handler::{Worker, handle};
+use crate::handler::{Peer, Worker, handle};
 use crate::idle::IdleTimeout;
 
 /// The first byte of every TLS record carrying a handshake.
@@ -85,7 +85,8 @@ pub(crate) async fn serve(
             let _permit = permit;
             let Some(tls) = handshake(stream, &acceptor, &limits).await else { return };
             let io = TokioIo::new(IdleTimeout::new(tls, limits.idle_timeout));
-            let service = service_fn(move |request| handle(Arc::clone(&worker), request, peer));
+            let client = Arc::new(Peer::new(peer, &worker.shared.ip_hasher));
+            let service = service_fn(move |request| handle(Arc::clone(&worker), request, Arc::clone(&client)));
             let connection = builder.serve_connection(io, service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

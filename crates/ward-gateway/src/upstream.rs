@@ -1,5 +1,6 @@
-//! Upstream connections: pooled HTTP/1.1 or HTTP/2 clients over plain TCP or
-//! rustls, and the built-in echo service used by `ward up`.
+//! Upstreams: where requests go (pooled HTTP/1.1 or HTTP/2 over plain TCP
+//! or rustls, see [`crate::pool`]), and the built-in echo service used by
+//! `ward up`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,21 +12,16 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Full, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls_pki_types::CertificateDer;
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use ward_config::{UpstreamConfig, UpstreamTarget};
 
 use crate::GatewayError;
+use crate::pool::{Pool, PooledBody, Target, UpstreamError};
 
 /// The body sent upstream: the client's, capped at the body limit.
 pub type UpstreamBody = Limited<Incoming>;
-
-/// A client for one upstream.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 /// A configured upstream, ready to take requests.
 #[derive(Debug, Clone)]
@@ -40,8 +36,8 @@ pub struct Upstream {
     pub timeout: Duration,
     /// Whether HTTP/2 is spoken to it.
     pub http2: bool,
-    /// The pooled client.
-    pub client: UpstreamClient,
+    /// This worker's connections to it.
+    pool: Arc<Pool>,
 }
 
 /// Build a rustls client configuration trusting `ca_file`, or the system roots.
@@ -83,38 +79,46 @@ pub fn build(config: &UpstreamConfig, echo: Option<SocketAddr>) -> Result<Upstre
             return Err(GatewayError::Config(format!("upstream `{}`: the echo service is not running", config.name)));
         }
     };
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(config.connect_timeout));
-    let tls_config = client_tls(config.ca_file.as_deref())?;
-    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls_config).https_or_http();
-    let connector = if config.http2 {
-        builder.enable_http2().wrap_connector(http)
+    let authority: http::uri::Authority = authority
+        .parse()
+        .map_err(|_| GatewayError::Config(format!("upstream `{}`: bad authority `{authority}`", config.name)))?;
+    let tls = if tls {
+        let mut tls_config = client_tls(config.ca_file.as_deref())?;
+        tls_config.alpn_protocols = vec![if config.http2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
+        let name = ServerName::try_from(authority.host().trim_start_matches('[').trim_end_matches(']').to_owned())
+            .map_err(|_| {
+                GatewayError::Config(format!(
+                    "upstream `{}`: `{}` is not a TLS server name",
+                    config.name,
+                    authority.host()
+                ))
+            })?;
+        Some((tokio_rustls::TlsConnector::from(Arc::new(tls_config)), name))
     } else {
-        builder.enable_http1().wrap_connector(http)
+        None
     };
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(config.max_idle_per_host)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .http2_only(config.http2)
-        .build(connector);
+    let scheme = if tls.is_some() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
+    let pool = Pool::new(Target {
+        authority: authority.as_str().to_owned(),
+        tls,
+        http2: config.http2,
+        connect_timeout: config.connect_timeout,
+        max_idle: config.max_idle_per_host,
+    });
     Ok(Upstream {
         name: Arc::from(config.name.as_str()),
-        scheme: if tls { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP },
-        authority: authority
-            .parse()
-            .map_err(|_| GatewayError::Config(format!("upstream `{}`: bad authority `{authority}`", config.name)))?,
+        scheme,
+        authority,
         timeout: config.timeout,
         http2: config.http2,
-        client,
+        pool,
     })
 }
 
 impl Upstream {
-    /// The upstream URI for a normalised path and the original query.
+    /// The request target for a normalised path and the original query:
+    /// origin-form for HTTP/1.1 (the `Host` header names the upstream),
+    /// absolute for HTTP/2 (whose `:authority` comes from it).
     ///
     /// # Errors
     /// `http::Error` if the parts do not form a URI.
@@ -123,7 +127,25 @@ impl Upstream {
             Some(q) => format!("{path}?{q}"),
             None => path.to_owned(),
         };
-        Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(pq).build()
+        if self.http2 {
+            Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(pq).build()
+        } else {
+            Uri::builder().path_and_query(pq).build()
+        }
+    }
+
+    /// The `Host` header an HTTP/1.1 request to this upstream carries.
+    #[must_use]
+    pub fn host_header(&self) -> Option<http::HeaderValue> {
+        http::HeaderValue::from_str(self.authority.as_str()).ok()
+    }
+
+    /// Send a request on this worker's pool.
+    ///
+    /// # Errors
+    /// [`UpstreamError`] when no response head arrives.
+    pub async fn send(&self, request: Request<UpstreamBody>) -> Result<Response<PooledBody>, UpstreamError> {
+        self.pool.send(request).await
     }
 }
 
