@@ -57,19 +57,12 @@ leeway = "60s"
 name = "demo"
 url = "builtin:echo"
 
-# The default policy. Everything is denied unless a rule below allows it.
+# Routes. Who may use them is decided by the policies in `policies/`
+# (Istio AuthorizationPolicy YAML); anything no policy allows is denied.
 [[routes]]
 name = "api"
 prefix = "/api/"
 upstream = "demo"
-
-[[routes.allow]]
-methods = ["GET", "HEAD"]
-claims = { roles = ["reader", "writer"] }
-
-[[routes.allow]]
-methods = ["POST", "PUT", "PATCH", "DELETE"]
-claims = { roles = "writer" }
 
 [[routes]]
 name = "public"
@@ -77,8 +70,47 @@ prefix = "/public/"
 upstream = "demo"
 public = true
 
-[[routes.allow]]
-methods = ["GET"]
+[policy]
+dir = "policies"
+default_action = "deny"
+"#;
+
+/// The default policy `ward up` writes to `policies/default.yaml`.
+const DEFAULT_POLICY: &str = r#"# Ward's default policy, in Istio's AuthorizationPolicy syntax. Anything no
+# ALLOW policy here allows is denied. Check with:
+#   ward policy check ward-data/policies
+# Every route carries the label ward.dev/route=<route name>.
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: api
+spec:
+  selector:
+    matchLabels: {ward.dev/route: api}
+  action: ALLOW
+  rules:
+  - to:
+    - operation: {methods: [GET, HEAD]}
+    when:
+    - key: request.auth.claims[roles]
+      values: [reader, writer]
+  - to:
+    - operation: {methods: [POST, PUT, PATCH, DELETE]}
+    when:
+    - key: request.auth.claims[roles]
+      values: [writer]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: public
+spec:
+  selector:
+    matchLabels: {ward.dev/route: public}
+  action: ALLOW
+  rules:
+  - to:
+    - operation: {methods: [GET]}
 "#;
 
 /// Write `bytes` to a new file readable only by its owner (0600).
@@ -120,7 +152,7 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
         return Ok(false);
     }
     let fail = |what: &str, e: &dyn std::fmt::Display| format!("{}: {what}: {e}", dir.display());
-    for sub in ["", "tls", "keys", "audit"] {
+    for sub in ["", "tls", "keys", "audit", "policies"] {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -147,6 +179,10 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
     let hmac: zeroize::Zeroizing<[u8; 32]> =
         zeroize::Zeroizing::new(ward_crypto::random_bytes().map_err(|e| fail("audit key", &e))?);
     write_private(&dir.join("keys/audit-hmac.key"), hmac.as_ref()).map_err(|e| fail("keys/audit-hmac.key", &e))?;
+    let policy = dir.join("policies/default.yaml");
+    if !policy.exists() {
+        write_public(&policy, DEFAULT_POLICY.as_bytes()).map_err(|e| fail("policies/default.yaml", &e))?;
+    }
     // The config goes last: its presence marks a complete data directory.
     write_public(&config, DEFAULT_CONFIG.as_bytes()).map_err(|e| fail("ward.toml", &e))?;
     Ok(true)

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod init;
+mod policy_cmd;
 
 /// mimalloc: the gateway allocates and frees many small buffers per request
 /// across threads; glibc's allocator cost measurably more CPU per request on
@@ -57,10 +58,50 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Validate a configuration file (and the certificate it names) without starting.
+    /// Validate a configuration file (and the certificate and policies it names) without starting.
     CheckConfig {
         /// The configuration file.
         file: PathBuf,
+    },
+    /// Authorization policies: validate, explain a decision, run a test table.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate every document in a directory; errors name file, line and field.
+    Check {
+        /// The policy directory.
+        dir: PathBuf,
+        /// Take namespaces, routes and labels from this ward.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the decision for a request and every policy and rule that matched or failed, and why.
+    Explain {
+        /// The policy directory.
+        #[arg(long)]
+        policies: PathBuf,
+        /// The request as JSON, or a file holding it
+        /// (`{"method":"GET","path":"/api/x","claims":{"sub":"alice"}}`).
+        #[arg(long)]
+        request: String,
+        /// The route to evaluate for (default: found from the path with --config, else `default`).
+        #[arg(long)]
+        route: Option<String>,
+        /// Take namespaces, routes and labels from this ward.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run a table of requests with expected decisions; exits non-zero on any mismatch.
+    Test {
+        /// The policy directory.
+        dir: PathBuf,
+        /// The test table (YAML).
+        tests: PathBuf,
     },
 }
 
@@ -112,9 +153,30 @@ fn main() -> ExitCode {
             })
         }
         Command::CheckConfig { file } => check_config(&file),
+        Command::Policy { command } => return policy(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ward: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn policy(command: PolicyCommand) -> ExitCode {
+    let result = match command {
+        PolicyCommand::Check { dir, config } => policy_cmd::check(&dir, config.as_deref()).map(|o| (o, true)),
+        PolicyCommand::Explain { policies, request, route, config } => {
+            policy_cmd::explain(&policies, &request, route.as_deref(), config.as_deref()).map(|o| (o, true))
+        }
+        PolicyCommand::Test { dir, tests } => policy_cmd::test(&dir, &tests),
+    };
+    match result {
+        Ok((out, passed)) => {
+            write_stdout(&out);
+            if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
         Err(message) => {
             eprintln!("ward: {message}");
             ExitCode::FAILURE
@@ -217,8 +279,9 @@ fn check_config(path: &Path) -> Result<(), String> {
     let config = load(path)?;
     ward_gateway::load_certified_key(&config.gateway.tls.cert_file, &config.gateway.tls.key_file)
         .map_err(|e| e.to_string())?;
+    let policies = policy_cmd::check(&config.policy.dir, Some(path))?;
     write_stdout(&format!(
-        "{}: ok ({} routes, {} upstreams, {} token providers)\n",
+        "{}: ok ({} routes, {} upstreams, {} token providers)\n{policies}",
         path.display(),
         config.routes.len(),
         config.upstreams.len(),

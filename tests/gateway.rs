@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{Harness, now, start, start_with};
+use common::{Harness, now, start, start_with, start_with_policies};
 
 async fn get(h: &Harness, path: &str, token: Option<&str>) -> reqwest::Response {
     let mut req = h.client.get(h.url(path));
@@ -77,7 +77,9 @@ async fn valid_token_reaches_upstream_with_identity_and_spoofed_headers_are_remo
     assert_eq!(seen["path"], "/api/items/7?q=1", "the upstream sees the normalised path that was authorized");
     let record = h.record_for(&id).await;
     assert_eq!(record["decision"], "allow");
-    assert_eq!(record["reason"], "allowed_by_rule");
+    assert_eq!(record["reason"], "allowed_by_policy");
+    assert_eq!(record["policy"], "default/api#0");
+    assert!(record["policy_digest"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(record["principal"], "alice");
     assert_eq!(record["route"], "api");
     assert_eq!(record["status"], 200);
@@ -152,9 +154,9 @@ async fn every_bad_token_gets_401_and_a_policy_miss_gets_403() {
     }
     // Valid token, but no rule allows it: 403.
     let writer_only = h.token(json!({"roles": ["writer"]}));
-    expect_denied(&h, get(&h, "/api/x", Some(&writer_only)).await, 403, "no_matching_rule").await;
+    expect_denied(&h, get(&h, "/api/x", Some(&writer_only)).await, 403, "no_allow_policy_matched").await;
     let r = h.client.delete(h.url("/api/x")).bearer_auth(h.token(json!({}))).send().await.unwrap();
-    expect_denied(&h, r, 403, "no_matching_rule").await;
+    expect_denied(&h, r, 403, "no_allow_policy_matched").await;
     expect_denied(&h, get(&h, "/admin", Some(&h.token(json!({})))).await, 403, "no_route").await;
     assert_eq!(h.upstream_hits.load(Ordering::SeqCst), 0, "no denied request reached the upstream");
     h.gateway.shutdown().await;
@@ -265,15 +267,24 @@ name = "pub"
 prefix = "/pub/"
 upstream = "app"
 public = true
-[[routes.allow]]
-methods = ["GET"]
 "#;
-    let h = start_with(None, extra).await;
+    let policy = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: pub}
+spec:
+  selector: {matchLabels: {ward.dev/route: pub}}
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+"#;
+    let h = start_with_policies(extra, &[("pub.yaml", policy)]).await;
     let r = get(&h, "/pub/x", None).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(h.record_for(&request_id(&r)).await["reason"], "public_route");
+    assert_eq!(h.record_for(&request_id(&r)).await["reason"], "allowed_by_policy");
     let r = h.client.post(h.url("/pub/x")).send().await.unwrap();
-    expect_denied(&h, r, 403, "no_matching_rule").await;
+    expect_denied(&h, r, 403, "no_allow_policy_matched").await;
+    // A token is optional on a public route, but one that is sent must be valid.
+    let r = get(&h, "/pub/x", Some("not.a.token")).await;
+    expect_denied(&h, r, 401, "token_malformed").await;
     let r = get(&h, "/pub/%2e%2e/api/x", None).await;
     assert_eq!(r.status(), 401, "dot segments are resolved before routing: this is /api/x");
     let r = get(&h, "/pub/a%2fb", None).await;

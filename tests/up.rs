@@ -99,7 +99,7 @@ fn ward_up_then_the_printed_commands_work() {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(reasons, ["allowed_by_rule", "token_missing", "allowed_by_rule"]);
+    assert_eq!(reasons, ["allowed_by_policy", "token_missing", "allowed_by_policy"]);
 }
 
 #[test]

@@ -151,11 +151,15 @@ connect_timeout = "1s"
 name = "api"
 prefix = "/api/"
 upstream = "app"
-[[routes.allow]]
-methods = ["GET"]
 "#
     );
     std::fs::write(d.join("ward.toml"), config).unwrap();
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::write(
+        d.join("policies/get.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: get}\nspec:\n  rules: [{to: [{operation: {methods: [GET]}}]}]\n",
+    )
+    .unwrap();
     let config = ward_config::load(&d.join("ward.toml")).unwrap();
     let gateway = ward_gateway::Gateway::bind(&config).await.unwrap().spawn().unwrap();
     let client = reqwest::Client::builder()

@@ -117,15 +117,31 @@ connect_timeout = "1s"
 name = "api"
 prefix = "/api/"
 upstream = "app"
-[[routes.allow]]
-methods = ["GET", "POST"]
-claims = {{ roles = "reader" }}
 {extra}
 "#
     );
+    write_policy(dir, "base.yaml", BASE_POLICY);
     let path = dir.join("ward.toml");
     std::fs::write(&path, config).unwrap();
     (path, signer, pki.ca.cert_pem)
+}
+
+/// The harness's policy: GET and POST on the `api` route for role `reader`.
+pub const BASE_POLICY: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: api}
+spec:
+  selector: {matchLabels: {ward.dev/route: api}}
+  rules:
+  - to: [{operation: {methods: [GET, POST]}}]
+    when: [{key: "request.auth.claims[roles]", values: [reader]}]
+"#;
+
+/// Write a policy file into `dir/policies`.
+pub fn write_policy(dir: &Path, name: &str, text: &str) {
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies").join(name), text).unwrap();
 }
 
 pub fn client(ca_pem: &str) -> reqwest::Client {
@@ -136,19 +152,27 @@ pub fn client(ca_pem: &str) -> reqwest::Client {
 }
 
 pub async fn start_with(upstream: Option<&str>, extra: &str) -> Harness {
-    start_full(upstream, extra, false).await
+    start_full(upstream, extra, false, &[]).await
+}
+
+/// A gateway with extra config and extra policy files.
+pub async fn start_with_policies(extra: &str, policies: &[(&str, &str)]) -> Harness {
+    start_full(None, extra, false, policies).await
 }
 
 /// A gateway with the verified-token cache on.
 pub async fn start_cached() -> Harness {
-    start_full(None, "", true).await
+    start_full(None, "", true, &[]).await
 }
 
-async fn start_full(upstream: Option<&str>, extra: &str, cache: bool) -> Harness {
+async fn start_full(upstream: Option<&str>, extra: &str, cache: bool, policies: &[(&str, &str)]) -> Harness {
     let (up_addr, hits) = start_upstream().await;
     let upstream = upstream.map_or_else(|| format!("http://{up_addr}"), str::to_owned);
     let dir = tempfile::tempdir().unwrap();
     let (path, signer, ca_pem) = write_config(dir.path(), &upstream, extra, cache);
+    for (name, text) in policies {
+        write_policy(dir.path(), name, text);
+    }
     let config = ward_config::load(&path).unwrap();
     let gateway = ward_gateway::Gateway::bind(&config).await.unwrap();
     let addr = gateway.local_addr().unwrap();

@@ -234,6 +234,10 @@ mod tests {
             latency_us: 12,
             client_ip_hmac: "00".into(),
             protocol: "HTTP/1.1",
+            policy: None,
+            audit_policy: None,
+            policy_digest: None,
+            policy_change: None,
         }
     }
 

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use file::FileSink;
-pub use record::AuditRecord;
+pub use record::{AuditRecord, PolicyChange};
 pub use time::format_rfc3339_millis;
 
 /// Why a record could not be taken.

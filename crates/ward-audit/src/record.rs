@@ -40,6 +40,32 @@ pub struct AuditRecord {
     pub client_ip_hmac: String,
     /// HTTP version spoken with the client (`HTTP/1.1`, `HTTP/2.0`).
     pub protocol: &'static str,
+    /// The policy rule that decided (`namespace/name#rule`), when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The AUDIT policy rule that marked the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_policy: Option<String>,
+    /// Digest of the policy bundle that decided (`sha256:…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
+    /// Set on records of policy changes instead of requests (`method` is
+    /// `POLICY`, `path` the policy directory, `status` 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_change: Option<PolicyChange>,
+}
+
+/// A policy bundle was loaded, or a new one was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyChange {
+    /// The bundle enforced before.
+    pub previous_digest: Option<String>,
+    /// The bundle read from disk.
+    pub new_digest: Option<String>,
+    /// `applied` or `rejected` (the previous bundle stays in force).
+    pub outcome: &'static str,
+    /// The errors that rejected it (file, line, field; no secrets live in policies).
+    pub errors: Vec<String>,
 }
 
 impl AuditRecord {

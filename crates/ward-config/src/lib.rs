@@ -11,8 +11,8 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use validate::{
-    AuditSettings, Config, GatewaySettings, KeySettings, Limits, ProviderConfig, TlsSettings, TlsVersion, TokenSource,
-    UpstreamConfig, UpstreamTarget,
+    AuditSettings, AuthorizerConfig, Config, GatewaySettings, KeySettings, Limits, PolicySettings, ProviderConfig,
+    TlsSettings, TlsVersion, TokenSource, UpstreamConfig, UpstreamTarget,
 };
 
 /// Read and validate a configuration file. Relative paths inside it are

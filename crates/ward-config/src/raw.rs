@@ -20,6 +20,46 @@ pub(crate) struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub policy: RawPolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    #[serde(default)]
+    pub dir: Option<String>,
+    #[serde(default)]
+    pub default_action: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub root_namespace: Option<String>,
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub path_case: Option<String>,
+    #[serde(default)]
+    pub encoded_slashes: Option<String>,
+    #[serde(default)]
+    pub reload_interval: Option<String>,
+    #[serde(default)]
+    pub authorizers: Vec<RawAuthorizer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthorizer {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub include_headers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,23 +201,5 @@ pub(crate) struct RawRoute {
     #[serde(default)]
     pub providers: Vec<String>,
     #[serde(default)]
-    pub allow: Vec<RawRule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRule {
-    #[serde(default)]
-    pub methods: Option<Vec<String>>,
-    #[serde(default)]
-    pub paths: Vec<String>,
-    #[serde(default)]
-    pub claims: BTreeMap<String, ClaimValues>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum ClaimValues {
-    One(String),
-    Many(Vec<String>),
+    pub labels: BTreeMap<String, String>,
 }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use ward_authn::{Algorithm, ProviderSettings};
 use ward_core::parse_duration;
-use ward_policy::{AllowRule, ClaimRequirement, PathPattern, Route};
+use ward_policy::{DefaultAction, EncodedSlashes, EngineConfig, PathCase, PathOptions, ROUTE_LABEL, Route};
 
 use crate::error::{Invalid, Seg};
-use crate::raw::{self, ClaimValues};
+use crate::raw;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -33,8 +33,40 @@ pub struct Config {
     pub forward_claims: Vec<(String, String)>,
     /// Upstream services.
     pub upstreams: Vec<UpstreamConfig>,
-    /// Routes and their allow rules (the v0 policy).
+    /// Routes (with their policy labels).
     pub routes: Vec<Route>,
+    /// Authorization policies.
+    pub policy: PolicySettings,
+}
+
+/// `[policy]`: where policies live and how they are scoped.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    /// Directory of YAML policy documents (default `policies` next to the config).
+    pub dir: PathBuf,
+    /// Scoping, default action, groups claim, authorizer names.
+    pub engine: EngineConfig,
+    /// Path normalisation shared by routing and authorization.
+    pub path: PathOptions,
+    /// How often the directory is checked for changes (default 1 s; SIGHUP also reloads).
+    pub reload_interval: Duration,
+    /// External authorizers CUSTOM policies delegate to.
+    pub authorizers: Vec<AuthorizerConfig>,
+}
+
+/// An external authorizer (Envoy `ext_authz` HTTP service semantics).
+#[derive(Debug, Clone)]
+pub struct AuthorizerConfig {
+    /// Name CUSTOM policies use in `provider.name`.
+    pub name: String,
+    /// Base URL; the request path is appended.
+    pub url: String,
+    /// CA file for an https URL (default: the system roots are not used; required for https).
+    pub ca_file: Option<PathBuf>,
+    /// Time allowed for an answer (default 1 s); no answer denies.
+    pub timeout: Duration,
+    /// Request headers sent along (lower case), besides the method, path and Ward's identity headers.
+    pub include_headers: Vec<String>,
 }
 
 /// Listener settings.
@@ -273,8 +305,9 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
         if !route_names.insert(r.name.clone()) {
             return Err(Invalid::new(at(&here, &[Seg::Key("name")]), format!("duplicate route name `{}`", r.name)));
         }
-        routes.push(route(r, &here, &upstream_names, &names)?);
+        routes.push(route(r, &here, &upstream_names, &names, &raw.policy.labels)?);
     }
+    let policy = policy(&raw.policy, base)?;
     if routes.iter().any(|r| !r.public) && providers.is_empty() {
         return Err(Invalid::new(vec![Seg::Key("providers")], "protected routes need at least one token provider"));
     }
@@ -289,6 +322,91 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
         forward_claims,
         upstreams,
         routes,
+        policy,
+    })
+}
+
+fn choice<T: Copy>(value: Option<&str>, default: T, options: &[(&str, T)], path: Vec<Seg>) -> V<T> {
+    let Some(v) = value else { return Ok(default) };
+    options.iter().find(|(name, _)| *name == v).map(|(_, t)| *t).ok_or_else(|| {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        Invalid::new(path, format!("`{v}` is not one of {}", names.join(", ")))
+    })
+}
+
+fn policy(p: &raw::RawPolicy, base: &Path) -> V<PolicySettings> {
+    let here = [Seg::Key("policy")];
+    let mut engine = EngineConfig {
+        default_action: choice(
+            p.default_action.as_deref(),
+            DefaultAction::Deny,
+            &[("deny", DefaultAction::Deny), ("allow", DefaultAction::Allow)],
+            at(&here, &[Seg::Key("default_action")]),
+        )?,
+        ..EngineConfig::default()
+    };
+    if let Some(ns) = &p.namespace {
+        nonempty(ns, at(&here, &[Seg::Key("namespace")]))?;
+        engine.namespace.clone_from(ns);
+    }
+    if let Some(ns) = &p.root_namespace {
+        nonempty(ns, at(&here, &[Seg::Key("root_namespace")]))?;
+        engine.root_namespace.clone_from(ns);
+    }
+    if let Some(g) = &p.groups_claim {
+        if g.split('.').any(str::is_empty) {
+            return Err(Invalid::new(at(&here, &[Seg::Key("groups_claim")]), "a claim name, with dots for nesting"));
+        }
+        engine.groups_claim = g.split('.').map(str::to_owned).collect();
+    }
+    let path = PathOptions {
+        case: choice(
+            p.path_case.as_deref(),
+            PathCase::Sensitive,
+            &[("sensitive", PathCase::Sensitive), ("lowercase", PathCase::Lowercase)],
+            at(&here, &[Seg::Key("path_case")]),
+        )?,
+        encoded_slashes: choice(
+            p.encoded_slashes.as_deref(),
+            EncodedSlashes::Reject,
+            &[("reject", EncodedSlashes::Reject), ("keep", EncodedSlashes::Keep)],
+            at(&here, &[Seg::Key("encoded_slashes")]),
+        )?,
+    };
+    let mut authorizers = Vec::with_capacity(p.authorizers.len());
+    for (i, a) in p.authorizers.iter().enumerate() {
+        let ah = at(&here, &[Seg::Key("authorizers"), Seg::Index(i)]);
+        nonempty(&a.name, at(&ah, &[Seg::Key("name")]))?;
+        if authorizers.iter().any(|x: &AuthorizerConfig| x.name == a.name) {
+            return Err(Invalid::new(at(&ah, &[Seg::Key("name")]), format!("duplicate authorizer `{}`", a.name)));
+        }
+        let uri: http::Uri = a.url.parse().map_err(|_| Invalid::new(at(&ah, &[Seg::Key("url")]), "not a URL"))?;
+        match uri.scheme_str() {
+            Some("http" | "https") if uri.authority().is_some() => {}
+            _ => return Err(Invalid::new(at(&ah, &[Seg::Key("url")]), "use http://host:port or https://host:port")),
+        }
+        if uri.scheme_str() == Some("https") && a.ca_file.is_none() {
+            return Err(Invalid::new(at(&ah, &[Seg::Key("ca_file")]), "an https authorizer needs `ca_file`"));
+        }
+        authorizers.push(AuthorizerConfig {
+            name: a.name.clone(),
+            url: a.url.trim_end_matches('/').to_owned(),
+            ca_file: a.ca_file.as_deref().map(|f| resolve(base, f)),
+            timeout: duration(a.timeout.as_deref(), Duration::from_secs(1), at(&ah, &[Seg::Key("timeout")]))?,
+            include_headers: a.include_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        });
+    }
+    engine.authorizers = authorizers.iter().map(|a| a.name.clone()).collect();
+    Ok(PolicySettings {
+        dir: resolve(base, p.dir.as_deref().unwrap_or("policies")),
+        engine,
+        path,
+        reload_interval: duration(
+            p.reload_interval.as_deref(),
+            Duration::from_secs(1),
+            at(&here, &[Seg::Key("reload_interval")]),
+        )?,
+        authorizers,
     })
 }
 
@@ -545,7 +663,13 @@ fn upstream(u: &raw::RawUpstream, base: &Path, here: &[Seg]) -> V<UpstreamConfig
     })
 }
 
-fn route(r: &raw::RawRoute, here: &[Seg], upstreams: &HashSet<String>, providers: &HashSet<String>) -> V<Route> {
+fn route(
+    r: &raw::RawRoute,
+    here: &[Seg],
+    upstreams: &HashSet<String>,
+    providers: &HashSet<String>,
+    gateway_labels: &std::collections::BTreeMap<String, String>,
+) -> V<Route> {
     nonempty(&r.name, at(here, &[Seg::Key("name")]))?;
     if !r.prefix.starts_with('/') {
         return Err(Invalid::new(at(here, &[Seg::Key("prefix")]), "must start with `/`"));
@@ -556,63 +680,21 @@ fn route(r: &raw::RawRoute, here: &[Seg], upstreams: &HashSet<String>, providers
     if let Some(p) = r.providers.iter().find(|p| !providers.contains(*p)) {
         return Err(Invalid::new(at(here, &[Seg::Key("providers")]), format!("no provider is named `{p}`")));
     }
-    let mut rules = Vec::with_capacity(r.allow.len());
-    for (i, rule) in r.allow.iter().enumerate() {
-        let rh = at(here, &[Seg::Key("allow"), Seg::Index(i)]);
-        let methods = match &rule.methods {
-            None => None,
-            Some(m) if m.is_empty() => {
-                return Err(Invalid::new(
-                    at(&rh, &[Seg::Key("methods")]),
-                    "an empty list allows nothing; omit it to allow any method",
-                ));
-            }
-            Some(m) => {
-                if let Some(bad) = m.iter().find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase())) {
-                    return Err(Invalid::new(
-                        at(&rh, &[Seg::Key("methods")]),
-                        format!("`{bad}` is not an upper-case HTTP method"),
-                    ));
-                }
-                Some(m.clone())
-            }
-        };
-        let paths = rule
-            .paths
-            .iter()
-            .map(|p| p.parse::<PathPattern>().map_err(|e| Invalid::new(at(&rh, &[Seg::Key("paths")]), e.to_string())))
-            .collect::<V<Vec<_>>>()?;
-        let claims = rule
-            .claims
-            .iter()
-            .map(|(claim, values)| {
-                let any_of = match values {
-                    ClaimValues::One(v) => vec![v.clone()],
-                    ClaimValues::Many(v) if v.is_empty() => {
-                        return Err(Invalid::new(
-                            at(&rh, &[Seg::Key("claims")]),
-                            format!("claim `{claim}` lists no values"),
-                        ));
-                    }
-                    ClaimValues::Many(v) => v.clone(),
-                };
-                Ok(ClaimRequirement { claim: claim.clone(), any_of })
-            })
-            .collect::<V<Vec<_>>>()?;
-        if r.public && !claims.is_empty() {
-            return Err(Invalid::new(
-                at(&rh, &[Seg::Key("claims")]),
-                "a public route has no token, so claims can never match",
-            ));
-        }
-        rules.push(AllowRule { methods, paths, claims });
+    if r.labels.contains_key(ROUTE_LABEL) {
+        return Err(Invalid::new(
+            at(here, &[Seg::Key("labels")]),
+            format!("`{ROUTE_LABEL}` is set by Ward to the route's name"),
+        ));
     }
+    let mut labels = gateway_labels.clone();
+    labels.extend(r.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels.insert(ROUTE_LABEL.to_owned(), r.name.clone());
     Ok(Route {
         name: r.name.clone(),
         prefix: r.prefix.clone(),
         upstream: r.upstream.clone(),
         public: r.public,
         providers: r.providers.clone(),
-        rules,
+        labels,
     })
 }

@@ -30,10 +30,11 @@ name = "api"
 prefix = "/api/"
 upstream = "demo"
 
-[[routes.allow]]
-methods = ["GET"]
-paths = ["/api/*"]
-claims = { roles = "reader" }
+labels = { app = "api" }
+
+[policy]
+default_action = "deny"
+path_case = "sensitive"
 "#;
 
 fn parse(text: &str) -> Result<ward_config::Config, ward_config::ConfigError> {
@@ -48,7 +49,10 @@ fn good_config_parses_with_defaults_and_resolved_paths() {
     assert_eq!(c.gateway.tls.cert_file, Path::new("/etc/ward/tls/server.crt"));
     assert_eq!(c.providers[0].settings.leeway.as_secs(), 60);
     assert_eq!(c.token_sources, vec![ward_config::TokenSource::Header("authorization".into())]);
-    assert_eq!(c.routes[0].rules[0].claims[0].any_of, vec!["reader".to_owned()]);
+    assert_eq!(c.routes[0].labels.get("app").map(String::as_str), Some("api"));
+    assert_eq!(c.routes[0].labels.get("ward.dev/route").map(String::as_str), Some("api"));
+    assert_eq!(c.policy.dir, Path::new("/etc/ward/policies"));
+    assert_eq!(c.policy.engine.default_action, ward_policy::DefaultAction::Deny);
     assert_eq!(c.cache_entries, 0, "the verified-token cache is opt-in");
 }
 
@@ -66,8 +70,8 @@ fn errors_name_file_line_and_field() {
     let e = error("upstream = \"demo\"", "upstream = \"nope\"");
     assert!(e.starts_with("/etc/ward/ward.toml:26:1: routes[0].upstream: no upstream is named `nope`"), "{e}");
 
-    let e = error("methods = [\"GET\"]", "methods = [\"get\"]");
-    assert!(e.contains(":29:1: routes[0].allow[0].methods: "), "{e}");
+    let e = error("default_action = \"deny\"", "default_action = \"maybe\"");
+    assert!(e.contains(":31:1: policy.default_action: `maybe` is not one of deny, allow"), "{e}");
 
     let e = error("audiences = [\"demo\"]", "audiences = []");
     assert!(e.contains(":16:1: providers[0].audiences: "), "{e}");
@@ -75,8 +79,10 @@ fn errors_name_file_line_and_field() {
     let e = error("url = \"http://127.0.0.1:9000\"", "url = \"ftp://x\"");
     assert!(e.contains(":21:1: upstreams[0].url: "), "{e}");
 
-    let e = error("paths = [\"/api/*\"]", "paths = [\"/a*b\"]");
-    assert!(e.contains(":30:1: routes[0].allow[0].paths: invalid path pattern"), "{e}");
+    let e = error("path_case = \"sensitive\"", "path_case = \"upper\"");
+    assert!(e.contains(":32:1: policy.path_case: "), "{e}");
+    let e = error("labels = { app = \"api\" }", "labels = { \"ward.dev/route\" = \"x\" }");
+    assert!(e.contains(":28:1: routes[0].labels: "), "{e}");
 }
 
 #[test]

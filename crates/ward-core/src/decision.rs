@@ -20,10 +20,10 @@ pub enum Effect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ReasonCode {
-    /// An allow rule of the matched route admitted the request.
-    AllowedByRule,
-    /// The route is explicitly marked public, so no token was required.
-    PublicRoute,
+    /// An ALLOW policy (or role binding) matched and no DENY policy did.
+    AllowedByPolicy,
+    /// No ALLOW policy applies to the route and `default_action = "allow"` was chosen.
+    DefaultAllow,
     /// No credential was presented on a protected route.
     TokenMissing,
     /// The token is not a well-formed compact JWS (segments, base64url, JSON).
@@ -56,8 +56,20 @@ pub enum ReasonCode {
     TokenLifetimeTooLong,
     /// No route matches the request path: default deny.
     NoRoute,
-    /// A route matched but none of its allow rules admitted the request: default deny.
-    NoMatchingRule,
+    /// A DENY policy matched.
+    DeniedByPolicy,
+    /// ALLOW policies apply to the route but none matched.
+    NoAllowPolicyMatched,
+    /// No ALLOW policy applies to the route: default deny.
+    DefaultDeny,
+    /// A new policy bundle was loaded and is now enforced.
+    PolicyApplied,
+    /// A new policy bundle was refused; the previous one stays in force.
+    PolicyRejected,
+    /// A CUSTOM policy's external authorizer denied the request.
+    ExternalAuthorizerDenied,
+    /// A CUSTOM policy's external authorizer could not be asked (fail closed).
+    ExternalAuthorizerUnavailable,
     /// The request path is not acceptable (encoded separators, escapes root, control bytes).
     PathRejected,
     /// The request is malformed (bad header values, bad request target).
@@ -79,8 +91,8 @@ impl ReasonCode {
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
-            Self::AllowedByRule => "allowed_by_rule",
-            Self::PublicRoute => "public_route",
+            Self::AllowedByPolicy => "allowed_by_policy",
+            Self::DefaultAllow => "default_allow",
             Self::TokenMissing => "token_missing",
             Self::TokenMalformed => "token_malformed",
             Self::TokenTooLarge => "token_too_large",
@@ -97,7 +109,13 @@ impl ReasonCode {
             Self::TokenMissingClaim => "token_missing_claim",
             Self::TokenLifetimeTooLong => "token_lifetime_too_long",
             Self::NoRoute => "no_route",
-            Self::NoMatchingRule => "no_matching_rule",
+            Self::DeniedByPolicy => "denied_by_policy",
+            Self::NoAllowPolicyMatched => "no_allow_policy_matched",
+            Self::DefaultDeny => "default_deny",
+            Self::PolicyApplied => "policy_applied",
+            Self::PolicyRejected => "policy_rejected",
+            Self::ExternalAuthorizerDenied => "external_authorizer_denied",
+            Self::ExternalAuthorizerUnavailable => "external_authorizer_unavailable",
             Self::PathRejected => "path_rejected",
             Self::BadRequest => "bad_request",
             Self::HeadersTooLarge => "headers_too_large",
@@ -182,6 +200,6 @@ mod tests {
         let json = serde_json::to_string(&ReasonCode::TokenExpired).unwrap_or_default();
         assert_eq!(json, "\"token_expired\"");
         assert!(ReasonCode::TokenBadSignature.is_authentication_failure());
-        assert!(!ReasonCode::NoMatchingRule.is_authentication_failure());
+        assert!(!ReasonCode::DefaultDeny.is_authentication_failure());
     }
 }

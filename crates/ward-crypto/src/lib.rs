@@ -9,7 +9,7 @@ mod keyed;
 mod mask;
 mod secret;
 
-pub use keyed::{KeyedHasher, constant_time_eq, random_bytes};
+pub use keyed::{KeyedHasher, constant_time_eq, random_bytes, sha256_hex};
 pub use mask::{mask_email, mask_personal_data, mask_phone};
 pub use secret::SecretBytes;
 

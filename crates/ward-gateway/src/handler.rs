@@ -17,8 +17,9 @@ use ward_authn::{Authenticator, TokenRejected};
 use ward_config::{Limits, TokenSource};
 use ward_core::{Decision, Effect, Identity, ReasonCode, RequestId};
 use ward_crypto::{KeyedHasher, mask_personal_data};
-use ward_policy::{RouteTable, authorize, normalize_path};
+use ward_policy::{HeaderLookup, PathOptions, Request as PolicyRequest, RouteTable, normalize_path_with};
 
+use crate::policy::{Authorizer, PolicyStore};
 use crate::response::{self, Body};
 use crate::upstream::Upstream;
 
@@ -36,6 +37,8 @@ pub(crate) struct RouteRuntime {
 pub(crate) struct Shared {
     pub routes: RouteTable,
     pub route_runtime: HashMap<String, RouteRuntime>,
+    pub policies: Arc<PolicyStore>,
+    pub path_options: PathOptions,
     pub authn: Arc<Authenticator>,
     pub audit: Arc<dyn AuditSink>,
     pub ip_hasher: KeyedHasher,
@@ -55,6 +58,8 @@ pub(crate) struct Worker {
     pub shared: Arc<Shared>,
     /// Indexed like the configuration's upstreams.
     pub upstreams: Vec<Upstream>,
+    /// External authorizers for CUSTOM policies.
+    pub authorizers: Vec<Authorizer>,
 }
 
 /// The connection's peer, with what every request on it needs computed once.
@@ -65,13 +70,44 @@ pub(crate) struct Peer {
     forwarded_for: Option<HeaderValue>,
     /// HMAC of the address under the audit key.
     ip_tag: String,
+    /// The address the client connected to.
+    local: Option<SocketAddr>,
+    /// The TLS server name the client asked for.
+    sni: Option<Box<str>>,
 }
 
 impl Peer {
-    pub(crate) fn new(addr: SocketAddr, hasher: &KeyedHasher) -> Self {
+    pub(crate) fn new(addr: SocketAddr, local: Option<SocketAddr>, sni: Option<&str>, hasher: &KeyedHasher) -> Self {
         let ip = addr.ip();
         let text = ip.to_string();
-        Self { ip, forwarded_for: HeaderValue::from_str(&text).ok(), ip_tag: hasher.tag_hex(text.as_bytes()) }
+        Self {
+            ip,
+            forwarded_for: HeaderValue::from_str(&text).ok(),
+            ip_tag: hasher.tag_hex(text.as_bytes()),
+            local,
+            sni: sni.map(Box::from),
+        }
+    }
+}
+
+/// Request headers as policies read them (values of a repeated header joined by `,`).
+struct Headers<'a>(&'a HeaderMap);
+
+impl HeaderLookup for Headers<'_> {
+    fn header(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let mut values = self.0.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        let first = values.next()?;
+        match values.next() {
+            None => Some(std::borrow::Cow::Borrowed(first)),
+            Some(second) => {
+                let mut joined = format!("{first},{second}");
+                for v in values {
+                    joined.push(',');
+                    joined.push_str(v);
+                }
+                Some(std::borrow::Cow::Owned(joined))
+            }
+        }
     }
 }
 
@@ -88,6 +124,10 @@ struct Trail {
     route: Option<String>,
     upstream: Option<Arc<str>>,
     identity: Option<Identity>,
+    /// The deciding policy rule, the AUDIT mark and the bundle digest.
+    policy: Option<String>,
+    audit_policy: Option<String>,
+    policy_digest: Option<Arc<str>>,
 }
 
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -123,6 +163,10 @@ impl Shared {
                 .clone()
                 .unwrap_or_else(|| self.ip_hasher.tag_hex(trail.client_ip.to_string().as_bytes())),
             protocol: trail.protocol,
+            policy: trail.policy.clone(),
+            audit_policy: trail.audit_policy.clone(),
+            policy_digest: trail.policy_digest.as_ref().map(ToString::to_string),
+            policy_change: None,
         };
         self.audit.record(record).inspect_err(|e| {
             tracing::error!(request_id = %trail.request_id, error = %e, "audit record could not be written");
@@ -305,6 +349,61 @@ fn is_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Ask a CUSTOM policy's external authorizer. Only a 2xx answer allows.
+async fn ask_authorizer(
+    worker: &Worker,
+    provider: &str,
+    parts: &http::request::Parts,
+    path: &str,
+    trail: &Trail,
+) -> Result<(), ReasonCode> {
+    let Some(authorizer) = worker.authorizers.iter().find(|a| a.name == provider) else {
+        return Err(ReasonCode::ExternalAuthorizerUnavailable);
+    };
+    let target = format!("{}{path}", authorizer.prefix);
+    let uri = authorizer.upstream.uri(&target, parts.uri.query()).map_err(|_| ReasonCode::BadRequest)?;
+    let mut request = Request::builder().method(parts.method.clone()).uri(uri);
+    if let Some(host) = authorizer.upstream.host_header() {
+        request = request.header(header::HOST, host);
+    }
+    request = request.header("x-request-id", trail.request_id.as_str());
+    if let Some(identity) = &trail.identity {
+        if let Ok(v) = HeaderValue::from_str(identity.principal.as_str()) {
+            request = request.header("x-ward-principal", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&identity.issuer) {
+            request = request.header("x-ward-issuer", v);
+        }
+    }
+    for name in &authorizer.include_headers {
+        for value in parts.headers.get_all(name) {
+            request = request.header(name, value);
+        }
+    }
+    let empty: crate::upstream::UpstreamBody =
+        Limited::new(http_body_util::Either::Right(http_body_util::Empty::new()), 0);
+    let request = request.body(empty).map_err(|_| ReasonCode::BadRequest)?;
+    match tokio::time::timeout(authorizer.upstream.timeout, authorizer.upstream.send(request)).await {
+        Ok(Ok(response)) if response.status().is_success() => {
+            // Drain the (small) body so the connection can be reused.
+            let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+            Ok(())
+        }
+        Ok(Ok(response)) => {
+            tracing::debug!(request_id = %trail.request_id, authorizer = provider, status = %response.status(), "external authorizer denied");
+            Err(ReasonCode::ExternalAuthorizerDenied)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(request_id = %trail.request_id, authorizer = provider, error = %e, "external authorizer unreachable");
+            Err(ReasonCode::ExternalAuthorizerUnavailable)
+        }
+        Err(_) => {
+            tracing::warn!(request_id = %trail.request_id, authorizer = provider, "external authorizer timed out");
+            Err(ReasonCode::ExternalAuthorizerUnavailable)
+        }
+    }
+}
+
 /// Serve one request. Never fails: every outcome is a response and a record.
 pub(crate) async fn handle(
     worker: Arc<Worker>,
@@ -332,6 +431,9 @@ pub(crate) async fn handle(
         route: None,
         upstream: None,
         identity: None,
+        policy: None,
+        audit_policy: None,
+        policy_digest: None,
     };
     let limits = &shared.limits;
 
@@ -341,7 +443,7 @@ pub(crate) async fn handle(
         return Ok(shared.reject(&trail, ReasonCode::HeadersTooLarge));
     }
     // 2. One canonical path, judged and forwarded.
-    let path = match normalize_path(parts.uri.path()) {
+    let path = match normalize_path_with(parts.uri.path(), &shared.path_options) {
         Ok(p) => p,
         Err(_) => {
             trail.path = parts.uri.path().chars().take(256).collect();
@@ -357,26 +459,62 @@ pub(crate) async fn handle(
         _ => {}
     }
     // 3. Route (default deny when none matches).
-    let Some(route) = shared.routes.find(&path) else {
+    let Some((target, route)) = shared.routes.find(&path) else {
         return Ok(shared.reject(&trail, ReasonCode::NoRoute));
     };
     trail.route = Some(route.name.clone());
     let Some(runtime) = shared.route_runtime.get(&route.name) else {
         return Ok(shared.reject(&trail, ReasonCode::NoRoute));
     };
-    // 4. Authenticate.
-    if !route.public {
-        let Some(token) = extract_token(&parts.headers, &shared.token_sources) else {
-            return Ok(shared.reject(&trail, ReasonCode::TokenMissing));
-        };
-        let accepts = |i: usize| runtime.providers.as_ref().is_none_or(|p| p.contains(&i));
-        match shared.authn.authenticate(&token, now_secs(), accepts).await {
-            Ok(identity) => trail.identity = Some(identity),
-            Err(TokenRejected(reason)) => return Ok(shared.reject(&trail, reason)),
+    // 4. Authenticate. A public route does not require a token, but one
+    //    that is presented must be valid (as Istio's RequestAuthentication).
+    match extract_token(&parts.headers, &shared.token_sources) {
+        None if !route.public => return Ok(shared.reject(&trail, ReasonCode::TokenMissing)),
+        None => {}
+        Some(token) => {
+            let accepts = |i: usize| runtime.providers.as_ref().is_none_or(|p| p.contains(&i));
+            match shared.authn.authenticate(&token, now_secs(), accepts).await {
+                Ok(identity) => trail.identity = Some(identity),
+                Err(TokenRejected(reason)) => return Ok(shared.reject(&trail, reason)),
+            }
         }
     }
-    // 5. Authorize (default deny).
-    let decision = authorize(route, parts.method.as_str(), &path, trail.identity.as_ref());
+    // 5. Authorize: the policy set in force (default deny).
+    let policies = shared.policies.load();
+    let request_principal = trail.identity.as_ref().map(|i| format!("{}/{}", i.issuer, i.principal));
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str));
+    let attributes = PolicyRequest {
+        method: parts.method.as_str(),
+        path: &path,
+        host,
+        destination_ip: peer.local.map(|a| a.ip()),
+        destination_port: peer.local.map(|a| a.port()),
+        source_ip: Some(peer.ip),
+        remote_ip: Some(client_ip),
+        source_principal: None,
+        request_principal: request_principal.as_deref(),
+        claims: trail.identity.as_ref().map(|i| &*i.claims),
+        headers: &Headers(&parts.headers),
+        sni: peer.sni.as_deref(),
+    };
+    let verdict = policies.evaluate(target, attributes);
+    trail.policy_digest = Some(Arc::clone(policies.digest()));
+    trail.policy = verdict.decided_by.map(|r| policies.describe(r));
+    trail.audit_policy = verdict.audit.map(|r| policies.describe(r));
+    let custom = verdict.custom.and_then(|r| policies.policy(r)).and_then(|p| p.provider.clone());
+    drop(policies);
+    if let Some(provider) = custom {
+        trail.policy = verdict.custom.map(|_| format!("custom:{provider}"));
+        if let Err(reason) = ask_authorizer(&worker, &provider, &parts, &path, &trail).await {
+            return Ok(shared.reject(&trail, reason));
+        }
+        trail.policy = verdict.decided_by.map(|r| shared.policies.load().describe(r));
+    }
+    let decision = Decision { effect: verdict.effect, reason: verdict.reason };
     if decision.effect == Effect::Deny {
         return Ok(shared.reject(&trail, decision.reason));
     }
@@ -446,7 +584,7 @@ pub(crate) async fn handle(
         }
     }
     let limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
-    let upstream_request = Request::from_parts(parts, Limited::new(body, limit));
+    let upstream_request = Request::from_parts(parts, Limited::new(Either::Left(body), limit));
 
     // 8. Proxy, bounded in time.
     let outcome = tokio::time::timeout(upstream.timeout, upstream.send(upstream_request)).await;

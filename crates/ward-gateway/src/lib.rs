@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! accept ─▶ TLS (rustls/aws-lc-rs) ─▶ limits ─▶ normalise path ─▶ route
-//!        ─▶ authenticate (JWT) ─▶ authorize (rules) ─▶ proxy ─▶ respond
+//!        ─▶ authenticate (JWT) ─▶ authorize (policies) ─▶ proxy ─▶ respond
 //!                      └────────────▶ audit record (every outcome)
 //! ```
 //!
@@ -23,6 +23,7 @@
 mod handler;
 mod idle;
 mod keys;
+mod policy;
 mod pool;
 mod response;
 mod server;
@@ -44,11 +45,13 @@ use ward_policy::RouteTable;
 
 pub use idle::IdleTimeout;
 pub use keys::{FileSource, HttpsSource};
+pub use policy::ReloadOutcome;
 pub use pool::{PooledBody, UpstreamError};
 pub use tls::{ServerTls, load_certified_key, provider as crypto_provider};
 pub use upstream::start_echo;
 
 use handler::{RouteRuntime, Shared, Worker};
+use policy::{Authorizer, PolicyStore};
 use upstream::Upstream;
 
 /// Why the gateway could not start.
@@ -79,6 +82,10 @@ pub struct Gateway {
     shared: Arc<Shared>,
     /// One set of upstream pools per worker thread.
     upstreams: Vec<Vec<Upstream>>,
+    /// One set of external authorizer clients per worker thread.
+    authorizers: Vec<Vec<Authorizer>>,
+    policies: Arc<PolicyStore>,
+    policy_reload_interval: std::time::Duration,
     tls: Arc<ServerTls>,
     listener: TcpListener,
     reload_interval: std::time::Duration,
@@ -113,6 +120,12 @@ impl Gateway {
         let upstreams = (0..workers.max(1))
             .map(|_| config.upstreams.iter().map(|u| upstream::build(u, echo)).collect::<Result<Vec<_>, _>>())
             .collect::<Result<Vec<_>, _>>()?;
+        let authorizers = (0..workers.max(1))
+            .map(|_| config.policy.authorizers.iter().map(policy::authorizer).collect::<Result<Vec<_>, _>>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let routes = RouteTable::new(config.routes.clone());
+        let audit: Arc<dyn AuditSink> = Arc::new(sink);
+        let policies = Arc::new(PolicyStore::open(&config.policy, routes.targets(), Arc::clone(&audit))?);
         let mut route_runtime = HashMap::new();
         for route in &config.routes {
             let upstream = config
@@ -137,10 +150,12 @@ impl Gateway {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(Shared {
-            routes: RouteTable::new(config.routes.clone()),
+            routes,
             route_runtime,
+            policies: Arc::clone(&policies),
+            path_options: config.policy.path,
             authn,
-            audit: Arc::new(sink),
+            audit,
             ip_hasher,
             token_sources: config.token_sources.clone(),
             forward_token: config.forward_token,
@@ -149,7 +164,16 @@ impl Gateway {
             trusted_proxy_hops: config.gateway.trusted_proxy_hops,
         });
         let listener = TcpListener::bind(config.gateway.listen).await?;
-        Ok(Self { shared, upstreams, tls, listener, reload_interval: config.gateway.tls.reload_interval })
+        Ok(Self {
+            shared,
+            upstreams,
+            authorizers,
+            policies,
+            policy_reload_interval: config.policy.reload_interval,
+            tls,
+            listener,
+            reload_interval: config.gateway.tls.reload_interval,
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -173,9 +197,9 @@ impl Gateway {
         let permits = Arc::new(Semaphore::new(self.shared.limits.max_connections));
         let acceptor = TlsAcceptor::from(Arc::clone(&self.tls.config));
         let mut finished = Vec::with_capacity(self.upstreams.len());
-        for (i, upstreams) in self.upstreams.into_iter().enumerate() {
+        for (i, (upstreams, authorizers)) in self.upstreams.into_iter().zip(self.authorizers).enumerate() {
             let listener = listener.try_clone()?;
-            let worker = Arc::new(Worker { shared: Arc::clone(&self.shared), upstreams });
+            let worker = Arc::new(Worker { shared: Arc::clone(&self.shared), upstreams, authorizers });
             let (acceptor, permits, mut stopped) = (acceptor.clone(), Arc::clone(&permits), stopped.clone());
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (done, finish) = tokio::sync::oneshot::channel::<()>();
@@ -196,7 +220,17 @@ impl Gateway {
             finished.push(finish);
         }
         let watcher = tokio::spawn(watch_tls(Arc::clone(&self.tls), self.reload_interval));
-        Ok(RunningGateway { addr, tls: self.tls, audit: Arc::clone(&self.shared.audit), stop, finished, watcher })
+        let policy_watcher = tokio::spawn(policy::watch(Arc::clone(&self.policies), self.policy_reload_interval));
+        Ok(RunningGateway {
+            addr,
+            tls: self.tls,
+            audit: Arc::clone(&self.shared.audit),
+            policies: self.policies,
+            stop,
+            finished,
+            watcher,
+            policy_watcher,
+        })
     }
 }
 
@@ -218,9 +252,11 @@ pub struct RunningGateway {
     addr: Option<SocketAddr>,
     tls: Arc<ServerTls>,
     audit: Arc<dyn AuditSink>,
+    policies: Arc<PolicyStore>,
     stop: tokio::sync::watch::Sender<bool>,
     finished: Vec<tokio::sync::oneshot::Receiver<()>>,
     watcher: tokio::task::JoinHandle<()>,
+    policy_watcher: tokio::task::JoinHandle<()>,
 }
 
 impl RunningGateway {
@@ -244,6 +280,17 @@ impl RunningGateway {
         self.tls.reload(true)
     }
 
+    /// Re-read the policy directory now, as SIGHUP does.
+    pub fn reload_policies(&self) -> ReloadOutcome {
+        self.policies.reload(true)
+    }
+
+    /// The digest of the policy bundle in force.
+    #[must_use]
+    pub fn policy_digest(&self) -> String {
+        self.policies.load().digest().to_string()
+    }
+
     /// Stop accepting, let open requests finish (at most 10 s), flush the audit log.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
@@ -258,5 +305,6 @@ impl RunningGateway {
             let _ = finish.await;
         }
         self.watcher.abort();
+        self.policy_watcher.abort();
     }
 }

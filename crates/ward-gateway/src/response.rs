@@ -18,7 +18,12 @@ pub fn status_for(reason: ReasonCode) -> StatusCode {
         return StatusCode::UNAUTHORIZED;
     }
     match reason {
-        ReasonCode::NoRoute | ReasonCode::NoMatchingRule => StatusCode::FORBIDDEN,
+        ReasonCode::NoRoute
+        | ReasonCode::DeniedByPolicy
+        | ReasonCode::NoAllowPolicyMatched
+        | ReasonCode::DefaultDeny
+        | ReasonCode::ExternalAuthorizerDenied => StatusCode::FORBIDDEN,
+        ReasonCode::ExternalAuthorizerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ReasonCode::PathRejected | ReasonCode::BadRequest => StatusCode::BAD_REQUEST,
         ReasonCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ReasonCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -88,6 +93,6 @@ mod tests {
         assert!(r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains("invalid_token"));
         let r = error(ReasonCode::UpstreamUnavailable, &id);
         assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(status_for(ReasonCode::NoMatchingRule), StatusCode::FORBIDDEN);
+        assert_eq!(status_for(ReasonCode::NoAllowPolicyMatched), StatusCode::FORBIDDEN);
     }
 }

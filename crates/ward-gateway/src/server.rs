@@ -84,8 +84,10 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let Some(tls) = handshake(stream, &acceptor, &limits).await else { return };
+            let (tcp, session) = tls.get_ref();
+            let client =
+                Arc::new(Peer::new(peer, tcp.local_addr().ok(), session.server_name(), &worker.shared.ip_hasher));
             let io = TokioIo::new(IdleTimeout::new(tls, limits.idle_timeout));
-            let client = Arc::new(Peer::new(peer, &worker.shared.ip_hasher));
             let service = service_fn(move |request| handle(Arc::clone(&worker), request, Arc::clone(&client)));
             let connection = builder.serve_connection(io, service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {

@@ -21,7 +21,7 @@ use crate::GatewayError;
 use crate::pool::{Pool, PooledBody, Target, UpstreamError};
 
 /// The body sent upstream: the client's, capped at the body limit.
-pub type UpstreamBody = Limited<Incoming>;
+pub type UpstreamBody = Limited<http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>>;
 
 /// A configured upstream, ready to take requests.
 #[derive(Debug, Clone)]

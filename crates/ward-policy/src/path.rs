@@ -23,21 +23,63 @@ pub enum PathError {
     EscapesRoot,
 }
 
-/// Normalise a request path (without its query):
-/// - percent-encoded unreserved characters are decoded (`%61` → `a`) and other
-///   escapes are upper-cased (`%2f` is refused, see below);
-/// - encoded `/` and `\`, NUL and control characters are refused;
-/// - empty segments are merged (`//` → `/`), `.` segments dropped and `..`
-///   segments resolved, refusing any that climb above the root;
-/// - a trailing `/` is kept.
+/// What to do with `%2F` and `%5C` (encoded `/` and `\`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncodedSlashes {
+    /// Refuse the request (400): upstreams disagree on whether to decode them.
+    #[default]
+    Reject,
+    /// Keep them encoded (upper-cased); they never act as separators, so
+    /// `/a%2F..%2Fadmin` is one segment, not a way to `/admin`.
+    Keep,
+}
+
+/// How letter case is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathCase {
+    /// Paths are case-sensitive, as HTTP says. Policies still cannot be
+    /// bypassed by case: DENY rules also match case variants (see `Bias`).
+    #[default]
+    Sensitive,
+    /// ASCII letters are lower-cased before routing, matching and
+    /// forwarding (for upstreams that treat paths case-insensitively).
+    Lowercase,
+}
+
+/// Normalisation options (`[policy]` in `ward.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PathOptions {
+    /// `%2F` / `%5C` handling.
+    pub encoded_slashes: EncodedSlashes,
+    /// Case handling.
+    pub case: PathCase,
+}
+
+/// [`normalize_path_with`] with the default options.
 ///
 /// # Errors
 /// [`PathError`] naming the first problem.
 pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+    normalize_path_with(raw, &PathOptions::default())
+}
+
+/// Normalise a request path (without its query):
+/// - percent-encoded unreserved characters are decoded (`%61` → `a`) and other
+///   escapes are upper-cased (`%2f` is refused, see below);
+/// - encoded `/` and `\` are refused or kept encoded (`options`); encoded
+///   NUL and control characters are refused;
+/// - empty segments are merged (`//` → `/`), `.` segments dropped and `..`
+///   segments resolved, refusing any that climb above the root;
+/// - a trailing `/` is kept;
+/// - with [`PathCase::Lowercase`], ASCII letters outside escapes are lower-cased.
+///
+/// # Errors
+/// [`PathError`] naming the first problem.
+pub fn normalize_path_with(raw: &str, options: &PathOptions) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
-    let decoded = decode_unreserved(raw)?;
+    let decoded = decode_unreserved(raw, options.encoded_slashes)?;
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = decoded.ends_with('/');
     for segment in decoded.split('/') {
@@ -62,10 +104,30 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     if trailing_slash || segments.is_empty() {
         out.push('/');
     }
+    if options.case == PathCase::Lowercase {
+        out = lowercase_outside_escapes(&out);
+    }
     Ok(out)
 }
 
-fn decode_unreserved(raw: &str) -> Result<String, PathError> {
+fn lowercase_outside_escapes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut escape = 0;
+    for c in path.chars() {
+        if c == '%' {
+            escape = 2;
+            out.push(c);
+        } else if escape > 0 {
+            escape -= 1;
+            out.push(c);
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+fn decode_unreserved(raw: &str, slashes: EncodedSlashes) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
     let mut i = 0;
@@ -78,7 +140,7 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
                 let v = u8::try_from(hi * 16 + lo).map_err(|_| PathError::BadPercentEncoding)?;
                 if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
                     out.push(char::from(v));
-                } else if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7f {
+                } else if v < 0x20 || v == 0x7f || ((v == b'/' || v == b'\\') && slashes == EncodedSlashes::Reject) {
                     return Err(PathError::EncodedSeparator);
                 } else {
                     out.push('%');
@@ -137,6 +199,16 @@ mod tests {
         assert_eq!(normalize_path("/a\\b"), Err(PathError::ForbiddenCharacter));
         assert_eq!(normalize_path("/a%zz"), Err(PathError::BadPercentEncoding));
         assert_eq!(normalize_path("/a%4"), Err(PathError::BadPercentEncoding));
+    }
+
+    #[test]
+    fn options_keep_slashes_encoded_and_lower_case() {
+        let keep = PathOptions { encoded_slashes: EncodedSlashes::Keep, case: PathCase::Sensitive };
+        assert_eq!(normalize_path_with("/a%2f..%2Fadmin", &keep).as_deref(), Ok("/a%2F..%2Fadmin"));
+        assert_eq!(normalize_path_with("/a%5cb", &keep).as_deref(), Ok("/a%5Cb"));
+        assert_eq!(normalize_path_with("/a%00b", &keep), Err(PathError::EncodedSeparator));
+        let lower = PathOptions { encoded_slashes: EncodedSlashes::Reject, case: PathCase::Lowercase };
+        assert_eq!(normalize_path_with("/ADMIN/%3fX/Y", &lower).as_deref(), Ok("/admin/%3Fx/y"));
     }
 
     #[test]
