@@ -367,3 +367,111 @@ async fn certificate_is_reloaded_without_dropping_connections() {
     assert_eq!(fresh.get(h.url("/api/x")).bearer_auth(&token).send().await.unwrap().status(), 200);
     h.gateway.shutdown().await;
 }
+
+/// Status code of a raw request line (no client-side path cleaning).
+async fn raw_status(h: &Harness, path: &str, token: &str) -> u16 {
+    let mut s = tls_connect(h).await;
+    let head =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+const DENY_ADMIN: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/api/admin/*"]}}]}]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_tricks_cannot_bypass_a_deny_policy() {
+    let h = start_with_policies("", &[("deny.yaml", DENY_ADMIN)]).await;
+    let t = h.token(json!({}));
+    assert_eq!(raw_status(&h, "/api/x", &t).await, 200);
+    for p in [
+        "/api/admin/x",
+        "/api/admin/../admin/x",
+        "//api/admin/x",
+        "/api//admin/x",
+        "/api/%61dmin/x",
+        "/api/%61%64%6d%69%6e/x",
+        "/api/admin/./x",
+        "/api/./admin/x",
+        "/api/x/../admin/x",
+        "/api/ADMIN/x",
+        "/api/Admin/x",
+        "/api/admin/x/.",
+    ] {
+        assert_eq!(raw_status(&h, p, &t).await, 403, "{p}");
+    }
+    for p in ["/api/admin%2fx", "/api/admin%5Cx", "/api/admin%00/x", "/../api/admin/x"] {
+        assert_eq!(raw_status(&h, p, &t).await, 400, "{p}");
+    }
+    let records = h.audit().await;
+    let denied = records.iter().filter(|r| r["reason"] == "denied_by_policy").count();
+    assert_eq!(denied, 12, "every bypass attempt was denied by the policy and audited");
+    assert!(records.iter().filter(|r| r["reason"] == "denied_by_policy").all(|r| r["policy"] == "default/no-admin#0"));
+    assert_eq!(h.upstream_hits.load(Ordering::SeqCst), 1, "only the allowed request reached the upstream");
+    h.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_hot_reload_keeps_the_last_good_set_and_never_fails_requests() {
+    let h = start().await;
+    let t = h.token(json!({}));
+    assert_eq!(get(&h, "/api/x", Some(&t)).await.status(), 200);
+    let before = h.gateway.policy_digest();
+
+    // A broken file is refused; the old set keeps enforcing.
+    let broken = DENY_ADMIN.replace("/api/admin/*", "/api/a*b");
+    common::write_policy(h.dir.path(), "change.yaml", &broken);
+    match h.gateway.reload_policies() {
+        ward_gateway::ReloadOutcome::Rejected(errors) => {
+            assert!(errors[0].starts_with("change.yaml:7: spec.rules[0].to[0].operation.paths[0]"), "{errors:?}");
+        }
+        other => panic!("a broken file must be refused, got {other:?}"),
+    }
+    assert_eq!(h.gateway.policy_digest(), before);
+    assert_eq!(get(&h, "/api/admin/x", Some(&t)).await.status(), 200, "the old set is still in force");
+
+    // A fixed file takes effect without a restart, while requests keep succeeding.
+    let load = async {
+        let mut statuses = Vec::new();
+        for _ in 0..150 {
+            statuses.push(get(&h, "/api/y", Some(&t)).await.status().as_u16());
+        }
+        statuses
+    };
+    let change = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        common::write_policy(h.dir.path(), "change.yaml", DENY_ADMIN);
+        // The directory watcher (1 s interval) picks it up by itself.
+        for _ in 0..100 {
+            if h.gateway.policy_digest() != before {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    };
+    let (statuses, changed) = tokio::join!(load, change);
+    assert!(changed, "the watcher applied the fixed file");
+    assert!(statuses.iter().all(|s| *s == 200), "no request failed during the reload: {statuses:?}");
+    let r = get(&h, "/api/admin/x", Some(&t)).await;
+    expect_denied(&h, r, 403, "denied_by_policy").await;
+
+    let records = h.audit().await;
+    let changes: Vec<&Value> = records.iter().filter(|r| r.get("policy_change").is_some()).collect();
+    let outcomes: Vec<&str> = changes.iter().map(|r| r["policy_change"]["outcome"].as_str().unwrap()).collect();
+    assert!(outcomes.contains(&"rejected") && outcomes.last() == Some(&"applied"), "{outcomes:?}");
+    let applied = changes.last().unwrap();
+    assert_eq!(applied["policy_change"]["previous_digest"], before.as_str());
+    assert_eq!(applied["policy_change"]["new_digest"], h.gateway.policy_digest().as_str());
+    h.gateway.shutdown().await;
+}

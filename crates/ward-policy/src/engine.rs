@@ -102,8 +102,8 @@ pub struct PolicySet {
     target_names: HashMap<String, usize>,
     digest: Arc<str>,
     default_action: DefaultAction,
-    /// Policies that apply to no target here (other namespaces).
-    inert: Vec<usize>,
+    /// The namespaces whose policies apply (the gateway's and the root).
+    namespaces: [String; 2],
 }
 
 #[derive(Debug, Default)]
@@ -410,7 +410,6 @@ impl PolicySet {
         }
         policies.sort_by(|a, b| (a.action, &a.id).cmp(&(b.action, &b.id)));
         let mut compiled = Vec::with_capacity(targets.len());
-        let mut used = vec![false; policies.len()];
         for target in targets {
             let mut t = TargetPolicies {
                 custom: Index::new(Bias::TowardDeny),
@@ -425,9 +424,6 @@ impl PolicySet {
                     continue;
                 }
                 let Ok(pi32) = u32::try_from(pi) else { continue };
-                if let Some(u) = used.get_mut(pi) {
-                    *u = true;
-                }
                 t.selected.push(pi32);
                 if p.action == Action::Allow {
                     t.has_allow = true;
@@ -448,14 +444,13 @@ impl PolicySet {
             }
             compiled.push(t);
         }
-        let inert = used.iter().enumerate().filter(|(_, u)| !**u).map(|(i, _)| i).collect();
         Ok(Self {
             policies,
             targets: compiled,
             target_names: targets.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect(),
             digest: Arc::from(loaded.digest),
             default_action: config.default_action,
-            inert,
+            namespaces: [config.namespace.clone(), config.root_namespace.clone()],
         })
     }
 
@@ -468,7 +463,7 @@ impl PolicySet {
             target_names: HashMap::new(),
             digest: Arc::from("sha256:empty"),
             default_action: DefaultAction::Deny,
-            inert: Vec::new(),
+            namespaces: [config.namespace.clone(), config.root_namespace.clone()],
         })
     }
 
@@ -589,10 +584,13 @@ impl PolicySet {
             if selected.iter().any(|&s| s as usize == pi) {
                 continue;
             }
-            let why = if self.inert.contains(&pi) {
-                "its namespace is neither the gateway's nor the root namespace, or its selector matches no route"
+            let why = if self.namespaces.contains(&p.id.namespace) {
+                format!("its selector {:?} does not match this route's labels", p.selector)
             } else {
-                "its selector does not match this route's labels"
+                format!(
+                    "namespace `{}` is neither the gateway's (`{}`) nor the root namespace (`{}`)",
+                    p.id.namespace, self.namespaces[0], self.namespaces[1]
+                )
             };
             not_applicable.push(format!("{}: {why}", p.id));
         }
