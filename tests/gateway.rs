@@ -475,3 +475,106 @@ async fn policy_hot_reload_keeps_the_last_good_set_and_never_fails_requests() {
     assert_eq!(applied["policy_change"]["new_digest"], h.gateway.policy_digest().as_str());
     h.gateway.shutdown().await;
 }
+
+/// An external authorizer: allows only `x-ward-principal: alice`, records what it saw.
+async fn start_authorizer() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let h = |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
+                        log.lock().unwrap().push(json!({
+                            "method": req.method().as_str(), "path": req.uri().to_string(),
+                            "principal": h("x-ward-principal"), "tenant": h("x-tenant"),
+                            "authorization": h("authorization"), "request_id": h("x-request-id"),
+                        }));
+                        let status = if h("x-ward-principal").as_deref() == Some("alice") { 200 } else { 403 };
+                        let mut resp =
+                            hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
+                        *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_policies_ask_the_external_authorizer_and_fail_closed() {
+    let (authz, seen) = start_authorizer().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let extra = format!(
+        r#"
+[[policy.authorizers]]
+name = "ext"
+url = "http://{authz}/check"
+include_headers = ["x-tenant"]
+[[policy.authorizers]]
+name = "dead"
+url = "http://{dead}"
+timeout = "500ms"
+"#
+    );
+    let custom = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: payments}
+spec:
+  action: CUSTOM
+  provider: {name: ext}
+  rules: [{to: [{operation: {paths: ["/api/pay/*"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: dead-end}
+spec:
+  action: CUSTOM
+  provider: {name: dead}
+  rules: [{to: [{operation: {paths: ["/api/dead/*"]}}]}]
+"#;
+    let h = start_with_policies(&extra, &[("custom.yaml", custom)]).await;
+    let alice = h.token(json!({}));
+    let bob = h.token(json!({"sub": "bob"}));
+    let r = h.client.get(h.url("/api/pay/1?x=2")).bearer_auth(&alice).header("x-tenant", "t1").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    let asked = seen.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["path"], "/check/api/pay/1?x=2");
+    assert_eq!(asked[0]["principal"], "alice");
+    assert_eq!(asked[0]["tenant"], "t1");
+    assert_eq!(asked[0]["request_id"], id.as_str());
+    assert!(asked[0]["authorization"].is_null(), "the token is not sent unless configured");
+    assert_eq!(h.record_for(&id).await["policy"], "default/api#0");
+
+    let r = get(&h, "/api/pay/1", Some(&bob)).await;
+    let id = request_id(&r);
+    expect_denied(&h, r, 403, "external_authorizer_denied").await;
+    assert_eq!(h.record_for(&id).await["policy"], "default/payments#0", "the CUSTOM rule that sent it out");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // Outside the CUSTOM rule the authorizer is not asked.
+    assert_eq!(get(&h, "/api/other", Some(&bob)).await.status(), 200);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // DENY/ALLOW still apply after an allowing authorizer: a writer-only token has no ALLOW.
+    let writer = h.token(json!({"roles": ["writer"]}));
+    expect_denied(&h, get(&h, "/api/pay/1", Some(&writer)).await, 403, "no_allow_policy_matched").await;
+    // An authorizer that cannot be reached denies.
+    expect_denied(&h, get(&h, "/api/dead/1", Some(&alice)).await, 503, "external_authorizer_unavailable").await;
+    h.gateway.shutdown().await;
+}

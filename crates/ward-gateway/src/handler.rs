@@ -506,13 +506,15 @@ pub(crate) async fn handle(
     trail.policy = verdict.decided_by.map(|r| policies.describe(r));
     trail.audit_policy = verdict.audit.map(|r| policies.describe(r));
     let custom = verdict.custom.and_then(|r| policies.policy(r)).and_then(|p| p.provider.clone());
+    let custom_rule = verdict.custom.map(|r| policies.describe(r));
+    // Not held across the call to an external authorizer.
     drop(policies);
     if let Some(provider) = custom {
-        trail.policy = verdict.custom.map(|_| format!("custom:{provider}"));
+        let decided = std::mem::replace(&mut trail.policy, custom_rule);
         if let Err(reason) = ask_authorizer(&worker, &provider, &parts, &path, &trail).await {
             return Ok(shared.reject(&trail, reason));
         }
-        trail.policy = verdict.decided_by.map(|r| shared.policies.load().describe(r));
+        trail.policy = decided;
     }
     let decision = Decision { effect: verdict.effect, reason: verdict.reason };
     if decision.effect == Effect::Deny {
