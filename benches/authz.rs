@@ -1,6 +1,7 @@
 //! The authorization decision: path normalisation, and the policy engine's
 //! decision with 10, 1,000 and 10,000 rules (indexed, and the reference scan
-//! for comparison).
+//! for comparison). With `--features cedar-anchor`, the same decisions written
+//! as Cedar policies are evaluated by the `cedar-policy` crate as the anchor.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::fmt::Write as _;
@@ -60,6 +61,67 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+    #[cfg(feature = "cedar-anchor")]
+    cedar::bench(c);
+}
+
+/// The same policies in Cedar: one `permit` per Ward rule (paths as `like`
+/// patterns, the role as a context set), one `forbid` per DENY rule.
+#[cfg(feature = "cedar-anchor")]
+mod cedar {
+    use std::str::FromStr;
+
+    use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request};
+    use criterion::{BenchmarkId, Criterion};
+    use serde_json::json;
+
+    fn policies(n: usize) -> PolicySet {
+        let mut src = String::new();
+        for i in 0..n {
+            src.push_str(&format!(
+                "permit(principal, action in [Action::\"GET\", Action::\"HEAD\"], resource) when {{ (context.path like \"/svc{i}/*\" || context.path like \"/svc{i}/*/items\") && context.roles.contains(\"role{}\") }};\n",
+                i % 7
+            ));
+        }
+        for i in 0..10 {
+            src.push_str(&format!(
+                "forbid(principal, action, resource) when {{ context.path like \"/svc{i}/admin/*\" }};\n"
+            ));
+        }
+        src.parse().unwrap()
+    }
+
+    fn request(method: &str, path: &str) -> Request {
+        let context = Context::from_json_value(json!({"path": path, "roles": ["role3", "role5"]}), None).unwrap();
+        Request::new(
+            EntityUid::from_str(r#"User::"alice""#).unwrap(),
+            EntityUid::from_str(&format!("Action::\"{method}\"")).unwrap(),
+            EntityUid::from_str(r#"Api::"gateway""#).unwrap(),
+            context,
+            None,
+        )
+        .unwrap()
+    }
+
+    pub fn bench(c: &mut Criterion) {
+        let mut group = c.benchmark_group("authz/cedar");
+        let authorizer = Authorizer::new();
+        let entities = Entities::empty();
+        for n in [10usize, 1_000, 10_000] {
+            let set = policies(n);
+            let allow = request("GET", &format!("/svc{}/x", (n / 2 / 7) * 7 + 3));
+            assert_eq!(authorizer.is_authorized(&allow, &set, &entities).decision(), Decision::Allow);
+            let miss = request("POST", "/nowhere/x");
+            assert_eq!(authorizer.is_authorized(&miss, &set, &entities).decision(), Decision::Deny);
+            group.bench_with_input(BenchmarkId::new("allow", n), &n, |b, _| {
+                b.iter(|| authorizer.is_authorized(&allow, &set, &entities))
+            });
+            group.bench_with_input(BenchmarkId::new("deny", n), &n, |b, _| {
+                b.iter(|| authorizer.is_authorized(&miss, &set, &entities))
+            });
+        }
+        group.finish();
+    }
 }
 
 criterion_group!(benches, bench);
