@@ -237,13 +237,19 @@ impl Ctx<'_> {
         self.errors.push(DocError { file: self.file.to_owned(), line, field: field.into(), message: message.into() });
     }
 
-    fn parsed<T>(&mut self, values: &Values, field: &str, parse: impl Fn(&str) -> Result<T, MatchError>) -> Vec<T> {
+    fn parsed<T>(
+        &mut self,
+        values: &Values,
+        field: &str,
+        parent_line: usize,
+        parse: impl Fn(&str) -> Result<T, MatchError>,
+    ) -> Vec<T> {
         let mut out = Vec::new();
         let Some(list) = values else { return out };
         if list.is_empty() {
             // An empty list is almost always a mistake; and for a `not*` field
             // it would silently match everything.
-            self.error(0, field, "an empty list; remove the field or give values");
+            self.error(parent_line, field, "an empty list; remove the field or give values");
         }
         for (i, v) in list.iter().enumerate() {
             match parse(&v.value) {
@@ -256,15 +262,14 @@ impl Ctx<'_> {
 
     fn field<T>(
         &mut self,
-        pos: &Values,
-        neg: &Values,
-        at: &str,
+        (pos, neg): (&Values, &Values),
+        (at, line): (&str, usize),
         names: (&str, &str),
         parse: impl Fn(&str) -> Result<T, MatchError> + Copy,
     ) -> Field<T> {
         Field {
-            values: self.parsed(pos, &format!("{at}.{}", names.0), parse),
-            not_values: self.parsed(neg, &format!("{at}.{}", names.1), parse),
+            values: self.parsed(pos, &format!("{at}.{}", names.0), line, parse),
+            not_values: self.parsed(neg, &format!("{at}.{}", names.1), line, parse),
         }
     }
 
@@ -272,31 +277,32 @@ impl Ctx<'_> {
         let r = &s.value;
         let out = Source {
             principals: self.field(
-                &r.principals,
-                &r.not_principals,
-                at,
+                (&r.principals, &r.not_principals),
+                (at, line(s)),
                 ("principals", "notPrincipals"),
                 StringMatch::parse,
             ),
             request_principals: self.field(
-                &r.request_principals,
-                &r.not_request_principals,
-                at,
+                (&r.request_principals, &r.not_request_principals),
+                (at, line(s)),
                 ("requestPrincipals", "notRequestPrincipals"),
                 StringMatch::parse,
             ),
             namespaces: self.field(
-                &r.namespaces,
-                &r.not_namespaces,
-                at,
+                (&r.namespaces, &r.not_namespaces),
+                (at, line(s)),
                 ("namespaces", "notNamespaces"),
                 StringMatch::parse,
             ),
-            ip_blocks: self.field(&r.ip_blocks, &r.not_ip_blocks, at, ("ipBlocks", "notIpBlocks"), Cidr::parse),
+            ip_blocks: self.field(
+                (&r.ip_blocks, &r.not_ip_blocks),
+                (at, line(s)),
+                ("ipBlocks", "notIpBlocks"),
+                Cidr::parse,
+            ),
             remote_ip_blocks: self.field(
-                &r.remote_ip_blocks,
-                &r.not_remote_ip_blocks,
-                at,
+                (&r.remote_ip_blocks, &r.not_remote_ip_blocks),
+                (at, line(s)),
                 ("remoteIpBlocks", "notRemoteIpBlocks"),
                 Cidr::parse,
             ),
@@ -324,6 +330,7 @@ impl Ctx<'_> {
             &r.paths,
             &r.not_paths,
             at,
+            line(o),
         );
         if !(op.hosts.is_set() || op.ports.is_set() || op.methods.is_set() || op.paths.is_set()) {
             self.error(line(o), at, "an empty operation; set at least one field");
@@ -343,13 +350,16 @@ impl Ctx<'_> {
         paths: &Values,
         not_paths: &Values,
         at: &str,
+        line_no: usize,
     ) -> Operation {
         let host = |s: &str| StringMatch::parse(s).map(|m| m.to_ascii_lowercase());
         Operation {
-            hosts: self.field(hosts, not_hosts, at, ("hosts", "notHosts"), host),
-            ports: self.field(ports, not_ports, at, ("ports", "notPorts"), parse_port),
-            methods: self.field(methods, not_methods, at, ("methods", "notMethods"), StringMatch::parse),
-            paths: self.field(paths, not_paths, at, ("paths", "notPaths"), |s| PathMatch::parse(s).map(PathValue::new)),
+            hosts: self.field((hosts, not_hosts), (at, line_no), ("hosts", "notHosts"), host),
+            ports: self.field((ports, not_ports), (at, line_no), ("ports", "notPorts"), parse_port),
+            methods: self.field((methods, not_methods), (at, line_no), ("methods", "notMethods"), StringMatch::parse),
+            paths: self.field((paths, not_paths), (at, line_no), ("paths", "notPaths"), |s| {
+                PathMatch::parse(s).map(PathValue::new)
+            }),
         }
     }
 
@@ -369,12 +379,17 @@ impl Ctx<'_> {
         let names = ("values", "notValues");
         let values = match key {
             ConditionKey::SourceIp | ConditionKey::RemoteIp | ConditionKey::DestinationIp => {
-                ConditionValues::Cidrs(self.field(&r.values, &r.not_values, at, names, Cidr::parse))
+                ConditionValues::Cidrs(self.field((&r.values, &r.not_values), (at, line(c)), names, Cidr::parse))
             }
             ConditionKey::DestinationPort => {
-                ConditionValues::Ports(self.field(&r.values, &r.not_values, at, names, parse_port))
+                ConditionValues::Ports(self.field((&r.values, &r.not_values), (at, line(c)), names, parse_port))
             }
-            _ => ConditionValues::Strings(self.field(&r.values, &r.not_values, at, names, StringMatch::parse)),
+            _ => ConditionValues::Strings(self.field(
+                (&r.values, &r.not_values),
+                (at, line(c)),
+                names,
+                StringMatch::parse,
+            )),
         };
         Some(Condition { key, values })
     }
@@ -624,7 +639,8 @@ fn role(ctx: &mut Ctx<'_>, spec: &Spanned<RawSpec>, here: &dyn Fn(&str) -> Strin
     for (i, p) in perms.iter().enumerate() {
         let r = &p.value;
         let at = here(&format!("spec.permissions[{i}]"));
-        let op = ctx.operation_fields(&r.hosts, &None, &r.ports, &None, &r.methods, &None, &r.paths, &None, &at);
+        let op =
+            ctx.operation_fields(&r.hosts, &None, &r.ports, &None, &r.methods, &None, &r.paths, &None, &at, line(p));
         if !(op.hosts.is_set() || op.ports.is_set() || op.methods.is_set() || op.paths.is_set()) {
             ctx.error(line(p), at, "an empty permission would grant everything; write `paths: [\"*\"]` if you mean it");
         }
@@ -832,7 +848,10 @@ spec: {}
             ("  action: CUSTOM\n  provider: {name: opa}\n  rules: [{}]\n", "no external authorizer named `opa`"),
             ("  action: CUSTOM\n  rules: [{}]\n", "needs `provider.name`"),
             ("  targetRefs: [{kind: Gateway, name: g}]\n", "not supported by Ward"),
-            ("  rules:\n  - to:\n    - operation:\n        notPaths: []\n", "an empty list"),
+            (
+                "  rules:\n  - to:\n    - operation:\n        notPaths: []\n",
+                "p.yaml:8: spec.rules[0].to[0].operation.notPaths: an empty list",
+            ),
             ("  rules:\n  - from:\n    - source: {}\n", "an empty source"),
             ("  rules:\n  - to:\n    - operation: {}\n", "an empty operation"),
             ("  rules:\n  - when:\n    - key: source.ip\n", "needs `values` or `notValues`"),
