@@ -54,9 +54,19 @@ max_idle_per_host = 256
 name = "api"
 prefix = "/api/"
 upstream = "nginx"
-[[routes.allow]]
-methods = ["GET"]
+[policy]
+dir = "$d/policies"
 EOC
+  mkdir -p "$d/policies"
+  cat >"$d/policies/api.yaml" <<'EOP'
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: api-get}
+spec:
+  selector: {matchLabels: {ward.dev/route: api}}
+  rules:
+  - to: [{operation: {methods: [GET]}}]
+EOP
 }
 
 ward_case() { # NAME PORT CACHE_ENTRIES
