@@ -43,7 +43,7 @@ pub fn subtree_root(src: &impl NodeSource, start: u64, end: u64) -> Result<Hash,
         return Err(ProofError::OutOfRange("subtree"));
     }
     let n = end - start;
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         let level = n.trailing_zeros();
         return src.node(level, start >> level).ok_or(ProofError::MissingNode { level, index: start >> level });
     }
