@@ -340,7 +340,7 @@ fn policy(p: &raw::RawPolicy, base: &Path) -> V<PolicySettings> {
         default_action: choice(
             p.default_action.as_deref(),
             DefaultAction::Deny,
-            &[("deny", DefaultAction::Deny), ("allow", DefaultAction::Allow)],
+            DefaultAction::NAMES,
             at(&here, &[Seg::Key("default_action")]),
         )?,
         ..EngineConfig::default()
@@ -363,13 +363,13 @@ fn policy(p: &raw::RawPolicy, base: &Path) -> V<PolicySettings> {
         case: choice(
             p.path_case.as_deref(),
             PathCase::Sensitive,
-            &[("sensitive", PathCase::Sensitive), ("lowercase", PathCase::Lowercase)],
+            PathCase::NAMES,
             at(&here, &[Seg::Key("path_case")]),
         )?,
         encoded_slashes: choice(
             p.encoded_slashes.as_deref(),
             EncodedSlashes::Reject,
-            &[("reject", EncodedSlashes::Reject), ("keep", EncodedSlashes::Keep)],
+            EncodedSlashes::NAMES,
             at(&here, &[Seg::Key("encoded_slashes")]),
         )?,
     };

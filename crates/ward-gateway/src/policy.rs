@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use ward_audit::{AuditRecord, AuditSink, PolicyChange, format_rfc3339_millis};
 use ward_config::{AuthorizerConfig, PolicySettings, UpstreamConfig, UpstreamTarget};
 use ward_core::{Effect, ReasonCode, RequestId};
-use ward_policy::{EngineConfig, PolicySet, Target, load_dir};
+use ward_policy::{EngineConfig, PolicySet, Target, load_dir, policy_files};
 
 use crate::GatewayError;
 use crate::upstream::{self, Upstream};
@@ -41,30 +41,17 @@ pub(crate) struct PolicyStore {
     audit: Arc<dyn AuditSink>,
 }
 
+/// Size and modification time of every policy file: a cheap way to notice
+/// a change without reading and hashing the files every interval.
 fn fingerprint(dir: &Path) -> Vec<(String, u64, SystemTime)> {
-    fn walk(dir: &Path, out: &mut Vec<(String, u64, SystemTime)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                walk(&entry.path(), out);
-            } else {
-                out.push((
-                    entry.path().to_string_lossy().into_owned(),
-                    meta.len(),
-                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                ));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out);
-    out.sort();
-    out
+    policy_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|rel| {
+            let meta = std::fs::metadata(dir.join(&rel)).ok()?;
+            Some((rel, meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+        })
+        .collect()
 }
 
 fn compile(dir: &Path, config: &EngineConfig, targets: &[Target]) -> Result<PolicySet, Vec<String>> {

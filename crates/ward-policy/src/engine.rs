@@ -24,6 +24,11 @@ pub enum DefaultAction {
     Allow,
 }
 
+impl DefaultAction {
+    /// The configuration spellings (`ward.toml`, test files).
+    pub const NAMES: &'static [(&'static str, Self)] = &[("deny", Self::Deny), ("allow", Self::Allow)];
+}
+
 /// How policies are scoped and compiled.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -271,11 +276,9 @@ pub struct Loaded {
 /// # Errors
 /// Every problem in every file (or the directory itself).
 pub fn load_dir(dir: &Path, config: &EngineConfig) -> Result<Loaded, Vec<DocError>> {
-    let mut files = Vec::new();
-    collect(dir, dir, &mut files).map_err(|e| {
+    let files = policy_files(dir).map_err(|e| {
         vec![DocError { file: dir.display().to_string(), line: 0, field: String::new(), message: e.to_string() }]
     })?;
-    files.sort();
     let mut texts = Vec::with_capacity(files.len());
     let mut errors = Vec::new();
     for rel in &files {
@@ -327,6 +330,19 @@ pub fn load_texts(texts: &[(String, String)], config: &EngineConfig) -> Result<L
     } else {
         Err(errors)
     }
+}
+
+/// The policy files under `dir`, relative to it and sorted: every `*.yaml` /
+/// `*.yml`, recursively, hidden entries skipped. [`load_dir`] reads these,
+/// and a watcher can stat them to notice a change.
+///
+/// # Errors
+/// The I/O error of the directory walk.
+pub fn policy_files(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut files = Vec::new();
+    collect(dir, dir, &mut files)?;
+    files.sort();
+    Ok(files)
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
@@ -450,19 +466,6 @@ impl PolicySet {
             target_names: targets.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect(),
             digest: Arc::from(loaded.digest),
             default_action: config.default_action,
-            namespaces: [config.namespace.clone(), config.root_namespace.clone()],
-        })
-    }
-
-    /// An empty set (every request gets the default action).
-    #[must_use]
-    pub fn empty(targets: &[Target], config: &EngineConfig) -> Self {
-        Self::compile(Loaded { files: Vec::new(), digest: "sha256:empty".into() }, targets, config).unwrap_or(Self {
-            policies: Vec::new(),
-            targets: Vec::new(),
-            target_names: HashMap::new(),
-            digest: Arc::from("sha256:empty"),
-            default_action: DefaultAction::Deny,
             namespaces: [config.namespace.clone(), config.root_namespace.clone()],
         })
     }

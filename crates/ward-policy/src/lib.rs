@@ -25,7 +25,7 @@ pub mod testing;
 pub use doc::{DocError, LoadOptions, Parsed, parse_file};
 pub use engine::{
     DefaultAction, EngineConfig, Explanation, Loaded, PolicySet, PolicyTrace, RuleRef, RuleTrace, Target, Verdict,
-    load_dir, load_texts,
+    load_dir, load_texts, policy_files,
 };
 pub use matcher::{Cidr, MatchError, PathMatch, StringMatch, canonical_ip};
 pub use model::{Action, Kind, Policy, PolicyId};

@@ -34,6 +34,11 @@ pub enum EncodedSlashes {
     Keep,
 }
 
+impl EncodedSlashes {
+    /// The configuration spellings (`ward.toml`, test files).
+    pub const NAMES: &'static [(&'static str, Self)] = &[("reject", Self::Reject), ("keep", Self::Keep)];
+}
+
 /// How letter case is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PathCase {
@@ -44,6 +49,12 @@ pub enum PathCase {
     /// ASCII letters are lower-cased before routing, matching and
     /// forwarding (for upstreams that treat paths case-insensitively).
     Lowercase,
+}
+
+impl PathCase {
+    /// The configuration spellings (`ward.toml`, test files).
+    pub const NAMES: &'static [(&'static str, Self)] =
+        &[("sensitive", Self::Sensitive), ("lowercase", Self::Lowercase)];
 }
 
 /// Normalisation options (`[policy]` in `ward.toml`).

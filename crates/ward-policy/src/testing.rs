@@ -138,27 +138,26 @@ impl TestConfig {
         if let Some(n) = &self.root_namespace {
             c.root_namespace.clone_from(n);
         }
-        c.default_action = match self.default_action.as_deref() {
-            None | Some("deny") => DefaultAction::Deny,
-            Some("allow") => DefaultAction::Allow,
-            Some(o) => return Err(format!("config.defaultAction: `{o}` (deny or allow)")),
-        };
+        c.default_action =
+            pick(self.default_action.as_deref(), DefaultAction::Deny, DefaultAction::NAMES, "defaultAction")?;
         if let Some(g) = &self.groups_claim {
             c.groups_claim = g.split('.').map(str::to_owned).collect();
         }
         c.authorizers.clone_from(&self.authorizers);
-        let case = match self.path_case.as_deref() {
-            None | Some("sensitive") => PathCase::Sensitive,
-            Some("lowercase") => PathCase::Lowercase,
-            Some(o) => return Err(format!("config.pathCase: `{o}` (sensitive or lowercase)")),
-        };
-        let encoded_slashes = match self.encoded_slashes.as_deref() {
-            None | Some("reject") => EncodedSlashes::Reject,
-            Some("keep") => EncodedSlashes::Keep,
-            Some(o) => return Err(format!("config.encodedSlashes: `{o}` (reject or keep)")),
-        };
+        let case = pick(self.path_case.as_deref(), PathCase::Sensitive, PathCase::NAMES, "pathCase")?;
+        let encoded_slashes =
+            pick(self.encoded_slashes.as_deref(), EncodedSlashes::Reject, EncodedSlashes::NAMES, "encodedSlashes")?;
         Ok((c, PathOptions { encoded_slashes, case }))
     }
+}
+
+/// One of `names`, or `default` when absent; an unknown value is named in the error.
+fn pick<T: Copy>(value: Option<&str>, default: T, names: &[(&str, T)], field: &str) -> Result<T, String> {
+    let Some(v) = value else { return Ok(default) };
+    names.iter().find(|(n, _)| *n == v).map(|(_, t)| *t).ok_or_else(|| {
+        let all: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+        format!("config.{field}: `{v}` ({})", all.join(" or "))
+    })
 }
 
 #[derive(Debug, Deserialize)]
