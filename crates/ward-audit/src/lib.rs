@@ -1,23 +1,40 @@
-//! Audit records and where they go.
+//! Ward's tamper-evident audit log.
 //!
-//! Every decision the gateway makes (allow or deny, at any stage) becomes one
-//! [`AuditRecord`] handed to an [`AuditSink`]. v0 ships a durable JSON-lines
-//! [`FileSink`]; the tamper-evident Merkle log (issue #4) implements the same
-//! trait. A sink that cannot take records makes the gateway refuse traffic:
-//! nothing is served that is not recorded.
+//! Every decision the gateway makes (allow or deny, at any stage), every
+//! policy change, key operation and admin action becomes one record in an
+//! append-only log whose integrity anyone can check:
+//!
+//! - records live in segment files ([`frame`], [`segments`]) and are the
+//!   leaves of an RFC 6962 Merkle tree ([`ward_merkle`]), whose levels are
+//!   kept on disk ([`TreeStore`]) so proofs are cheap at any size;
+//! - appends are group-committed and acknowledged once durable ([`LogSink`]);
+//! - the log signs C2SP checkpoints of its root ([`checkpoints`]), so what it
+//!   held at a point in time is provable, and a later rewrite is detected by
+//!   a failing consistency proof ([`verify`]).
+//!
+//! A sink that cannot take records makes the gateway refuse traffic: nothing
+//! is served that is not recorded.
 #![forbid(unsafe_code)]
 
-mod file;
+pub mod checkpoints;
+pub mod frame;
+mod log;
 mod record;
+pub mod segments;
+mod sink;
 mod time;
+mod tree_store;
+pub mod verify;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use file::FileSink;
+pub use log::{AuditLog, LogError, LogOptions, Recovery, Retention, TornTail};
 pub use record::{AuditRecord, PolicyChange};
+pub use sink::{LogSink, SinkOptions};
 pub use time::format_rfc3339_millis;
+pub use tree_store::TreeStore;
 
 /// Why a record could not be taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,14 +51,22 @@ pub enum AuditError {
     Closed,
 }
 
+/// A future an audit sink hands back.
+pub type AuditFuture<T> = Pin<Box<dyn Future<Output = Result<T, AuditError>> + Send + 'static>>;
+
 /// A destination for audit records.
 pub trait AuditSink: Send + Sync + fmt::Debug {
-    /// Accept one record without blocking. An error means the record was not
-    /// taken, and the caller must fail closed.
+    /// Accept one record without blocking; returns its index in the log.
+    /// An error means the record was not taken, and the caller must fail
+    /// closed.
     ///
     /// # Errors
     /// [`AuditError`] when the sink cannot take the record.
-    fn record(&self, record: AuditRecord) -> Result<(), AuditError>;
+    fn record(&self, record: AuditRecord) -> Result<u64, AuditError>;
+
+    /// Resolve once the record at `index` is durably stored: the
+    /// acknowledgement a caller waits for before it reports the decision.
+    fn durable(&self, index: u64) -> AuditFuture<()>;
 
     /// Whether the sink can take records right now. The gateway asks before
     /// it forwards a request, so an allowed request is not sent upstream when
@@ -54,5 +79,5 @@ pub trait AuditSink: Send + Sync + fmt::Debug {
     }
 
     /// Resolve once every record accepted before the call is durably stored.
-    fn flush(&self) -> Pin<Box<dyn Future<Output = Result<(), AuditError>> + Send + 'static>>;
+    fn flush(&self) -> AuditFuture<()>;
 }
