@@ -30,9 +30,17 @@ header_timeout = "10s"
 handshake_timeout = "10s"
 idle_timeout = "60s"
 
+# The tamper-evident audit log: segments, Merkle tree, signed checkpoints.
+# `ward audit verify --data-dir ward-data` checks it; `ward audit checkpoint`
+# prints the latest signed checkpoint (keep copies elsewhere: they are what
+# proves a later rewrite).
 [audit]
-file = "audit/audit.jsonl"
+dir = "audit"
+origin = "ward.local/audit"
 hmac_key_file = "keys/audit-hmac.key"
+checkpoint_key_file = "keys/audit-checkpoint.key"
+commit_interval = "1ms"
+checkpoint_interval = "10s"
 
 [authn]
 token_from = ["header:authorization"]
@@ -179,6 +187,11 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
     let hmac: zeroize::Zeroizing<[u8; 32]> =
         zeroize::Zeroizing::new(ward_crypto::random_bytes().map_err(|e| fail("audit key", &e))?);
     write_private(&dir.join("keys/audit-hmac.key"), hmac.as_ref()).map_err(|e| fail("keys/audit-hmac.key", &e))?;
+    // Its own key: checkpoints must not be forgeable with any other key Ward holds.
+    let (_, checkpoint_key) =
+        ward_merkle::NoteSigner::generate("ward.local/audit").map_err(|e| fail("audit checkpoint key", &e))?;
+    write_private(&dir.join("keys/audit-checkpoint.key"), format!("{}\n", checkpoint_key.as_str()).as_bytes())
+        .map_err(|e| fail("keys/audit-checkpoint.key", &e))?;
     let policy = dir.join("policies/default.yaml");
     if !policy.exists() {
         write_public(&policy, DEFAULT_POLICY.as_bytes()).map_err(|e| fail("policies/default.yaml", &e))?;

@@ -4,8 +4,11 @@
 //! - `ward gateway --config FILE`: the gateway alone.
 //! - `ward token issue`: sign a token with the local issuer's key.
 //! - `ward check-config FILE`: validate a configuration without starting.
+//! - `ward policy …`: check, explain and test authorization policies.
+//! - `ward audit …`: checkpoints, proofs, verification and reading of the audit log.
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
 mod init;
 mod policy_cmd;
 
@@ -67,6 +70,102 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// The tamper-evident audit log: checkpoints, proofs, verification, reading.
+    Audit {
+        /// The data directory whose ward.toml names the log.
+        #[arg(long, default_value = "ward-data", global = true)]
+        data_dir: PathBuf,
+        /// A configuration file to use instead of DATA_DIR/ward.toml.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print the latest signed checkpoint (C2SP signed note), after checking its signature.
+    Checkpoint,
+    /// Print an inclusion proof for record INDEX (JSON), anchored in the latest checkpoint.
+    Prove {
+        /// The record's index.
+        #[arg(long)]
+        index: u64,
+        /// Tree size to prove against (default: the latest checkpoint's).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Check a proof printed by `prove` or `consistency` (FILE or stdin).
+    VerifyProof {
+        /// The proof (default: stdin).
+        file: Option<PathBuf>,
+        /// The checkpoint verifier key, or a file holding it (default: the log's checkpoint.vkey).
+        #[arg(long)]
+        vkey: Option<String>,
+        /// For a consistency proof: the older signed checkpoint you kept.
+        #[arg(long)]
+        from_checkpoint: Option<PathBuf>,
+    },
+    /// Print a consistency proof between tree sizes FROM and TO (JSON).
+    Consistency {
+        /// The older size.
+        #[arg(long)]
+        from: u64,
+        /// The newer size (default: the latest checkpoint's).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Recompute the whole tree, check every checkpoint, name the first bad record.
+    Verify {
+        /// A signed checkpoint saved earlier: the log must be consistent with it.
+        #[arg(long)]
+        from_checkpoint: Option<PathBuf>,
+        /// The checkpoint verifier key (default: the log's checkpoint.vkey).
+        #[arg(long)]
+        vkey: Option<String>,
+    },
+    /// Print the HMAC a value (user id, e-mail, IP) is stored as, to search for it.
+    Hash {
+        /// The value.
+        value: String,
+    },
+    /// Print the last records (JSON lines); -f keeps following.
+    Tail {
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: u64,
+        /// Keep printing new records.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Print the records matching every filter given (JSON lines).
+    Query {
+        /// Records at or after this time (RFC 3339, or a prefix such as 2026-11-23T10).
+        #[arg(long)]
+        since: Option<String>,
+        /// Records before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Records of this principal (from `ward audit hash`).
+        #[arg(long)]
+        principal_hash: Option<String>,
+        /// `allow` or `deny`.
+        #[arg(long)]
+        decision: Option<String>,
+        /// `request`, `policy_change`, `key_change`, `startup`, `shutdown`.
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Create a new checkpoint signing key (0600) and print its verifier key.
+    Keygen {
+        /// Where to write it (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// The key name (conventionally the log's origin).
+        #[arg(long, default_value = "ward.local/audit")]
+        name: String,
     },
 }
 
@@ -154,6 +253,9 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { file } => check_config(&file),
         Command::Policy { command } => return policy(command),
+        Command::Audit { data_dir, config, command } => {
+            return audit(&config.unwrap_or_else(|| data_dir.join("ward.toml")), command);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,6 +279,47 @@ fn policy(command: PolicyCommand) -> ExitCode {
             write_stdout(&out);
             if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
+        Err(message) => {
+            eprintln!("ward: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit(config: &Path, command: AuditCommand) -> ExitCode {
+    use audit_cmd::LogLocation;
+    let location = || LogLocation::from_config(config);
+    let result = match command {
+        AuditCommand::Checkpoint => location().and_then(|l| audit_cmd::checkpoint(&l)).map(|()| true),
+        AuditCommand::Prove { index, size } => location().and_then(|l| audit_cmd::prove(&l, index, size)).map(|()| true),
+        AuditCommand::Consistency { from, to } => {
+            location().and_then(|l| audit_cmd::consistency(&l, from, to)).map(|()| true)
+        }
+        AuditCommand::VerifyProof { file, vkey, from_checkpoint } => {
+            // An auditor may have only the proof and the key: the log is optional.
+            let dir = location().map(|l| l.dir).unwrap_or_default();
+            audit_cmd::verify_proof(&dir, file.as_deref(), vkey.as_deref(), from_checkpoint.as_deref()).map(|out| {
+                write_stdout(&out);
+                true
+            })
+        }
+        AuditCommand::Verify { from_checkpoint, vkey } => location().and_then(|l| {
+            audit_cmd::verify_log(&l.dir, from_checkpoint.as_deref(), vkey.as_deref()).map(|(out, ok)| {
+                write_stdout(&out);
+                ok
+            })
+        }),
+        AuditCommand::Hash { value } => location().and_then(|l| audit_cmd::hash(&l, &value)).map(|()| true),
+        AuditCommand::Tail { lines, follow } => location().and_then(|l| audit_cmd::tail(&l, lines, follow)).map(|()| true),
+        AuditCommand::Query { since, until, principal_hash, decision, event } => {
+            let filter = audit_cmd::Filter { since, until, principal_hash, decision, event };
+            location().and_then(|l| audit_cmd::query(&l, &filter)).map(|()| true)
+        }
+        AuditCommand::Keygen { out, name } => audit_cmd::keygen(&out, &name).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(message) => {
             eprintln!("ward: {message}");
             ExitCode::FAILURE
@@ -253,7 +396,7 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
     }
     let exe = std::env::current_exe().map_or_else(|_| "ward".to_owned(), |p| shell_word(&p));
     let dir = shell_word(data_dir);
-    let audit = shell_word(&config.audit.file);
+    let audit = shell_word(&config.audit.dir);
     serve(config, move |addr| {
         let host = if addr.ip().is_loopback() && addr.is_ipv4() {
             format!("127.0.0.1:{}", addr.port())
@@ -269,7 +412,8 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
              \x20 TOKEN=$({exe} token issue --data-dir {dir} --sub alice --claim roles=reader)\n\
              \x20 curl --cacert {dir}/ca.crt -H \"Authorization: Bearer $TOKEN\" https://{host}/api/hello\n\
              \x20 curl --cacert {dir}/ca.crt -i https://{host}/api/hello    # no token: 401\n\
-             \x20 tail -n 2 {audit}\n\
+             \x20 {exe} audit tail --data-dir {dir} -n 2\n\
+             \x20 {exe} audit verify --data-dir {dir}\n\
              \nStop with Ctrl-C.\n"
         ));
     })

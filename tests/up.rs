@@ -91,15 +91,25 @@ fn ward_up_then_the_printed_commands_work() {
     let curl = again.line("curl --cacert ward-data/ca.crt -H");
     let body = bash(dir.path(), &format!("set -e\n{issue}\n{curl} -sS -o /dev/null -w '%{{http_code}}'"));
     assert_eq!(body, "200");
+    let printed = again.printed.clone();
     again.stop();
+    let printed_line = |needle: &str| printed.iter().map(|l| l.trim()).find(|l| l.contains(needle)).unwrap().to_owned();
 
-    // Every request above left exactly one audit record.
-    let audit = std::fs::read_to_string(dir.path().join("ward-data/audit/audit.jsonl")).unwrap();
-    let reasons: Vec<String> = audit
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["reason"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(reasons, ["allowed_by_policy", "token_missing", "allowed_by_policy"]);
+    // Every request above left exactly one audit record in the log, between
+    // the two runs' startup and shutdown events, and the log verifies.
+    let tail = bash(dir.path(), &printed_line(" audit tail ").replace("-n 2", "-n 100"));
+    let records: Vec<serde_json::Value> = tail.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let requests: Vec<&str> =
+        records.iter().filter(|r| r["event"] == "request").map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(requests, ["allowed_by_policy", "token_missing", "allowed_by_policy"]);
+    let events: Vec<&str> = records.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    assert_eq!(events.iter().filter(|e| **e == "startup").count(), 2, "{events:?}");
+    assert_eq!(events.iter().filter(|e| **e == "shutdown").count(), 2, "{events:?}");
+    assert!(records.iter().all(|r| r.get("principal").is_none()), "no principal in clear");
+    let verify = bash(dir.path(), &printed_line(" audit verify "));
+    assert!(verify.ends_with("ok\n") && verify.contains("checked records 0.."), "{verify}");
+    let mode = std::fs::metadata(dir.path().join("ward-data/keys/audit-checkpoint.key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]

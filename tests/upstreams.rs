@@ -125,6 +125,7 @@ async fn gateway(pki: &LocalPki, signer: &TokenSigner, keys: &str, upstream: &st
     std::fs::write(d.join("server.crt"), &pki.server.cert_pem).unwrap();
     write_secret(&d.join("server.key"), pki.server.key_pem.as_bytes());
     write_secret(&d.join("audit.key"), &[9u8; 32]);
+    write_secret(&d.join("checkpoint.key"), ward_merkle::NoteSigner::generate("ward.test/audit").unwrap().1.as_bytes());
     std::fs::write(d.join("jwks.json"), signer.public_jwk_set().to_string()).unwrap();
     let config = format!(
         r#"
@@ -135,8 +136,9 @@ worker_threads = 1
 cert_file = "server.crt"
 key_file = "server.key"
 [audit]
-file = "audit.jsonl"
+dir = "audit"
 hmac_key_file = "audit.key"
+checkpoint_key_file = "checkpoint.key"
 [[providers]]
 name = "test"
 issuer = "{ISSUER}"

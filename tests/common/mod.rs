@@ -86,6 +86,7 @@ pub fn write_config(dir: &Path, upstream: &str, extra: &str, cache: bool) -> (Pa
         TokenSigner::from_pkcs8(Algorithm::Es256, &TokenSigner::generate_pkcs8(Algorithm::Es256).unwrap()).unwrap();
     write(&dir.join("jwks.json"), signer.public_jwk_set().to_string().as_bytes());
     write(&dir.join("audit.key"), &[7u8; 32]);
+    write(&dir.join("checkpoint.key"), ward_merkle::NoteSigner::generate("ward.test/audit").unwrap().1.as_bytes());
     let config = format!(
         r#"
 [gateway]
@@ -98,8 +99,9 @@ max_header_bytes = 8192
 max_body_bytes = 1024
 header_timeout = "1s"
 [audit]
-file = "audit.jsonl"
+dir = "audit"
 hmac_key_file = "audit.key"
+checkpoint_key_file = "checkpoint.key"
 [authn]
 forward_claims = {{ roles = "x-ward-roles" }}
 {cache}
@@ -207,11 +209,17 @@ impl Harness {
         self.signer.sign(&self.claims(extra)).unwrap()
     }
 
-    /// Every audit record so far, once flushed.
+    /// Every request audit record so far, once flushed, read back from the
+    /// log's segments.
     pub async fn audit(&self) -> Vec<Value> {
         self.gateway.flush_audit().await.unwrap();
-        let text = std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        read_log(&self.dir.path().join("audit")).into_iter().filter(|r| r["event"] == "request").collect()
+    }
+
+    /// Every record of any kind.
+    pub async fn audit_all(&self) -> Vec<Value> {
+        self.gateway.flush_audit().await.unwrap();
+        read_log(&self.dir.path().join("audit"))
     }
 
     /// The one audit record for `request_id` (fails if there are zero or several).
@@ -220,4 +228,15 @@ impl Harness {
         assert_eq!(records.len(), 1, "exactly one audit record for {request_id}: {records:?}");
         records.into_iter().next().unwrap()
     }
+}
+
+/// Every record in the audit log at `dir`, in order (fails on any damage).
+pub fn read_log(dir: &Path) -> Vec<Value> {
+    ward_audit::segments::SegmentReader::new(&dir.join("segments"), 0)
+        .unwrap()
+        .map(|item| match item {
+            ward_audit::segments::ReadItem::Record(r) => serde_json::from_slice(&r.payload).unwrap(),
+            ward_audit::segments::ReadItem::Problem(p) => panic!("damaged audit log: {p:?}"),
+        })
+        .collect()
 }

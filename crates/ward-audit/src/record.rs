@@ -1,17 +1,27 @@
-//! The audit record schema (`ward.audit.v1`).
+//! The audit record schema (`ward.audit.v2`).
+//!
+//! v2 (the Merkle log) replaced v1's masked `principal` with
+//! `principal_hmac` and added `event` and `key_change`. Personal data is
+//! never stored in clear: user ids and client addresses are HMAC-SHA256
+//! tags under the audit key (first 128 bits, hex), as Vault's audit devices
+//! do, so the log can be handed to auditors; `ward audit hash VALUE` gives
+//! the tag to search for.
 
 use serde::Serialize;
 use ward_core::{Effect, ReasonCode};
 
 /// One decision, as written to the audit log (one JSON object per line).
 ///
-/// Personal data never appears in clear: the client IP is a keyed HMAC, and
-/// the path and principal pass through the masking helpers before they are
-/// put here. The query string and all headers (tokens!) are never recorded.
+/// Personal data never appears in clear: the principal and the client IP are
+/// keyed HMACs, and the path passes through the masking helpers (e-mail
+/// addresses, phone numbers). The query string and all headers (tokens!)
+/// are never recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditRecord {
-    /// Schema identifier, `ward.audit.v1`.
+    /// Schema identifier, `ward.audit.v2`.
     pub schema: &'static str,
+    /// What happened: `request`, `policy_change`, `key_change`, `startup`, `shutdown`.
+    pub event: &'static str,
     /// When the decision was made, RFC 3339 UTC with milliseconds.
     pub time: String,
     /// The request id the client saw in its response.
@@ -20,8 +30,8 @@ pub struct AuditRecord {
     pub decision: Effect,
     /// Why (stable reason code).
     pub reason: ReasonCode,
-    /// The authenticated subject (masked if it is an e-mail or phone number).
-    pub principal: Option<String>,
+    /// HMAC of the authenticated subject (`sub`) under the audit key.
+    pub principal_hmac: Option<String>,
     /// The issuer that vouched for the principal.
     pub issuer: Option<String>,
     /// The matched route.
@@ -53,6 +63,20 @@ pub struct AuditRecord {
     /// `POLICY`, `path` the policy directory, `status` 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_change: Option<PolicyChange>,
+    /// Set on records of key operations (`method` is `KEY`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_change: Option<KeyChange>,
+}
+
+/// A key or certificate was loaded, replaced, or a replacement refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyChange {
+    /// Which key (`tls_certificate`, `audit_checkpoint_key`, …).
+    pub key: String,
+    /// A public fingerprint of the new key or certificate (never the key).
+    pub fingerprint: Option<String>,
+    /// `loaded`, `rotated` or `rejected`.
+    pub outcome: &'static str,
 }
 
 /// A policy bundle was loaded, or a new one was refused.
@@ -70,5 +94,34 @@ pub struct PolicyChange {
 
 impl AuditRecord {
     /// The schema identifier written in every record.
-    pub const SCHEMA: &'static str = "ward.audit.v1";
+    pub const SCHEMA: &'static str = "ward.audit.v2";
+
+    /// A record of something other than a request (`method` names the
+    /// kind, there is no client): startup, shutdown, policy and key changes.
+    #[must_use]
+    pub fn event(event: &'static str, method: &str, reason: ReasonCode, decision: Effect, time: String, id: String) -> Self {
+        Self {
+            schema: Self::SCHEMA,
+            event,
+            time,
+            request_id: id,
+            decision,
+            reason,
+            principal_hmac: None,
+            issuer: None,
+            route: None,
+            upstream: None,
+            method: method.to_owned(),
+            path: String::new(),
+            status: 0,
+            latency_us: 0,
+            client_ip_hmac: String::new(),
+            protocol: "-",
+            policy: None,
+            audit_policy: None,
+            policy_digest: None,
+            policy_change: None,
+            key_change: None,
+        }
+    }
 }

@@ -101,12 +101,34 @@ pub(crate) struct RawLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAudit {
-    pub file: String,
+    /// The v0 JSON-lines file: refused with a pointer to `dir`.
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub dir: Option<String>,
     pub hmac_key_file: String,
+    #[serde(default)]
+    pub checkpoint_key_file: Option<String>,
+    #[serde(default)]
+    pub origin: Option<String>,
     #[serde(default)]
     pub queue: Option<usize>,
     #[serde(default)]
     pub commit_interval: Option<String>,
+    #[serde(default)]
+    pub commit_records: Option<usize>,
+    #[serde(default)]
+    pub checkpoint_every: Option<usize>,
+    #[serde(default)]
+    pub checkpoint_interval: Option<String>,
+    #[serde(default)]
+    pub segment_bytes: Option<usize>,
+    #[serde(default)]
+    pub retention_max_age: Option<String>,
+    #[serde(default)]
+    pub retention_max_bytes: Option<usize>,
+    #[serde(default)]
+    pub danger_async: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -125,19 +125,38 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
-/// Audit settings.
+/// Audit settings: the tamper-evident log.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
-    /// The JSON-lines file records are appended to.
-    pub file: PathBuf,
-    /// The key for HMACs of client addresses (at least 32 bytes, file mode 0600).
+    /// The log directory (segments, tree, checkpoints).
+    pub dir: PathBuf,
+    /// The key for HMACs of personal data (at least 32 bytes, file mode 0600).
     pub hmac_key_file: PathBuf,
+    /// The Ed25519 checkpoint signing key (a C2SP note key, file mode 0600);
+    /// separate from every other key.
+    pub checkpoint_key_file: PathBuf,
+    /// The checkpoints' origin line: a name unique to this log.
+    pub origin: String,
     /// Records that may wait for the disk before requests are refused (default 65,536).
     pub queue: usize,
-    /// How long a batch of records gathers before one write and one
-    /// `fdatasync` (default 5 ms, at most 1 s; `0ms` syncs as soon as possible).
-    /// A record is durable at most this long plus one sync after its request.
+    /// How long a batch gathers after its first record before one write and
+    /// one `fdatasync` (default 1 ms, at most 1 s; `0ms`: sync at once).
     pub commit_interval: Duration,
+    /// A batch is committed at once when it holds this many records (default 4096).
+    pub commit_records: usize,
+    /// Publish a signed checkpoint after this many records (default 100,000)…
+    pub checkpoint_every: u64,
+    /// …or this long after the last one (default 10 s).
+    pub checkpoint_interval: Duration,
+    /// Segments rotate at this size (default 64 MiB).
+    pub segment_bytes: u64,
+    /// Delete record bodies older than this (the tree and checkpoints stay).
+    pub retention_max_age: Option<Duration>,
+    /// Delete the oldest record bodies while all segments exceed this many bytes.
+    pub retention_max_bytes: Option<u64>,
+    /// Acknowledge records before they are synced (a crash may lose the last
+    /// commit interval of records). Off by default.
+    pub danger_async: bool,
 }
 
 /// The local issuer used by `ward token issue`.
@@ -246,11 +265,57 @@ fn duration(value: Option<&str>, default: Duration, path: Vec<Seg>) -> V<Duratio
 
 fn commit_interval(value: Option<&str>) -> V<Duration> {
     let path = || vec![Seg::Key("audit"), Seg::Key("commit_interval")];
-    let interval = duration(value, Duration::from_millis(5), path())?;
+    let interval = duration(value, Duration::from_millis(1), path())?;
     if interval > Duration::from_secs(1) {
         return Err(Invalid::new(path(), "must be at most 1s: records would wait too long to be durable"));
     }
     Ok(interval)
+}
+
+fn audit(raw: &raw::RawAudit, base: &Path) -> V<AuditSettings> {
+    let key = |k: &'static str| vec![Seg::Key("audit"), Seg::Key(k)];
+    if raw.file.is_some() {
+        return Err(Invalid::new(
+            key("file"),
+            "the JSON-lines audit file was replaced by the tamper-evident log: set `dir = \"audit\"` and \
+             `checkpoint_key_file` (`ward init` writes both)",
+        ));
+    }
+    let dir = raw.dir.as_deref().ok_or_else(|| Invalid::new(key("dir"), "missing: the audit log directory"))?;
+    nonempty(dir, key("dir"))?;
+    let checkpoint_key = raw
+        .checkpoint_key_file
+        .as_deref()
+        .ok_or_else(|| Invalid::new(key("checkpoint_key_file"), "missing: the checkpoint signing key (`ward init` makes one)"))?;
+    let origin = raw.origin.clone().unwrap_or_else(|| "ward.local/audit".to_owned());
+    if origin.is_empty() || origin.chars().any(|c| c.is_control() || c == '\u{2014}') || origin.contains('+') {
+        return Err(Invalid::new(key("origin"), "must be a non-empty line without `+`, control characters or em dashes"));
+    }
+    let interval = duration(raw.checkpoint_interval.as_deref(), Duration::from_secs(10), key("checkpoint_interval"))?;
+    if interval.is_zero() {
+        return Err(Invalid::new(key("checkpoint_interval"), "must be greater than 0"));
+    }
+    let segment_bytes = positive(raw.segment_bytes, 64 << 20, key("segment_bytes"))?;
+    if segment_bytes < 4096 {
+        return Err(Invalid::new(key("segment_bytes"), "must be at least 4096"));
+    }
+    let max_age = raw.retention_max_age.as_deref().map(|a| duration(Some(a), Duration::ZERO, key("retention_max_age"))).transpose()?;
+    Ok(AuditSettings {
+        dir: resolve(base, dir),
+        hmac_key_file: resolve(base, &raw.hmac_key_file),
+        checkpoint_key_file: resolve(base, checkpoint_key),
+        origin,
+        queue: positive(raw.queue, 65_536, key("queue"))?,
+        commit_interval: commit_interval(raw.commit_interval.as_deref())?,
+        commit_records: positive(raw.commit_records, 4096, key("commit_records"))?,
+        checkpoint_every: positive(raw.checkpoint_every, 100_000, key("checkpoint_every"))? as u64,
+        checkpoint_interval: interval,
+        segment_bytes: segment_bytes as u64,
+        retention_max_age: max_age,
+        retention_max_bytes: positive(raw.retention_max_bytes, usize::MAX, key("retention_max_bytes"))
+            .map(|v| (v != usize::MAX).then_some(v as u64))?,
+        danger_async: raw.danger_async,
+    })
 }
 
 fn resolve(base: &Path, value: &str) -> PathBuf {
@@ -272,12 +337,7 @@ fn positive(value: Option<usize>, default: usize, path: Vec<Seg>) -> V<usize> {
 
 pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
     let gateway = gateway(&raw.gateway, base)?;
-    let audit = AuditSettings {
-        file: resolve(base, &raw.audit.file),
-        hmac_key_file: resolve(base, &raw.audit.hmac_key_file),
-        queue: positive(raw.audit.queue, 65_536, vec![Seg::Key("audit"), Seg::Key("queue")])?,
-        commit_interval: commit_interval(raw.audit.commit_interval.as_deref())?,
-    };
+    let audit = audit(&raw.audit, base)?;
     let issuer = raw.issuer.as_ref().map(|i| issuer(i, base)).transpose()?;
     let mut providers = Vec::with_capacity(raw.providers.len());
     let mut names = HashSet::new();

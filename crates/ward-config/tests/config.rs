@@ -12,8 +12,9 @@ cert_file = "tls/server.crt"
 key_file = "tls/server.key"
 
 [audit]
-file = "audit/audit.jsonl"
+dir = "audit"
 hmac_key_file = "keys/audit.key"
+checkpoint_key_file = "keys/audit-checkpoint.key"
 
 [[providers]]
 name = "local"
@@ -68,27 +69,27 @@ fn errors_name_file_line_and_field() {
     assert!(e.starts_with("/etc/ward/ward.toml:3:1: gateway.listen: "), "{e}");
 
     let e = error("upstream = \"demo\"", "upstream = \"nope\"");
-    assert!(e.starts_with("/etc/ward/ward.toml:26:1: routes[0].upstream: no upstream is named `nope`"), "{e}");
+    assert!(e.starts_with("/etc/ward/ward.toml:27:1: routes[0].upstream: no upstream is named `nope`"), "{e}");
 
     let e = error("default_action = \"deny\"", "default_action = \"maybe\"");
-    assert!(e.contains(":31:1: policy.default_action: `maybe` is not one of deny, allow"), "{e}");
+    assert!(e.contains(":32:1: policy.default_action: `maybe` is not one of deny, allow"), "{e}");
 
     let e = error("audiences = [\"demo\"]", "audiences = []");
-    assert!(e.contains(":16:1: providers[0].audiences: "), "{e}");
+    assert!(e.contains(":17:1: providers[0].audiences: "), "{e}");
 
     let e = error("url = \"http://127.0.0.1:9000\"", "url = \"ftp://x\"");
-    assert!(e.contains(":21:1: upstreams[0].url: "), "{e}");
+    assert!(e.contains(":22:1: upstreams[0].url: "), "{e}");
 
     let e = error("path_case = \"sensitive\"", "path_case = \"upper\"");
-    assert!(e.contains(":32:1: policy.path_case: "), "{e}");
+    assert!(e.contains(":33:1: policy.path_case: "), "{e}");
     let e = error("labels = { app = \"api\" }", "labels = { \"ward.dev/route\" = \"x\" }");
-    assert!(e.contains(":28:1: routes[0].labels: "), "{e}");
+    assert!(e.contains(":29:1: routes[0].labels: "), "{e}");
 }
 
 #[test]
 fn unknown_fields_and_type_errors_are_located() {
     let e = error("prefix = \"/api/\"", "prefix = \"/api/\"\npublik = true");
-    assert!(e.contains(":26:1: publik: unknown field `publik`"), "{e}");
+    assert!(e.contains(":27:1: publik: unknown field `publik`"), "{e}");
     let e = error("[gateway.tls]", "[gateway.tls]\nmin_version = 1.0");
     assert!(e.contains(":6:15"), "{e}");
     let e = error("[gateway.tls]", "[gateway.tls]\nmin_version = \"1.1\"");
@@ -113,4 +114,17 @@ fn insecure_key_setups_are_refused() {
 fn a_missing_file_is_reported_by_name() {
     let e = ward_config::load(Path::new("/nonexistent/ward.toml")).unwrap_err().to_string();
     assert!(e.starts_with("/nonexistent/ward.toml: cannot read"), "{e}");
+}
+
+#[test]
+fn the_v0_audit_file_is_refused_with_a_pointer_to_the_log() {
+    let old = GOOD.replace("dir = \"audit\"", "file = \"audit/audit.jsonl\"");
+    let e = parse(&old).unwrap_err().to_string();
+    assert!(e.contains("audit.file: the JSON-lines audit file was replaced by the tamper-evident log"), "{e}");
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.audit.commit_interval, std::time::Duration::from_millis(1));
+    assert_eq!((c.audit.commit_records, c.audit.checkpoint_every, c.audit.danger_async), (4096, 100_000, false));
+    assert!(c.audit.dir.ends_with("audit") && c.audit.checkpoint_key_file.ends_with("keys/audit-checkpoint.key"));
+    let e = parse(&GOOD.replace("dir = \"audit\"", "dir = \"audit\"\norigin = \"a+b\"")).unwrap_err().to_string();
+    assert!(e.contains("audit.origin"), "{e}");
 }

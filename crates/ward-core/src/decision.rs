@@ -84,6 +84,16 @@ pub enum ReasonCode {
     UpstreamTimeout,
     /// The audit log cannot take records, so nothing is served (fail closed).
     AuditUnavailable,
+    /// A key or certificate was loaded at startup.
+    KeyLoaded,
+    /// A key or certificate was replaced while running.
+    KeyRotated,
+    /// A replacement key or certificate was refused; the previous one stays.
+    KeyRejected,
+    /// The gateway started serving.
+    GatewayStarted,
+    /// The gateway stopped serving.
+    GatewayStopped,
 }
 
 impl ReasonCode {
@@ -123,6 +133,11 @@ impl ReasonCode {
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::KeyLoaded => "key_loaded",
+            Self::KeyRotated => "key_rotated",
+            Self::KeyRejected => "key_rejected",
+            Self::GatewayStarted => "gateway_started",
+            Self::GatewayStopped => "gateway_stopped",
         }
     }
 

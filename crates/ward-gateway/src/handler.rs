@@ -141,16 +141,21 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// How long a forwarded response waits for its audit record to be durable
+/// before the client gets a 503 instead (a disk that stopped syncing).
+const AUDIT_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Shared {
-    fn audit(&self, trail: &Trail, decision: Decision, status: u16) -> Result<(), ward_audit::AuditError> {
+    fn audit(&self, trail: &Trail, decision: Decision, status: u16) -> Result<u64, ward_audit::AuditError> {
         let identity = trail.identity.as_ref();
         let record = AuditRecord {
             schema: AuditRecord::SCHEMA,
+            event: "request",
             time: format_rfc3339_millis(SystemTime::now()),
             request_id: trail.request_id.as_str().to_owned(),
             decision: decision.effect,
             reason: decision.reason,
-            principal: identity.map(|i| mask_personal_data(i.principal.as_str())),
+            principal_hmac: identity.map(|i| self.ip_hasher.tag_hex(i.principal.as_str().as_bytes())),
             issuer: identity.map(|i| i.issuer.to_string()),
             route: trail.route.clone(),
             upstream: trail.upstream.as_ref().map(ToString::to_string),
@@ -167,6 +172,7 @@ impl Shared {
             audit_policy: trail.audit_policy.clone(),
             policy_digest: trail.policy_digest.as_ref().map(ToString::to_string),
             policy_change: None,
+            key_change: None,
         };
         self.audit.record(record).inspect_err(|e| {
             tracing::error!(request_id = %trail.request_id, error = %e, "audit record could not be written");
@@ -604,8 +610,22 @@ pub(crate) async fn handle(
     let (mut parts, body) = upstream_response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     response::add_security_headers(&mut parts.headers, &trail.request_id);
-    if shared.audit(&trail, decision, parts.status.as_u16()).is_err() {
-        // Fail closed: an unrecorded response is not delivered.
+    // Fail closed: a response is delivered only once its record is durable.
+    let acknowledged = match shared.audit(&trail, decision, parts.status.as_u16()) {
+        Ok(index) => match tokio::time::timeout(AUDIT_ACK_TIMEOUT, shared.audit.durable(index)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::error!(request_id = %trail.request_id, index, error = %e, "audit record was not made durable");
+                false
+            }
+            Err(_) => {
+                tracing::error!(request_id = %trail.request_id, index, "audit record not durable in time");
+                false
+            }
+        },
+        Err(_) => false,
+    };
+    if !acknowledged {
         return Ok(response::error(ReasonCode::AuditUnavailable, &trail.request_id));
     }
     Ok(Response::from_parts(parts, Either::Right(body)))

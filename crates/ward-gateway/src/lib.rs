@@ -28,6 +28,7 @@ mod pool;
 mod response;
 mod server;
 mod tls;
+mod audit;
 mod upstream;
 
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ use http::HeaderName;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use ward_audit::{AuditSink, FileSink};
+use ward_audit::{AuditSink, LogSink};
 use ward_config::{Config, UpstreamTarget};
 use ward_crypto::{KeyedHasher, SecretBytes};
 use ward_policy::RouteTable;
@@ -89,6 +90,7 @@ pub struct Gateway {
     tls: Arc<ServerTls>,
     listener: TcpListener,
     reload_interval: std::time::Duration,
+    log: Arc<LogSink>,
 }
 
 impl Gateway {
@@ -106,8 +108,7 @@ impl Gateway {
         tls::warn_if_readable_by_others(&config.audit.hmac_key_file);
         let ip_hasher = KeyedHasher::new(&SecretBytes::new(hmac_key))
             .map_err(|e| GatewayError::Audit(format!("{}: {e}", config.audit.hmac_key_file.display())))?;
-        let sink = FileSink::open(&config.audit.file, config.audit.queue, config.audit.commit_interval)
-            .map_err(|e| GatewayError::Audit(format!("{}: {e}", config.audit.file.display())))?;
+        let log = audit::open_log(&config.audit)?;
         let echo = if config.upstreams.iter().any(|u| u.target == UpstreamTarget::Echo) {
             Some(upstream::start_echo().await?)
         } else {
@@ -124,7 +125,7 @@ impl Gateway {
             .map(|_| config.policy.authorizers.iter().map(policy::authorizer).collect::<Result<Vec<_>, _>>())
             .collect::<Result<Vec<_>, _>>()?;
         let routes = RouteTable::new(config.routes.clone());
-        let audit: Arc<dyn AuditSink> = Arc::new(sink);
+        let audit: Arc<dyn AuditSink> = Arc::clone(&log) as Arc<dyn AuditSink>;
         let policies = Arc::new(PolicyStore::open(&config.policy, routes.targets(), Arc::clone(&audit))?);
         let mut route_runtime = HashMap::new();
         for route in &config.routes {
@@ -173,6 +174,7 @@ impl Gateway {
             tls,
             listener,
             reload_interval: config.gateway.tls.reload_interval,
+            log,
         })
     }
 
@@ -219,12 +221,16 @@ impl Gateway {
             })?;
             finished.push(finish);
         }
-        let watcher = tokio::spawn(watch_tls(Arc::clone(&self.tls), self.reload_interval));
+        audit::key_change(&*self.shared.audit, "tls_certificate", Ok(self.tls.fingerprint()), true);
+        audit::lifecycle(&*self.shared.audit, true, self.policies.load().digest());
+        let watcher =
+            tokio::spawn(watch_tls(Arc::clone(&self.tls), Arc::clone(&self.shared.audit), self.reload_interval));
         let policy_watcher = tokio::spawn(policy::watch(Arc::clone(&self.policies), self.policy_reload_interval));
         Ok(RunningGateway {
             addr,
             tls: self.tls,
             audit: Arc::clone(&self.shared.audit),
+            log: self.log,
             policies: self.policies,
             stop,
             finished,
@@ -234,7 +240,7 @@ impl Gateway {
     }
 }
 
-async fn watch_tls(tls: Arc<ServerTls>, every: std::time::Duration) {
+async fn watch_tls(tls: Arc<ServerTls>, audit: Arc<dyn AuditSink>, every: std::time::Duration) {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut tick = tokio::time::interval(every);
     loop {
@@ -242,7 +248,9 @@ async fn watch_tls(tls: Arc<ServerTls>, every: std::time::Duration) {
             _ = tick.tick() => false,
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
         };
-        tls.reload(forced);
+        if let Some(outcome) = tls.reload_outcome(forced) {
+            audit::key_change(&*audit, "tls_certificate", outcome, false);
+        }
     }
 }
 
@@ -252,6 +260,7 @@ pub struct RunningGateway {
     addr: Option<SocketAddr>,
     tls: Arc<ServerTls>,
     audit: Arc<dyn AuditSink>,
+    log: Arc<LogSink>,
     policies: Arc<PolicyStore>,
     stop: tokio::sync::watch::Sender<bool>,
     finished: Vec<tokio::sync::oneshot::Receiver<()>>,
@@ -277,7 +286,18 @@ impl RunningGateway {
     /// Reload the TLS files now, as SIGHUP does. Returns whether a new certificate is served.
     #[must_use]
     pub fn reload_tls(&self) -> bool {
-        self.tls.reload(true)
+        let outcome = self.tls.reload_outcome(true);
+        let applied = matches!(outcome, Some(Ok(_)));
+        if let Some(outcome) = outcome {
+            audit::key_change(&*self.audit, "tls_certificate", outcome, false);
+        }
+        applied
+    }
+
+    /// The audit log (for proofs and checkpoints).
+    #[must_use]
+    pub fn audit_log(&self) -> &Arc<LogSink> {
+        &self.log
     }
 
     /// Re-read the policy directory now, as SIGHUP does.
@@ -295,7 +315,11 @@ impl RunningGateway {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         self.wait().await;
+        audit::lifecycle(&*self.audit, false, self.policies.load().digest());
         let _ = self.audit.flush().await;
+        if let Err(e) = self.log.checkpoint_now().await {
+            tracing::error!(error = %e, "no final audit checkpoint");
+        }
     }
 
     /// Wait until every worker has stopped (they stop only through

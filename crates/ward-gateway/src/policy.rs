@@ -121,6 +121,7 @@ impl PolicyStore {
         let applied = new.is_some();
         let record = AuditRecord {
             schema: AuditRecord::SCHEMA,
+            event: "policy_change",
             time: format_rfc3339_millis(SystemTime::now()),
             request_id: ward_crypto::random_bytes::<16>()
                 .map(RequestId::from_random)
@@ -128,7 +129,7 @@ impl PolicyStore {
                 .unwrap_or_default(),
             decision: if applied { Effect::Allow } else { Effect::Deny },
             reason: if applied { ReasonCode::PolicyApplied } else { ReasonCode::PolicyRejected },
-            principal: None,
+            principal_hmac: None,
             issuer: None,
             route: None,
             upstream: None,
@@ -147,6 +148,7 @@ impl PolicyStore {
                 outcome: if applied { "applied" } else { "rejected" },
                 errors,
             }),
+            key_change: None,
         };
         if let Err(e) = self.audit.record(record) {
             tracing::error!(error = %e, "policy change could not be audited");

@@ -42,6 +42,11 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, Gatew
         .map_err(|e| GatewayError::Tls(format!("{} and {}: {e}", cert.display(), key.display())))
 }
 
+/// `sha256:<hex>` of the leaf certificate.
+fn fingerprint(key: &CertifiedKey) -> String {
+    key.cert.first().map_or_else(String::new, |c| format!("sha256:{}", ward_crypto::sha256_hex(c.as_ref())))
+}
+
 /// Warn when a key file can be read by group or others.
 pub(crate) fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -112,23 +117,37 @@ impl ServerTls {
     /// A bad pair is reported and the current certificate stays in service.
     /// Returns whether a new certificate is now served.
     pub fn reload(&self, force: bool) -> bool {
+        matches!(self.reload_outcome(force), Some(Ok(_)))
+    }
+
+    /// Like [`Self::reload`], saying what happened: `None` when nothing
+    /// changed, else the new certificate's SHA-256 fingerprint or the error.
+    pub fn reload_outcome(&self, force: bool) -> Option<Result<String, String>> {
         let now = stamp(&self.cert_file, &self.key_file);
-        let Ok(mut last) = self.stamp.lock() else { return false };
+        let Ok(mut last) = self.stamp.lock() else { return None };
         if !force && (now.is_none() || now == *last) {
-            return false;
+            return None;
         }
         match load_certified_key(&self.cert_file, &self.key_file) {
             Ok(key) => {
+                let fingerprint = fingerprint(&key);
                 self.resolver.current.store(Arc::new(key));
                 *last = now;
                 tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded");
-                true
+                Some(Ok(fingerprint))
             }
             Err(e) => {
                 // Files are often replaced one at a time: keep serving the old pair.
                 tracing::error!(error = %e, "TLS reload failed; still serving the previous certificate");
-                false
+                *last = now;
+                Some(Err(e.to_string()))
             }
         }
+    }
+
+    /// The SHA-256 fingerprint of the certificate being served.
+    #[must_use]
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.resolver.current.load())
     }
 }

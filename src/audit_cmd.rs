@@ -1,0 +1,349 @@
+//! `ward audit …`: read, prove and verify the tamper-evident audit log.
+//!
+//! Every command reads the log's files directly and never takes its write
+//! lock, so it works beside a running gateway. Proofs are anchored in the
+//! latest signed checkpoint unless a size is given.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use ward_audit::checkpoints::{LATEST, SignedCheckpoint, VERIFIER_KEY};
+use ward_audit::segments::{ReadItem, SegmentReader};
+use ward_audit::{TreeStore, verify};
+use ward_merkle::{
+    Hash, NodeSource, NoteSigner, NoteVerifier, consistency_proof, inclusion_proof, leaf_hash, subtree_root,
+    verify_consistency, verify_inclusion,
+};
+
+use crate::write_stdout;
+
+/// Where a log lives and the keys that go with it.
+pub struct LogLocation {
+    /// The log directory.
+    pub dir: PathBuf,
+    /// The key personal data is hashed with.
+    pub hmac_key_file: PathBuf,
+}
+
+impl LogLocation {
+    /// From a configuration file.
+    pub fn from_config(path: &Path) -> Result<Self, String> {
+        let config = ward_config::load(path).map_err(|e| e.to_string())?;
+        Ok(Self { dir: config.audit.dir, hmac_key_file: config.audit.hmac_key_file })
+    }
+}
+
+fn verifier_for(dir: &Path, vkey: Option<&str>) -> Result<NoteVerifier, String> {
+    let text = match vkey {
+        Some(v) if v.contains('+') && !Path::new(v).exists() => v.to_owned(),
+        Some(v) => std::fs::read_to_string(v).map_err(|e| format!("{v}: {e}"))?,
+        None => {
+            let path = dir.join(VERIFIER_KEY);
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (pass --vkey)", path.display()))?
+        }
+    };
+    NoteVerifier::new(text.trim()).map_err(|e| format!("verifier key: {e}"))
+}
+
+fn latest(dir: &Path, verifier: &NoteVerifier) -> Result<SignedCheckpoint, String> {
+    let path = dir.join(LATEST);
+    let note = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (no checkpoint published yet?)", path.display()))?;
+    SignedCheckpoint::verify(&note, verifier).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn tree(dir: &Path) -> Result<TreeStore, String> {
+    let path = dir.join("tree");
+    TreeStore::open_read(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn b64(h: &Hash) -> String {
+    STANDARD.encode(h.as_bytes())
+}
+
+fn unb64(v: &Value, what: &str) -> Result<Hash, String> {
+    v.as_str()
+        .and_then(|s| STANDARD.decode(s).ok())
+        .and_then(|b| Hash::from_slice(&b))
+        .ok_or_else(|| format!("`{what}` is not base64 of 32 bytes"))
+}
+
+/// `ward audit checkpoint`: the latest signed checkpoint, after checking it.
+pub fn checkpoint(loc: &LogLocation) -> Result<(), String> {
+    let c = latest(&loc.dir, &verifier_for(&loc.dir, None)?)?;
+    write_stdout(&c.note);
+    Ok(())
+}
+
+/// `ward audit prove --index I [--size N]`.
+pub fn prove(loc: &LogLocation, index: u64, size: Option<u64>) -> Result<(), String> {
+    let verifier = verifier_for(&loc.dir, None)?;
+    let tree = tree(&loc.dir)?;
+    let anchor = latest(&loc.dir, &verifier).ok();
+    let size = size.or(anchor.as_ref().map(|c| c.checkpoint.size)).ok_or("no checkpoint yet: pass --size")?;
+    let proof = inclusion_proof(&tree, index, size).map_err(|e| format!("index {index} in size {size}: {e}"))?;
+    let leaf = tree.node(0, index).ok_or("the tree does not hold that leaf")?;
+    let record = SegmentReader::new(&loc.dir.join("segments"), index)
+        .map_err(|e| e.to_string())?
+        .find_map(|item| match item {
+            ReadItem::Record(r) if r.index == index => Some(r.payload),
+            _ => None,
+        })
+        .filter(|p| leaf_hash(p) == leaf)
+        .and_then(|p| String::from_utf8(p).ok());
+    let mut out = json!({
+        "type": "inclusion",
+        "index": index,
+        "size": size,
+        "leaf_hash": b64(&leaf),
+        "proof": proof.iter().map(b64).collect::<Vec<_>>(),
+        "record": record,
+    });
+    match anchor.filter(|c| c.checkpoint.size == size) {
+        Some(c) => out["checkpoint"] = Value::String(c.note),
+        None => out["root"] = Value::String(b64(&subtree_root(&tree, 0, size).map_err(|e| e.to_string())?)),
+    }
+    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?));
+    Ok(())
+}
+
+/// `ward audit consistency --from M --to N`.
+pub fn consistency(loc: &LogLocation, from: u64, to: Option<u64>) -> Result<(), String> {
+    let verifier = verifier_for(&loc.dir, None)?;
+    let tree = tree(&loc.dir)?;
+    let anchor = latest(&loc.dir, &verifier).ok();
+    let to = to.or(anchor.as_ref().map(|c| c.checkpoint.size)).ok_or("no checkpoint yet: pass --to")?;
+    let proof = consistency_proof(&tree, from, to).map_err(|e| format!("from {from} to {to}: {e}"))?;
+    let mut out = json!({
+        "type": "consistency",
+        "from": from,
+        "to": to,
+        "from_root": b64(&subtree_root(&tree, 0, from).map_err(|e| e.to_string())?),
+        "proof": proof.iter().map(b64).collect::<Vec<_>>(),
+    });
+    match anchor.filter(|c| c.checkpoint.size == to) {
+        Some(c) => out["checkpoint"] = Value::String(c.note),
+        None => out["root"] = Value::String(b64(&subtree_root(&tree, 0, to).map_err(|e| e.to_string())?)),
+    }
+    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?));
+    Ok(())
+}
+
+/// `ward audit verify-proof [FILE]`: check a proof from `prove` or
+/// `consistency`. With a signed checkpoint in it, the root is trusted only
+/// once the signature verifies with the log's key; `--from-checkpoint`
+/// supplies the older signed root for a consistency proof.
+pub fn verify_proof(dir: &Path, input: Option<&Path>, vkey: Option<&str>, old: Option<&Path>) -> Result<String, String> {
+    let text = match input {
+        Some(p) if p != Path::new("-") => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        _ => std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?,
+    };
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("not a proof: {e}"))?;
+    let verifier = verifier_for(dir, vkey)?;
+    let (size_key, root) = match v["type"].as_str() {
+        Some("inclusion") => ("size", anchored_root(&v, &verifier, "size")?),
+        Some("consistency") => ("to", anchored_root(&v, &verifier, "to")?),
+        _ => return Err("`type` must be `inclusion` or `consistency`".into()),
+    };
+    let size = v[size_key].as_u64().ok_or(format!("`{size_key}` missing"))?;
+    let proof: Vec<Hash> = v["proof"]
+        .as_array()
+        .ok_or("`proof` missing")?
+        .iter()
+        .map(|h| unb64(h, "proof"))
+        .collect::<Result<_, _>>()?;
+    if v["type"] == "inclusion" {
+        let index = v["index"].as_u64().ok_or("`index` missing")?;
+        let leaf = unb64(&v["leaf_hash"], "leaf_hash")?;
+        if let Some(record) = v["record"].as_str()
+            && leaf_hash(record.as_bytes()) != leaf
+        {
+            return Err("the record does not hash to `leaf_hash`".into());
+        }
+        verify_inclusion(index, size, &leaf, &proof, &root).map_err(|e| format!("inclusion proof fails: {e}"))?;
+        Ok(format!("ok: record {index} is in the log of size {size} (signed checkpoint)\n"))
+    } else {
+        let from = v["from"].as_u64().ok_or("`from` missing")?;
+        let from_root = match old {
+            Some(p) => {
+                let note = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let c = SignedCheckpoint::verify(&note, &verifier).map_err(|e| format!("{}: {e}", p.display()))?;
+                if c.checkpoint.size != from {
+                    return Err(format!("{}: checkpoint is for size {}, the proof from {from}", p.display(), c.checkpoint.size));
+                }
+                c.checkpoint.root
+            }
+            None => unb64(&v["from_root"], "from_root")?,
+        };
+        verify_consistency(from, size, &proof, &from_root, &root).map_err(|e| format!("consistency proof fails: {e}"))?;
+        Ok(format!("ok: the log of size {size} extends the log of size {from}\n"))
+    }
+}
+
+fn anchored_root(v: &Value, verifier: &NoteVerifier, size_key: &str) -> Result<Hash, String> {
+    let Some(note) = v["checkpoint"].as_str() else {
+        return Err("the proof is not anchored in a signed checkpoint (prove at a checkpoint's size)".into());
+    };
+    let c = SignedCheckpoint::verify(note, verifier).map_err(|e| format!("checkpoint: {e}"))?;
+    if Some(c.checkpoint.size) != v[size_key].as_u64() {
+        return Err(format!("the checkpoint is for size {}, the proof for {}", c.checkpoint.size, v[size_key]));
+    }
+    Ok(c.checkpoint.root)
+}
+
+/// `ward audit verify [--from-checkpoint FILE]`. Returns the report text and
+/// whether the log verified.
+pub fn verify_log(dir: &Path, saved: Option<&Path>, vkey: Option<&str>) -> Result<(String, bool), String> {
+    let verifier = verifier_for(dir, vkey)?;
+    let saved = saved.map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))).transpose()?;
+    // Hidden when stderr is not a terminal (indicatif's default).
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} verifying {pos}/{len} records [{bar:40}] {per_sec} {eta}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let report = verify::verify(dir, &verifier, saved.as_deref(), |done, total| {
+        bar.set_length(total.max(done));
+        bar.set_position(done);
+    })
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
+    bar.finish_and_clear();
+    let mut out = String::new();
+    if report.first_record > 0 {
+        out.push_str(&format!(
+            "records 0..{} were removed by retention: checked through the tree and checkpoints only\n",
+            report.first_record
+        ));
+    }
+    out.push_str(&format!(
+        "checked records {}..{}; {} of {} checkpoints verified",
+        report.first_record, report.records, report.checkpoints_ok, report.checkpoints
+    ));
+    if let Some(root) = &report.root {
+        out.push_str(&format!("; root {}", b64(root)));
+    }
+    out.push('\n');
+    match report.consistent_with_saved {
+        Some(true) => out.push_str("consistent with the saved checkpoint\n"),
+        Some(false) => out.push_str("NOT consistent with the saved checkpoint\n"),
+        None => {}
+    }
+    for p in &report.problems {
+        out.push_str(&format!("FAIL: {}\n", p.message));
+    }
+    if let Some(i) = report.first_bad_index() {
+        out.push_str(&format!("first bad record: {i}\n"));
+    }
+    out.push_str(if report.ok() { "ok\n" } else { "the audit log FAILED verification\n" });
+    Ok((out, report.ok()))
+}
+
+/// `ward audit hash VALUE`: the tag a value is stored as.
+pub fn hash(loc: &LogLocation, value: &str) -> Result<(), String> {
+    let key = std::fs::read(&loc.hmac_key_file).map_err(|e| format!("{}: {e}", loc.hmac_key_file.display()))?;
+    let hasher = ward_crypto::KeyedHasher::new(&ward_crypto::SecretBytes::new(key))
+        .map_err(|e| format!("{}: {e}", loc.hmac_key_file.display()))?;
+    write_stdout(&format!("{}\n", hasher.tag_hex(value.as_bytes())));
+    Ok(())
+}
+
+/// Filters for `query`.
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// `time >= since` (RFC 3339 prefix).
+    pub since: Option<String>,
+    /// `time < until`.
+    pub until: Option<String>,
+    /// `principal_hmac` equals.
+    pub principal_hash: Option<String>,
+    /// `decision` equals.
+    pub decision: Option<String>,
+    /// `event` equals.
+    pub event: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, r: &Value) -> bool {
+        let time = r["time"].as_str().unwrap_or("");
+        self.since.as_deref().is_none_or(|s| time >= s)
+            && self.until.as_deref().is_none_or(|u| time < u)
+            && self.principal_hash.as_deref().is_none_or(|p| r["principal_hmac"] == p)
+            && self.decision.as_deref().is_none_or(|d| r["decision"] == d)
+            && self.event.as_deref().is_none_or(|e| r["event"] == e)
+    }
+}
+
+fn print_record(out: &mut impl Write, index: u64, payload: &[u8]) -> std::io::Result<()> {
+    let line = match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(mut m)) => {
+            m.insert("index".into(), index.into());
+            Value::Object(m).to_string()
+        }
+        _ => json!({"index": index, "unparsed": String::from_utf8_lossy(payload)}).to_string(),
+    };
+    writeln!(out, "{line}")
+}
+
+/// `ward audit query`: matching records as JSON lines (with their index).
+pub fn query(loc: &LogLocation, filter: &Filter) -> Result<(), String> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for item in SegmentReader::new(&loc.dir.join("segments"), 0).map_err(|e| e.to_string())? {
+        match item {
+            ReadItem::Record(r) => {
+                let v: Value = serde_json::from_slice(&r.payload).unwrap_or(Value::Null);
+                if filter.matches(&v) {
+                    print_record(&mut out, r.index, &r.payload).map_err(|e| e.to_string())?;
+                }
+            }
+            ReadItem::Problem(p) => eprintln!("ward: skipping damaged part of the log: {p:?} (run `ward audit verify`)"),
+        }
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
+/// `ward audit tail [-n N] [-f]`.
+pub fn tail(loc: &LogLocation, lines: u64, follow: bool) -> Result<(), String> {
+    let segments = loc.dir.join("segments");
+    let mut next = 0u64;
+    let mut window = std::collections::VecDeque::new();
+    for item in SegmentReader::new(&segments, 0).map_err(|e| e.to_string())? {
+        if let ReadItem::Record(r) = item {
+            next = r.index + 1;
+            window.push_back(r);
+            if window.len() as u64 > lines {
+                window.pop_front();
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for r in window {
+        print_record(&mut out, r.index, &r.payload).map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    while follow {
+        std::thread::sleep(Duration::from_millis(250));
+        for item in SegmentReader::new(&segments, next).map_err(|e| e.to_string())? {
+            if let ReadItem::Record(r) = item
+                && r.index >= next
+            {
+                next = r.index + 1;
+                print_record(&mut out, r.index, &r.payload).map_err(|e| e.to_string())?;
+            }
+        }
+        out.flush().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `ward audit keygen --out FILE`: a new checkpoint signing key (0600); prints its verifier key.
+pub fn keygen(out: &Path, name: &str) -> Result<(), String> {
+    let (signer, text) = NoteSigner::generate(name).map_err(|e| format!("--name: {e}"))?;
+    crate::init::write_private(out, format!("{}\n", text.as_str()).as_bytes())
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    write_stdout(&format!("{}\n", signer.verifier_key()));
+    Ok(())
+}
