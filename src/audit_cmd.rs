@@ -13,11 +13,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use ward_audit::checkpoints::{LATEST, SignedCheckpoint, VERIFIER_KEY};
 use ward_audit::segments::{ReadItem, SegmentReader};
-use ward_audit::{TreeStore, verify};
-use ward_merkle::{
-    Hash, NodeSource, NoteSigner, NoteVerifier, consistency_proof, inclusion_proof, leaf_hash, subtree_root,
-    verify_consistency, verify_inclusion,
-};
+use ward_audit::{TreeStore, proofs, verify};
+use ward_merkle::{Hash, NodeSource, NoteSigner, NoteVerifier};
 
 use crate::write_stdout;
 
@@ -64,13 +61,6 @@ fn b64(h: &Hash) -> String {
     STANDARD.encode(h.as_bytes())
 }
 
-fn unb64(v: &Value, what: &str) -> Result<Hash, String> {
-    v.as_str()
-        .and_then(|s| STANDARD.decode(s).ok())
-        .and_then(|b| Hash::from_slice(&b))
-        .ok_or_else(|| format!("`{what}` is not base64 of 32 bytes"))
-}
-
 /// `ward audit checkpoint`: the latest signed checkpoint, after checking it.
 pub fn checkpoint(loc: &LogLocation) -> Result<(), String> {
     let c = latest(&loc.dir, &verifier_for(&loc.dir, None)?)?;
@@ -78,35 +68,25 @@ pub fn checkpoint(loc: &LogLocation) -> Result<(), String> {
     Ok(())
 }
 
-/// `ward audit prove --index I [--size N]`.
+/// `ward audit prove --index I [--size N]`: the proof, and the record itself
+/// while retention keeps it.
 pub fn prove(loc: &LogLocation, index: u64, size: Option<u64>) -> Result<(), String> {
     let verifier = verifier_for(&loc.dir, None)?;
     let tree = tree(&loc.dir)?;
     let anchor = latest(&loc.dir, &verifier).ok();
     let size = size.or(anchor.as_ref().map(|c| c.checkpoint.size)).ok_or("no checkpoint yet: pass --size")?;
-    let proof = inclusion_proof(&tree, index, size).map_err(|e| format!("index {index} in size {size}: {e}"))?;
-    let leaf = tree.node(0, index).ok_or("the tree does not hold that leaf")?;
-    let record = SegmentReader::new(&loc.dir.join("segments"), index)
+    let mut doc = proofs::inclusion(&tree, index, size, anchor.as_ref())?;
+    let leaf = tree.node(0, index);
+    doc["record"] = SegmentReader::new(&loc.dir.join("segments"), index)
         .map_err(|e| e.to_string())?
         .find_map(|item| match item {
-            ReadItem::Record(r) if r.index == index => Some(r.payload),
+            ReadItem::Record(r) if r.index == index => Some(r),
             _ => None,
         })
-        .filter(|p| leaf_hash(p) == leaf)
-        .and_then(|p| String::from_utf8(p).ok());
-    let mut out = json!({
-        "type": "inclusion",
-        "index": index,
-        "size": size,
-        "leaf_hash": b64(&leaf),
-        "proof": proof.iter().map(b64).collect::<Vec<_>>(),
-        "record": record,
-    });
-    match anchor.filter(|c| c.checkpoint.size == size) {
-        Some(c) => out["checkpoint"] = Value::String(c.note),
-        None => out["root"] = Value::String(b64(&subtree_root(&tree, 0, size).map_err(|e| e.to_string())?)),
-    }
-    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?));
+        .filter(|r| Some(r.leaf) == leaf)
+        .and_then(|r| String::from_utf8(r.payload).ok())
+        .map_or(Value::Null, Value::String);
+    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?));
     Ok(())
 }
 
@@ -116,82 +96,30 @@ pub fn consistency(loc: &LogLocation, from: u64, to: Option<u64>) -> Result<(), 
     let tree = tree(&loc.dir)?;
     let anchor = latest(&loc.dir, &verifier).ok();
     let to = to.or(anchor.as_ref().map(|c| c.checkpoint.size)).ok_or("no checkpoint yet: pass --to")?;
-    let proof = consistency_proof(&tree, from, to).map_err(|e| format!("from {from} to {to}: {e}"))?;
-    let mut out = json!({
-        "type": "consistency",
-        "from": from,
-        "to": to,
-        "from_root": b64(&subtree_root(&tree, 0, from).map_err(|e| e.to_string())?),
-        "proof": proof.iter().map(b64).collect::<Vec<_>>(),
-    });
-    match anchor.filter(|c| c.checkpoint.size == to) {
-        Some(c) => out["checkpoint"] = Value::String(c.note),
-        None => out["root"] = Value::String(b64(&subtree_root(&tree, 0, to).map_err(|e| e.to_string())?)),
-    }
-    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?));
+    let doc = proofs::consistency(&tree, from, to, anchor.as_ref())?;
+    write_stdout(&format!("{}\n", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?));
     Ok(())
 }
 
 /// `ward audit verify-proof [FILE]`: check a proof from `prove` or
-/// `consistency`. With a signed checkpoint in it, the root is trusted only
-/// once the signature verifies with the log's key; `--from-checkpoint`
-/// supplies the older signed root for a consistency proof.
+/// `consistency` (or the admin API). The root is trusted only through the
+/// signed checkpoint in it; `--from-checkpoint` supplies the older signed
+/// checkpoint a consistency proof must start from.
 pub fn verify_proof(dir: &Path, input: Option<&Path>, vkey: Option<&str>, old: Option<&Path>) -> Result<String, String> {
     let text = match input {
         Some(p) if p != Path::new("-") => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
         _ => std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?,
     };
-    let v: Value = serde_json::from_str(&text).map_err(|e| format!("not a proof: {e}"))?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| format!("not a proof: {e}"))?;
     let verifier = verifier_for(dir, vkey)?;
-    let (size_key, root) = match v["type"].as_str() {
-        Some("inclusion") => ("size", anchored_root(&v, &verifier, "size")?),
-        Some("consistency") => ("to", anchored_root(&v, &verifier, "to")?),
-        _ => return Err("`type` must be `inclusion` or `consistency`".into()),
-    };
-    let size = v[size_key].as_u64().ok_or(format!("`{size_key}` missing"))?;
-    let proof: Vec<Hash> = v["proof"]
-        .as_array()
-        .ok_or("`proof` missing")?
-        .iter()
-        .map(|h| unb64(h, "proof"))
-        .collect::<Result<_, _>>()?;
-    if v["type"] == "inclusion" {
-        let index = v["index"].as_u64().ok_or("`index` missing")?;
-        let leaf = unb64(&v["leaf_hash"], "leaf_hash")?;
-        if let Some(record) = v["record"].as_str()
-            && leaf_hash(record.as_bytes()) != leaf
-        {
-            return Err("the record does not hash to `leaf_hash`".into());
+    let older = match old {
+        Some(p) => {
+            let note = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Some(SignedCheckpoint::verify(&note, &verifier).map_err(|e| format!("{}: {e}", p.display()))?)
         }
-        verify_inclusion(index, size, &leaf, &proof, &root).map_err(|e| format!("inclusion proof fails: {e}"))?;
-        Ok(format!("ok: record {index} is in the log of size {size} (signed checkpoint)\n"))
-    } else {
-        let from = v["from"].as_u64().ok_or("`from` missing")?;
-        let from_root = match old {
-            Some(p) => {
-                let note = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                let c = SignedCheckpoint::verify(&note, &verifier).map_err(|e| format!("{}: {e}", p.display()))?;
-                if c.checkpoint.size != from {
-                    return Err(format!("{}: checkpoint is for size {}, the proof from {from}", p.display(), c.checkpoint.size));
-                }
-                c.checkpoint.root
-            }
-            None => unb64(&v["from_root"], "from_root")?,
-        };
-        verify_consistency(from, size, &proof, &from_root, &root).map_err(|e| format!("consistency proof fails: {e}"))?;
-        Ok(format!("ok: the log of size {size} extends the log of size {from}\n"))
-    }
-}
-
-fn anchored_root(v: &Value, verifier: &NoteVerifier, size_key: &str) -> Result<Hash, String> {
-    let Some(note) = v["checkpoint"].as_str() else {
-        return Err("the proof is not anchored in a signed checkpoint (prove at a checkpoint's size)".into());
+        None => None,
     };
-    let c = SignedCheckpoint::verify(note, verifier).map_err(|e| format!("checkpoint: {e}"))?;
-    if Some(c.checkpoint.size) != v[size_key].as_u64() {
-        return Err(format!("the checkpoint is for size {}, the proof for {}", c.checkpoint.size, v[size_key]));
-    }
-    Ok(c.checkpoint.root)
+    proofs::check(&doc, &verifier, older.as_ref())
 }
 
 /// `ward audit verify [--from-checkpoint FILE]`. Returns the report text and

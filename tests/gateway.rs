@@ -89,7 +89,7 @@ async fn valid_token_reaches_upstream_with_identity_and_spoofed_headers_are_remo
     assert_eq!(record["status"], 200);
     assert_eq!(record["client_ip_hmac"].as_str().unwrap().len(), 32);
     assert!(!record.to_string().contains("127.0.0.1"), "client IP is only stored as an HMAC");
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,7 +163,7 @@ async fn every_bad_token_gets_401_and_a_policy_miss_gets_403() {
     expect_denied(&h, r, 403, "no_allow_policy_matched").await;
     expect_denied(&h, get(&h, "/admin", Some(&h.token(json!({})))).await, 403, "no_route").await;
     assert_eq!(h.upstream_hits.load(Ordering::SeqCst), 0, "no denied request reached the upstream");
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,7 +182,7 @@ async fn oversized_headers_and_bodies_are_refused() {
     // Under the limit is fine.
     let r = h.client.post(h.url("/api/x")).bearer_auth(&token).body(vec![b'x'; 512]).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 fn futures_stream(
@@ -244,7 +244,7 @@ async fn slowloris_is_disconnected_while_others_are_served() {
     let mut buf = [0u8; 16];
     let again = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await.unwrap();
     assert!(matches!(again, Ok(0) | Err(_)), "{again:?}");
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,7 +260,7 @@ async fn upstream_down_is_a_generic_502() {
     assert!(!text.contains(&port.to_string()) && !text.contains("127.0.0.1"), "{text}");
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["error"], "bad_gateway");
     assert_eq!(h.record_for(&id).await["reason"], "upstream_unavailable");
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,7 +293,7 @@ spec:
     assert_eq!(r.status(), 401, "dot segments are resolved before routing: this is /api/x");
     let r = get(&h, "/pub/a%2fb", None).await;
     expect_denied(&h, r, 400, "path_rejected").await;
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -330,7 +330,7 @@ async fn old_tls_versions_and_plain_http_are_refused() {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert!(reply.contains("tls_required"));
     assert_eq!(h.upstream_hits.load(Ordering::SeqCst), 0);
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -345,7 +345,7 @@ async fn http2_is_served() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
     assert_eq!(h.record_for(&request_id(&r)).await["protocol"], "HTTP/2.0");
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -369,7 +369,7 @@ async fn certificate_is_reloaded_without_dropping_connections() {
     assert!(!h.gateway.reload_tls());
     let fresh = common::client(&pki.ca.cert_pem);
     assert_eq!(fresh.get(h.url("/api/x")).bearer_auth(&token).send().await.unwrap().status(), 200);
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 /// Status code of a raw request line (no client-side path cleaning).
@@ -422,7 +422,7 @@ async fn path_tricks_cannot_bypass_a_deny_policy() {
     assert_eq!(denied, 12, "every bypass attempt was denied by the policy and audited");
     assert!(records.iter().filter(|r| r["reason"] == "denied_by_policy").all(|r| r["policy"] == "default/no-admin#0"));
     assert_eq!(h.upstream_hits.load(Ordering::SeqCst), 1, "only the allowed request reached the upstream");
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -477,7 +477,7 @@ async fn policy_hot_reload_keeps_the_last_good_set_and_never_fails_requests() {
     let applied = changes.last().unwrap();
     assert_eq!(applied["policy_change"]["previous_digest"], before.as_str());
     assert_eq!(applied["policy_change"]["new_digest"], h.gateway.policy_digest().as_str());
-    h.gateway.shutdown().await;
+    h.finish().await;
 }
 
 /// An external authorizer: allows only `x-ward-principal: alice`, records what it saw.
@@ -580,5 +580,5 @@ spec:
     expect_denied(&h, get(&h, "/api/pay/1", Some(&writer)).await, 403, "no_allow_policy_matched").await;
     // An authorizer that cannot be reached denies.
     expect_denied(&h, get(&h, "/api/dead/1", Some(&alice)).await, 503, "external_authorizer_unavailable").await;
-    h.gateway.shutdown().await;
+    h.finish().await;
 }

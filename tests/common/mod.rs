@@ -216,6 +216,23 @@ impl Harness {
         read_log(&self.dir.path().join("audit")).into_iter().filter(|r| r["event"] == "request").collect()
     }
 
+    /// Stop the gateway and check its audit log: it verifies end to end
+    /// (every record hashed, every signed checkpoint matched), ends with the
+    /// shutdown event, and its final checkpoint covers everything.
+    pub async fn finish(self) {
+        self.gateway.shutdown().await;
+        let dir = self.dir.path().join("audit");
+        let vkey = std::fs::read_to_string(dir.join("checkpoint.vkey")).unwrap();
+        let verifier = ward_merkle::NoteVerifier::new(vkey.trim()).unwrap();
+        let report = ward_audit::verify::verify(&dir, &verifier, None, |_, _| {}).unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+        let records = read_log(&dir);
+        assert_eq!(report.records, records.len() as u64);
+        assert_eq!(records.last().unwrap()["event"], "shutdown");
+        let latest = std::fs::read_to_string(dir.join("checkpoint")).unwrap();
+        assert!(latest.lines().nth(1) == Some(records.len().to_string().as_str()), "final checkpoint: {latest}");
+    }
+
     /// Every record of any kind.
     pub async fn audit_all(&self) -> Vec<Value> {
         self.gateway.flush_audit().await.unwrap();

@@ -19,6 +19,7 @@
 pub mod checkpoints;
 pub mod frame;
 mod log;
+pub mod proofs;
 mod record;
 pub mod segments;
 mod sink;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use validate::{
-    AuditSettings, AuthorizerConfig, Config, GatewaySettings, KeySettings, Limits, PolicySettings, ProviderConfig,
+    AdminSettings, AuditSettings, AuthorizerConfig, Config, GatewaySettings, KeySettings, Limits, PolicySettings, ProviderConfig,
     TlsSettings, TlsVersion, TokenSource, UpstreamConfig, UpstreamTarget,
 };
 

@@ -22,6 +22,14 @@ pub(crate) struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub policy: RawPolicy,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub listen: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

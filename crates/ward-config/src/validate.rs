@@ -37,6 +37,16 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Authorization policies.
     pub policy: PolicySettings,
+    /// The admin API (audit checkpoints and proofs, health), if enabled.
+    pub admin: Option<AdminSettings>,
+}
+
+/// `[admin]`: a plain-HTTP API for operators and auditors on loopback.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Where it listens; must be a loopback address (it has no TLS or
+    /// client authentication of its own).
+    pub listen: SocketAddr,
 }
 
 /// `[policy]`: where policies live and how they are scoped.
@@ -272,6 +282,19 @@ fn commit_interval(value: Option<&str>) -> V<Duration> {
     Ok(interval)
 }
 
+fn admin(raw: &raw::RawAdmin) -> V<AdminSettings> {
+    let path = || vec![Seg::Key("admin"), Seg::Key("listen")];
+    let listen: SocketAddr =
+        raw.listen.parse().map_err(|_| Invalid::new(path(), format!("`{}` is not an address like 127.0.0.1:9901", raw.listen)))?;
+    if !listen.ip().is_loopback() {
+        return Err(Invalid::new(
+            path(),
+            "must be a loopback address: the admin API has no TLS or client authentication of its own",
+        ));
+    }
+    Ok(AdminSettings { listen })
+}
+
 fn audit(raw: &raw::RawAudit, base: &Path) -> V<AuditSettings> {
     let key = |k: &'static str| vec![Seg::Key("audit"), Seg::Key(k)];
     if raw.file.is_some() {
@@ -338,6 +361,7 @@ fn positive(value: Option<usize>, default: usize, path: Vec<Seg>) -> V<usize> {
 pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
     let gateway = gateway(&raw.gateway, base)?;
     let audit = audit(&raw.audit, base)?;
+    let admin = raw.admin.as_ref().map(admin).transpose()?;
     let issuer = raw.issuer.as_ref().map(|i| issuer(i, base)).transpose()?;
     let mut providers = Vec::with_capacity(raw.providers.len());
     let mut names = HashSet::new();
@@ -383,6 +407,7 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
         upstreams,
         routes,
         policy,
+        admin,
     })
 }
 

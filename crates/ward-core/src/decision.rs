@@ -94,6 +94,8 @@ pub enum ReasonCode {
     GatewayStarted,
     /// The gateway stopped serving.
     GatewayStopped,
+    /// A request to the admin API.
+    AdminRequest,
 }
 
 impl ReasonCode {
@@ -138,6 +140,7 @@ impl ReasonCode {
             Self::KeyRejected => "key_rejected",
             Self::GatewayStarted => "gateway_started",
             Self::GatewayStopped => "gateway_stopped",
+            Self::AdminRequest => "admin_request",
         }
     }
 

@@ -27,8 +27,9 @@ mod policy;
 mod pool;
 mod response;
 mod server;
-mod tls;
+mod admin;
 mod audit;
+mod tls;
 mod upstream;
 
 use std::collections::HashMap;
@@ -91,6 +92,7 @@ pub struct Gateway {
     listener: TcpListener,
     reload_interval: std::time::Duration,
     log: Arc<LogSink>,
+    admin: Option<TcpListener>,
 }
 
 impl Gateway {
@@ -165,6 +167,10 @@ impl Gateway {
             trusted_proxy_hops: config.gateway.trusted_proxy_hops,
         });
         let listener = TcpListener::bind(config.gateway.listen).await?;
+        let admin = match &config.admin {
+            Some(a) => Some(TcpListener::bind(a.listen).await?),
+            None => None,
+        };
         Ok(Self {
             shared,
             upstreams,
@@ -175,6 +181,7 @@ impl Gateway {
             listener,
             reload_interval: config.gateway.tls.reload_interval,
             log,
+            admin,
         })
     }
 
@@ -184,6 +191,12 @@ impl Gateway {
     /// The socket error, if any.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         server::bound(&self.listener)
+    }
+
+    /// The admin API's bound address, when `[admin]` is configured.
+    #[must_use]
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Start the worker threads; TLS files are watched for changes and
@@ -226,6 +239,8 @@ impl Gateway {
         let watcher =
             tokio::spawn(watch_tls(Arc::clone(&self.tls), Arc::clone(&self.shared.audit), self.reload_interval));
         let policy_watcher = tokio::spawn(policy::watch(Arc::clone(&self.policies), self.policy_reload_interval));
+        let admin =
+            self.admin.map(|l| tokio::spawn(admin::serve(l, Arc::clone(&self.log), Arc::clone(&self.shared.audit))));
         Ok(RunningGateway {
             addr,
             tls: self.tls,
@@ -236,6 +251,7 @@ impl Gateway {
             finished,
             watcher,
             policy_watcher,
+            admin,
         })
     }
 }
@@ -266,6 +282,7 @@ pub struct RunningGateway {
     finished: Vec<tokio::sync::oneshot::Receiver<()>>,
     watcher: tokio::task::JoinHandle<()>,
     policy_watcher: tokio::task::JoinHandle<()>,
+    admin: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningGateway {
@@ -330,5 +347,8 @@ impl RunningGateway {
         }
         self.watcher.abort();
         self.policy_watcher.abort();
+        if let Some(a) = &self.admin {
+            a.abort();
+        }
     }
 }
