@@ -9,9 +9,10 @@
 # Same work as HAProxy's case D: TLS 1.3 with the harness's ECDSA P-256
 # certificate, ES256 pinned by configuration to the harness key (kid k1),
 # iss/aud/exp checked, only GET under /api/ allowed, keep-alive to the same
-# upstream. Unlike D, Ward also writes (and fsyncs, in batches) one audit
-# record per request. E verifies every signature; E_cache turns on the
-# verified-token cache.
+# upstream. Unlike D, Ward also appends one record per request to its
+# tamper-evident audit log (group commit, fdatasync per batch) and answers
+# only once that record is durable. E verifies every signature; E_cache
+# turns on the verified-token cache.
 
 : "${GW_BIN:?set GW_BIN to target/release/ward}"
 [[ -x $GW_BIN ]] || die "GW_BIN=$GW_BIN is not executable"
@@ -24,6 +25,7 @@ ward_config() { # DIR PORT CACHE_ENTRIES
   mkdir -p "$d"
   head -c 32 /dev/urandom >"$d/audit.key"
   chmod 600 "$d/audit.key"
+  [[ -f $d/checkpoint.key ]] || "$GW_BIN" audit keygen --out "$d/checkpoint.key" --name ward.bench/audit >/dev/null
   cat >"$d/ward.toml" <<EOC
 [gateway]
 listen = "127.0.0.1:$port"
@@ -34,8 +36,9 @@ key_file = "$SRV_KEY"
 [gateway.limits]
 max_connections = 4096
 [audit]
-file = "$d/audit.jsonl"
+dir = "$d/audit"
 hmac_key_file = "$d/audit.key"
+checkpoint_key_file = "$d/checkpoint.key"
 [authn]
 cache_entries = $cache
 [[providers]]
@@ -78,7 +81,7 @@ ward_case() { # NAME PORT CACHE_ENTRIES
   tls_info "$name" "$port"
   if check_authz "$name" "https://127.0.0.1:$port"; then
     run_case "$name" "https://127.0.0.1:$port$PATH_REQ" "$name"
-    log "$name: $(wc -l <"$d/audit.jsonl") audit records written"
+    log "$name: audit log: $("$GW_BIN" audit verify --config "$d/ward.toml" | head -n 1)"
   else
     record_fail "$name" "authn/authz matrix: $CHECK_FAILS failures"
   fi

@@ -360,3 +360,117 @@ impl Iterator for SegmentReader {
         }
     }
 }
+
+/// Follows a growing log from an index, reading only bytes it has not read
+/// yet (for exporters and `ward audit tail -f`). It returns complete, valid
+/// frames; a partial frame at the end of the newest segment is left for the
+/// next poll.
+#[derive(Debug)]
+pub struct Tailer {
+    dir: PathBuf,
+    /// The segment being read: its first index and path.
+    segment: Option<SegmentInfo>,
+    /// Byte offset of the next frame in it.
+    offset: u64,
+    /// Index of the next record to return.
+    next: u64,
+    buf: Vec<u8>,
+}
+
+impl Tailer {
+    /// Start at record `from` (or at the first retained record, if `from`
+    /// was removed by retention: [`Self::next_index`] says where it is).
+    #[must_use]
+    pub fn new(dir: &Path, from: u64) -> Self {
+        Self { dir: dir.to_owned(), segment: None, offset: 0, next: from, buf: Vec::new() }
+    }
+
+    /// The index the next record returned will have.
+    #[must_use]
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+
+    /// Up to `max` records with index below `limit` (the durable size).
+    ///
+    /// # Errors
+    /// I/O errors, and damage (a bad frame that is not the newest segment's
+    /// unfinished tail): the log needs `ward audit verify`, not an export.
+    pub fn poll(&mut self, max: usize, limit: u64) -> std::io::Result<Vec<ReadRecord>> {
+        use std::io::{Seek, SeekFrom};
+        let mut out = Vec::new();
+        while out.len() < max && self.next < limit {
+            if self.segment.is_none() && !self.locate()? {
+                break;
+            }
+            let Some(seg) = self.segment.clone() else { break };
+            let mut file = File::open(&seg.path)?;
+            file.seek(SeekFrom::Start(self.offset))?;
+            self.buf.clear();
+            file.take(8 << 20).read_to_end(&mut self.buf)?;
+            let mut at = 0;
+            while out.len() < max && self.next < limit {
+                match frame::decode(&self.buf[at..]) {
+                    Ok(f) => {
+                        out.push(ReadRecord { index: self.next, leaf: f.leaf, payload: f.payload.to_vec() });
+                        at += f.len;
+                        self.next += 1;
+                    }
+                    Err(FrameError::Incomplete) => break,
+                    Err(e) => {
+                        return Err(std::io::Error::other(format!(
+                            "{}: record {} is damaged ({e}); run `ward audit verify`",
+                            seg.path.display(),
+                            self.next
+                        )));
+                    }
+                }
+            }
+            self.offset += at as u64;
+            // At the end of this segment's bytes: move on if a newer one exists.
+            if at == self.buf.len() || (self.buf.len() - at) < frame::FRAME_OVERHEAD {
+                let newer = list(&self.dir)?.into_iter().find(|s| s.first > seg.first);
+                match newer {
+                    Some(n) if n.first == self.next => {
+                        self.segment = Some(n);
+                        self.offset = HEADER_LEN as u64;
+                    }
+                    Some(n) => {
+                        return Err(std::io::Error::other(format!(
+                            "{}: starts at record {} but the previous segment ends at {}",
+                            n.path.display(),
+                            n.first,
+                            self.next
+                        )));
+                    }
+                    None => break,
+                }
+            } else if at == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Find the segment holding `next` and the byte offset of that record.
+    fn locate(&mut self) -> std::io::Result<bool> {
+        let segs = list(&self.dir)?;
+        let Some(first) = segs.first() else { return Ok(false) };
+        if self.next < first.first {
+            tracing::warn!(from = self.next, first = first.first, "records were removed by retention before they were read");
+            self.next = first.first;
+        }
+        let Some(seg) = segs.iter().rev().find(|s| s.first <= self.next) else { return Ok(false) };
+        let bytes = read_file(&seg.path)?;
+        let (_, frames, _) = scan(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", seg.path.display())))?;
+        let skip = usize::try_from(self.next - seg.first).unwrap_or(usize::MAX);
+        self.offset = match frames.get(skip) {
+            Some((off, _)) => *off as u64,
+            // `next` is past the records written so far: wait at the end.
+            None if skip == frames.len() => frames.last().map_or(HEADER_LEN, |(o, f)| o + f.len) as u64,
+            None => return Ok(false),
+        };
+        self.segment = Some(seg.clone());
+        Ok(true)
+    }
+}
