@@ -252,15 +252,15 @@ pub fn tail(loc: &LogLocation, lines: u64, follow: bool) -> Result<(), String> {
         print_record(&mut out, r.index, &r.payload).map_err(|e| e.to_string())?;
     }
     out.flush().map_err(|e| e.to_string())?;
+    // Follow: read only what was appended since (whole frames only).
+    let mut tailer = ward_audit::segments::Tailer::new(&segments, next);
     while follow {
-        std::thread::sleep(Duration::from_millis(250));
-        for item in SegmentReader::new(&segments, next).map_err(|e| e.to_string())? {
-            if let ReadItem::Record(r) = item
-                && r.index >= next
-            {
-                next = r.index + 1;
-                print_record(&mut out, r.index, &r.payload).map_err(|e| e.to_string())?;
-            }
+        let records = tailer.poll(4096, u64::MAX).map_err(|e| e.to_string())?;
+        if records.is_empty() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for r in records {
+            print_record(&mut out, r.index, &r.payload).map_err(|e| e.to_string())?;
         }
         out.flush().map_err(|e| e.to_string())?;
     }

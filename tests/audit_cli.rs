@@ -242,3 +242,25 @@ fn verify_needs_the_key_the_log_was_signed_with() {
     assert!(text.contains("checkpoint #0"), "{text}");
     let _ = Path::new("");
 }
+
+#[test]
+fn tail_follow_prints_new_records_as_they_are_appended() {
+    use std::io::{BufRead, BufReader};
+    let f = Fixture::new(5);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["audit", "tail", "-n", "1", "-f", "--config"])
+        .arg(f.dir.path().join("ward.toml"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["index"], 4);
+    f.append((5..8).map(record).collect());
+    for want in 5..8 {
+        let v: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!((v["index"].as_u64(), v["request_id"].as_str()), (Some(want), Some(format!("r{want}").as_str())));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

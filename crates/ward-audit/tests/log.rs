@@ -265,3 +265,36 @@ fn a_checkpoint_signed_by_another_key_is_refused() {
     let reader = TreeStore::open_read(&dir.path().join("tree")).unwrap();
     assert_eq!(reader.size(), 10);
 }
+
+#[test]
+fn the_tailer_follows_appends_across_rotations_and_respects_the_limit() {
+    use ward_audit::segments::Tailer;
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions { segment_bytes: 4096, ..LogOptions::new("ward.test/audit") };
+    let (mut log, _) = AuditLog::open(dir.path(), signer(), options).unwrap();
+    let append = |log: &mut AuditLog, from: u64, to: u64| {
+        let batch: Vec<Vec<u8>> = (from..to).map(record).collect();
+        for chunk in batch.chunks(7) {
+            log.append(chunk.iter().map(Vec::as_slice)).unwrap();
+        }
+    };
+    append(&mut log, 0, 50);
+    let segments = dir.path().join("segments");
+    assert!(segments::list(&segments).unwrap().len() > 2, "rotated");
+    let mut t = Tailer::new(&segments, 0);
+    let got = t.poll(1000, 30).unwrap();
+    assert_eq!(got.iter().map(|r| r.index).collect::<Vec<_>>(), (0..30).collect::<Vec<_>>(), "stops at the limit");
+    assert!(got.iter().all(|r| r.payload == record(r.index)));
+    let got = t.poll(5, u64::MAX).unwrap();
+    assert_eq!(got.first().map(|r| r.index), Some(30));
+    assert_eq!(got.len(), 5);
+    let rest = t.poll(1000, u64::MAX).unwrap();
+    assert_eq!(rest.last().map(|r| r.index), Some(49));
+    assert!(t.poll(1000, u64::MAX).unwrap().is_empty());
+    append(&mut log, 50, 120);
+    let more = t.poll(1000, u64::MAX).unwrap();
+    assert_eq!(more.iter().map(|r| r.index).collect::<Vec<_>>(), (50..120).collect::<Vec<_>>());
+    // Starting in the middle of a segment.
+    let mut mid = Tailer::new(&segments, 77);
+    assert_eq!(mid.poll(3, u64::MAX).unwrap().iter().map(|r| r.index).collect::<Vec<_>>(), [77, 78, 79]);
+}

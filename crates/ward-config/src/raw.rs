@@ -137,6 +137,33 @@ pub(crate) struct RawAudit {
     pub retention_max_bytes: Option<usize>,
     #[serde(default)]
     pub danger_async: bool,
+    #[serde(default)]
+    pub export: Vec<RawExport>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExport {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<String>,
+    #[serde(default)]
+    pub batch: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -167,6 +167,8 @@ pub struct AuditSettings {
     /// Acknowledge records before they are synced (a crash may lose the last
     /// commit interval of records). Off by default.
     pub danger_async: bool,
+    /// SIEM exporters (`[[audit.export]]`).
+    pub export: Vec<ward_export::ExportSpec>,
 }
 
 /// The local issuer used by `ward token issue`.
@@ -338,7 +340,70 @@ fn audit(raw: &raw::RawAudit, base: &Path) -> V<AuditSettings> {
         retention_max_bytes: positive(raw.retention_max_bytes, usize::MAX, key("retention_max_bytes"))
             .map(|v| (v != usize::MAX).then_some(v as u64))?,
         danger_async: raw.danger_async,
+        export: exports(&raw.export, base)?,
     })
+}
+
+fn exports(raw: &[raw::RawExport], base: &Path) -> V<Vec<ward_export::ExportSpec>> {
+    use ward_export::{ExportSpec, Format, Target};
+    let mut out = Vec::with_capacity(raw.len());
+    let mut names = HashSet::new();
+    for (i, e) in raw.iter().enumerate() {
+        let here = [Seg::Key("audit"), Seg::Key("export"), Seg::Index(i)];
+        let key = |k: &'static str| at(&here, &[Seg::Key(k)]);
+        if e.name.is_empty() || !e.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(Invalid::new(key("name"), "use letters, digits, `-` and `_` (it names the cursor file)"));
+        }
+        if !names.insert(e.name.clone()) {
+            return Err(Invalid::new(key("name"), format!("duplicate exporter name `{}`", e.name)));
+        }
+        let format = choice(e.format.as_deref(), Format::Ocsf, &Format::NAMES, key("format"))?;
+        let need = |v: &Option<String>, k: &'static str| {
+            v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| Invalid::new(key(k), format!("required for kind `{}`", e.kind)))
+        };
+        let refuse = |fields: &[(&Option<String>, &'static str)]| -> V<()> {
+            match fields.iter().find(|(v, _)| v.is_some()) {
+                Some((_, k)) => Err(Invalid::new(key(k), format!("does not apply to kind `{}`", e.kind))),
+                None => Ok(()),
+            }
+        };
+        let target = match e.kind.as_str() {
+            "file" => {
+                refuse(&[(&e.address, "address"), (&e.url, "url"), (&e.ca_file, "ca_file"), (&e.token_file, "token_file")])?;
+                Target::File { path: resolve(base, &need(&e.path, "path")?) }
+            }
+            "syslog" => {
+                refuse(&[(&e.path, "path"), (&e.url, "url"), (&e.token_file, "token_file")])?;
+                let address = need(&e.address, "address")?;
+                let host = address.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_owned());
+                let server_name = e.server_name.clone().or(host).ok_or_else(|| Invalid::new(key("address"), "expected host:port"))?;
+                Target::Syslog {
+                    address,
+                    server_name,
+                    ca_file: resolve(base, &need(&e.ca_file, "ca_file")?),
+                    hostname: e.hostname.clone().unwrap_or_default(),
+                }
+            }
+            "webhook" => {
+                refuse(&[(&e.path, "path"), (&e.address, "address"), (&e.server_name, "server_name"), (&e.hostname, "hostname")])?;
+                let url = need(&e.url, "url")?;
+                if !url.starts_with("https://") {
+                    return Err(Invalid::new(key("url"), "must be https (records leave the machine)"));
+                }
+                if format == Format::Cef {
+                    return Err(Invalid::new(key("format"), "webhooks carry JSON: use ocsf or raw (cef is for syslog and files)"));
+                }
+                Target::Webhook {
+                    url,
+                    ca_file: resolve(base, &need(&e.ca_file, "ca_file")?),
+                    token_file: e.token_file.as_deref().map(|t| resolve(base, t)),
+                }
+            }
+            other => return Err(Invalid::new(key("kind"), format!("`{other}` is not one of file, syslog, webhook"))),
+        };
+        out.push(ExportSpec { name: e.name.clone(), target, format, batch: positive(e.batch, 500, key("batch"))? });
+    }
+    Ok(out)
 }
 
 fn resolve(base: &Path, value: &str) -> PathBuf {

@@ -217,7 +217,8 @@ impl Exporter {
         let mut tailer = Tailer::new(&segments, start);
         let mut window_start = start;
         let mut backoff = IDLE_POLL;
-        while !*stop.borrow() {
+        // Stops when told to, or when whoever could tell it is gone.
+        while !*stop.borrow() && stop.has_changed().is_ok() {
             if self.destination.connection_lost().await {
                 tracing::warn!(exporter = %self.spec.name, from = window_start, "audit export connection lost; re-sending the unconfirmed window");
                 tailer = Tailer::new(&segments, window_start);

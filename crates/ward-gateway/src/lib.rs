@@ -93,6 +93,7 @@ pub struct Gateway {
     reload_interval: std::time::Duration,
     log: Arc<LogSink>,
     admin: Option<TcpListener>,
+    exporters: Vec<ward_export::Exporter>,
 }
 
 impl Gateway {
@@ -111,6 +112,13 @@ impl Gateway {
         let ip_hasher = KeyedHasher::new(&SecretBytes::new(hmac_key))
             .map_err(|e| GatewayError::Audit(format!("{}: {e}", config.audit.hmac_key_file.display())))?;
         let log = audit::open_log(&config.audit)?;
+        let exporters = config
+            .audit
+            .export
+            .iter()
+            .map(|spec| ward_export::Exporter::new(spec.clone(), &config.audit.dir, &config.audit.origin))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| GatewayError::Audit(e.to_string()))?;
         let echo = if config.upstreams.iter().any(|u| u.target == UpstreamTarget::Echo) {
             Some(upstream::start_echo().await?)
         } else {
@@ -182,6 +190,7 @@ impl Gateway {
             reload_interval: config.gateway.tls.reload_interval,
             log,
             admin,
+            exporters,
         })
     }
 
@@ -241,6 +250,17 @@ impl Gateway {
         let policy_watcher = tokio::spawn(policy::watch(Arc::clone(&self.policies), self.policy_reload_interval));
         let admin =
             self.admin.map(|l| tokio::spawn(admin::serve(l, Arc::clone(&self.log), Arc::clone(&self.shared.audit))));
+        let (stop_exports, exports_stopped) = tokio::sync::watch::channel(false);
+        let mut exporters = Vec::with_capacity(self.exporters.len());
+        for exporter in self.exporters {
+            // Its own thread and runtime: a slow SIEM never touches the data path
+            // or the control runtime.
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (log, stopped) = (Arc::clone(&self.log), exports_stopped.clone());
+            exporters.push(std::thread::Builder::new().name("ward-export".into()).spawn(move || {
+                runtime.block_on(exporter.run(move || log.durable_size(), stopped));
+            })?);
+        }
         Ok(RunningGateway {
             addr,
             tls: self.tls,
@@ -252,6 +272,8 @@ impl Gateway {
             watcher,
             policy_watcher,
             admin,
+            stop_exports,
+            exporters,
         })
     }
 }
@@ -283,6 +305,8 @@ pub struct RunningGateway {
     watcher: tokio::task::JoinHandle<()>,
     policy_watcher: tokio::task::JoinHandle<()>,
     admin: Option<tokio::task::JoinHandle<()>>,
+    stop_exports: tokio::sync::watch::Sender<bool>,
+    exporters: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl RunningGateway {
@@ -337,6 +361,15 @@ impl RunningGateway {
         if let Err(e) = self.log.checkpoint_now().await {
             tracing::error!(error = %e, "no final audit checkpoint");
         }
+        // Exporters resume from their cursors on the next start.
+        let _ = self.stop_exports.send(true);
+        let exporters = std::mem::take(&mut self.exporters);
+        let _ = tokio::task::spawn_blocking(move || {
+            for e in exporters {
+                let _ = e.join();
+            }
+        })
+        .await;
     }
 
     /// Wait until every worker has stopped (they stop only through
