@@ -48,7 +48,8 @@ fn verifier_for(dir: &Path, vkey: Option<&str>) -> Result<NoteVerifier, String> 
 
 fn latest(dir: &Path, verifier: &NoteVerifier) -> Result<SignedCheckpoint, String> {
     let path = dir.join(LATEST);
-    let note = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e} (no checkpoint published yet?)", path.display()))?;
+    let note = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e} (no checkpoint published yet?)", path.display()))?;
     SignedCheckpoint::verify(&note, verifier).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -105,7 +106,12 @@ pub fn consistency(loc: &LogLocation, from: u64, to: Option<u64>) -> Result<(), 
 /// `consistency` (or the admin API). The root is trusted only through the
 /// signed checkpoint in it; `--from-checkpoint` supplies the older signed
 /// checkpoint a consistency proof must start from.
-pub fn verify_proof(dir: &Path, input: Option<&Path>, vkey: Option<&str>, old: Option<&Path>) -> Result<String, String> {
+pub fn verify_proof(
+    dir: &Path,
+    input: Option<&Path>,
+    vkey: Option<&str>,
+    old: Option<&Path>,
+) -> Result<String, String> {
     let text = match input {
         Some(p) if p != Path::new("-") => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
         _ => std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?,
@@ -227,7 +233,9 @@ pub fn query(loc: &LogLocation, filter: &Filter) -> Result<(), String> {
                     print_record(&mut out, r.index, &r.payload).map_err(|e| e.to_string())?;
                 }
             }
-            ReadItem::Problem(p) => eprintln!("ward: skipping damaged part of the log: {p:?} (run `ward audit verify`)"),
+            ReadItem::Problem(p) => {
+                eprintln!("ward: skipping damaged part of the log: {p:?} (run `ward audit verify`)")
+            }
         }
     }
     out.flush().map_err(|e| e.to_string())
@@ -253,8 +261,11 @@ pub fn tail(loc: &LogLocation, lines: u64, follow: bool) -> Result<(), String> {
     }
     out.flush().map_err(|e| e.to_string())?;
     // Follow: read only what was appended since (whole frames only).
+    if !follow {
+        return Ok(());
+    }
     let mut tailer = ward_audit::segments::Tailer::new(&segments, next);
-    while follow {
+    loop {
         let records = tailer.poll(4096, u64::MAX).map_err(|e| e.to_string())?;
         if records.is_empty() {
             std::thread::sleep(Duration::from_millis(200));
@@ -264,7 +275,6 @@ pub fn tail(loc: &LogLocation, lines: u64, follow: bool) -> Result<(), String> {
         }
         out.flush().map_err(|e| e.to_string())?;
     }
-    Ok(())
 }
 
 /// `ward audit keygen --out FILE`: a new checkpoint signing key (0600); prints its verifier key.

@@ -291,7 +291,9 @@ fn audit(config: &Path, command: AuditCommand) -> ExitCode {
     let location = || LogLocation::from_config(config);
     let result = match command {
         AuditCommand::Checkpoint => location().and_then(|l| audit_cmd::checkpoint(&l)).map(|()| true),
-        AuditCommand::Prove { index, size } => location().and_then(|l| audit_cmd::prove(&l, index, size)).map(|()| true),
+        AuditCommand::Prove { index, size } => {
+            location().and_then(|l| audit_cmd::prove(&l, index, size)).map(|()| true)
+        }
         AuditCommand::Consistency { from, to } => {
             location().and_then(|l| audit_cmd::consistency(&l, from, to)).map(|()| true)
         }
@@ -310,7 +312,9 @@ fn audit(config: &Path, command: AuditCommand) -> ExitCode {
             })
         }),
         AuditCommand::Hash { value } => location().and_then(|l| audit_cmd::hash(&l, &value)).map(|()| true),
-        AuditCommand::Tail { lines, follow } => location().and_then(|l| audit_cmd::tail(&l, lines, follow)).map(|()| true),
+        AuditCommand::Tail { lines, follow } => {
+            location().and_then(|l| audit_cmd::tail(&l, lines, follow)).map(|()| true)
+        }
         AuditCommand::Query { since, until, principal_hash, decision, event } => {
             let filter = audit_cmd::Filter { since, until, principal_hash, decision, event };
             location().and_then(|l| audit_cmd::query(&l, &filter)).map(|()| true)

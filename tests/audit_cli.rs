@@ -3,7 +3,7 @@
 //! record (the consistent rewrite through a saved checkpoint).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::SystemTime;
 
@@ -99,7 +99,7 @@ impl Fixture {
     /// Rewrite the records as an attacker would: valid frames, fresh checksums.
     fn rewrite(&self, edit: impl FnOnce(&mut Vec<Vec<u8>>)) {
         let bytes = std::fs::read(self.segment()).unwrap();
-        let (_, frames, _) = segments::scan(&bytes).unwrap();
+        let frames = segments::scan(&bytes).unwrap().frames;
         let mut records: Vec<Vec<u8>> = frames.iter().map(|(_, f)| f.payload.to_vec()).collect();
         edit(&mut records);
         let mut out = frame::header(0).to_vec();
@@ -111,11 +111,11 @@ impl Fixture {
 }
 
 fn record(i: u64) -> Vec<u8> {
-    let decision = if i % 3 == 0 { "deny" } else { "allow" };
+    let decision = if i.is_multiple_of(3) { "deny" } else { "allow" };
     format!(
         r#"{{"schema":"ward.audit.v2","event":"request","time":"2026-11-23T10:{:02}:00.000Z","request_id":"r{i}","decision":"{decision}","principal_hmac":"{}"}}"#,
         i % 60,
-        if i % 2 == 0 { "aaaa" } else { "bbbb" }
+        if i.is_multiple_of(2) { "aaaa" } else { "bbbb" }
     )
     .into_bytes()
 }
@@ -128,10 +128,16 @@ fn first_bad(text: &str) -> u64 {
 fn proofs_round_trip_through_the_cli_and_wrong_ones_fail() {
     let f = Fixture::new(300);
     let verify = f.ok(&["verify"]);
-    assert!(verify.contains("checked records 0..300; 3 of 3 checkpoints verified") && verify.ends_with("ok\n"), "{verify}");
+    assert!(
+        verify.contains("checked records 0..300; 3 of 3 checkpoints verified") && verify.ends_with("ok\n"),
+        "{verify}"
+    );
 
     let checkpoint = f.ok(&["checkpoint"]);
-    assert!(checkpoint.starts_with("ward.test/cli\n300\n") && checkpoint.contains("\n\u{2014} ward.test/cli "), "{checkpoint}");
+    assert!(
+        checkpoint.starts_with("ward.test/cli\n300\n") && checkpoint.contains("\n\u{2014} ward.test/cli "),
+        "{checkpoint}"
+    );
 
     let proof = f.ok(&["prove", "--index", "123"]);
     let path = f.dir.path().join("proof.json");
@@ -166,7 +172,9 @@ fn proofs_round_trip_through_the_cli_and_wrong_ones_fail() {
     std::fs::write(&path, &c).unwrap();
     let out = f.ok(&["verify-proof", path.to_str().unwrap(), "--from-checkpoint", old.to_str().unwrap()]);
     assert!(out.starts_with("ok: the log of size 450 extends the log of size 300"), "{out}");
-    assert!(f.ok(&["verify", "--from-checkpoint", old.to_str().unwrap()]).contains("consistent with the saved checkpoint"));
+    assert!(
+        f.ok(&["verify", "--from-checkpoint", old.to_str().unwrap()]).contains("consistent with the saved checkpoint")
+    );
 }
 
 #[test]
@@ -176,7 +184,8 @@ fn hash_query_and_tail_read_the_log() {
     let hasher = ward_crypto::KeyedHasher::new(&ward_crypto::SecretBytes::new(vec![5u8; 32])).unwrap();
     assert_eq!(tag.trim(), hasher.tag_hex(b"alice@example.com"));
 
-    let lines = |s: String| s.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>();
+    let lines =
+        |s: String| s.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>();
     let denied = lines(f.ok(&["query", "--decision", "deny", "--principal-hash", "aaaa"]));
     assert_eq!(denied.len(), 20, "indices ≡ 0 mod 6");
     assert!(denied.iter().all(|r| r["index"].as_u64().unwrap() % 6 == 0));
@@ -190,7 +199,7 @@ fn hash_query_and_tail_read_the_log() {
 fn a_flipped_byte_is_found() {
     let f = Fixture::new(300);
     let mut bytes = std::fs::read(f.segment()).unwrap();
-    let (_, frames, _) = segments::scan(&bytes).unwrap();
+    let frames = segments::scan(&bytes).unwrap().frames;
     let at = frames[77].0 + 30;
     bytes[at] ^= 0x20;
     std::fs::write(f.segment(), bytes).unwrap();
@@ -240,7 +249,6 @@ fn verify_needs_the_key_the_log_was_signed_with() {
     let (other, _) = NoteSigner::generate("ward.test/cli").unwrap();
     let text = f.verify_fails(&["--vkey", &other.verifier_key()]);
     assert!(text.contains("checkpoint #0"), "{text}");
-    let _ = Path::new("");
 }
 
 #[test]

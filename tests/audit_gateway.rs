@@ -38,7 +38,12 @@ async fn decisions_are_provable_through_the_admin_api() {
         .unwrap();
     let mut ids = Vec::new();
     for i in 0..20 {
-        let r = client.get(format!("https://localhost:{}/api/items/{i}", addr.port())).bearer_auth(&token).send().await.unwrap();
+        let r = client
+            .get(format!("https://localhost:{}/api/items/{i}", addr.port()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         ids.push(r.headers()["x-request-id"].to_str().unwrap().to_owned());
     }
     let denied = client.get(format!("https://localhost:{}/api/items/x", addr.port())).send().await.unwrap();
@@ -80,7 +85,8 @@ async fn decisions_are_provable_through_the_admin_api() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Consistency from an early size to the checkpoint.
-    let c: Value = http.get(format!("{base}/audit/proof/consistency?from=3")).send().await.unwrap().json().await.unwrap();
+    let c: Value =
+        http.get(format!("{base}/audit/proof/consistency?from=3")).send().await.unwrap().json().await.unwrap();
     ward_audit::proofs::check(&c, &verifier, None).unwrap();
 
     // Bad requests get generic errors; health and readiness answer.
@@ -112,7 +118,8 @@ async fn decisions_are_provable_through_the_admin_api() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_non_loopback_admin_listener_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, _, _) = common::write_config(dir.path(), "http://127.0.0.1:9", "\n[admin]\nlisten = \"0.0.0.0:9901\"\n", false);
+    let (path, _, _) =
+        common::write_config(dir.path(), "http://127.0.0.1:9", "\n[admin]\nlisten = \"0.0.0.0:9901\"\n", false);
     let e = ward_config::load(&path).unwrap_err().to_string();
     assert!(e.contains("admin.listen: must be a loopback address"), "{e}");
 }

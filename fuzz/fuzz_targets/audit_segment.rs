@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use ward_audit::frame::{self, HEADER_LEN};
-use ward_audit::segments::{Tail, scan};
+use ward_audit::segments::{Scanned, Tail, scan};
 
 fuzz_target!(|data: &[u8]| {
     // Half the inputs get a valid header so the fuzzer reaches the frames.
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         bytes.extend_from_slice(data);
     }
-    let Ok((_, frames, tail)) = scan(&bytes) else { return };
+    let Ok(Scanned { frames, tail, .. }) = scan(&bytes) else { return };
     let mut at = HEADER_LEN;
     for (offset, f) in &frames {
         assert_eq!(*offset, at);

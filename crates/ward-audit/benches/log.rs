@@ -10,6 +10,7 @@
 //!
 //! The 10 M tree and the 1 M log are built once under `target/bench-data`
 //! and reused by later runs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use ward_merkle::{NodeSource, NoteSigner, NoteVerifier, inclusion_proof, leaf_ha
 const RECORD: usize = 300;
 
 fn signer() -> NoteSigner {
-    NoteSigner::from_seed("ward.bench/audit", &[1; 32]).unwrap_or_else(|e| panic!("{e}"))
+    NoteSigner::from_seed("ward.bench/audit", &[1; 32]).unwrap()
 }
 
 fn data_dir(name: &str) -> PathBuf {
@@ -38,11 +39,10 @@ fn record(i: u64) -> Vec<u8> {
 
 fn durable_append(c: &mut Criterion) {
     const PER_ITER: u64 = 100_000;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let options = SinkOptions { queue: 1 << 20, ..SinkOptions::default() };
-    let (sink, _) = LogSink::open(dir.path(), signer(), LogOptions::new("ward.bench/audit"), options)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    let (sink, _) = LogSink::open(dir.path(), signer(), LogOptions::new("ward.bench/audit"), options).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let template = record(0);
     let mut g = c.benchmark_group("audit");
     g.throughput(Throughput::Elements(PER_ITER));
@@ -53,9 +53,9 @@ fn durable_append(c: &mut Criterion) {
             for _ in 0..iters {
                 let mut last = 0;
                 for _ in 0..PER_ITER {
-                    last = sink.append(template.clone()).unwrap_or_else(|e| panic!("{e}"));
+                    last = sink.append(template.clone()).unwrap();
                 }
-                rt.block_on(sink.durable(last)).unwrap_or_else(|e| panic!("{e}"));
+                rt.block_on(sink.durable(last)).unwrap();
             }
             start.elapsed()
         });
@@ -73,17 +73,17 @@ fn big_tree(n: u64) -> TreeStore {
     }
     let _ = std::fs::remove_dir_all(&dir);
     let started = Instant::now();
-    let mut store = TreeStore::open(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let mut store = TreeStore::open(&dir).unwrap();
     for i in 0..n {
-        store.push(leaf_hash(&i.to_le_bytes())).unwrap_or_else(|e| panic!("{e}"));
+        store.push(leaf_hash(&i.to_le_bytes())).unwrap();
         if i % (1 << 16) == 0 {
-            store.flush().unwrap_or_else(|e| panic!("{e}"));
+            store.flush().unwrap();
         }
     }
-    store.flush().unwrap_or_else(|e| panic!("{e}"));
+    store.flush().unwrap();
     eprintln!("built a tree of {n} leaves in {:?}", started.elapsed());
     drop(store);
-    TreeStore::open_read(&dir).unwrap_or_else(|e| panic!("{e}"))
+    TreeStore::open_read(&dir).unwrap()
 }
 
 fn proofs(c: &mut Criterion) {
@@ -96,7 +96,7 @@ fn proofs(c: &mut Criterion) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            black_box(inclusion_proof(&tree, x % N, N).unwrap_or_else(|e| panic!("{e}")))
+            black_box(inclusion_proof(&tree, x % N, N).unwrap())
         });
     });
     g.finish();
@@ -105,21 +105,23 @@ fn proofs(c: &mut Criterion) {
 /// A log of `n` records, built once.
 fn big_log(n: u64) -> PathBuf {
     let dir = data_dir(&format!("log-{n}"));
-    let verifier = NoteVerifier::new(&signer().verifier_key()).unwrap_or_else(|e| panic!("{e}"));
-    if ward_audit::checkpoints::read_history(&dir).ok().and_then(|(notes, _)| notes.last().cloned()).is_some_and(|note| {
-        ward_audit::checkpoints::SignedCheckpoint::verify(&note, &verifier).is_ok_and(|c| c.checkpoint.size == n)
-    }) {
+    let verifier = NoteVerifier::new(&signer().verifier_key()).unwrap();
+    if ward_audit::checkpoints::read_history(&dir).ok().and_then(|(notes, _)| notes.last().cloned()).is_some_and(
+        |note| {
+            ward_audit::checkpoints::SignedCheckpoint::verify(&note, &verifier).is_ok_and(|c| c.checkpoint.size == n)
+        },
+    ) {
         return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let (mut log, _) = AuditLog::open(&dir, signer(), LogOptions::new("ward.bench/audit")).unwrap_or_else(|e| panic!("{e}"));
+    let (mut log, _) = AuditLog::open(&dir, signer(), LogOptions::new("ward.bench/audit")).unwrap();
     let mut i = 0;
     while i < n {
         let batch: Vec<Vec<u8>> = (i..(i + 4096).min(n)).map(record).collect();
-        log.append(batch.iter().map(Vec::as_slice)).unwrap_or_else(|e| panic!("{e}"));
+        log.append(batch.iter().map(Vec::as_slice)).unwrap();
         i += batch.len() as u64;
         if i % 100_000 < 4096 || i == n {
-            log.checkpoint(SystemTime::now()).unwrap_or_else(|e| panic!("{e}"));
+            log.checkpoint(SystemTime::now()).unwrap();
         }
     }
     dir
@@ -128,14 +130,14 @@ fn big_log(n: u64) -> PathBuf {
 fn verify(c: &mut Criterion) {
     const N: u64 = 1_000_000;
     let dir = big_log(N);
-    let verifier = NoteVerifier::new(&signer().verifier_key()).unwrap_or_else(|e| panic!("{e}"));
+    let verifier = NoteVerifier::new(&signer().verifier_key()).unwrap();
     let mut g = c.benchmark_group("audit");
     g.throughput(Throughput::Elements(N));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
     g.bench_function("verify_1M", |b| {
         b.iter(|| {
-            let report = ward_audit::verify::verify(&dir, &verifier, None, |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
+            let report = ward_audit::verify::verify(&dir, &verifier, None, |_, _| {}).unwrap();
             assert!(report.ok() && report.records == N, "{:?}", report.problems);
         });
     });

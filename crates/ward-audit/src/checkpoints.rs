@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ward_merkle::{Checkpoint, NoteError, NoteVerifier};
 
 use crate::frame;
-use crate::segments::{Tail, read_file, scan};
+use crate::segments::{Scanned, Tail, read_file, scan};
 
 /// File name of the checkpoint history.
 pub const HISTORY: &str = "checkpoints.log";
@@ -51,7 +51,7 @@ pub fn read_history(dir: &Path) -> std::io::Result<(Vec<String>, Tail)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Tail::Clean)),
         Err(e) => return Err(e),
     };
-    let (_, frames, tail) =
+    let Scanned { frames, tail, .. } =
         scan(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", dir.join(HISTORY).display())))?;
     let notes = frames.iter().map(|(_, f)| String::from_utf8_lossy(f.payload).into_owned()).collect();
     Ok((notes, tail))
@@ -81,7 +81,8 @@ impl CheckpointWriter {
             File::open(dir)?.sync_all()?;
         }
         let bytes = read_file(&path)?;
-        let (_, frames, tail) = scan(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+        let Scanned { frames, tail, .. } =
+            scan(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
         let notes: Vec<String> = frames.iter().map(|(_, f)| String::from_utf8_lossy(f.payload).into_owned()).collect();
         let len = match tail {
             Tail::Clean => bytes.len() as u64,

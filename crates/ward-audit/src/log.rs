@@ -147,7 +147,13 @@ impl AuditLog {
     pub fn open(dir: &Path, signer: NoteSigner, options: LogOptions) -> Result<(Self, Recovery), LogError> {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
         let lock_path = dir.join("lock");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&lock_path).map_err(io(&lock_path))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
         if lock.try_lock().is_err() {
             return Err(LogError::Locked(dir.to_owned()));
         }
@@ -394,7 +400,7 @@ fn recover_segments(
         return Ok((SegmentWriter::create(segments_dir, 0).map_err(io(segments_dir))?, 0));
     };
     let bytes = segments::read_file(&last.path).map_err(io(&last.path))?;
-    let (first, frames, tail) =
+    let segments::Scanned { first, frames, tail } =
         segments::scan(&bytes).map_err(|e| LogError::Inconsistent(format!("{}: {e}", last.path.display())))?;
     if first != last.first {
         return Err(LogError::Inconsistent(format!(
@@ -420,8 +426,13 @@ fn recover_segments(
                 segment = %last.path.display(), index = size, bytes = bytes.len() - offset, saved_to = %saved_to.display(), %error,
                 "audit log recovery: cut a torn tail (records that were never acknowledged)"
             );
-            recovery.torn =
-                Some(TornTail { segment: last.path.clone(), index: size, bytes: (bytes.len() - offset) as u64, saved_to, error });
+            recovery.torn = Some(TornTail {
+                segment: last.path.clone(),
+                index: size,
+                bytes: (bytes.len() - offset) as u64,
+                saved_to,
+                error,
+            });
             offset
         }
     };

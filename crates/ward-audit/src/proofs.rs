@@ -33,7 +33,12 @@ fn unb64(v: &Value, what: &str) -> Result<Hash, String> {
 }
 
 /// Anchor `doc` in `anchor` when it is for `size`, else give the bare root.
-fn anchor_at(doc: &mut Value, tree: &impl NodeSource, size: u64, anchor: Option<&SignedCheckpoint>) -> Result<(), String> {
+fn anchor_at(
+    doc: &mut Value,
+    tree: &impl NodeSource,
+    size: u64,
+    anchor: Option<&SignedCheckpoint>,
+) -> Result<(), String> {
     match anchor.filter(|c| c.checkpoint.size == size) {
         Some(c) => doc["checkpoint"] = Value::String(c.note.clone()),
         None => doc["root"] = Value::String(b64(&subtree_root(tree, 0, size).map_err(|e| e.to_string())?)),
@@ -45,7 +50,12 @@ fn anchor_at(doc: &mut Value, tree: &impl NodeSource, size: u64, anchor: Option<
 ///
 /// # Errors
 /// A message when the index or size is out of range or the tree lacks a node.
-pub fn inclusion(tree: &impl NodeSource, index: u64, size: u64, anchor: Option<&SignedCheckpoint>) -> Result<Value, String> {
+pub fn inclusion(
+    tree: &impl NodeSource,
+    index: u64,
+    size: u64,
+    anchor: Option<&SignedCheckpoint>,
+) -> Result<Value, String> {
     let proof = inclusion_proof(tree, index, size).map_err(|e| format!("index {index} in size {size}: {e}"))?;
     let leaf = tree.node(0, index).ok_or("the tree does not hold that leaf")?;
     let mut doc = json!({
@@ -63,7 +73,12 @@ pub fn inclusion(tree: &impl NodeSource, index: u64, size: u64, anchor: Option<&
 ///
 /// # Errors
 /// A message when the sizes are out of range or the tree lacks a node.
-pub fn consistency(tree: &impl NodeSource, from: u64, to: u64, anchor: Option<&SignedCheckpoint>) -> Result<Value, String> {
+pub fn consistency(
+    tree: &impl NodeSource,
+    from: u64,
+    to: u64,
+    anchor: Option<&SignedCheckpoint>,
+) -> Result<Value, String> {
     let proof = consistency_proof(tree, from, to).map_err(|e| format!("from {from} to {to}: {e}"))?;
     let mut doc = json!({
         "type": "consistency",
@@ -98,8 +113,12 @@ pub fn check(doc: &Value, verifier: &NoteVerifier, older: Option<&SignedCheckpoi
         return Err(format!("the checkpoint is for size {}, the proof for {size}", anchor.checkpoint.size));
     }
     let root = anchor.checkpoint.root;
-    let proof: Vec<Hash> =
-        doc["proof"].as_array().ok_or("`proof` missing")?.iter().map(|h| unb64(h, "proof")).collect::<Result<_, _>>()?;
+    let proof: Vec<Hash> = doc["proof"]
+        .as_array()
+        .ok_or("`proof` missing")?
+        .iter()
+        .map(|h| unb64(h, "proof"))
+        .collect::<Result<_, _>>()?;
     if kind {
         let index = doc["index"].as_u64().ok_or("`index` missing")?;
         let leaf = unb64(&doc["leaf_hash"], "leaf_hash")?;
@@ -119,7 +138,8 @@ pub fn check(doc: &Value, verifier: &NoteVerifier, older: Option<&SignedCheckpoi
             Some(c) => c.checkpoint.root,
             None => unb64(&doc["from_root"], "from_root")?,
         };
-        verify_consistency(from, size, &proof, &from_root, &root).map_err(|e| format!("consistency proof fails: {e}"))?;
+        verify_consistency(from, size, &proof, &from_root, &root)
+            .map_err(|e| format!("consistency proof fails: {e}"))?;
         Ok(format!("ok: the log of size {size} extends the log of size {from}\n"))
     }
 }

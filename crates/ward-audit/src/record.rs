@@ -99,7 +99,14 @@ impl AuditRecord {
     /// A record of something other than a request (`method` names the
     /// kind, there is no client): startup, shutdown, policy and key changes.
     #[must_use]
-    pub fn event(event: &'static str, method: &str, reason: ReasonCode, decision: Effect, time: String, id: String) -> Self {
+    pub fn event(
+        event: &'static str,
+        method: &str,
+        reason: ReasonCode,
+        decision: Effect,
+        time: String,
+        id: String,
+    ) -> Self {
         Self {
             schema: Self::SCHEMA,
             event,

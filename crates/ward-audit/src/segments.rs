@@ -81,12 +81,23 @@ pub enum Tail {
     },
 }
 
-/// Decode the records of one segment's bytes: its first index, each
-/// record's (offset, frame), and how the bytes end.
+/// A segment's bytes, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned<'a> {
+    /// The first record's index, from the header.
+    pub first: u64,
+    /// Each valid record: its byte offset and frame.
+    pub frames: Vec<(usize, frame::Frame<'a>)>,
+    /// How the bytes end.
+    pub tail: Tail,
+}
+
+/// Decode the records of one segment's bytes, stopping at the first frame
+/// that is not valid.
 ///
 /// # Errors
 /// [`FrameError`] when the header is missing or wrong.
-pub fn scan(bytes: &[u8]) -> Result<(u64, Vec<(usize, frame::Frame<'_>)>, Tail), FrameError> {
+pub fn scan(bytes: &[u8]) -> Result<Scanned<'_>, FrameError> {
     let first = frame::parse_header(bytes)?;
     let mut frames = Vec::new();
     let mut at = HEADER_LEN;
@@ -96,10 +107,10 @@ pub fn scan(bytes: &[u8]) -> Result<(u64, Vec<(usize, frame::Frame<'_>)>, Tail),
                 frames.push((at, f));
                 at += f.len;
             }
-            Err(error) => return Ok((first, frames, Tail::Bad { offset: at, error })),
+            Err(error) => return Ok(Scanned { first, frames, tail: Tail::Bad { offset: at, error } }),
         }
     }
-    Ok((first, frames, Tail::Clean))
+    Ok(Scanned { first, frames, tail: Tail::Clean })
 }
 
 /// Read a whole file.
@@ -312,7 +323,7 @@ impl SegmentReader {
             Err(e) => return Some(ReadProblem::Segment { path: info.path, error: e.to_string() }),
         };
         let scanned = scan(&self.buf);
-        let (first, frames, tail) = match scanned {
+        let Scanned { first, frames, tail } = match scanned {
             Ok(s) => s,
             Err(e) => return Some(ReadProblem::Segment { path: info.path, error: e.to_string() }),
         };
@@ -457,12 +468,16 @@ impl Tailer {
         let segs = list(&self.dir)?;
         let Some(first) = segs.first() else { return Ok(false) };
         if self.next < first.first {
-            tracing::warn!(from = self.next, first = first.first, "records were removed by retention before they were read");
+            tracing::warn!(
+                from = self.next,
+                first = first.first,
+                "records were removed by retention before they were read"
+            );
             self.next = first.first;
         }
         let Some(seg) = segs.iter().rev().find(|s| s.first <= self.next) else { return Ok(false) };
         let bytes = read_file(&seg.path)?;
-        let (_, frames, _) = scan(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", seg.path.display())))?;
+        let frames = scan(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", seg.path.display())))?.frames;
         let skip = usize::try_from(self.next - seg.first).unwrap_or(usize::MAX);
         self.offset = match frames.get(skip) {
             Some((off, _)) => *off as u64,

@@ -289,7 +289,11 @@ impl Writer {
             }
             // Gather the batch, unless someone waits on a marker, the queue
             // is behind (last batch was full), or this is a retry.
-            let gather = open && !backlog && flushes.is_empty() && checkpoints.is_empty() && !self.options.commit_interval.is_zero();
+            let gather = open
+                && !backlog
+                && flushes.is_empty()
+                && checkpoints.is_empty()
+                && !self.options.commit_interval.is_zero();
             let deadline = Instant::now() + self.options.commit_interval;
             while open && pending.len() < self.options.commit_records {
                 let next = if gather && flushes.is_empty() && checkpoints.is_empty() {
@@ -332,7 +336,13 @@ impl Writer {
         }
     }
 
-    fn take(&self, m: Message, pending: &mut Vec<Vec<u8>>, flushes: &mut Vec<Reply<()>>, cps: &mut Vec<Reply<SignedCheckpoint>>) {
+    fn take(
+        &self,
+        m: Message,
+        pending: &mut Vec<Vec<u8>>,
+        flushes: &mut Vec<Reply<()>>,
+        cps: &mut Vec<Reply<SignedCheckpoint>>,
+    ) {
         match m {
             Message::Record(r) => pending.push(r),
             Message::Flush(f) => flushes.push(f),

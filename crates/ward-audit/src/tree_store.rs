@@ -134,7 +134,8 @@ impl TreeStore {
             }
             let mut index = self.counts[level];
             while index < expected {
-                let (Some(l), Some(r)) = (self.node(level as u32 - 1, 2 * index), self.node(level as u32 - 1, 2 * index + 1))
+                let (Some(l), Some(r)) =
+                    (self.node(level as u32 - 1, 2 * index), self.node(level as u32 - 1, 2 * index + 1))
                 else {
                     return Err(std::io::Error::other(format!("tree level {} is unreadable", level - 1)));
                 };
@@ -143,7 +144,8 @@ impl TreeStore {
             }
         }
         for level in 0..self.files.len() {
-            self.pending[level] = if self.counts[level] % 2 == 1 { self.node(level as u32, self.counts[level] - 1) } else { None };
+            self.pending[level] =
+                if self.counts[level] % 2 == 1 { self.node(level as u32, self.counts[level] - 1) } else { None };
         }
         self.flush()
     }

@@ -24,7 +24,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ward_merkle::{EMPTY_ROOT, Hash, NodeSource, NoteVerifier, consistency_proof, node_hash, subtree_root, verify_consistency};
+use ward_merkle::{
+    EMPTY_ROOT, Hash, NodeSource, NoteVerifier, consistency_proof, node_hash, subtree_root, verify_consistency,
+};
 
 use crate::checkpoints::{SignedCheckpoint, read_history};
 use crate::segments::{ReadItem, ReadProblem, SegmentReader, Tail};
@@ -171,7 +173,8 @@ pub fn verify(
     mut progress: impl FnMut(u64, u64),
 ) -> std::io::Result<Report> {
     let mut report = Report::default();
-    let problem = |report: &mut Report, index: Option<u64>, message: String| report.problems.push(Problem { index, message });
+    let problem =
+        |report: &mut Report, index: Option<u64>, message: String| report.problems.push(Problem { index, message });
 
     // 1. Every stored checkpoint's signature and body.
     let (notes, tail) = read_history(dir)?;
@@ -186,14 +189,21 @@ pub fn verify(
             Ok(c) => {
                 let o = origin.get_or_insert_with(|| c.checkpoint.origin.clone());
                 if *o != c.checkpoint.origin {
-                    problem(&mut report, None, format!("checkpoint #{i} is for log `{}`, not `{o}`", c.checkpoint.origin));
+                    problem(
+                        &mut report,
+                        None,
+                        format!("checkpoint #{i} is for log `{}`, not `{o}`", c.checkpoint.origin),
+                    );
                 } else if let Some(prev) = checkpoints.last()
                     && prev.checkpoint.size > c.checkpoint.size
                 {
                     problem(
                         &mut report,
                         None,
-                        format!("checkpoint #{i} (size {}) is smaller than the one before it ({})", c.checkpoint.size, prev.checkpoint.size),
+                        format!(
+                            "checkpoint #{i} (size {}) is smaller than the one before it ({})",
+                            c.checkpoint.size, prev.checkpoint.size
+                        ),
                     );
                 } else {
                     checkpoints.push(c);
@@ -274,7 +284,9 @@ pub fn verify(
                     problem(
                         &mut report,
                         Some(index),
-                        format!("record {index} is not the record the log appended there (changed, inserted, removed or moved)"),
+                        format!(
+                            "record {index} is not the record the log appended there (changed, inserted, removed or moved)"
+                        ),
                     );
                 }
                 range.push(r.leaf, |level, i, hash| {
@@ -298,7 +310,11 @@ pub fn verify(
     report.records = range.size;
     report.root = Some(range.root());
     if node_mismatch && !leaf_mismatch {
-        problem(&mut report, None, "the tree cache disagrees with the records above the leaves (proofs served from it would fail)".into());
+        problem(
+            &mut report,
+            None,
+            "the tree cache disagrees with the records above the leaves (proofs served from it would fail)".into(),
+        );
     }
 
     // 4. Stored checkpoints against the recomputed roots, and each against the next.
@@ -330,10 +346,16 @@ pub fn verify(
                 problem(
                     &mut report,
                     None,
-                    format!("the records do not match the signed checkpoint at size {size}: something in records {from}..{size} was altered"),
+                    format!(
+                        "the records do not match the signed checkpoint at size {size}: something in records {from}..{size} was altered"
+                    ),
                 );
             }
-            None => problem(&mut report, None, format!("cannot recompute the root at size {size} (records removed and not in the tree)")),
+            None => problem(
+                &mut report,
+                None,
+                format!("cannot recompute the root at size {size} (records removed and not in the tree)"),
+            ),
         }
     }
 
@@ -343,11 +365,19 @@ pub fn verify(
             problem(
                 &mut report,
                 Some(range.size),
-                format!("the log is truncated: the saved checkpoint covers {} records, the log holds {}", s.size, range.size),
+                format!(
+                    "the log is truncated: the saved checkpoint covers {} records, the log holds {}",
+                    s.size, range.size
+                ),
             );
             false
         } else {
-            let now = ward_merkle::Checkpoint { origin: s.origin.clone(), size: range.size, root: range.root(), extensions: vec![] };
+            let now = ward_merkle::Checkpoint {
+                origin: s.origin.clone(),
+                size: range.size,
+                root: range.root(),
+                extensions: vec![],
+            };
             let direct = wanted.get(&s.size).copied().flatten() == Some(s.root);
             let proved = consistent(cache.as_ref(), &s, &now);
             if !(direct && proved) {

@@ -6,6 +6,7 @@
 //! The writer is this test binary itself, re-run with `WARD_CRASH_DIR` set
 //! (the `writer_process` entry point below); it prints `ack INDEX TASK SEQ`
 //! for each acknowledged record.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -133,7 +134,11 @@ fn writer_process() {
     let round: u64 = std::env::var("WARD_CRASH_ROUND").unwrap().parse().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
-        let options = SinkOptions { checkpoint_every: 5_000, checkpoint_interval: Duration::from_millis(20), ..SinkOptions::default() };
+        let options = SinkOptions {
+            checkpoint_every: 5_000,
+            checkpoint_interval: Duration::from_millis(20),
+            ..SinkOptions::default()
+        };
         let (sink, _) = LogSink::open(Path::new(&dir), signer(), self::options(), options).unwrap();
         let sink = std::sync::Arc::new(sink);
         let (out, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();

@@ -1,8 +1,9 @@
 //! The audit log end to end on real files: appends, reopen, proofs,
 //! recovery, retention, and every kind of tampering the issue lists.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ward_audit::segments::{self, file_name};
 use ward_audit::verify::{Report, verify};
@@ -20,7 +21,8 @@ fn verifier() -> NoteVerifier {
 }
 
 fn record(i: u64) -> Vec<u8> {
-    format!(r#"{{"schema":"ward.audit.v2","request_id":"r{i}","decision":"allow","pad":"{}"}}"#, "x".repeat(200)).into_bytes()
+    format!(r#"{{"schema":"ward.audit.v2","request_id":"r{i}","decision":"allow","pad":"{}"}}"#, "x".repeat(200))
+        .into_bytes()
 }
 
 /// A log of `n` records with a checkpoint every `every`, closed.
@@ -49,7 +51,7 @@ fn the_segment(dir: &Path) -> std::path::PathBuf {
 fn rewrite(dir: &Path, edit: impl FnOnce(&mut Vec<Vec<u8>>)) {
     let path = the_segment(dir);
     let bytes = std::fs::read(&path).unwrap();
-    let (_, frames, _) = segments::scan(&bytes).unwrap();
+    let frames = segments::scan(&bytes).unwrap().frames;
     let mut records: Vec<Vec<u8>> = frames.iter().map(|(_, f)| f.payload.to_vec()).collect();
     edit(&mut records);
     let mut out = frame::header(0).to_vec();
@@ -88,7 +90,10 @@ async fn appends_are_acknowledged_durable_and_proofs_verify_against_the_checkpoi
     drop(log);
     let report = check(dir.path(), Some(&cp.note));
     assert!(report.ok(), "{:?}", report.problems);
-    assert_eq!((report.records, report.checkpoints_ok, report.consistent_with_saved), (2500, report.checkpoints, Some(true)));
+    assert_eq!(
+        (report.records, report.checkpoints_ok, report.consistent_with_saved),
+        (2500, report.checkpoints, Some(true))
+    );
     assert!(report.checkpoints >= 2, "{}", report.checkpoints);
 }
 
@@ -187,7 +192,7 @@ fn a_flipped_byte_is_detected_at_its_record() {
     let report = tampered(|dir| {
         let path = the_segment(dir);
         let mut bytes = std::fs::read(&path).unwrap();
-        let (_, frames, _) = segments::scan(&bytes).unwrap();
+        let frames = segments::scan(&bytes).unwrap().frames;
         let at = frames[137].0 + 40;
         bytes[at] ^= 0x01;
         std::fs::write(&path, bytes).unwrap();
@@ -256,12 +261,18 @@ fn a_checkpoint_signed_by_another_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path(), 10, 10);
     let other = NoteSigner::from_seed("ward.test/audit", &[9; 32]).unwrap();
-    let forged = ward_merkle::Checkpoint { origin: "ward.test/audit".into(), size: 10, root: TreeStore::open_read(&dir.path().join("tree")).map(|t| ward_merkle::subtree_root(&t, 0, 10).unwrap()).unwrap(), extensions: vec![] };
+    let forged = ward_merkle::Checkpoint {
+        origin: "ward.test/audit".into(),
+        size: 10,
+        root: TreeStore::open_read(&dir.path().join("tree"))
+            .map(|t| ward_merkle::subtree_root(&t, 0, 10).unwrap())
+            .unwrap(),
+        extensions: vec![],
+    };
     let note = other.sign(&forged.to_text()).unwrap();
     let report = check(dir.path(), Some(&note));
     assert_eq!(report.consistent_with_saved, Some(false));
     assert!(report.problems[0].message.contains("does not verify"));
-    let _ = Duration::ZERO;
     let reader = TreeStore::open_read(&dir.path().join("tree")).unwrap();
     assert_eq!(reader.size(), 10);
 }

@@ -286,8 +286,10 @@ fn commit_interval(value: Option<&str>) -> V<Duration> {
 
 fn admin(raw: &raw::RawAdmin) -> V<AdminSettings> {
     let path = || vec![Seg::Key("admin"), Seg::Key("listen")];
-    let listen: SocketAddr =
-        raw.listen.parse().map_err(|_| Invalid::new(path(), format!("`{}` is not an address like 127.0.0.1:9901", raw.listen)))?;
+    let listen: SocketAddr = raw
+        .listen
+        .parse()
+        .map_err(|_| Invalid::new(path(), format!("`{}` is not an address like 127.0.0.1:9901", raw.listen)))?;
     if !listen.ip().is_loopback() {
         return Err(Invalid::new(
             path(),
@@ -308,13 +310,15 @@ fn audit(raw: &raw::RawAudit, base: &Path) -> V<AuditSettings> {
     }
     let dir = raw.dir.as_deref().ok_or_else(|| Invalid::new(key("dir"), "missing: the audit log directory"))?;
     nonempty(dir, key("dir"))?;
-    let checkpoint_key = raw
-        .checkpoint_key_file
-        .as_deref()
-        .ok_or_else(|| Invalid::new(key("checkpoint_key_file"), "missing: the checkpoint signing key (`ward init` makes one)"))?;
+    let checkpoint_key = raw.checkpoint_key_file.as_deref().ok_or_else(|| {
+        Invalid::new(key("checkpoint_key_file"), "missing: the checkpoint signing key (`ward init` makes one)")
+    })?;
     let origin = raw.origin.clone().unwrap_or_else(|| "ward.local/audit".to_owned());
     if origin.is_empty() || origin.chars().any(|c| c.is_control() || c == '\u{2014}') || origin.contains('+') {
-        return Err(Invalid::new(key("origin"), "must be a non-empty line without `+`, control characters or em dashes"));
+        return Err(Invalid::new(
+            key("origin"),
+            "must be a non-empty line without `+`, control characters or em dashes",
+        ));
     }
     let interval = duration(raw.checkpoint_interval.as_deref(), Duration::from_secs(10), key("checkpoint_interval"))?;
     if interval.is_zero() {
@@ -324,7 +328,11 @@ fn audit(raw: &raw::RawAudit, base: &Path) -> V<AuditSettings> {
     if segment_bytes < 4096 {
         return Err(Invalid::new(key("segment_bytes"), "must be at least 4096"));
     }
-    let max_age = raw.retention_max_age.as_deref().map(|a| duration(Some(a), Duration::ZERO, key("retention_max_age"))).transpose()?;
+    let max_age = raw
+        .retention_max_age
+        .as_deref()
+        .map(|a| duration(Some(a), Duration::ZERO, key("retention_max_age")))
+        .transpose()?;
     Ok(AuditSettings {
         dir: resolve(base, dir),
         hmac_key_file: resolve(base, &raw.hmac_key_file),
@@ -359,7 +367,9 @@ fn exports(raw: &[raw::RawExport], base: &Path) -> V<Vec<ward_export::ExportSpec
         }
         let format = choice(e.format.as_deref(), Format::Ocsf, &Format::NAMES, key("format"))?;
         let need = |v: &Option<String>, k: &'static str| {
-            v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| Invalid::new(key(k), format!("required for kind `{}`", e.kind)))
+            v.clone()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| Invalid::new(key(k), format!("required for kind `{}`", e.kind)))
         };
         let refuse = |fields: &[(&Option<String>, &'static str)]| -> V<()> {
             match fields.iter().find(|(v, _)| v.is_some()) {
@@ -369,14 +379,20 @@ fn exports(raw: &[raw::RawExport], base: &Path) -> V<Vec<ward_export::ExportSpec
         };
         let target = match e.kind.as_str() {
             "file" => {
-                refuse(&[(&e.address, "address"), (&e.url, "url"), (&e.ca_file, "ca_file"), (&e.token_file, "token_file")])?;
+                refuse(&[
+                    (&e.address, "address"),
+                    (&e.url, "url"),
+                    (&e.ca_file, "ca_file"),
+                    (&e.token_file, "token_file"),
+                ])?;
                 Target::File { path: resolve(base, &need(&e.path, "path")?) }
             }
             "syslog" => {
                 refuse(&[(&e.path, "path"), (&e.url, "url"), (&e.token_file, "token_file")])?;
                 let address = need(&e.address, "address")?;
                 let host = address.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_owned());
-                let server_name = e.server_name.clone().or(host).ok_or_else(|| Invalid::new(key("address"), "expected host:port"))?;
+                let server_name =
+                    e.server_name.clone().or(host).ok_or_else(|| Invalid::new(key("address"), "expected host:port"))?;
                 Target::Syslog {
                     address,
                     server_name,
@@ -385,13 +401,21 @@ fn exports(raw: &[raw::RawExport], base: &Path) -> V<Vec<ward_export::ExportSpec
                 }
             }
             "webhook" => {
-                refuse(&[(&e.path, "path"), (&e.address, "address"), (&e.server_name, "server_name"), (&e.hostname, "hostname")])?;
+                refuse(&[
+                    (&e.path, "path"),
+                    (&e.address, "address"),
+                    (&e.server_name, "server_name"),
+                    (&e.hostname, "hostname"),
+                ])?;
                 let url = need(&e.url, "url")?;
                 if !url.starts_with("https://") {
                     return Err(Invalid::new(key("url"), "must be https (records leave the machine)"));
                 }
                 if format == Format::Cef {
-                    return Err(Invalid::new(key("format"), "webhooks carry JSON: use ocsf or raw (cef is for syslog and files)"));
+                    return Err(Invalid::new(
+                        key("format"),
+                        "webhooks carry JSON: use ocsf or raw (cef is for syslog and files)",
+                    ));
                 }
                 Target::Webhook {
                     url,

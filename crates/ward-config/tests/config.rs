@@ -131,7 +131,12 @@ fn the_v0_audit_file_is_refused_with_a_pointer_to_the_log() {
 
 #[test]
 fn exporters_are_validated_per_kind() {
-    let with = |extra: &str| GOOD.replace("checkpoint_key_file = \"keys/audit-checkpoint.key\"", &format!("checkpoint_key_file = \"keys/audit-checkpoint.key\"\n{extra}"));
+    let with = |extra: &str| {
+        GOOD.replace(
+            "checkpoint_key_file = \"keys/audit-checkpoint.key\"",
+            &format!("checkpoint_key_file = \"keys/audit-checkpoint.key\"\n{extra}"),
+        )
+    };
     let ok = with(
         "[[audit.export]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"siem.example:6514\"\nca_file = \"ca.pem\"\nformat = \"cef\"\n\
          [[audit.export]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://siem.example/in\"\nca_file = \"ca.pem\"\n\
@@ -144,13 +149,31 @@ fn exporters_are_validated_per_kind() {
         other => panic!("{other:?}"),
     }
     for (extra, expect) in [
-        ("[[audit.export]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://x/\"\nca_file = \"c\"\n", "audit.export[0].url: must be https"),
-        ("[[audit.export]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://x/\"\nca_file = \"c\"\nformat = \"cef\"\n", "audit.export[0].format: webhooks carry JSON"),
-        ("[[audit.export]]\nname = \"a\"\nkind = \"syslog\"\naddress = \"x:1\"\n", "audit.export[0].ca_file: required for kind `syslog`"),
-        ("[[audit.export]]\nname = \"a\"\nkind = \"file\"\npath = \"p\"\nurl = \"https://x\"\n", "audit.export[0].url: does not apply to kind `file`"),
+        (
+            "[[audit.export]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://x/\"\nca_file = \"c\"\n",
+            "audit.export[0].url: must be https",
+        ),
+        (
+            "[[audit.export]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"https://x/\"\nca_file = \"c\"\nformat = \"cef\"\n",
+            "audit.export[0].format: webhooks carry JSON",
+        ),
+        (
+            "[[audit.export]]\nname = \"a\"\nkind = \"syslog\"\naddress = \"x:1\"\n",
+            "audit.export[0].ca_file: required for kind `syslog`",
+        ),
+        (
+            "[[audit.export]]\nname = \"a\"\nkind = \"file\"\npath = \"p\"\nurl = \"https://x\"\n",
+            "audit.export[0].url: does not apply to kind `file`",
+        ),
         ("[[audit.export]]\nname = \"a/b\"\nkind = \"file\"\npath = \"p\"\n", "audit.export[0].name: use letters"),
-        ("[[audit.export]]\nname = \"a\"\nkind = \"kafka\"\n", "audit.export[0].kind: `kafka` is not one of file, syslog, webhook"),
-        ("[[audit.export]]\nname = \"a\"\nkind = \"file\"\npath = \"p\"\nformat = \"xml\"\n", "audit.export[0].format: `xml` is not one of ocsf, cef, raw"),
+        (
+            "[[audit.export]]\nname = \"a\"\nkind = \"kafka\"\n",
+            "audit.export[0].kind: `kafka` is not one of file, syslog, webhook",
+        ),
+        (
+            "[[audit.export]]\nname = \"a\"\nkind = \"file\"\npath = \"p\"\nformat = \"xml\"\n",
+            "audit.export[0].format: `xml` is not one of ocsf, cef, raw",
+        ),
     ] {
         let e = parse(&with(extra)).unwrap_err().to_string();
         assert!(e.contains(expect), "{e}\nexpected: {expect}");

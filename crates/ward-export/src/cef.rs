@@ -45,7 +45,9 @@ pub fn to_cef(record: &Value, index: u64, origin: &str) -> String {
     fields.push(("deviceExternalId", origin.to_owned()));
     fields.push(("cn2Label", "auditIndex".to_owned()));
     fields.push(("cn2", index.to_string()));
-    for (key, field) in [("requestMethod", "method"), ("request", "path"), ("suser", "principal_hmac"), ("app", "protocol")] {
+    for (key, field) in
+        [("requestMethod", "method"), ("request", "path"), ("suser", "principal_hmac"), ("app", "protocol")]
+    {
         if !s(field).is_empty() && s(field) != "-" {
             fields.push((key, s(field).to_owned()));
         }
@@ -84,7 +86,10 @@ mod tests {
         assert!(line.starts_with("CEF:0|Ward|Ward|"), "{line}");
         assert!(line.contains("|denied_by_policy|request deny|5|rt=1795428930250 act=deny"), "{line}");
         assert!(line.contains(r"request=/a\=b\\c|d\ne "), "{line}");
-        assert!(line.contains("cn2Label=auditIndex cn2=7") && line.contains("cn1=403") && line.contains("suser=ph"), "{line}");
+        assert!(
+            line.contains("cn2Label=auditIndex cn2=7") && line.contains("cn1=403") && line.contains("suser=ph"),
+            "{line}"
+        );
         assert!(line.contains("cs1Label=clientIpHmac cs1=ih") && line.contains("cs3Label=policy cs3=ns/p#0"), "{line}");
         assert!(!line.contains('\n'));
         let t = to_cef(&json!({"event":"request","decision":"deny","reason":"token_expired|x"}), 1, "o");

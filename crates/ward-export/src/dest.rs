@@ -233,10 +233,10 @@ impl WebhookDest {
 pub enum Destination {
     /// JSON lines to a file.
     File(FileDest),
-    /// Syslog over TLS.
-    Syslog(SyslogDest),
+    /// Syslog over TLS (boxed, as the webhook: both are large and built once).
+    Syslog(Box<SyslogDest>),
     /// HTTPS webhook.
-    Webhook(WebhookDest),
+    Webhook(Box<WebhookDest>),
 }
 
 impl Destination {
@@ -268,7 +268,9 @@ impl Destination {
     pub async fn send(&mut self, events: &[crate::Rendered]) -> Result<(), ExportError> {
         match self {
             Self::File(f) => f.send(&events.iter().map(|e| e.line.clone()).collect::<Vec<_>>()),
-            Self::Syslog(s) => s.send(&events.iter().map(|e| crate::syslog::frame(&e.syslog)).collect::<Vec<_>>()).await,
+            Self::Syslog(s) => {
+                s.send(&events.iter().map(|e| crate::syslog::frame(&e.syslog)).collect::<Vec<_>>()).await
+            }
             Self::Webhook(w) => {
                 let items: Vec<&str> = events.iter().map(|e| e.line.as_str()).collect();
                 w.send(format!("[{}]", items.join(","))).await

@@ -178,13 +178,13 @@ impl Exporter {
         let destination = match &spec.target {
             Target::File { path } => Destination::File(dest::FileDest::new(path)),
             Target::Syslog { address, server_name, ca_file, .. } => {
-                Destination::Syslog(dest::SyslogDest::new(address, server_name, ca_file)?)
+                Destination::Syslog(Box::new(dest::SyslogDest::new(address, server_name, ca_file)?))
             }
             Target::Webhook { url, ca_file, token_file } => {
                 if spec.format == Format::Cef {
                     return Err(ExportError::Config("webhooks carry JSON: use format ocsf or raw".into()));
                 }
-                Destination::Webhook(dest::WebhookDest::new(url, ca_file, token_file.as_deref())?)
+                Destination::Webhook(Box::new(dest::WebhookDest::new(url, ca_file, token_file.as_deref())?))
             }
         };
         let status = Arc::new(ExportStatus::default());

@@ -155,7 +155,10 @@ mod tests {
     #[test]
     fn requests_map_to_http_activity_or_authentication() {
         let e = to_ocsf(&request("allowed_by_policy", "allow", "POST"), 41, "ward.local/audit");
-        assert_eq!((e["class_uid"].as_u64(), e["activity_id"].as_u64(), e["type_uid"].as_u64()), (Some(4002), Some(6), Some(400_206)));
+        assert_eq!(
+            (e["class_uid"].as_u64(), e["activity_id"].as_u64(), e["type_uid"].as_u64()),
+            (Some(4002), Some(6), Some(400_206))
+        );
         assert_eq!(e["disposition"], "Allowed");
         assert_eq!(e["time"], 1_795_428_930_250_i64, "2026-11-23T10:15:30.250Z");
         assert_eq!(e["metadata"]["uid"], "ward.local/audit:41");
@@ -164,10 +167,16 @@ mod tests {
         assert_eq!(e["unmapped"]["ward"]["request_id"], "abc");
 
         let a = to_ocsf(&request("token_expired", "deny", "GET"), 1, "o");
-        assert_eq!((a["class_uid"].as_u64(), a["activity_id"].as_u64(), a["status"].as_str()), (Some(3002), Some(1), Some("Failure")));
+        assert_eq!(
+            (a["class_uid"].as_u64(), a["activity_id"].as_u64(), a["status"].as_str()),
+            (Some(3002), Some(1), Some("Failure"))
+        );
         assert_eq!((a["status_code"].as_str(), a["severity_id"].as_u64()), (Some("token_expired"), Some(3)));
         let d = to_ocsf(&request("denied_by_policy", "deny", "BREW"), 2, "o");
-        assert_eq!((d["class_uid"].as_u64(), d["activity_id"].as_u64(), d["disposition_id"].as_u64()), (Some(4002), Some(99), Some(2)));
+        assert_eq!(
+            (d["class_uid"].as_u64(), d["activity_id"].as_u64(), d["disposition_id"].as_u64()),
+            (Some(4002), Some(99), Some(2))
+        );
     }
 
     #[test]

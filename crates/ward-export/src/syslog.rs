@@ -71,7 +71,9 @@ mod tests {
         let pid = std::process::id();
         assert_eq!(
             m,
-            format!("<108>1 2026-11-23T10:15:30.250Z gw1 ward {pid} request [ward@32473 index=\"41\" origin=\"ward.local/\\\"audit\\]\"] {{\"x\":1}}")
+            format!(
+                "<108>1 2026-11-23T10:15:30.250Z gw1 ward {pid} request [ward@32473 index=\"41\" origin=\"ward.local/\\\"audit\\]\"] {{\"x\":1}}"
+            )
         );
         let allow = message(&json!({"decision":"allow"}), 0, "o", "", "m");
         assert!(allow.starts_with("<110>1 - - ward "), "{allow}");

@@ -24,7 +24,8 @@ const ORIGIN: &str = "ward.test/export";
 
 fn append(dir: &Path, from: u64, to: u64) {
     let signer = NoteSigner::from_seed(ORIGIN, &[2; 32]).unwrap();
-    let (mut log, _) = AuditLog::open(dir, signer, LogOptions { segment_bytes: 8192, ..LogOptions::new(ORIGIN) }).unwrap();
+    let (mut log, _) =
+        AuditLog::open(dir, signer, LogOptions { segment_bytes: 8192, ..LogOptions::new(ORIGIN) }).unwrap();
     let records: Vec<Vec<u8>> = (from..to)
         .map(|i| {
             let decision = if i % 2 == 0 { "allow" } else { "deny" };
@@ -69,7 +70,13 @@ async fn file_export_resumes_from_its_cursor_and_never_passes_the_durable_size()
     // Only 250 records are durable: the rest wait.
     let e = Exporter::new(spec("file", target.clone(), Format::Ocsf), &log, ORIGIN).unwrap();
     run_until(e, 250, 250).await;
-    let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>();
+    let lines = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(lines(&out).len(), 250);
 
     // More records, a new exporter instance: it resumes at 250.
@@ -149,12 +156,17 @@ async fn webhook_export_retries_until_accepted_and_sends_the_token() {
         }
     });
 
-    let target = Target::Webhook { url: format!("https://localhost:{port}/ingest"), ca_file: ca.clone(), token_file: Some(token) };
+    let target = Target::Webhook {
+        url: format!("https://localhost:{port}/ingest"),
+        ca_file: ca.clone(),
+        token_file: Some(token),
+    };
     let e = Exporter::new(spec("hook", target, Format::Ocsf), &log, ORIGIN).unwrap();
     let status = e.status();
     run_until(e, 200, 200).await;
     assert!(status.failures.load(Ordering::Acquire) >= 3);
-    let seq: BTreeSet<u64> = received.lock().unwrap().iter().map(|e| e["metadata"]["sequence"].as_u64().unwrap()).collect();
+    let seq: BTreeSet<u64> =
+        received.lock().unwrap().iter().map(|e| e["metadata"]["sequence"].as_u64().unwrap()).collect();
     assert_eq!(seq, (0..200).collect(), "every record delivered");
 
     // CEF cannot go in a JSON webhook; plain http is refused.

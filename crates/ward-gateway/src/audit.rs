@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use ward_audit::{AuditRecord, AuditSink, KeyChange, LogOptions, LogSink, Retention, SinkOptions, format_rfc3339_millis};
+use ward_audit::{
+    AuditRecord, AuditSink, KeyChange, LogOptions, LogSink, Retention, SinkOptions, format_rfc3339_millis,
+};
 use ward_config::AuditSettings;
 use ward_core::{Effect, ReasonCode, RequestId};
 use ward_merkle::NoteSigner;
@@ -21,7 +23,8 @@ pub fn open_log(settings: &AuditSettings) -> Result<Arc<LogSink>, GatewayError> 
     let shown = settings.checkpoint_key_file.display();
     crate::tls::warn_if_readable_by_others(&settings.checkpoint_key_file);
     let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(&settings.checkpoint_key_file).map_err(|e| GatewayError::Audit(format!("{shown}: {e}")))?,
+        std::fs::read_to_string(&settings.checkpoint_key_file)
+            .map_err(|e| GatewayError::Audit(format!("{shown}: {e}")))?,
     );
     let signer = NoteSigner::from_private_key(text.trim()).map_err(|e| GatewayError::Audit(format!("{shown}: {e}")))?;
     let log = LogOptions {
@@ -38,12 +41,18 @@ pub fn open_log(settings: &AuditSettings) -> Result<Arc<LogSink>, GatewayError> 
         checkpoint_interval: settings.checkpoint_interval,
     };
     if settings.danger_async {
-        tracing::warn!("audit.danger_async is on: records are acknowledged before they are on disk, and a crash may lose them");
+        tracing::warn!(
+            "audit.danger_async is on: records are acknowledged before they are on disk, and a crash may lose them"
+        );
     }
     let (sink, recovery) =
         LogSink::open(&settings.dir, signer, log, sink).map_err(|e| GatewayError::Audit(e.to_string()))?;
     if recovery.rehashed > 0 || recovery.dropped > 0 {
-        tracing::info!(rehashed = recovery.rehashed, dropped = recovery.dropped, "audit tree brought level with the records");
+        tracing::info!(
+            rehashed = recovery.rehashed,
+            dropped = recovery.dropped,
+            "audit tree brought level with the records"
+        );
     }
     Ok(Arc::new(sink))
 }

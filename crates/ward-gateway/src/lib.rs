@@ -20,6 +20,8 @@
 //! the demo upstream) stays on the runtime that called [`Gateway::spawn`].
 #![forbid(unsafe_code)]
 
+mod admin;
+mod audit;
 mod handler;
 mod idle;
 mod keys;
@@ -27,8 +29,6 @@ mod policy;
 mod pool;
 mod response;
 mod server;
-mod admin;
-mod audit;
 mod tls;
 mod upstream;
 
