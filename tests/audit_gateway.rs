@@ -128,3 +128,50 @@ fn base64_of(h: &ward_merkle::Hash) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(h.as_bytes())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_loads_and_a_rotated_jwk_set_are_audited() {
+    use ward_authn::{Algorithm, TokenSigner};
+    let dir = tempfile::tempdir().unwrap();
+    let (up, _) = common::start_upstream().await;
+    let (path, _, ca_pem) = common::write_config(dir.path(), &format!("http://{up}"), "", false);
+    let config = ward_config::load(&path).unwrap();
+    let gateway = ward_gateway::Gateway::bind(&config).await.unwrap();
+    let addr = gateway.local_addr().unwrap();
+    let running = gateway.spawn().unwrap();
+
+    // The issuer rotates: a new key appears in the JWK set; a token signed
+    // with it makes the gateway fetch the set again.
+    let new =
+        TokenSigner::from_pkcs8(Algorithm::Es256, &TokenSigner::generate_pkcs8(Algorithm::Es256).unwrap()).unwrap();
+    std::fs::write(dir.path().join("jwks.json"), new.public_jwk_set().to_string()).unwrap();
+    let claims = json!({"iss": common::ISSUER, "aud": common::AUDIENCE, "sub": "bob", "iat": common::now(),
+                        "exp": common::now() + 300, "roles": ["reader"]});
+    let token = new.sign(&serde_json::from_value(claims).unwrap()).unwrap();
+    let r = common::client(&ca_pem)
+        .get(format!("https://localhost:{}/api/items/1", addr.port()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the new key is in service");
+    running.shutdown().await;
+
+    let records = read_log(&dir.path().join("audit"));
+    let keys: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["event"] == "key_change")
+        .map(|r| (r["key_change"]["key"].as_str().unwrap(), r["key_change"]["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("tls_certificate", "loaded"),
+            ("audit_checkpoint_key", "loaded"),
+            ("jwks:test", "loaded"),
+            ("jwks:test", "rotated")
+        ]
+    );
+    let rotated = records.iter().rfind(|r| r["event"] == "key_change").unwrap();
+    assert!(rotated["key_change"]["fingerprint"].as_str().unwrap().contains(&format!("kids={}", new.kid())));
+}

@@ -78,7 +78,22 @@ pub struct KeyStore {
     // last fetch caused by an unknown `kid` (which a client controls), so those
     // are rate limited even when they fail; scheduled refreshes are not.
     refresh: tokio::sync::Mutex<Option<Instant>>,
+    /// SHA-256 (hex) of the JWK set in service, and who to tell when it changes.
+    fetched: std::sync::Mutex<Option<String>>,
+    observer: std::sync::OnceLock<Observer>,
 }
+
+struct Observer(KeyObserver);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
+/// Called with the new JWK set's SHA-256 (hex) and its key ids whenever a
+/// fetch puts a different set in service (the audit log records it).
+pub type KeyObserver = Arc<dyn Fn(&str, &[String]) + Send + Sync>;
 
 impl KeyStore {
     /// A store of configured keys only (PEM files, secrets); it never refreshes.
@@ -110,7 +125,20 @@ impl KeyStore {
             source,
             min_refresh_interval,
             refresh: tokio::sync::Mutex::new(None),
+            fetched: std::sync::Mutex::new(None),
+            observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Be told about every change of the fetched JWK set (set once).
+    pub fn set_observer(&self, observer: KeyObserver) {
+        let _ = self.observer.set(Observer(observer));
+    }
+
+    /// SHA-256 (hex) of the fetched JWK set in service, if one was fetched.
+    #[must_use]
+    pub fn fetched_digest(&self) -> Option<String> {
+        self.fetched.lock().ok().and_then(|f| f.clone())
     }
 
     /// The current keys (lock-free).
@@ -157,10 +185,19 @@ impl KeyStore {
         let bytes = source.fetch().await?;
         let set = JwkSet::parse(&bytes).map_err(|e| SourceError(e.to_string()))?;
         let fetched = set.verifying_keys().map_err(|e| SourceError(e.to_string()))?;
+        let kids: Vec<String> = fetched.iter().map(|(kid, _)| kid.clone().unwrap_or_else(|| "-".into())).collect();
         let mut keys = self.configured.clone();
         keys.extend(fetched);
         let generation = self.current.load().generation + 1;
         self.current.store(Arc::new(KeySet { generation, keys }));
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+        let digest: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let changed = self.fetched.lock().map(|mut f| f.replace(digest.clone()).as_deref() != Some(digest.as_str()));
+        if changed.unwrap_or(false)
+            && let Some(observer) = self.observer.get()
+        {
+            (observer.0)(&digest, &kids);
+        }
         Ok(())
     }
 }

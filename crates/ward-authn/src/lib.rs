@@ -18,6 +18,6 @@ mod signer;
 pub use cache::TokenCache;
 pub use jwk::{Jwk, JwkError, JwkSet};
 pub use jws::{Algorithm, KeyError, VerifyingKey, verify_signature};
-pub use keystore::{JwksSource, KeySet, KeyStore, SourceError};
+pub use keystore::{JwksSource, KeyObserver, KeySet, KeyStore, SourceError};
 pub use provider::{Authenticator, Provider, ProviderSettings, TokenRejected};
 pub use signer::{SignerError, TokenSigner};

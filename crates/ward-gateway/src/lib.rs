@@ -106,12 +106,20 @@ impl Gateway {
     pub async fn bind(config: &Config) -> Result<Self, GatewayError> {
         let tls = Arc::new(ServerTls::new(&config.gateway.tls)?);
         let authn = keys::authenticator(config).await?;
+        let log = audit::open_log(&config.audit)?;
+        let audit: Arc<dyn AuditSink> = Arc::clone(&log) as Arc<dyn AuditSink>;
+        // Every later change of a provider's fetched JWK set is a key operation.
+        for p in authn.providers() {
+            let (sink, name) = (Arc::clone(&audit), format!("jwks:{}", p.settings().name));
+            p.keys().set_observer(Arc::new(move |digest, kids| {
+                audit::key_change(&*sink, &name, Ok(format!("sha256:{digest} kids={}", kids.join(","))), false);
+            }));
+        }
         let hmac_key = std::fs::read(&config.audit.hmac_key_file)
             .map_err(|e| GatewayError::Audit(format!("{}: {e}", config.audit.hmac_key_file.display())))?;
         tls::warn_if_readable_by_others(&config.audit.hmac_key_file);
         let ip_hasher = KeyedHasher::new(&SecretBytes::new(hmac_key))
             .map_err(|e| GatewayError::Audit(format!("{}: {e}", config.audit.hmac_key_file.display())))?;
-        let log = audit::open_log(&config.audit)?;
         let exporters = config
             .audit
             .export
@@ -135,7 +143,6 @@ impl Gateway {
             .map(|_| config.policy.authorizers.iter().map(policy::authorizer).collect::<Result<Vec<_>, _>>())
             .collect::<Result<Vec<_>, _>>()?;
         let routes = RouteTable::new(config.routes.clone());
-        let audit: Arc<dyn AuditSink> = Arc::clone(&log) as Arc<dyn AuditSink>;
         let policies = Arc::new(PolicyStore::open(&config.policy, routes.targets(), Arc::clone(&audit))?);
         let mut route_runtime = HashMap::new();
         for route in &config.routes {
@@ -244,6 +251,17 @@ impl Gateway {
             finished.push(finish);
         }
         audit::key_change(&*self.shared.audit, "tls_certificate", Ok(self.tls.fingerprint()), true);
+        audit::key_change(&*self.shared.audit, "audit_checkpoint_key", Ok(self.log.verifier().key()), true);
+        for p in self.shared.authn.providers() {
+            if let Some(digest) = p.keys().fetched_digest() {
+                audit::key_change(
+                    &*self.shared.audit,
+                    &format!("jwks:{}", p.settings().name),
+                    Ok(format!("sha256:{digest}")),
+                    true,
+                );
+            }
+        }
         audit::lifecycle(&*self.shared.audit, true, self.policies.load().digest());
         let watcher =
             tokio::spawn(watch_tls(Arc::clone(&self.tls), Arc::clone(&self.shared.audit), self.reload_interval));

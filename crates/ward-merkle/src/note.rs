@@ -205,6 +205,14 @@ impl NoteVerifier {
         Ok(Self { name: name.to_owned(), id, public })
     }
 
+    /// The verifier key string this verifier was made from.
+    #[must_use]
+    pub fn key(&self) -> String {
+        let mut material = vec![ED25519_ALG];
+        material.extend_from_slice(&self.public);
+        format!("{}+{:08x}+{}", self.name, self.id, STANDARD.encode(material))
+    }
+
     /// Verify a note; returns its text. Signatures by other keys are
     /// ignored; one by this key must be present and valid.
     ///
@@ -316,6 +324,7 @@ mod tests {
     fn reproduces_and_verifies_the_reference_notes() {
         let signer = NoteSigner::from_private_key(PETER_SKEY).unwrap();
         assert_eq!(signer.verifier_key(), PETER_VKEY);
+        assert_eq!(NoteVerifier::new(PETER_VKEY).unwrap().key(), PETER_VKEY);
         let note = signer.sign(PETER_TEXT).unwrap();
         assert_eq!(note, format!("{PETER_TEXT}\n\u{2014} PeterNeumann {PETER_SIG}\n"), "Ed25519 is deterministic");
         assert_eq!(NoteVerifier::new(PETER_VKEY).unwrap().verify(&note).unwrap(), PETER_TEXT);
