@@ -39,6 +39,8 @@ max_connections = 4096
 dir = "$d/audit"
 hmac_key_file = "$d/audit.key"
 checkpoint_key_file = "$d/checkpoint.key"
+commit_interval = "${WARD_COMMIT_INTERVAL:-1ms}"
+danger_async = ${WARD_DANGER_ASYNC:-false}
 [authn]
 cache_entries = $cache
 [[providers]]

@@ -28,6 +28,9 @@ use crate::frame::{self, FrameError, HEADER_LEN};
 use crate::segments::{self, ReadItem, SegmentReader, SegmentWriter, Tail};
 use crate::tree_store::TreeStore;
 
+/// Tree hashes buffered in memory before they are written to the level files.
+const TREE_BUFFER: usize = 256 << 10;
+
 /// Why the log cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -305,7 +308,10 @@ impl AuditLog {
                 tracing::error!(error = %e, "cannot extend the audit tree cache");
             }
         }
-        if let Err(e) = self.tree.flush() {
+        // The level files are written in large chunks and at every checkpoint;
+        // until then the newest nodes live in memory (and a crash only means
+        // rehashing them from the segments on open).
+        if let Err(e) = self.tree.flush_over(TREE_BUFFER) {
             tracing::error!(error = %e, "cannot write the audit tree cache");
         }
         self.size += self.leaves.len() as u64;
@@ -369,6 +375,14 @@ impl AuditLog {
             File::open(&self.segments_dir).and_then(|d| d.sync_all()).map_err(io(&self.segments_dir))?;
         }
         Ok(segments::list(&self.segments_dir).map_err(io(&self.segments_dir))?.first().map_or(0, |s| s.first))
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        if let Err(e) = self.tree.flush() {
+            tracing::error!(error = %e, "cannot write the audit tree cache on close");
+        }
     }
 }
 

@@ -288,26 +288,36 @@ impl Writer {
                 Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
             // Gather the batch, unless someone waits on a marker, the queue
-            // is behind (last batch was full), or this is a retry.
+            // is behind (last batch was full), or this is a retry. The writer
+            // sleeps rather than blocking on the channel: a sender then only
+            // pushes (no wake-up, no system call), which is what keeps the
+            // request path cheap. It looks up every slice of the interval
+            // whether `commit_records` are already waiting.
             let gather = open
                 && !backlog
                 && flushes.is_empty()
                 && checkpoints.is_empty()
+                && !pending.is_empty()
                 && !self.options.commit_interval.is_zero();
-            let deadline = Instant::now() + self.options.commit_interval;
-            while open && pending.len() < self.options.commit_records {
-                let next = if gather && flushes.is_empty() && checkpoints.is_empty() {
-                    rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                } else {
-                    rx.try_recv().map_err(|e| match e {
-                        mpsc::TryRecvError::Empty => mpsc::RecvTimeoutError::Timeout,
-                        mpsc::TryRecvError::Disconnected => mpsc::RecvTimeoutError::Disconnected,
-                    })
-                };
-                match next {
+            if gather {
+                let deadline = Instant::now() + self.options.commit_interval;
+                let slice = (self.options.commit_interval / 4).max(Duration::from_micros(100));
+                while self.shared.queued.load(Ordering::Acquire) < self.options.commit_records {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    thread::sleep(left.min(slice));
+                }
+            }
+            while pending.len() < self.options.commit_records {
+                match rx.try_recv() {
                     Ok(m) => self.take(m, &mut pending, &mut flushes, &mut checkpoints),
-                    Err(mpsc::RecvTimeoutError::Timeout) => break,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
                 }
             }
             backlog = pending.len() >= self.options.commit_records;

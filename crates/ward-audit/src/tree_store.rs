@@ -215,6 +215,15 @@ impl TreeStore {
         Ok(())
     }
 
+    /// Write the buffered hashes once they exceed `bytes` (the append path:
+    /// a few large writes instead of one per level per batch).
+    ///
+    /// # Errors
+    /// I/O errors; the hashes stay buffered.
+    pub fn flush_over(&mut self, bytes: usize) -> std::io::Result<()> {
+        if self.buffers.iter().map(Vec::len).sum::<usize>() > bytes { self.flush() } else { Ok(()) }
+    }
+
     /// `fdatasync` every level (done before a checkpoint is published, so a
     /// crash rarely leaves much to rebuild).
     ///
