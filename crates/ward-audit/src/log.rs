@@ -237,8 +237,8 @@ impl AuditLog {
             verifier,
             history,
             latest,
-            buf: Vec::with_capacity(1 << 20),
-            leaves: Vec::with_capacity(4096),
+            buf: Vec::new(),
+            leaves: Vec::new(),
             _lock: lock,
         };
         Ok((log, recovery))

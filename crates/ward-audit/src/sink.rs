@@ -270,7 +270,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: &mpsc::Receiver<Message>) {
-        let mut pending: Vec<Vec<u8>> = Vec::with_capacity(self.options.commit_records);
+        let mut pending: Vec<Vec<u8>> = Vec::new();
         let mut flushes: Vec<Reply<()>> = Vec::new();
         let mut checkpoints: Vec<Reply<SignedCheckpoint>> = Vec::new();
         let mut backlog = false;
