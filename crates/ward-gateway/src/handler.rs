@@ -41,7 +41,7 @@ pub(crate) struct Shared {
     pub path_options: PathOptions,
     pub authn: Arc<Authenticator>,
     pub audit: Arc<dyn AuditSink>,
-    pub ip_hasher: KeyedHasher,
+    pub pii_hasher: KeyedHasher,
     pub token_sources: Vec<TokenSource>,
     pub forward_token: bool,
     pub forward_claims: Vec<(String, HeaderName)>,
@@ -155,7 +155,7 @@ impl Shared {
             request_id: trail.request_id.as_str().to_owned(),
             decision: decision.effect,
             reason: decision.reason,
-            principal_hmac: identity.map(|i| self.ip_hasher.tag_hex(i.principal.as_str().as_bytes())),
+            principal_hmac: identity.map(|i| self.pii_hasher.tag_hex(i.principal.as_str().as_bytes())),
             issuer: identity.map(|i| i.issuer.to_string()),
             route: trail.route.clone(),
             upstream: trail.upstream.as_ref().map(ToString::to_string),
@@ -166,7 +166,7 @@ impl Shared {
             client_ip_hmac: trail
                 .client_ip_tag
                 .clone()
-                .unwrap_or_else(|| self.ip_hasher.tag_hex(trail.client_ip.to_string().as_bytes())),
+                .unwrap_or_else(|| self.pii_hasher.tag_hex(trail.client_ip.to_string().as_bytes())),
             protocol: trail.protocol,
             policy: trail.policy.clone(),
             audit_policy: trail.audit_policy.clone(),

@@ -118,7 +118,7 @@ impl Gateway {
         let hmac_key = std::fs::read(&config.audit.hmac_key_file)
             .map_err(|e| GatewayError::Audit(format!("{}: {e}", config.audit.hmac_key_file.display())))?;
         tls::warn_if_readable_by_others(&config.audit.hmac_key_file);
-        let ip_hasher = KeyedHasher::new(&SecretBytes::new(hmac_key))
+        let pii_hasher = KeyedHasher::new(&SecretBytes::new(hmac_key))
             .map_err(|e| GatewayError::Audit(format!("{}: {e}", config.audit.hmac_key_file.display())))?;
         let exporters = config
             .audit
@@ -174,7 +174,7 @@ impl Gateway {
             path_options: config.policy.path,
             authn,
             audit,
-            ip_hasher,
+            pii_hasher,
             token_sources: config.token_sources.clone(),
             forward_token: config.forward_token,
             forward_claims,

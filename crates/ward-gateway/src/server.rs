@@ -86,7 +86,7 @@ pub(crate) async fn serve(
             let Some(tls) = handshake(stream, &acceptor, &limits).await else { return };
             let (tcp, session) = tls.get_ref();
             let client =
-                Arc::new(Peer::new(peer, tcp.local_addr().ok(), session.server_name(), &worker.shared.ip_hasher));
+                Arc::new(Peer::new(peer, tcp.local_addr().ok(), session.server_name(), &worker.shared.pii_hasher));
             let io = TokioIo::new(IdleTimeout::new(tls, limits.idle_timeout));
             let service = service_fn(move |request| handle(Arc::clone(&worker), request, Arc::clone(&client)));
             let connection = builder.serve_connection(io, service);
