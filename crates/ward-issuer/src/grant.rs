@@ -1,0 +1,187 @@
+//! Grants: from an authenticated client and its request to the claims of
+//! an access token. Scopes and audiences can only narrow what the client is
+//! allowed; nothing a request says can widen them.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use ward_core::Claims;
+
+use crate::clients::{Client, GrantType};
+use crate::error::OAuthError;
+
+/// The issuer's own settings for minting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerSettings {
+    /// `iss` of every token (also the OIDC issuer URL).
+    pub issuer: String,
+    /// No access token lives longer than this (seconds); also how long a
+    /// retired signing key stays published.
+    pub max_ttl: u64,
+}
+
+/// The parts of a token request the grant looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// `scope`: space-separated; absent means every scope the client has.
+    pub scope: Option<String>,
+    /// `resource` / `audience` values (RFC 8707, RFC 8693); absent means the
+    /// client's default audience.
+    pub audiences: Vec<String>,
+}
+
+/// An access token's claims and what the response says about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Minted {
+    /// The claims to sign.
+    pub claims: Claims,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+}
+
+/// Parse a `scope` parameter (RFC 6749 §3.3: space-separated `%x21 / %x23-5B / %x5D-7E`).
+///
+/// # Errors
+/// [`OAuthError::InvalidScope`] for a malformed value.
+pub fn parse_scope(v: &str) -> Result<BTreeSet<String>, OAuthError> {
+    let mut out = BTreeSet::new();
+    for s in v.split(' ') {
+        if s.is_empty() || !s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) {
+            return Err(OAuthError::InvalidScope("malformed scope parameter".into()));
+        }
+        out.insert(s.to_owned());
+    }
+    Ok(out)
+}
+
+/// The `client_credentials` grant (RFC 6749 §4.4) for an authenticated
+/// client: the subject is the client itself.
+///
+/// # Errors
+/// [`OAuthError`] when the client may not use the grant, or asks for a scope
+/// or audience it does not have.
+pub fn client_credentials(
+    settings: &IssuerSettings,
+    client: &Client,
+    request: &TokenRequest,
+    now: u64,
+    jti: &str,
+) -> Result<Minted, OAuthError> {
+    client.may_use(GrantType::ClientCredentials)?;
+    let scopes = match &request.scope {
+        None => client.scopes.clone(),
+        Some(s) => {
+            let asked = parse_scope(s)?;
+            if let Some(extra) = asked.iter().find(|s| !client.scopes.contains(*s)) {
+                return Err(OAuthError::InvalidScope(format!("client {} may not have scope `{extra}`", client.id)));
+            }
+            asked
+        }
+    };
+    let audiences: Vec<String> = if request.audiences.is_empty() {
+        client.audiences.first().cloned().into_iter().collect()
+    } else {
+        if let Some(extra) = request.audiences.iter().find(|a| !client.audiences.contains(a)) {
+            return Err(OAuthError::InvalidTarget(format!("client {} may not have audience `{extra}`", client.id)));
+        }
+        request.audiences.clone()
+    };
+    if audiences.is_empty() {
+        return Err(OAuthError::InvalidTarget(format!("client {} has no audience", client.id)));
+    }
+    let ttl = client.token_ttl.min(settings.max_ttl).max(1);
+    let scope = scopes.into_iter().collect::<Vec<_>>().join(" ");
+    let aud: Value = if audiences.len() == 1 { json!(audiences[0]) } else { json!(audiences) };
+    let mut claims = Claims::new();
+    claims.insert("iss".into(), json!(settings.issuer));
+    claims.insert("sub".into(), json!(client.id.as_str()));
+    claims.insert("aud".into(), aud);
+    claims.insert("iat".into(), json!(now));
+    claims.insert("nbf".into(), json!(now));
+    claims.insert("exp".into(), json!(now + ttl));
+    claims.insert("jti".into(), json!(jti));
+    claims.insert("client_id".into(), json!(client.id.as_str()));
+    if !scope.is_empty() {
+        claims.insert("scope".into(), json!(scope));
+    }
+    Ok(Minted { claims, expires_in: ttl, scope })
+}
+
+/// The token endpoint's success body (RFC 6749 §5.1).
+#[must_use]
+pub fn token_response(access_token: &str, minted: &Minted) -> Value {
+    let mut v = json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": minted.expires_in });
+    if !minted.scope.is_empty() {
+        v["scope"] = json!(minted.scope);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::ClientId;
+
+    fn settings() -> IssuerSettings {
+        IssuerSettings { issuer: "https://ward.local".into(), max_ttl: 3600 }
+    }
+
+    fn client() -> Client {
+        Client {
+            id: ClientId::new("billing").unwrap(),
+            secret_hash: None,
+            grants: [GrantType::ClientCredentials].into(),
+            scopes: ["orders:read".to_owned(), "orders:write".to_owned()].into(),
+            audiences: vec!["orders".into(), "invoices".into()],
+            token_ttl: 7200,
+        }
+    }
+
+    #[test]
+    fn defaults_to_everything_the_client_has_capped_by_the_issuer() {
+        let m = client_credentials(&settings(), &client(), &TokenRequest::default(), 1000, "j1").unwrap();
+        assert_eq!(m.scope, "orders:read orders:write");
+        assert_eq!(m.expires_in, 3600, "the issuer's max_ttl caps the client's ttl");
+        let c = &m.claims;
+        assert_eq!(
+            (c["iss"].as_str(), c["sub"].as_str(), c["aud"].as_str()),
+            (Some("https://ward.local"), Some("billing"), Some("orders"))
+        );
+        assert_eq!(
+            (c["iat"].as_u64(), c["nbf"].as_u64(), c["exp"].as_u64(), c["jti"].as_str()),
+            (Some(1000), Some(1000), Some(4600), Some("j1"))
+        );
+        let r = token_response("tok", &m);
+        assert_eq!(
+            r,
+            json!({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600, "scope": "orders:read orders:write"})
+        );
+    }
+
+    #[test]
+    fn requests_can_only_narrow() {
+        let narrow = TokenRequest { scope: Some("orders:read".into()), audiences: vec!["invoices".into()] };
+        let m = client_credentials(&settings(), &client(), &narrow, 0, "j").unwrap();
+        assert_eq!((m.scope.as_str(), m.claims["aud"].as_str()), ("orders:read", Some("invoices")));
+        let wide = TokenRequest { scope: Some("orders:read admin".into()), ..TokenRequest::default() };
+        assert_eq!(client_credentials(&settings(), &client(), &wide, 0, "j").unwrap_err().code(), "invalid_scope");
+        let other = TokenRequest { audiences: vec!["payroll".into()], ..TokenRequest::default() };
+        assert_eq!(client_credentials(&settings(), &client(), &other, 0, "j").unwrap_err().code(), "invalid_target");
+        for bad in ["", "a  b", "a\"b", "é"] {
+            let r = TokenRequest { scope: Some(bad.into()), ..TokenRequest::default() };
+            assert_eq!(
+                client_credentials(&settings(), &client(), &r, 0, "j").unwrap_err().code(),
+                "invalid_scope",
+                "{bad:?}"
+            );
+        }
+        let mut no_grant = client();
+        no_grant.grants.clear();
+        assert_eq!(
+            client_credentials(&settings(), &no_grant, &TokenRequest::default(), 0, "j").unwrap_err().code(),
+            "unauthorized_client"
+        );
+    }
+}
