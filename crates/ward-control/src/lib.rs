@@ -1,0 +1,230 @@
+//! Ward's control plane (issue #5, in progress): the token service's HTTP
+//! API on its own TLS listener, apart from the data path.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /.well-known/openid-configuration` | OIDC discovery |
+//! | `GET /.well-known/jwks.json` | the signing keys a verifier needs now (published before they sign, kept until their tokens expire) |
+//! | `POST /oauth2/token` | RFC 6749 token endpoint; `client_credentials` so far |
+//! | `POST /oauth2/introspect` | RFC 7662, authenticated clients only |
+//! | `POST /oauth2/revoke` | RFC 7009 |
+//!
+//! Decisions come from `ward-issuer`; this crate holds the state (the
+//! [`store::Store`] and in-memory snapshots read lock-free on the hot path)
+//! and speaks HTTP.
+#![forbid(unsafe_code)]
+
+mod http_api;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use ward_authn::{Algorithm, JwkSet, VerifyingKey};
+use ward_issuer::clients::{Client, ClientId, ClientSecret, GrantType};
+use ward_issuer::grant::IssuerSettings;
+use ward_issuer::keys::{KeyRing, RingKey};
+
+pub use http_api::{router, serve};
+pub use store::{Store, StoreError};
+
+/// Control plane settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// Issuer URL (`iss`, discovery).
+    pub issuer: String,
+    /// Longest access token lifetime (seconds).
+    pub max_ttl: u64,
+    /// Algorithm of new signing keys.
+    pub key_alg: Algorithm,
+    /// How long a new key is published before it signs (seconds); at least
+    /// the verifiers' JWK-set cache lifetime (the JWKS is served with
+    /// `max-age` of half this).
+    pub publish_lead: u64,
+}
+
+/// What a new client may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSpec {
+    /// Its id.
+    pub id: String,
+    /// Grants.
+    pub grants: Vec<GrantType>,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Audiences (first is the default).
+    pub audiences: Vec<String>,
+    /// Token lifetime (seconds).
+    pub token_ttl: u64,
+}
+
+/// Why a control-plane operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The request is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Seconds since the Unix epoch.
+#[must_use]
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The control plane's state.
+#[derive(Debug)]
+pub struct ControlPlane {
+    settings: ControlSettings,
+    issuer: IssuerSettings,
+    store: Store,
+    clients: ArcSwap<HashMap<String, Client>>,
+    ring: RwLock<KeyRing>,
+    /// The published keys, parsed for verification (introspection, revocation).
+    verifiers: ArcSwap<Vec<(Option<String>, VerifyingKey)>>,
+    revoked: ArcSwap<HashMap<String, u64>>,
+}
+
+fn verifiers(ring: &KeyRing, now: u64, max_ttl: u64) -> Vec<(Option<String>, VerifyingKey)> {
+    JwkSet::parse(ring.jwks(now, max_ttl).to_string().as_bytes())
+        .and_then(|set| set.verifying_keys())
+        .unwrap_or_default()
+}
+
+impl ControlPlane {
+    /// Open the store, load clients, keys and revocations, and create the
+    /// first signing key if there is none.
+    ///
+    /// # Errors
+    /// [`ControlError`] from the store or key generation.
+    pub fn open(store: Store, settings: ControlSettings) -> Result<Self, ControlError> {
+        let clients: HashMap<String, Client> =
+            store.clients()?.into_iter().map(|c| (c.id.as_str().to_owned(), c)).collect();
+        let t = now();
+        let mut keys = store.keys()?;
+        if keys.is_empty() {
+            let first = RingKey::generate(settings.key_alg, t, t).map_err(|e| ControlError::Invalid(e.to_string()))?;
+            store.put_key(&first)?;
+            keys.push(first);
+        }
+        let ring = KeyRing::from_keys(keys).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let revoked: HashMap<String, u64> = store.revoked(t)?.into_iter().collect();
+        let issuer = IssuerSettings { issuer: settings.issuer.clone(), max_ttl: settings.max_ttl };
+        let parsed = verifiers(&ring, t, settings.max_ttl);
+        Ok(Self {
+            verifiers: ArcSwap::from_pointee(parsed),
+            settings,
+            issuer,
+            store,
+            clients: ArcSwap::from_pointee(clients),
+            ring: RwLock::new(ring),
+            revoked: ArcSwap::from_pointee(revoked),
+        })
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &ControlSettings {
+        &self.settings
+    }
+
+    /// Register a client; returns its secret (shown once, stored only hashed).
+    ///
+    /// # Errors
+    /// [`ControlError`] for a bad or duplicate id, or a store failure.
+    pub fn create_client(&self, spec: &ClientSpec) -> Result<ClientSecret, ControlError> {
+        let id = ClientId::new(&spec.id).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
+        if self.clients.load().contains_key(id.as_str()) {
+            return Err(ControlError::Invalid(format!("client `{id}` exists")));
+        }
+        if spec.token_ttl == 0 || spec.token_ttl > self.settings.max_ttl {
+            return Err(ControlError::Invalid(format!("token_ttl must be 1..={} seconds", self.settings.max_ttl)));
+        }
+        let (secret, hash) = ClientSecret::generate().map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let client = Client {
+            id,
+            secret_hash: Some(hash),
+            grants: spec.grants.iter().copied().collect(),
+            scopes: spec.scopes.iter().cloned().collect(),
+            audiences: spec.audiences.clone(),
+            token_ttl: spec.token_ttl,
+        };
+        self.store.put_client(&client)?;
+        let mut next = HashMap::clone(&self.clients.load());
+        next.insert(client.id.as_str().to_owned(), client);
+        self.clients.store(Arc::new(next));
+        Ok(secret)
+    }
+
+    /// Remove a client; whether it existed.
+    ///
+    /// # Errors
+    /// [`ControlError`] from the store.
+    pub fn delete_client(&self, id: &str) -> Result<bool, ControlError> {
+        let existed = self.store.delete_client(id)?;
+        let mut next = HashMap::clone(&self.clients.load());
+        next.remove(id);
+        self.clients.store(Arc::new(next));
+        Ok(existed)
+    }
+
+    /// The ids of the published signing keys.
+    #[must_use]
+    pub fn key_ids(&self) -> Vec<String> {
+        self.ring.read().map(|r| r.keys().iter().map(|k| k.kid().to_owned()).collect()).unwrap_or_default()
+    }
+
+    /// Registered client ids.
+    #[must_use]
+    pub fn client_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.clients.load().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Start a key rotation at `now`: the new key is published at once and
+    /// signs from `now + publish_lead`. Keys no verifier needs are removed.
+    /// Returns the new key's id.
+    ///
+    /// # Errors
+    /// [`ControlError`] from key generation or the store.
+    pub fn rotate_keys(&self, now: u64) -> Result<String, ControlError> {
+        let key = RingKey::generate(self.settings.key_alg, now, now + self.settings.publish_lead)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let kid = key.kid().to_owned();
+        self.store.put_key(&key)?;
+        let mut ring = self.ring.write().map_err(|_| ControlError::Invalid("key ring lock poisoned".into()))?;
+        ring.rotate(key).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let removed = ring.prune(now, self.settings.max_ttl);
+        self.verifiers.store(Arc::new(verifiers(&ring, now, self.settings.max_ttl)));
+        drop(ring);
+        if !removed.is_empty() {
+            self.store.delete_keys(&removed)?;
+        }
+        Ok(kid)
+    }
+
+    /// Revoke token id `jti` until `exp` (persisted, then enforced at once).
+    ///
+    /// # Errors
+    /// [`ControlError`] from the store.
+    pub fn revoke(&self, jti: &str, exp: u64) -> Result<(), ControlError> {
+        self.store.revoke(jti, exp)?;
+        let mut next = HashMap::clone(&self.revoked.load());
+        next.insert(jti.to_owned(), exp);
+        self.revoked.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Whether `jti` is revoked.
+    #[must_use]
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.load().contains_key(jti)
+    }
+}

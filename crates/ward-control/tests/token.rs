@@ -1,0 +1,279 @@
+//! The token service over real TLS with a real client (reqwest): discovery,
+//! JWKS, client_credentials with both client authentication methods, the
+//! refusals with their RFC error codes, introspection, revocation, and a key
+//! rotation seen through the JWK set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+use ward_authn::{Algorithm, JwkSet, verify_signature};
+use ward_control::{ClientSpec, ControlPlane, ControlSettings, Store};
+use ward_issuer::clients::GrantType;
+
+struct Running {
+    base: String,
+    client: reqwest::Client,
+    cp: Arc<ControlPlane>,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = ward_pki::generate_local_pki("Control test CA", &["localhost"]).unwrap();
+    let certs = CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let base = format!("https://localhost:{port}");
+    let settings =
+        ControlSettings { issuer: base.clone(), max_ttl: 3600, key_alg: Algorithm::EdDsa, publish_lead: 600 };
+    let store = Store::open(&dir.path().join("control.redb")).unwrap();
+    let cp = Arc::new(ControlPlane::open(store, settings).unwrap());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::clone(&cp)), stopped));
+    let ca = reqwest::Certificate::from_pem(pki.ca.cert_pem.as_bytes()).unwrap();
+    let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+    Running { base, client, cp, _dir: dir, _stop: stop }
+}
+
+fn spec(id: &str) -> ClientSpec {
+    ClientSpec {
+        id: id.into(),
+        grants: vec![GrantType::ClientCredentials],
+        scopes: vec!["orders:read".into(), "orders:write".into()],
+        audiences: vec!["orders".into()],
+        token_ttl: 300,
+    }
+}
+
+async fn post(
+    r: &Running,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut req = r.client.post(format!("{}{path}", r.base)).form(form);
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, resp.json().await.unwrap_or(Value::Null), headers)
+}
+
+fn verify_with(jwks: &Value, token: &str) -> Option<Value> {
+    let (input, sig) = token.rsplit_once('.')?;
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split('.').next()?).ok()?).ok()?;
+    let keys = JwkSet::parse(jwks.to_string().as_bytes()).ok()?.verifying_keys().ok()?;
+    let (_, key) = keys.iter().find(|(kid, _)| kid.as_deref() == header["kid"].as_str())?;
+    verify_signature(Algorithm::EdDsa, key, input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).ok()?)
+        .then(|| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split('.').nth(1)?).ok()?).ok())?
+}
+
+#[tokio::test]
+async fn client_credentials_end_to_end() {
+    let r = start().await;
+    let secret = r.cp.create_client(&spec("billing")).unwrap();
+    let secret = secret.expose().to_owned();
+
+    let disco: Value = r
+        .client
+        .get(format!("{}/.well-known/openid-configuration", r.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disco["issuer"], r.base.as_str());
+    let jwks_resp = r.client.get(disco["jwks_uri"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(jwks_resp.headers()["cache-control"], "public, max-age=300");
+    let jwks: Value = jwks_resp.json().await.unwrap();
+
+    // client_secret_basic
+    let (status, body, headers) = post(
+        &r,
+        "/oauth2/token",
+        Some(("billing", &secret)),
+        &[("grant_type", "client_credentials"), ("scope", "orders:read")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(
+        (body["token_type"].as_str(), body["expires_in"].as_u64(), body["scope"].as_str()),
+        (Some("Bearer"), Some(300), Some("orders:read"))
+    );
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let claims = verify_with(&jwks, &token).expect("verifies with the published JWK set");
+    assert_eq!(
+        (claims["iss"].as_str(), claims["sub"].as_str(), claims["aud"].as_str()),
+        (Some(r.base.as_str()), Some("billing"), Some("orders"))
+    );
+    assert!(claims["jti"].as_str().unwrap().len() >= 22);
+
+    // client_secret_post
+    let (status, _, _) = post(
+        &r,
+        "/oauth2/token",
+        None,
+        &[("grant_type", "client_credentials"), ("client_id", "billing"), ("client_secret", &secret)],
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Introspection (authenticated), then revocation, then introspection again.
+    let (status, info, _) = post(&r, "/oauth2/introspect", Some(("billing", &secret)), &[("token", &token)]).await;
+    assert_eq!((status, info["active"].as_bool(), info["client_id"].as_str()), (200, Some(true), Some("billing")));
+    let (status, _, _) = post(&r, "/oauth2/introspect", None, &[("token", &token)]).await;
+    assert_eq!(status, 401, "introspection needs client authentication");
+    let (status, _, _) = post(&r, "/oauth2/revoke", Some(("billing", &secret)), &[("token", &token)]).await;
+    assert_eq!(status, 200);
+    let (_, info, _) = post(&r, "/oauth2/introspect", Some(("billing", &secret)), &[("token", &token)]).await;
+    assert_eq!(info, serde_json::json!({"active": false}));
+    // Revoking garbage is not an error (RFC 7009).
+    let (status, _, _) = post(&r, "/oauth2/revoke", Some(("billing", &secret)), &[("token", "garbage")]).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn refusals_carry_the_rfc_error_codes_and_no_reasons() {
+    let r = start().await;
+    let secret = r.cp.create_client(&spec("billing")).unwrap().expose().to_owned();
+    let other = r.cp.create_client(&spec("shipping")).unwrap().expose().to_owned();
+    let cc = ("grant_type", "client_credentials");
+    type Case<'a> = (Option<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (Some(("billing", "wrong")), vec![cc], 401, "invalid_client"),
+        (Some(("nobody", &secret)), vec![cc], 401, "invalid_client"),
+        (None, vec![cc], 401, "invalid_client"),
+        (Some(("billing", &secret)), vec![("grant_type", "password")], 400, "unsupported_grant_type"),
+        (Some(("billing", &secret)), vec![("grant_type", "authorization_code")], 400, "unsupported_grant_type"),
+        (Some(("billing", &secret)), vec![], 400, "invalid_request"),
+        (Some(("billing", &secret)), vec![cc, ("scope", "orders:read admin")], 400, "invalid_scope"),
+        (Some(("billing", &secret)), vec![cc, ("resource", "payroll")], 400, "invalid_target"),
+        (
+            Some(("billing", &secret)),
+            vec![cc, ("client_secret", &secret), ("client_id", "billing")],
+            400,
+            "invalid_request",
+        ),
+        (Some(("billing", &secret)), vec![cc, ("client_id", "shipping")], 400, "invalid_request"),
+    ];
+    for (basic, form, status, code) in cases {
+        let (s, body, headers) = post(&r, "/oauth2/token", basic, &form).await;
+        assert_eq!((s, body["error"].as_str()), (status, Some(code)), "{basic:?} {form:?}: {body}");
+        assert!(
+            body["request_id"].as_str().is_some() && body.as_object().unwrap().len() == 2,
+            "no reason leaks: {body}"
+        );
+        if status == 401 && basic.is_some() {
+            assert_eq!(headers["www-authenticate"], "Basic realm=\"ward\"");
+        }
+    }
+    // A repeated parameter is refused (RFC 6749 §3.2).
+    let resp = r
+        .client
+        .post(format!("{}/oauth2/token", r.base))
+        .basic_auth("billing", Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=orders%3Aread&scope=orders%3Awrite")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    // JSON bodies are not OAuth2.
+    let resp = r
+        .client
+        .post(format!("{}/oauth2/token", r.base))
+        .basic_auth("billing", Some(&secret))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    // Another client cannot revoke billing's token.
+    let (_, body, _) = post(&r, "/oauth2/token", Some(("billing", &secret)), &[cc]).await;
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let (s, body, _) = post(&r, "/oauth2/revoke", Some(("shipping", &other)), &[("token", &token)]).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("unauthorized_client")));
+    let (_, info, _) = post(&r, "/oauth2/introspect", Some(("shipping", &other)), &[("token", &token)]).await;
+    assert_eq!(info["active"], true, "still valid");
+    // A Basic header whose parts are form-encoded (RFC 6749 §2.3.1) works.
+    let encoded = STANDARD.encode(format!("billing:{}", secret.replace('-', "%2D")));
+    let resp = r
+        .client
+        .post(format!("{}/oauth2/token", r.base))
+        .header("authorization", format!("Basic {encoded}"))
+        .form(&[cc])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_published_before_it_signs() {
+    let r = start().await;
+    let secret = r.cp.create_client(&spec("billing")).unwrap().expose().to_owned();
+    let before: Value =
+        r.client.get(format!("{}/.well-known/jwks.json", r.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(before["keys"].as_array().unwrap().len(), 1);
+    let new_kid = r.cp.rotate_keys(ward_control::now()).unwrap();
+    let after: Value =
+        r.client.get(format!("{}/.well-known/jwks.json", r.base)).send().await.unwrap().json().await.unwrap();
+    let kids: Vec<&str> = after["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids.len(), 2);
+    assert!(kids.contains(&new_kid.as_str()));
+    // Still signed by the old key during the publish lead.
+    let (_, body, _) =
+        post(&r, "/oauth2/token", Some(("billing", &secret)), &[("grant_type", "client_credentials")]).await;
+    let token = body["access_token"].as_str().unwrap();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_ne!(header["kid"], new_kid.as_str());
+    assert!(verify_with(&before, token).is_some(), "a verifier with the old cached set still verifies");
+}
+
+#[test]
+fn clients_keys_and_revocations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.redb");
+    let settings = ControlSettings {
+        issuer: "https://ward.local".into(),
+        max_ttl: 3600,
+        key_alg: Algorithm::EdDsa,
+        publish_lead: 600,
+    };
+    let cp = ControlPlane::open(Store::open(&path).unwrap(), settings.clone()).unwrap();
+    cp.create_client(&spec("billing")).unwrap();
+    assert!(cp.create_client(&spec("billing")).is_err(), "ids are unique");
+    cp.rotate_keys(ward_control::now()).unwrap();
+    cp.revoke("jti-1", ward_control::now() + 100).unwrap();
+    cp.revoke("jti-old", 1).unwrap();
+    let kids = cp.key_ids();
+    drop(cp);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "the store holds keys");
+
+    let cp = ControlPlane::open(Store::open(&path).unwrap(), settings).unwrap();
+    assert_eq!(cp.client_ids(), ["billing"]);
+    assert_eq!(cp.key_ids(), kids);
+    assert!(cp.is_revoked("jti-1"));
+    assert!(!cp.is_revoked("jti-old"), "expired revocations are dropped");
+    assert!(cp.delete_client("billing").unwrap());
+    assert!(cp.client_ids().is_empty());
+}
