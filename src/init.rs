@@ -47,6 +47,17 @@ token_from = ["header:authorization"]
 cache_entries = 10000
 forward_claims = { roles = "x-ward-roles" }
 
+# The control plane: the token service (OIDC discovery, JWKS, OAuth2 token
+# endpoint, introspection, revocation) on its own TLS listener, with an admin
+# API for `ward client …` and `ward keys rotate`.
+[control]
+listen = "127.0.0.1:9443"
+store = "control/control.redb"
+admin_token_file = "keys/control-admin.token"
+max_ttl = "1h"
+key_alg = "EdDSA"
+publish_lead = "10m"
+
 # The local issuer used by `ward token issue`.
 [issuer]
 issuer = "https://ward.local"
@@ -160,7 +171,7 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
         return Ok(false);
     }
     let fail = |what: &str, e: &dyn std::fmt::Display| format!("{}: {what}: {e}", dir.display());
-    for sub in ["", "tls", "keys", "audit", "policies"] {
+    for sub in ["", "tls", "keys", "audit", "policies", "control"] {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -187,6 +198,14 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
     let hmac: zeroize::Zeroizing<[u8; 32]> =
         zeroize::Zeroizing::new(ward_crypto::random_bytes().map_err(|e| fail("audit key", &e))?);
     write_private(&dir.join("keys/audit-hmac.key"), hmac.as_ref()).map_err(|e| fail("keys/audit-hmac.key", &e))?;
+    let admin: zeroize::Zeroizing<[u8; 32]> =
+        zeroize::Zeroizing::new(ward_crypto::random_bytes().map_err(|e| fail("control admin token", &e))?);
+    let admin = zeroize::Zeroizing::new(format!(
+        "{}\n",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, admin.as_ref())
+    ));
+    write_private(&dir.join("keys/control-admin.token"), admin.as_bytes())
+        .map_err(|e| fail("keys/control-admin.token", &e))?;
     // Its own key: checkpoints must not be forgeable with any other key Ward holds.
     let (_, checkpoint_key) =
         ward_merkle::NoteSigner::generate("ward.local/audit").map_err(|e| fail("audit checkpoint key", &e))?;

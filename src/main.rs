@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod audit_cmd;
+mod control_cmd;
 mod init;
 mod policy_cmd;
 
@@ -49,6 +50,43 @@ enum Command {
         /// Listen address, overriding the configuration (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// The control plane's listen address, overriding the configuration.
+        #[arg(long)]
+        control_listen: Option<SocketAddr>,
+    },
+    /// Run the control plane (token service) alone.
+    Control {
+        /// The configuration file (with a `[control]` section).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// OAuth2 clients of the token service (through its admin API).
+    Client {
+        /// The data directory whose ward.toml names the control plane.
+        #[arg(long, default_value = "ward-data", global = true)]
+        data_dir: PathBuf,
+        /// A configuration file to use instead of DATA_DIR/ward.toml.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// The CA certificate the control plane's certificate chains to (default DATA_DIR/ca.crt).
+        #[arg(long, global = true)]
+        ca: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// The token service's signing keys.
+    Keys {
+        /// The data directory whose ward.toml names the control plane.
+        #[arg(long, default_value = "ward-data", global = true)]
+        data_dir: PathBuf,
+        /// A configuration file to use instead of DATA_DIR/ward.toml.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// The CA certificate the control plane's certificate chains to (default DATA_DIR/ca.crt).
+        #[arg(long, global = true)]
+        ca: Option<PathBuf>,
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Run the gateway alone against the upstreams in a configuration file.
     Gateway {
@@ -82,6 +120,41 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its secret once.
+    Create {
+        /// The client id.
+        #[arg(long)]
+        id: String,
+        /// Allowed grant (repeatable; default client_credentials).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// Allowed scope (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Allowed audience (repeatable; the first is the default).
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+        /// Access token lifetime, e.g. 15m.
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+    },
+    /// List clients (never their secrets).
+    List,
+    /// Delete a client.
+    Delete {
+        /// The client id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a signing key: published now, signing after the publish lead; retired keys stay published until their tokens expire.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,7 +316,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Up { data_dir, listen } => up(&data_dir, listen),
+        Command::Up { data_dir, listen, control_listen } => up(&data_dir, listen, control_listen),
+        Command::Control { config } => control(&config),
+        Command::Client { data_dir, config, ca, command } => {
+            return admin_cli(&data_dir, config, ca, AdminCommand::Client(command));
+        }
+        Command::Keys { data_dir, config, ca, command } => {
+            return admin_cli(&data_dir, config, ca, AdminCommand::Keys(command));
+        }
         Command::Gateway { config } => gateway(&config),
         Command::Token { command: TokenCommand::Issue { data_dir, config, sub, aud, ttl, claims } } => {
             let config = config.unwrap_or_else(|| data_dir.join("ward.toml"));
@@ -362,23 +442,83 @@ async fn terminated() {
     }
 }
 
-fn serve(config: Config, announce: impl FnOnce(SocketAddr)) -> Result<(), String> {
+/// Run the gateway — and the control plane when `control` is given (with
+/// an optional listen override) — until SIGTERM or Ctrl-C.
+fn serve(
+    config: Config,
+    control: Option<Option<SocketAddr>>,
+    announce: impl FnOnce(SocketAddr, Option<SocketAddr>),
+) -> Result<(), String> {
     let rt = control_runtime()?;
     rt.block_on(async move {
         let gateway = Gateway::bind(&config).await.map_err(|e| e.to_string())?;
         let addr = gateway.local_addr().map_err(|e| e.to_string())?;
+        let control = match control {
+            Some(listen) => Some(control_cmd::start(&config, listen).await?),
+            None => None,
+        };
         let running = gateway.spawn().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "gateway listening");
-        announce(addr);
+        if let Some(c) = &control {
+            tracing::info!(addr = %c.addr, issuer = %c.issuer, "control plane listening");
+        }
+        announce(addr, control.as_ref().map(|c| c.addr));
         terminated().await;
         tracing::info!("shutting down");
+        if let Some(c) = control {
+            c.stop().await;
+        }
         running.shutdown().await;
         Ok(())
     })
 }
 
 fn gateway(path: &Path) -> Result<(), String> {
-    serve(load(path)?, |_| {})
+    serve(load(path)?, None, |_, _| {})
+}
+
+fn control(path: &Path) -> Result<(), String> {
+    let config = load(path)?;
+    control_runtime()?.block_on(async move {
+        let running = control_cmd::start(&config, None).await?;
+        tracing::info!(addr = %running.addr, issuer = %running.issuer, "control plane listening");
+        terminated().await;
+        running.stop().await;
+        Ok(())
+    })
+}
+
+enum AdminCommand {
+    Client(ClientCommand),
+    Keys(KeysCommand),
+}
+
+fn admin_cli(data_dir: &Path, config: Option<PathBuf>, ca: Option<PathBuf>, command: AdminCommand) -> ExitCode {
+    let result = (|| {
+        let config = load(&config.unwrap_or_else(|| data_dir.join("ward.toml")))?;
+        let target = control_cmd::AdminTarget::new(&config, &ca.unwrap_or_else(|| data_dir.join("ca.crt")))?;
+        control_runtime()?.block_on(async move {
+            match command {
+                AdminCommand::Client(ClientCommand::Create { id, grants, scopes, audiences, ttl }) => {
+                    let ttl = parse_duration(&ttl).map_err(|e| format!("--ttl: {e}"))?.as_secs();
+                    control_cmd::client_create(&target, &id, &grants, &scopes, &audiences, ttl).await
+                }
+                AdminCommand::Client(ClientCommand::List) => control_cmd::client_list(&target).await,
+                AdminCommand::Client(ClientCommand::Delete { id }) => control_cmd::client_delete(&target, &id).await,
+                AdminCommand::Keys(KeysCommand::Rotate) => control_cmd::keys_rotate(&target).await,
+            }
+        })
+    })();
+    match result {
+        Ok(out) => {
+            write_stdout(&out);
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("ward: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn shell_word(p: &Path) -> String {
@@ -390,7 +530,7 @@ fn shell_word(p: &Path) -> String {
     }
 }
 
-fn up(data_dir: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
+fn up(data_dir: &Path, listen: Option<SocketAddr>, control_listen: Option<SocketAddr>) -> Result<(), String> {
     if init::ensure_data_dir(data_dir)? {
         tracing::info!(data_dir = %data_dir.display(), "created a new data directory (keys are mode 0600)");
     }
@@ -401,7 +541,11 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
     let exe = std::env::current_exe().map_or_else(|_| "ward".to_owned(), |p| shell_word(&p));
     let dir = shell_word(data_dir);
     let audit = shell_word(&config.audit.dir);
-    serve(config, move |addr| {
+    let control_listen = config.control.is_some().then_some(control_listen);
+    serve(config, control_listen, move |addr, control| {
+        let control_line = control.map_or_else(String::new, |c| {
+            format!("  control   https://{c}/.well-known/openid-configuration  (token service; `ward client create` adds OAuth2 clients)\n")
+        });
         let host = if addr.ip().is_loopback() && addr.is_ipv4() {
             format!("127.0.0.1:{}", addr.port())
         } else {
@@ -412,6 +556,7 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>) -> Result<(), String> {
              \x20 gateway   https://{host}  (TLS; CA certificate {dir}/ca.crt)\n\
              \x20 upstream  built-in echo service behind /api/ (roles reader or writer) and /public/\n\
              \x20 audit     {audit}\n\
+             {control_line}\
              \nTry it:\n\
              \x20 TOKEN=$({exe} token issue --data-dir {dir} --sub alice --claim roles=reader)\n\
              \x20 curl --cacert {dir}/ca.crt -H \"Authorization: Bearer $TOKEN\" https://{host}/api/hello\n\

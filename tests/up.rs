@@ -13,7 +13,7 @@ struct Up {
 
 fn start(dir: &std::path::Path) -> Up {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["up", "--data-dir", "ward-data", "--listen", "127.0.0.1:0"])
+        .args(["up", "--data-dir", "ward-data", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"])
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -74,9 +74,23 @@ fn ward_up_then_the_printed_commands_work() {
     let out = bash(dir.path(), &unauth.replace("    # no token: 401", ""));
     assert!(out.starts_with("HTTP/2 401") || out.starts_with("HTTP/1.1 401"), "{out}");
 
+    // The control plane answers discovery on its own TLS listener.
+    let control = up.line("control ");
+    let url = control.split_whitespace().nth(1).unwrap();
+    let disco = bash(dir.path(), &format!("curl -sS --cacert ward-data/ca.crt {url}"));
+    let disco: serde_json::Value = serde_json::from_str(&disco).unwrap();
+    assert_eq!(disco["issuer"].as_str().map(|i| format!("{i}/.well-known/openid-configuration")), Some(url.to_owned()));
+
     // Keys are private, never printed.
     use std::os::unix::fs::PermissionsExt;
-    for key in ["ca.key", "tls/server.key", "keys/token-signing.key", "keys/audit-hmac.key"] {
+    for key in [
+        "ca.key",
+        "tls/server.key",
+        "keys/token-signing.key",
+        "keys/audit-hmac.key",
+        "keys/control-admin.token",
+        "control/control.redb",
+    ] {
         let mode = std::fs::metadata(dir.path().join("ward-data").join(key)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{key}");
     }

@@ -24,6 +24,25 @@ pub(crate) struct RawConfig {
     pub policy: RawPolicy,
     #[serde(default)]
     pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub control: Option<RawControl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub listen: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub store: Option<String>,
+    pub admin_token_file: String,
+    #[serde(default)]
+    pub max_ttl: Option<String>,
+    #[serde(default)]
+    pub key_alg: Option<String>,
+    #[serde(default)]
+    pub publish_lead: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

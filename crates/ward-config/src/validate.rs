@@ -39,6 +39,28 @@ pub struct Config {
     pub policy: PolicySettings,
     /// The admin API (audit checkpoints and proofs, health), if enabled.
     pub admin: Option<AdminSettings>,
+    /// The control plane (token service), if enabled.
+    pub control: Option<ControlConfig>,
+}
+
+/// `[control]`: the token service's own TLS listener (it serves the
+/// gateway's certificate).
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The issuer URL (`iss`, discovery); default `https://<bound address>`.
+    pub issuer: Option<String>,
+    /// The redb store (default `control/control.redb`), created 0600.
+    pub store: PathBuf,
+    /// A file holding the admin API's bearer token (0600).
+    pub admin_token_file: PathBuf,
+    /// Longest access token lifetime (default 1 h).
+    pub max_ttl: Duration,
+    /// `EdDSA` (default) or `ES256` for new signing keys.
+    pub key_alg: ward_authn::Algorithm,
+    /// How long a new key is published before it signs (default 10 min).
+    pub publish_lead: Duration,
 }
 
 /// `[admin]`: a plain-HTTP API for operators and auditors on loopback.
@@ -451,6 +473,7 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
     let gateway = gateway(&raw.gateway, base)?;
     let audit = audit(&raw.audit, base)?;
     let admin = raw.admin.as_ref().map(admin).transpose()?;
+    let control = raw.control.as_ref().map(|c| control(c, base)).transpose()?;
     let issuer = raw.issuer.as_ref().map(|i| issuer(i, base)).transpose()?;
     let mut providers = Vec::with_capacity(raw.providers.len());
     let mut names = HashSet::new();
@@ -497,6 +520,40 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
         routes,
         policy,
         admin,
+        control,
+    })
+}
+
+fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
+    let key = |k: &'static str| vec![Seg::Key("control"), Seg::Key(k)];
+    let listen: SocketAddr = raw
+        .listen
+        .parse()
+        .map_err(|_| Invalid::new(key("listen"), format!("`{}` is not an address like 127.0.0.1:9443", raw.listen)))?;
+    let issuer = raw.issuer.clone();
+    if let Some(issuer) = &issuer
+        && (!issuer.starts_with("https://") || issuer.ends_with('/') || issuer.contains(['?', '#']))
+    {
+        return Err(Invalid::new(key("issuer"), "must be an https URL without a trailing slash, query or fragment"));
+    }
+    let max_ttl = duration(raw.max_ttl.as_deref(), Duration::from_secs(3600), key("max_ttl"))?;
+    if max_ttl.is_zero() || max_ttl > Duration::from_secs(86_400) {
+        return Err(Invalid::new(key("max_ttl"), "must be between 1s and 24h"));
+    }
+    let key_alg = choice(
+        raw.key_alg.as_deref(),
+        ward_authn::Algorithm::EdDsa,
+        &[("EdDSA", ward_authn::Algorithm::EdDsa), ("ES256", ward_authn::Algorithm::Es256)],
+        key("key_alg"),
+    )?;
+    Ok(ControlConfig {
+        listen,
+        issuer,
+        store: resolve(base, raw.store.as_deref().unwrap_or("control/control.redb")),
+        admin_token_file: resolve(base, &raw.admin_token_file),
+        max_ttl,
+        key_alg,
+        publish_lead: duration(raw.publish_lead.as_deref(), Duration::from_secs(600), key("publish_lead"))?,
     })
 }
 

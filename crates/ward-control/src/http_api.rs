@@ -37,6 +37,9 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/oauth2/token", post(token))
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke))
+        .route("/admin/clients", get(admin_list_clients).post(admin_create_client))
+        .route("/admin/clients/{id}", axum::routing::delete(admin_delete_client))
+        .route("/admin/keys/rotate", post(admin_rotate_keys))
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .with_state(state)
 }
@@ -315,5 +318,107 @@ async fn revoke(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, body: B
     match tokio::task::spawn_blocking(move || cp2.revoke(&jti, exp)).await {
         Ok(Ok(())) => json_response(StatusCode::OK, &json!({})),
         _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"})),
+    }
+}
+
+/// The admin API's guard: `Authorization: Bearer <admin token>`; anything
+/// else is a generic 401 (and no admin API at all without a configured token).
+fn admin(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let presented =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if cp.is_admin(t) => Ok(()),
+        _ => {
+            let id = request_id();
+            tracing::warn!(request_id = %id, "admin API call without a valid admin token");
+            Err(Box::new(json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "request_id": id}))))
+        }
+    }
+}
+
+fn client_json(c: &Client) -> Value {
+    json!({
+        "client_id": c.id.as_str(),
+        "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "scopes": c.scopes,
+        "audiences": c.audiences,
+        "token_ttl": c.token_ttl,
+    })
+}
+
+async fn admin_list_clients(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&cp, &headers) {
+        return *r;
+    }
+    json_response(StatusCode::OK, &Value::Array(cp.clients().iter().map(client_json).collect()))
+}
+
+fn bad_request(message: &str) -> Response {
+    json_response(StatusCode::BAD_REQUEST, &json!({"error": "bad_request", "message": message}))
+}
+
+async fn admin_create_client(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = admin(&cp, &headers) {
+        return *r;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
+    let strings = |k: &str| -> Option<Vec<String>> {
+        match v.get(k) {
+            None => Some(Vec::new()),
+            Some(a) => a.as_array()?.iter().map(|x| x.as_str().map(str::to_owned)).collect(),
+        }
+    };
+    let (Some(id), Some(grants), Some(scopes), Some(audiences)) =
+        (v["client_id"].as_str(), strings("grants"), strings("scopes"), strings("audiences"))
+    else {
+        return bad_request("expected client_id and lists of strings grants, scopes, audiences");
+    };
+    let grants = if grants.is_empty() { vec!["client_credentials".to_owned()] } else { grants };
+    let Ok(grants) = grants.iter().map(|g| GrantType::parse(g)).collect::<Result<Vec<_>, _>>() else {
+        return bad_request("unknown grant type");
+    };
+    let spec = crate::ClientSpec {
+        id: id.to_owned(),
+        grants,
+        scopes,
+        audiences,
+        token_ttl: v["token_ttl"].as_u64().unwrap_or(900),
+    };
+    let cp2 = Arc::clone(&cp);
+    match tokio::task::spawn_blocking(move || cp2.create_client(&spec)).await {
+        Ok(Ok(secret)) => {
+            json_response(StatusCode::CREATED, &json!({"client_id": id, "client_secret": secret.expose()}))
+        }
+        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
+        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
+    }
+}
+
+async fn admin_delete_client(
+    State(cp): State<Arc<ControlPlane>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Err(r) = admin(&cp, &headers) {
+        return *r;
+    }
+    let cp2 = Arc::clone(&cp);
+    match tokio::task::spawn_blocking(move || cp2.delete_client(&id)).await {
+        Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Ok(false)) => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),
+        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
+    }
+}
+
+async fn admin_rotate_keys(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&cp, &headers) {
+        return *r;
+    }
+    let cp2 = Arc::clone(&cp);
+    match tokio::task::spawn_blocking(move || cp2.rotate_keys(now())).await {
+        Ok(Ok(kid)) => {
+            json_response(StatusCode::OK, &json!({"kid": kid, "signs_from": now() + cp.settings.publish_lead}))
+        }
+        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
     }
 }

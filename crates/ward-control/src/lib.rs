@@ -89,6 +89,8 @@ pub struct ControlPlane {
     /// The published keys, parsed for verification (introspection, revocation).
     verifiers: ArcSwap<Vec<(Option<String>, VerifyingKey)>>,
     revoked: ArcSwap<HashMap<String, u64>>,
+    /// SHA-256 of the admin API's bearer token (no admin API without one).
+    admin_token: Option<[u8; 32]>,
 }
 
 fn verifiers(ring: &KeyRing, now: u64, max_ttl: u64) -> Vec<(Option<String>, VerifyingKey)> {
@@ -125,7 +127,34 @@ impl ControlPlane {
             clients: ArcSwap::from_pointee(clients),
             ring: RwLock::new(ring),
             revoked: ArcSwap::from_pointee(revoked),
+            admin_token: None,
         })
+    }
+
+    /// Enable the admin API (`/admin/…`) for callers presenting `token`
+    /// (kept only as SHA-256, compared in constant time).
+    #[must_use]
+    pub fn with_admin_token(mut self, token: &str) -> Self {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.trim().as_bytes());
+        let mut h = [0u8; 32];
+        h.copy_from_slice(d.as_ref());
+        self.admin_token = Some(h);
+        self
+    }
+
+    /// Whether `presented` is the admin token.
+    #[must_use]
+    pub fn is_admin(&self, presented: &str) -> bool {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, presented.as_bytes());
+        self.admin_token.is_some_and(|h| ward_crypto::constant_time_eq(d.as_ref(), &h))
+    }
+
+    /// Registered clients (no secrets: those are only ever stored hashed).
+    #[must_use]
+    pub fn clients(&self) -> Vec<Client> {
+        let mut v: Vec<Client> = self.clients.load().values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
     }
 
     /// The settings.

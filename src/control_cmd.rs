@@ -1,0 +1,154 @@
+//! The control plane in the binary: `ward control`, its part of `ward up`,
+//! and the admin CLI (`ward client …`, `ward keys rotate`), which talks to
+//! the running control plane's admin API (the store is locked by it).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use ward_config::Config;
+use ward_control::{ControlPlane, ControlSettings, Store};
+
+/// A running control plane.
+pub struct RunningControl {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its issuer URL.
+    pub issuer: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningControl {
+    /// Stop accepting and wait for the accept loop to end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?);
+    if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+        return Err(format!("{}: readable by group or others; chmod 600 it", path.display()));
+    }
+    if text.trim().len() < 32 {
+        return Err(format!("{}: the admin token must be at least 32 characters", path.display()));
+    }
+    Ok(text)
+}
+
+/// Start the control plane `config` describes, on the current runtime,
+/// serving the gateway's certificate. `listen` overrides the configured address.
+///
+/// # Errors
+/// A message naming what is missing or unusable.
+pub async fn start(config: &Config, listen: Option<SocketAddr>) -> Result<RunningControl, String> {
+    let c = config.control.as_ref().ok_or("no [control] section in the configuration")?;
+    let tls = ward_gateway::ServerTls::new(&config.gateway.tls).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(listen.unwrap_or(c.listen))
+        .await
+        .map_err(|e| format!("control plane: {}: {e}", listen.unwrap_or(c.listen)))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let issuer = c.issuer.clone().unwrap_or_else(|| format!("https://{addr}"));
+    let token = read_secret(&c.admin_token_file)?;
+    let settings = ControlSettings {
+        issuer: issuer.clone(),
+        max_ttl: c.max_ttl.as_secs(),
+        key_alg: c.key_alg,
+        publish_lead: c.publish_lead.as_secs(),
+    };
+    let store = Store::open(&c.store).map_err(|e| e.to_string())?;
+    let cp = Arc::new(ControlPlane::open(store, settings).map_err(|e| e.to_string())?.with_admin_token(&token));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(ward_control::serve(listener, Arc::clone(&tls.config), ward_control::router(cp), stopped));
+    Ok(RunningControl { addr, issuer, stop, task })
+}
+
+/// How the admin CLI reaches the control plane.
+pub struct AdminTarget {
+    base: String,
+    token: zeroize::Zeroizing<String>,
+    client: reqwest::Client,
+}
+
+impl AdminTarget {
+    /// From a configuration (its `[control]` section) and the CA that signed the control plane's certificate.
+    ///
+    /// # Errors
+    /// A message naming the missing piece.
+    pub fn new(config: &Config, ca_file: &Path) -> Result<Self, String> {
+        let c = config.control.as_ref().ok_or("no [control] section in the configuration")?;
+        let ca = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+        let ca = reqwest::Certificate::from_pem(&ca).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+        let client = reqwest::Client::builder().tls_certs_only([ca]).build().map_err(|e| e.to_string())?;
+        let base = c.issuer.clone().unwrap_or_else(|| format!("https://{}", c.listen));
+        Ok(Self { base, token: read_secret(&c.admin_token_file)?, client })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(self.token.trim());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| format!("{}: {e} (is the control plane running?)", self.base))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+}
+
+fn failed(status: u16, body: &Value) -> String {
+    let detail = body["message"].as_str().or(body["error"].as_str()).unwrap_or("");
+    format!("the control plane answered {status} {detail}")
+}
+
+/// `ward client create`.
+pub async fn client_create(
+    target: &AdminTarget,
+    id: &str,
+    grants: &[String],
+    scopes: &[String],
+    audiences: &[String],
+    ttl: u64,
+) -> Result<String, String> {
+    let body = json!({"client_id": id, "grants": grants, "scopes": scopes, "audiences": audiences, "token_ttl": ttl});
+    match target.call(reqwest::Method::POST, "/admin/clients", Some(body)).await? {
+        (201, v) => Ok(format!(
+            "client_id={}\nclient_secret={}\n(the secret is shown once; Ward keeps only its hash)\n",
+            v["client_id"].as_str().unwrap_or(id),
+            v["client_secret"].as_str().unwrap_or("")
+        )),
+        (s, v) => Err(failed(s, &v)),
+    }
+}
+
+/// `ward client list`.
+pub async fn client_list(target: &AdminTarget) -> Result<String, String> {
+    match target.call(reqwest::Method::GET, "/admin/clients", None).await? {
+        (200, Value::Array(clients)) => Ok(clients.iter().map(|c| format!("{c}\n")).collect()),
+        (s, v) => Err(failed(s, &v)),
+    }
+}
+
+/// `ward client delete`.
+pub async fn client_delete(target: &AdminTarget, id: &str) -> Result<String, String> {
+    match target.call(reqwest::Method::DELETE, &format!("/admin/clients/{id}"), None).await? {
+        (204, _) => Ok(format!("deleted {id}\n")),
+        (s, v) => Err(failed(s, &v)),
+    }
+}
+
+/// `ward keys rotate`.
+pub async fn keys_rotate(target: &AdminTarget) -> Result<String, String> {
+    match target.call(reqwest::Method::POST, "/admin/keys/rotate", None).await? {
+        (200, v) => Ok(format!(
+            "new signing key {} is published now and signs from {} (unix time)\n",
+            v["kid"].as_str().unwrap_or("?"),
+            v["signs_from"]
+        )),
+        (s, v) => Err(failed(s, &v)),
+    }
+}

@@ -1,0 +1,175 @@
+//! Interop with OAuth2/JWT clients nobody here wrote: Authlib performs the
+//! client_credentials grant against `ward control` (both client
+//! authentication methods, and a refused secret), and PyJWT verifies the
+//! token through the published JWK set. The client is registered with the
+//! real CLI (`ward client create`) through the admin API.
+//! `.ci/run` installs the Python packages (`pip install authlib pyjwt cryptography requests`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Control(Child);
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python_ready() {
+    let ok = Command::new("python3")
+        .args(["-c", "import authlib, jwt, cryptography, requests"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "the Python OAuth2 clients are missing: `pip install authlib pyjwt cryptography requests` (.ci/run does this)"
+    );
+}
+
+const SCRIPT: &str = r#"
+import json, ssl, sys
+import jwt
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.integrations.base_client.errors import OAuthError
+
+base, ca, client_id, secret = sys.argv[1:5]
+out = {}
+for method in ("client_secret_basic", "client_secret_post"):
+    s = OAuth2Session(client_id, secret, scope="orders:read", token_endpoint_auth_method=method)
+    s.verify = ca
+    # verify= explicitly: requests lets REQUESTS_CA_BUNDLE override a session's setting.
+    tok = s.fetch_token(base + "/oauth2/token", grant_type="client_credentials", verify=ca)
+    out[method] = tok
+ctx = ssl.create_default_context(cafile=ca)
+jwks = jwt.PyJWKClient(base + "/.well-known/jwks.json", ssl_context=ctx)
+token = out["client_secret_basic"]["access_token"]
+key = jwks.get_signing_key_from_jwt(token)
+out["claims"] = jwt.decode(token, key.key, algorithms=["EdDSA"], audience="orders", issuer=base)
+try:
+    s = OAuth2Session(client_id, "wrong-" + secret, token_endpoint_auth_method="client_secret_basic")
+    s.fetch_token(base + "/oauth2/token", grant_type="client_credentials", verify=ca)
+    out["wrong_secret"] = "accepted"
+except OAuthError as e:
+    out["wrong_secret"] = e.error
+print(json.dumps(out))
+"#;
+
+fn write_config(dir: &Path, port: u16) {
+    let pki = ward_pki::generate_local_pki("Interop CA", &["localhost", "127.0.0.1"]).unwrap();
+    std::fs::write(dir.join("ca.crt"), &pki.ca.cert_pem).unwrap();
+    std::fs::write(dir.join("server.crt"), &pki.server.cert_pem).unwrap();
+    let private = |name: &str, bytes: &[u8]| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.join(name)).unwrap();
+        f.write_all(bytes).unwrap();
+    };
+    private("server.key", pki.server.key_pem.as_bytes());
+    private("admin.token", b"interop-admin-token-0123456789abcdef0123456789\n");
+    private("audit.key", &[3u8; 32]);
+    private("checkpoint.key", ward_merkle::NoteSigner::generate("ward.test/audit").unwrap().1.as_bytes());
+    std::fs::write(dir.join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+    let config = format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+[gateway.tls]
+cert_file = "server.crt"
+key_file = "server.key"
+[audit]
+dir = "audit"
+hmac_key_file = "audit.key"
+checkpoint_key_file = "checkpoint.key"
+[control]
+listen = "127.0.0.1:{port}"
+issuer = "https://localhost:{port}"
+admin_token_file = "admin.token"
+[[providers]]
+name = "p"
+issuer = "https://issuer.test"
+audiences = ["a"]
+jwks_file = "jwks.json"
+[[upstreams]]
+name = "u"
+url = "http://127.0.0.1:9"
+[[routes]]
+name = "r"
+prefix = "/"
+upstream = "u"
+"#
+    );
+    std::fs::write(dir.join("ward.toml"), config).unwrap();
+}
+
+fn ward(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ward")).args(args).current_dir(dir).output().unwrap()
+}
+
+#[test]
+fn authlib_and_pyjwt_against_ward_control() {
+    python_ready();
+    let dir = tempfile::tempdir().unwrap();
+    // `ward control` binds the port itself: take a free one from the kernel first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    write_config(dir.path(), port);
+    let child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["control", "--config", "ward.toml"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _control = Control(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let cfg = ["--config", "ward.toml", "--ca", "ca.crt"];
+    let out = ward(
+        dir.path(),
+        &[&["client", "create", "--id", "billing", "--scope", "orders:read", "--audience", "orders"][..], &cfg[..]]
+            .concat(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let secret = text.lines().find_map(|l| l.strip_prefix("client_secret=")).unwrap().to_owned();
+    let listed = ward(dir.path(), &[&["client", "list"][..], &cfg[..]].concat());
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains("\"client_id\":\"billing\"") && !listed.contains(&secret), "{listed}");
+    // The admin API wants the admin token.
+    let no_token = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", "ca.crt"])
+        .arg(format!("https://localhost:{port}/admin/clients"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&no_token.stdout), "401");
+
+    let base = format!("https://localhost:{port}");
+    let py = Command::new("python3")
+        .args(["-c", SCRIPT, &base, dir.path().join("ca.crt").to_str().unwrap(), "billing", &secret])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    for method in ["client_secret_basic", "client_secret_post"] {
+        assert_eq!(v[method]["token_type"], "Bearer", "{method}: {v}");
+        assert_eq!(v[method]["scope"], "orders:read");
+    }
+    assert_eq!(v["claims"]["sub"], "billing");
+    assert_eq!(v["claims"]["aud"], "orders");
+    assert_eq!(v["wrong_secret"], "invalid_client");
+
+    // Rotation through the CLI; the new key is published at once.
+    let rotated = ward(dir.path(), &[&["keys", "rotate"][..], &cfg[..]].concat());
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let deleted = ward(dir.path(), &[&["client", "delete", "billing"][..], &cfg[..]].concat());
+    assert!(deleted.status.success());
+}
