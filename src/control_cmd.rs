@@ -45,7 +45,11 @@ fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
 ///
 /// # Errors
 /// A message naming what is missing or unusable.
-pub async fn start(config: &Config, listen: Option<SocketAddr>) -> Result<RunningControl, String> {
+pub async fn start(
+    config: &Config,
+    listen: Option<SocketAddr>,
+    audit: Arc<dyn ward_audit::AuditSink>,
+) -> Result<RunningControl, String> {
     let c = config.control.as_ref().ok_or("no [control] section in the configuration")?;
     let tls = ward_gateway::ServerTls::new(&config.gateway.tls).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(listen.unwrap_or(c.listen))
@@ -61,7 +65,16 @@ pub async fn start(config: &Config, listen: Option<SocketAddr>) -> Result<Runnin
         publish_lead: c.publish_lead.as_secs(),
     };
     let store = Store::open(&c.store).map_err(|e| e.to_string())?;
-    let cp = Arc::new(ControlPlane::open(store, settings).map_err(|e| e.to_string())?.with_admin_token(&token));
+    let hmac_key = std::fs::read(&config.audit.hmac_key_file)
+        .map_err(|e| format!("{}: {e}", config.audit.hmac_key_file.display()))?;
+    let hasher = ward_crypto::KeyedHasher::new(&ward_crypto::SecretBytes::new(hmac_key))
+        .map_err(|e| format!("{}: {e}", config.audit.hmac_key_file.display()))?;
+    let cp = Arc::new(
+        ControlPlane::open(store, settings)
+            .map_err(|e| e.to_string())?
+            .with_admin_token(&token)
+            .with_audit(audit, hasher),
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(ward_control::serve(listener, Arc::clone(&tls.config), ward_control::router(cp), stopped));
     Ok(RunningControl { addr, issuer, stop, task })

@@ -454,7 +454,10 @@ fn serve(
         let gateway = Gateway::bind(&config).await.map_err(|e| e.to_string())?;
         let addr = gateway.local_addr().map_err(|e| e.to_string())?;
         let control = match control {
-            Some(listen) => Some(control_cmd::start(&config, listen).await?),
+            Some(listen) => {
+                let sink = std::sync::Arc::clone(gateway.audit_log()) as std::sync::Arc<dyn ward_audit::AuditSink>;
+                Some(control_cmd::start(&config, listen, sink).await?)
+            }
             None => None,
         };
         let running = gateway.spawn().map_err(|e| e.to_string())?;
@@ -480,10 +483,16 @@ fn gateway(path: &Path) -> Result<(), String> {
 fn control(path: &Path) -> Result<(), String> {
     let config = load(path)?;
     control_runtime()?.block_on(async move {
-        let running = control_cmd::start(&config, None).await?;
+        // Alone, the control plane writes the audit log itself (a gateway
+        // process cannot share the directory: one writer per log).
+        let log = ward_gateway::open_audit_log(&config.audit).map_err(|e| e.to_string())?;
+        let running = control_cmd::start(&config, None, log.clone()).await?;
         tracing::info!(addr = %running.addr, issuer = %running.issuer, "control plane listening");
         terminated().await;
         running.stop().await;
+        if let Err(e) = log.checkpoint_now().await {
+            tracing::error!(error = %e, "no final audit checkpoint");
+        }
         Ok(())
     })
 }

@@ -66,6 +66,13 @@ pub struct AuditRecord {
     /// Set on records of key operations (`method` is `KEY`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_change: Option<KeyChange>,
+    /// The OAuth2 client a token-service record is about (clients are
+    /// services, not people: kept in clear).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The OAuth2 error code a token-service request was refused with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth_error: Option<&'static str>,
 }
 
 /// A key or certificate was loaded, replaced, or a replacement refused.
@@ -129,6 +136,8 @@ impl AuditRecord {
             policy_digest: None,
             policy_change: None,
             key_change: None,
+            client_id: None,
+            oauth_error: None,
         }
     }
 }

@@ -65,11 +65,60 @@ pub async fn serve(
                 tracing::debug!(%peer, "control plane TLS handshake failed");
                 return;
             };
+            let router = router.layer(axum::Extension(Peer(peer.ip())));
             let service = hyper_util::service::TowerToHyperService::new(router);
             let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                 .await;
         });
+    }
+}
+
+/// The TCP peer of a connection (for the audit record's address HMAC).
+#[derive(Debug, Clone, Copy)]
+struct Peer(std::net::IpAddr);
+
+/// One token-service event for the audit log. Returns the record's index
+/// when it was taken (None without an audit sink).
+#[allow(clippy::too_many_arguments)]
+fn audit(
+    cp: &ControlPlane,
+    ext: &axum::http::Extensions,
+    request_id: &str,
+    (method, path): (&str, &str),
+    reason: ward_core::ReasonCode,
+    status: u16,
+    client_id: Option<&str>,
+    error: Option<&OAuthError>,
+) -> Result<Option<u64>, ward_audit::AuditError> {
+    let Some((sink, hasher)) = &cp.audit else { return Ok(None) };
+    let decision = if status < 400 { ward_core::Effect::Allow } else { ward_core::Effect::Deny };
+    let event = if path.starts_with("/admin/") { "admin" } else { "token" };
+    let mut r = ward_audit::AuditRecord::event(
+        event,
+        method,
+        reason,
+        decision,
+        ward_audit::format_rfc3339_millis(std::time::SystemTime::now()),
+        request_id.to_owned(),
+    );
+    r.path = path.to_owned();
+    r.status = status;
+    r.protocol = "HTTP";
+    r.client_ip_hmac = ext.get::<Peer>().map(|p| hasher.tag_hex(p.0.to_string().as_bytes())).unwrap_or_default();
+    r.client_id = client_id.map(str::to_owned);
+    r.oauth_error = error.map(OAuthError::code);
+    sink.record(r).map(Some).inspect_err(|e| tracing::error!(error = %e, "token service event could not be audited"))
+}
+
+/// Wait until record `index` is durable (the token is released only then).
+async fn durable(cp: &ControlPlane, index: Option<u64>) -> bool {
+    match (&cp.audit, index) {
+        (Some((sink, _)), Some(i)) => {
+            matches!(tokio::time::timeout(std::time::Duration::from_secs(5), sink.durable(i)).await, Ok(Ok(())))
+        }
+        (None, _) => true,
+        (Some(_), None) => false,
     }
 }
 
@@ -90,7 +139,11 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 fn oauth_error(e: &OAuthError, basic_used: bool) -> Response {
-    let id = request_id();
+    oauth_error_with(e, basic_used, &request_id())
+}
+
+fn oauth_error_with(e: &OAuthError, basic_used: bool, id: &str) -> Response {
+    let id = id.to_owned();
     // The reason goes to the log (and, once wired, the audit log), never to the client.
     tracing::info!(request_id = %id, error = e.code(), detail = e.detail(), "token endpoint refused a request");
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -189,26 +242,62 @@ fn authenticate(
     (result, basic.is_some())
 }
 
-async fn token(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, body: Bytes) -> Response {
+/// A refusal of the token endpoint (or introspection, revocation): audited
+/// with its reason code, answered with the OAuth2 code only.
+fn refuse(
+    cp: &ControlPlane,
+    ext: &axum::http::Extensions,
+    path: &str,
+    client: Option<&str>,
+    e: &OAuthError,
+    basic: bool,
+) -> Response {
+    let id = request_id();
+    let reason = if matches!(e, OAuthError::InvalidClient(_)) {
+        ward_core::ReasonCode::ClientAuthenticationFailed
+    } else {
+        ward_core::ReasonCode::TokenRequestRefused
+    };
+    let _ = audit(cp, ext, &id, ("POST", path), reason, e.status(), client, Some(e));
+    oauth_error_with(e, basic, &id)
+}
+
+/// The client id a request claims (for the audit record of a failure).
+fn claimed_client(headers: &HeaderMap, params: &HashMap<String, String>) -> Option<String> {
+    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
+    let from_basic = basic
+        .and_then(|b| STANDARD.decode(b.trim()).ok())
+        .and_then(|d| String::from_utf8(d).ok())
+        .and_then(|d| d.split_once(':').map(|(i, _)| i.to_owned()));
+    from_basic.or_else(|| params.get("client_id").cloned()).filter(|c| ward_issuer::ClientId::new(c).is_ok())
+}
+
+async fn token(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const PATH: &str = "/oauth2/token";
     let params = match form(&headers, &body) {
         Ok(p) => p,
-        Err(e) => return oauth_error(&e, false),
+        Err(e) => return refuse(&cp, &ext, PATH, None, &e, false),
     };
+    let claimed = claimed_client(&headers, &params);
     let (client, basic) = authenticate(&cp, &headers, &params);
     let client = match client {
         Ok(c) => c,
-        Err(e) => return oauth_error(&e, basic),
+        Err(e) => return refuse(&cp, &ext, PATH, claimed.as_deref(), &e, basic),
     };
+    let who = Some(client.id.as_str());
     let grant_type = match params.get("grant_type").map(|g| GrantType::parse(g)) {
-        None => return oauth_error(&OAuthError::InvalidRequest("grant_type missing".into()), basic),
-        Some(Err(e)) => return oauth_error(&e, basic),
+        None => return refuse(&cp, &ext, PATH, who, &OAuthError::InvalidRequest("grant_type missing".into()), basic),
+        Some(Err(e)) => return refuse(&cp, &ext, PATH, who, &e, basic),
         Some(Ok(g)) => g,
     };
     if grant_type != GrantType::ClientCredentials {
-        return oauth_error(
-            &OAuthError::UnsupportedGrantType(format!("{} is not served yet", grant_type.as_str())),
-            basic,
-        );
+        let e = OAuthError::UnsupportedGrantType(format!("{} is not served yet", grant_type.as_str()));
+        return refuse(&cp, &ext, PATH, who, &e, basic);
     }
     let mut audiences: Vec<String> = Vec::new();
     for key in ["resource", "audience"] {
@@ -218,23 +307,27 @@ async fn token(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, body: By
     }
     let request = TokenRequest { scope: params.get("scope").cloned(), audiences };
     let t = now();
-    let jti = match ward_crypto::random_bytes::<16>() {
-        Ok(b) => URL_SAFE_NO_PAD.encode(b),
-        Err(_) => return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"})),
-    };
+    let unavailable = || json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"}));
+    let Ok(jti) = ward_crypto::random_bytes::<16>().map(|b| URL_SAFE_NO_PAD.encode(b)) else { return unavailable() };
     let minted = match grant::client_credentials(&cp.issuer, &client, &request, t, &jti) {
         Ok(m) => m,
-        Err(e) => return oauth_error(&e, basic),
+        Err(e) => return refuse(&cp, &ext, PATH, who, &e, basic),
     };
     let signed = cp
         .ring
         .read()
         .ok()
         .and_then(|ring| ring.signing_key(t).ok().and_then(|k| k.signer().sign(&minted.claims).ok()));
-    match signed {
-        Some(token) => json_response(StatusCode::OK, &grant::token_response(&token, &minted)),
-        None => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"})),
+    let Some(token) = signed else { return unavailable() };
+    // Fail closed: the token leaves only once its issuance is durably recorded.
+    let id = request_id();
+    let Ok(index) = audit(&cp, &ext, &id, ("POST", PATH), ward_core::ReasonCode::TokenIssued, 200, who, None) else {
+        return unavailable();
+    };
+    if !durable(&cp, index).await {
+        return unavailable();
     }
+    json_response(StatusCode::OK, &grant::token_response(&token, &minted))
 }
 
 impl ControlPlane {
@@ -263,14 +356,20 @@ impl ControlPlane {
     }
 }
 
-async fn introspect(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn introspect(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const PATH: &str = "/oauth2/introspect";
     let params = match form(&headers, &body) {
         Ok(p) => p,
-        Err(e) => return oauth_error(&e, false),
+        Err(e) => return refuse(&cp, &ext, PATH, None, &e, false),
     };
     let (client, basic) = authenticate(&cp, &headers, &params);
     if let Err(e) = client {
-        return oauth_error(&e, basic);
+        return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
     }
     let Some(token) = params.get("token") else {
         return oauth_error(&OAuthError::InvalidRequest("token missing".into()), basic);
@@ -290,15 +389,21 @@ async fn introspect(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, bod
     json_response(StatusCode::OK, &body)
 }
 
-async fn revoke(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn revoke(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const PATH: &str = "/oauth2/revoke";
     let params = match form(&headers, &body) {
         Ok(p) => p,
-        Err(e) => return oauth_error(&e, false),
+        Err(e) => return refuse(&cp, &ext, PATH, None, &e, false),
     };
     let (client, basic) = authenticate(&cp, &headers, &params);
     let client = match client {
         Ok(c) => c,
-        Err(e) => return oauth_error(&e, basic),
+        Err(e) => return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic),
     };
     let Some(token) = params.get("token") else {
         return oauth_error(&OAuthError::InvalidRequest("token missing".into()), basic);
@@ -308,7 +413,8 @@ async fn revoke(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, body: B
         return json_response(StatusCode::OK, &json!({}));
     };
     if claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str()) {
-        return oauth_error(&OAuthError::UnauthorizedClient("token was issued to another client".into()), basic);
+        let e = OAuthError::UnauthorizedClient("token was issued to another client".into());
+        return refuse(&cp, &ext, PATH, Some(client.id.as_str()), &e, basic);
     }
     let (Some(jti), Some(exp)) = (claims.get("jti").and_then(Value::as_str), claims.get("exp").and_then(Value::as_u64))
     else {
@@ -316,14 +422,31 @@ async fn revoke(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, body: B
     };
     let (cp2, jti) = (Arc::clone(&cp), jti.to_owned());
     match tokio::task::spawn_blocking(move || cp2.revoke(&jti, exp)).await {
-        Ok(Ok(())) => json_response(StatusCode::OK, &json!({})),
+        Ok(Ok(())) => {
+            let _ = audit(
+                &cp,
+                &ext,
+                &request_id(),
+                ("POST", PATH),
+                ward_core::ReasonCode::TokenRevoked,
+                200,
+                Some(client.id.as_str()),
+                None,
+            );
+            json_response(StatusCode::OK, &json!({}))
+        }
         _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"})),
     }
 }
 
 /// The admin API's guard: `Authorization: Bearer <admin token>`; anything
 /// else is a generic 401 (and no admin API at all without a configured token).
-fn admin(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), Box<Response>> {
+fn admin(
+    cp: &ControlPlane,
+    ext: &axum::http::Extensions,
+    headers: &HeaderMap,
+    what: (&str, &str),
+) -> Result<(), Box<Response>> {
     let presented =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match presented {
@@ -331,6 +454,7 @@ fn admin(cp: &ControlPlane, headers: &HeaderMap) -> Result<(), Box<Response>> {
         _ => {
             let id = request_id();
             tracing::warn!(request_id = %id, "admin API call without a valid admin token");
+            let _ = audit(cp, ext, &id, what, ward_core::ReasonCode::AdminRequest, 401, None, None);
             Err(Box::new(json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "request_id": id}))))
         }
     }
@@ -346,8 +470,12 @@ fn client_json(c: &Client) -> Value {
     })
 }
 
-async fn admin_list_clients(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&cp, &headers) {
+async fn admin_list_clients(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admin(&cp, &ext, &headers, ("GET", "/admin/clients")) {
         return *r;
     }
     json_response(StatusCode::OK, &Value::Array(cp.clients().iter().map(client_json).collect()))
@@ -357,8 +485,14 @@ fn bad_request(message: &str) -> Response {
     json_response(StatusCode::BAD_REQUEST, &json!({"error": "bad_request", "message": message}))
 }
 
-async fn admin_create_client(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = admin(&cp, &headers) {
+async fn admin_create_client(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/clients");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
         return *r;
     }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
@@ -387,6 +521,10 @@ async fn admin_create_client(State(cp): State<Arc<ControlPlane>>, headers: Heade
     let cp2 = Arc::clone(&cp);
     match tokio::task::spawn_blocking(move || cp2.create_client(&spec)).await {
         Ok(Ok(secret)) => {
+            let taken = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::AdminRequest, 201, Some(id), None);
+            if taken.is_err() {
+                return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"}));
+            }
             json_response(StatusCode::CREATED, &json!({"client_id": id, "client_secret": secret.expose()}))
         }
         Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
@@ -396,27 +534,38 @@ async fn admin_create_client(State(cp): State<Arc<ControlPlane>>, headers: Heade
 
 async fn admin_delete_client(
     State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    if let Err(r) = admin(&cp, &headers) {
+    const WHAT: (&str, &str) = ("DELETE", "/admin/clients/{id}");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
         return *r;
     }
-    let cp2 = Arc::clone(&cp);
-    match tokio::task::spawn_blocking(move || cp2.delete_client(&id)).await {
-        Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
+    let (cp2, id2) = (Arc::clone(&cp), id.clone());
+    match tokio::task::spawn_blocking(move || cp2.delete_client(&id2)).await {
+        Ok(Ok(true)) => {
+            let _ = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::AdminRequest, 204, Some(&id), None);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(Ok(false)) => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),
         _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
     }
 }
 
-async fn admin_rotate_keys(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&cp, &headers) {
+async fn admin_rotate_keys(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/keys/rotate");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
         return *r;
     }
     let cp2 = Arc::clone(&cp);
     match tokio::task::spawn_blocking(move || cp2.rotate_keys(now())).await {
         Ok(Ok(kid)) => {
+            let _ = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::KeyRotated, 200, None, None);
             json_response(StatusCode::OK, &json!({"kid": kid, "signs_from": now() + cp.settings.publish_lead}))
         }
         _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),

@@ -22,6 +22,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use ward_audit::AuditSink;
 use ward_authn::{Algorithm, JwkSet, VerifyingKey};
 use ward_issuer::clients::{Client, ClientId, ClientSecret, GrantType};
 use ward_issuer::grant::IssuerSettings;
@@ -91,6 +92,8 @@ pub struct ControlPlane {
     revoked: ArcSwap<HashMap<String, u64>>,
     /// SHA-256 of the admin API's bearer token (no admin API without one).
     admin_token: Option<[u8; 32]>,
+    /// Where token-service events go, and the key client addresses are hashed with.
+    audit: Option<(Arc<dyn AuditSink>, ward_crypto::KeyedHasher)>,
 }
 
 fn verifiers(ring: &KeyRing, now: u64, max_ttl: u64) -> Vec<(Option<String>, VerifyingKey)> {
@@ -128,7 +131,18 @@ impl ControlPlane {
             ring: RwLock::new(ring),
             revoked: ArcSwap::from_pointee(revoked),
             admin_token: None,
+            audit: None,
         })
+    }
+
+    /// Record token-service events (issued, refused, failed client
+    /// authentication, revoked, admin calls) in `sink`; client addresses are
+    /// stored as HMACs under `hasher`'s key. With a sink, nothing is issued
+    /// that was not durably recorded (fail closed, like the gateway).
+    #[must_use]
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>, hasher: ward_crypto::KeyedHasher) -> Self {
+        self.audit = Some((sink, hasher));
+        self
     }
 
     /// Enable the admin API (`/admin/…`) for callers presenting `token`

@@ -24,6 +24,10 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_with(None).await
+}
+
+async fn start_with(audit: Option<Arc<dyn ward_audit::AuditSink>>) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let pki = ward_pki::generate_local_pki("Control test CA", &["localhost"]).unwrap();
     let certs = CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
@@ -40,7 +44,13 @@ async fn start() -> Running {
     let settings =
         ControlSettings { issuer: base.clone(), max_ttl: 3600, key_alg: Algorithm::EdDsa, publish_lead: 600 };
     let store = Store::open(&dir.path().join("control.redb")).unwrap();
-    let cp = Arc::new(ControlPlane::open(store, settings).unwrap());
+    let mut cp =
+        ControlPlane::open(store, settings).unwrap().with_admin_token("admin-token-0123456789abcdef0123456789");
+    if let Some(sink) = audit {
+        let hasher = ward_crypto::KeyedHasher::new(&ward_crypto::SecretBytes::new(vec![1u8; 32])).unwrap();
+        cp = cp.with_audit(sink, hasher);
+    }
+    let cp = Arc::new(cp);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::clone(&cp)), stopped));
     let ca = reqwest::Certificate::from_pem(pki.ca.cert_pem.as_bytes()).unwrap();
@@ -276,4 +286,75 @@ fn clients_keys_and_revocations_survive_a_restart() {
     assert!(!cp.is_revoked("jti-old"), "expired revocations are dropped");
     assert!(cp.delete_client("billing").unwrap());
     assert!(cp.client_ids().is_empty());
+}
+
+#[tokio::test]
+async fn issuance_refusals_revocations_and_admin_calls_are_audited() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let signer = ward_merkle::NoteSigner::from_seed("ward.test/audit", &[5; 32]).unwrap();
+    let (sink, _) = ward_audit::LogSink::open(
+        log_dir.path(),
+        signer,
+        ward_audit::LogOptions::new("ward.test/audit"),
+        ward_audit::SinkOptions::default(),
+    )
+    .unwrap();
+    let sink = Arc::new(sink);
+    let r = start_with(Some(Arc::clone(&sink) as Arc<dyn ward_audit::AuditSink>)).await;
+    // Through the admin API, so the creation is audited too.
+    let created: Value = r
+        .client
+        .post(format!("{}/admin/clients", r.base))
+        .bearer_auth("admin-token-0123456789abcdef0123456789")
+        .json(&serde_json::json!({"client_id": "billing", "scopes": ["orders:read"], "audiences": ["orders"], "token_ttl": 300}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    let unauth = r.client.get(format!("{}/admin/clients", r.base)).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(unauth.status(), 401);
+    let (s, body, _) =
+        post(&r, "/oauth2/token", Some(("billing", &secret)), &[("grant_type", "client_credentials")]).await;
+    assert_eq!(s, 200);
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    post(&r, "/oauth2/token", Some(("billing", "wrong")), &[("grant_type", "client_credentials")]).await;
+    post(&r, "/oauth2/token", Some(("billing", &secret)), &[("grant_type", "client_credentials"), ("scope", "admin")])
+        .await;
+    post(&r, "/oauth2/revoke", Some(("billing", &secret)), &[("token", &token)]).await;
+    ward_audit::AuditSink::flush(&*sink).await.unwrap();
+
+    let records: Vec<Value> = ward_audit::segments::SegmentReader::new(&log_dir.path().join("segments"), 0)
+        .unwrap()
+        .map(|item| match item {
+            ward_audit::segments::ReadItem::Record(r) => serde_json::from_slice(&r.payload).unwrap(),
+            ward_audit::segments::ReadItem::Problem(p) => panic!("{p:?}"),
+        })
+        .collect();
+    let seen: Vec<(&str, &str, Option<&str>, Option<&str>)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap(),
+                r["reason"].as_str().unwrap(),
+                r["client_id"].as_str(),
+                r["oauth_error"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("admin", "admin_request", Some("billing"), None),
+            ("admin", "admin_request", None, None),
+            ("token", "token_issued", Some("billing"), None),
+            ("token", "client_authentication_failed", Some("billing"), Some("invalid_client")),
+            ("token", "token_request_refused", Some("billing"), Some("invalid_scope")),
+            ("token", "token_revoked", Some("billing"), None),
+        ]
+    );
+    assert!(records.iter().all(|r| r["client_ip_hmac"].as_str().is_some_and(|h| h.len() == 32)));
+    assert!(!records.iter().any(|r| r.to_string().contains(&secret)), "no secret in the log");
 }

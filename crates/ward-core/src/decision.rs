@@ -96,6 +96,14 @@ pub enum ReasonCode {
     GatewayStopped,
     /// A request to the admin API.
     AdminRequest,
+    /// The token service issued an access token.
+    TokenIssued,
+    /// A client failed to authenticate to the token service.
+    ClientAuthenticationFailed,
+    /// The token service refused a request (bad grant, scope, audience, parameters).
+    TokenRequestRefused,
+    /// A token was revoked.
+    TokenRevoked,
 }
 
 impl ReasonCode {
@@ -141,6 +149,10 @@ impl ReasonCode {
             Self::GatewayStarted => "gateway_started",
             Self::GatewayStopped => "gateway_stopped",
             Self::AdminRequest => "admin_request",
+            Self::TokenIssued => "token_issued",
+            Self::ClientAuthenticationFailed => "client_authentication_failed",
+            Self::TokenRequestRefused => "token_request_refused",
+            Self::TokenRevoked => "token_revoked",
         }
     }
 

@@ -173,6 +173,8 @@ impl Shared {
             policy_digest: trail.policy_digest.as_ref().map(ToString::to_string),
             policy_change: None,
             key_change: None,
+            client_id: None,
+            oauth_error: None,
         };
         self.audit.record(record).inspect_err(|e| {
             tracing::error!(request_id = %trail.request_id, error = %e, "audit record could not be written");

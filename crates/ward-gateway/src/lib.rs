@@ -45,6 +45,7 @@ use ward_config::{Config, UpstreamTarget};
 use ward_crypto::{KeyedHasher, SecretBytes};
 use ward_policy::RouteTable;
 
+pub use audit::open_log as open_audit_log;
 pub use idle::IdleTimeout;
 pub use keys::{FileSource, HttpsSource};
 pub use policy::ReloadOutcome;
@@ -207,6 +208,13 @@ impl Gateway {
     /// The socket error, if any.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         server::bound(&self.listener)
+    }
+
+    /// The audit log this gateway writes to (the control plane of `ward up`
+    /// records its events there too).
+    #[must_use]
+    pub fn audit_log(&self) -> &Arc<LogSink> {
+        &self.log
     }
 
     /// The admin API's bound address, when `[admin]` is configured.

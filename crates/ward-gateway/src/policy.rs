@@ -149,6 +149,8 @@ impl PolicyStore {
                 errors,
             }),
             key_change: None,
+            client_id: None,
+            oauth_error: None,
         };
         if let Err(e) = self.audit.record(record) {
             tracing::error!(error = %e, "policy change could not be audited");
