@@ -26,6 +26,9 @@ use ward_issuer::grant::{self, TokenRequest};
 
 use crate::{ControlPlane, now};
 
+/// Verified tokens remembered for introspection and revocation.
+const VERIFIED_CACHE: usize = 10_000;
+
 /// Form bodies larger than this are refused (413).
 const MAX_FORM: usize = 16 * 1024;
 
@@ -334,6 +337,36 @@ impl ControlPlane {
     /// The claims of `token` if it is one of ours, correctly signed by a
     /// published key, unexpired and not revoked.
     pub(crate) fn verify_token(&self, token: &str, now: u64) -> Option<Claims> {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        let cached = self.verified.lock().ok().and_then(|c| c.get(&key).cloned());
+        let claims = match cached {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(self.verify_signature_and_issuer(token)?);
+                if let Ok(mut cache) = self.verified.lock() {
+                    if cache.len() >= VERIFIED_CACHE {
+                        // Expired entries first; if that is not enough, start over.
+                        cache.retain(|_, c| c.get("exp").and_then(Value::as_u64).is_some_and(|e| e > now));
+                        if cache.len() >= VERIFIED_CACHE {
+                            cache.clear();
+                        }
+                    }
+                    cache.insert(key, Arc::clone(&c));
+                }
+                c
+            }
+        };
+        // Time and revocation are checked on every use, cached or not.
+        let exp = claims.get("exp")?.as_u64()?;
+        let nbf = claims.get("nbf").and_then(Value::as_u64).unwrap_or(0);
+        let jti = claims.get("jti")?.as_str()?;
+        (exp > now && nbf <= now && !self.is_revoked(jti)).then(|| Claims::clone(&claims))
+    }
+
+    /// Signature (by a published key) and issuer, without time checks.
+    fn verify_signature_and_issuer(&self, token: &str) -> Option<Claims> {
         let (signing_input, sig) = token.rsplit_once('.')?;
         let (header, payload) = signing_input.split_once('.')?;
         let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
@@ -348,11 +381,7 @@ impl ControlPlane {
             return None;
         }
         let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        let exp = claims.get("exp")?.as_u64()?;
-        let nbf = claims.get("nbf").and_then(Value::as_u64).unwrap_or(0);
-        let ours = claims.get("iss")?.as_str()? == self.settings.issuer;
-        let jti = claims.get("jti")?.as_str()?;
-        (ours && exp > now && nbf <= now && !self.is_revoked(jti)).then_some(claims)
+        (claims.get("iss")?.as_str()? == self.settings.issuer).then_some(claims)
     }
 }
 

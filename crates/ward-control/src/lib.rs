@@ -92,6 +92,9 @@ pub struct ControlPlane {
     revoked: ArcSwap<HashMap<String, u64>>,
     /// SHA-256 of the admin API's bearer token (no admin API without one).
     admin_token: Option<[u8; 32]>,
+    /// Tokens whose signature was already verified: SHA-256 of the token →
+    /// its claims (bounded; expiry and revocation are still checked on every use).
+    verified: std::sync::Mutex<HashMap<[u8; 32], Arc<ward_core::Claims>>>,
     /// Where token-service events go, and the key client addresses are hashed with.
     audit: Option<(Arc<dyn AuditSink>, ward_crypto::KeyedHasher)>,
 }
@@ -131,6 +134,7 @@ impl ControlPlane {
             ring: RwLock::new(ring),
             revoked: ArcSwap::from_pointee(revoked),
             admin_token: None,
+            verified: std::sync::Mutex::new(HashMap::new()),
             audit: None,
         })
     }
