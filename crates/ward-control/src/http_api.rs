@@ -141,13 +141,9 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     r
 }
 
-fn oauth_error(e: &OAuthError, basic_used: bool) -> Response {
-    oauth_error_with(e, basic_used, &request_id())
-}
-
 fn oauth_error_with(e: &OAuthError, basic_used: bool, id: &str) -> Response {
     let id = id.to_owned();
-    // The reason goes to the log (and, once wired, the audit log), never to the client.
+    // The reason goes to the logs (and, through `refuse`, to the audit log), never to the client.
     tracing::info!(request_id = %id, error = e.code(), detail = e.detail(), "token endpoint refused a request");
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut r = json_response(status, &e.body(&id));
@@ -401,7 +397,8 @@ async fn introspect(
         return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
     }
     let Some(token) = params.get("token") else {
-        return oauth_error(&OAuthError::InvalidRequest("token missing".into()), basic);
+        let e = OAuthError::InvalidRequest("token missing".into());
+        return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
     };
     let body = match cp.verify_token(token, now()) {
         None => json!({ "active": false }),
@@ -435,7 +432,8 @@ async fn revoke(
         Err(e) => return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic),
     };
     let Some(token) = params.get("token") else {
-        return oauth_error(&OAuthError::InvalidRequest("token missing".into()), basic);
+        let e = OAuthError::InvalidRequest("token missing".into());
+        return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
     };
     // RFC 7009 §2.2: an invalid or unknown token is not an error.
     let Some(claims) = cp.verify_token(token, now()) else {
