@@ -49,6 +49,7 @@ pub async fn start(
     config: &Config,
     listen: Option<SocketAddr>,
     audit: Arc<dyn ward_audit::AuditSink>,
+    revocations: Option<Arc<dyn ward_core::RevocationList>>,
 ) -> Result<RunningControl, String> {
     let c = config.control.as_ref().ok_or("no [control] section in the configuration")?;
     let tls = ward_gateway::ServerTls::new(&config.gateway.tls).map_err(|e| e.to_string())?;
@@ -69,12 +70,14 @@ pub async fn start(
         .map_err(|e| format!("{}: {e}", config.audit.hmac_key_file.display()))?;
     let hasher = ward_crypto::KeyedHasher::new(&ward_crypto::SecretBytes::new(hmac_key))
         .map_err(|e| format!("{}: {e}", config.audit.hmac_key_file.display()))?;
-    let cp = Arc::new(
-        ControlPlane::open(store, settings)
-            .map_err(|e| e.to_string())?
-            .with_admin_token(&token)
-            .with_audit(audit, hasher),
-    );
+    let mut cp = ControlPlane::open(store, settings)
+        .map_err(|e| e.to_string())?
+        .with_admin_token(&token)
+        .with_audit(audit, hasher);
+    if let Some(list) = revocations {
+        cp = cp.with_revocations(list);
+    }
+    let cp = Arc::new(cp);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(ward_control::serve(listener, Arc::clone(&tls.config), ward_control::router(cp), stopped));
     Ok(RunningControl { addr, issuer, stop, task })

@@ -451,12 +451,16 @@ fn serve(
 ) -> Result<(), String> {
     let rt = control_runtime()?;
     rt.block_on(async move {
-        let gateway = Gateway::bind(&config).await.map_err(|e| e.to_string())?;
+        // One process: revocations reach the gateway's workers in memory.
+        let revocations: std::sync::Arc<dyn ward_core::RevocationList> =
+            std::sync::Arc::new(ward_core::LocalRevocations::new());
+        let gateway =
+            Gateway::bind_with(&config, Some(std::sync::Arc::clone(&revocations))).await.map_err(|e| e.to_string())?;
         let addr = gateway.local_addr().map_err(|e| e.to_string())?;
         let control = match control {
             Some(listen) => {
                 let sink = std::sync::Arc::clone(gateway.audit_log()) as std::sync::Arc<dyn ward_audit::AuditSink>;
-                Some(control_cmd::start(&config, listen, sink).await?)
+                Some(control_cmd::start(&config, listen, sink, Some(revocations)).await?)
             }
             None => None,
         };
@@ -486,7 +490,7 @@ fn control(path: &Path) -> Result<(), String> {
         // Alone, the control plane writes the audit log itself (a gateway
         // process cannot share the directory: one writer per log).
         let log = ward_gateway::open_audit_log(&config.audit).map_err(|e| e.to_string())?;
-        let running = control_cmd::start(&config, None, log.clone()).await?;
+        let running = control_cmd::start(&config, None, log.clone(), None).await?;
         tracing::info!(addr = %running.addr, issuer = %running.issuer, "control plane listening");
         terminated().await;
         running.stop().await;

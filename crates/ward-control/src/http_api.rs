@@ -455,7 +455,7 @@ async fn revoke(
                 &ext,
                 &request_id(),
                 ("POST", PATH),
-                ward_core::ReasonCode::TokenRevoked,
+                ward_core::ReasonCode::RevocationRecorded,
                 200,
                 Some(client.id.as_str()),
                 None,

@@ -95,6 +95,8 @@ pub struct ControlPlane {
     /// Tokens whose signature was already verified: SHA-256 of the token →
     /// its claims (bounded; expiry and revocation are still checked on every use).
     verified: std::sync::Mutex<HashMap<[u8; 32], Arc<ward_core::Claims>>>,
+    /// Gateways' revocation list, told about every revocation.
+    revocations: Option<Arc<dyn ward_core::RevocationList>>,
     /// Where token-service events go, and the key client addresses are hashed with.
     audit: Option<(Arc<dyn AuditSink>, ward_crypto::KeyedHasher)>,
 }
@@ -135,6 +137,7 @@ impl ControlPlane {
             revoked: ArcSwap::from_pointee(revoked),
             admin_token: None,
             verified: std::sync::Mutex::new(HashMap::new()),
+            revocations: None,
             audit: None,
         })
     }
@@ -146,6 +149,18 @@ impl ControlPlane {
     #[must_use]
     pub fn with_audit(mut self, sink: Arc<dyn AuditSink>, hasher: ward_crypto::KeyedHasher) -> Self {
         self.audit = Some((sink, hasher));
+        self
+    }
+
+    /// Push every revocation (and the ones already stored) to `list`, which
+    /// the gateways check on every request: in-process for `ward up`, a
+    /// shared store when scaled out.
+    #[must_use]
+    pub fn with_revocations(mut self, list: Arc<dyn ward_core::RevocationList>) -> Self {
+        for (jti, exp) in self.revoked.load().iter() {
+            list.revoke(&self.settings.issuer, jti, *exp);
+        }
+        self.revocations = Some(list);
         self
     }
 
@@ -263,6 +278,9 @@ impl ControlPlane {
     /// [`ControlError`] from the store.
     pub fn revoke(&self, jti: &str, exp: u64) -> Result<(), ControlError> {
         self.store.revoke(jti, exp)?;
+        if let Some(list) = &self.revocations {
+            list.revoke(&self.settings.issuer, jti, exp);
+        }
         let mut next = HashMap::clone(&self.revoked.load());
         next.insert(jti.to_owned(), exp);
         self.revoked.store(Arc::new(next));

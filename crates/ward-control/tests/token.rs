@@ -352,7 +352,7 @@ async fn issuance_refusals_revocations_and_admin_calls_are_audited() {
             ("token", "token_issued", Some("billing"), None),
             ("token", "client_authentication_failed", Some("billing"), Some("invalid_client")),
             ("token", "token_request_refused", Some("billing"), Some("invalid_scope")),
-            ("token", "token_revoked", Some("billing"), None),
+            ("token", "revocation_recorded", Some("billing"), None),
         ]
     );
     assert!(records.iter().all(|r| r["client_ip_hmac"].as_str().is_some_and(|h| h.len() == 32)));

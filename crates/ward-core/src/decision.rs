@@ -102,7 +102,9 @@ pub enum ReasonCode {
     ClientAuthenticationFailed,
     /// The token service refused a request (bad grant, scope, audience, parameters).
     TokenRequestRefused,
-    /// A token was revoked.
+    /// The token service recorded a revocation.
+    RevocationRecorded,
+    /// The presented token was revoked.
     TokenRevoked,
 }
 
@@ -152,6 +154,7 @@ impl ReasonCode {
             Self::TokenIssued => "token_issued",
             Self::ClientAuthenticationFailed => "client_authentication_failed",
             Self::TokenRequestRefused => "token_request_refused",
+            Self::RevocationRecorded => "revocation_recorded",
             Self::TokenRevoked => "token_revoked",
         }
     }
@@ -176,6 +179,7 @@ impl ReasonCode {
                 | Self::TokenBadAudience
                 | Self::TokenMissingClaim
                 | Self::TokenLifetimeTooLong
+                | Self::TokenRevoked
         )
     }
 }

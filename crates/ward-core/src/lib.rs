@@ -8,8 +8,10 @@ mod decision;
 mod duration;
 mod identity;
 mod request_id;
+mod revocation;
 
 pub use decision::{Decision, Effect, ReasonCode};
 pub use duration::{DurationParseError, parse_duration};
 pub use identity::{Claims, Identity, Principal};
 pub use request_id::RequestId;
+pub use revocation::{LocalRevocations, RevocationList};

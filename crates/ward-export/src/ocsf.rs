@@ -68,7 +68,7 @@ pub fn to_ocsf(record: &Value, index: u64, origin: &str) -> Value {
     let denied = s("decision") == "deny";
     let (category, class, class_name, activity, activity_name) = match event {
         "request" if reason.starts_with("token_") => (3, 3002, "Authentication", 1, "Logon".to_owned()),
-        "token" if reason == "token_revoked" => (3, 3002, "Authentication", 2, "Logoff".to_owned()),
+        "token" if reason == "revocation_recorded" => (3, 3002, "Authentication", 2, "Logoff".to_owned()),
         "token" => (3, 3002, "Authentication", 1, "Logon".to_owned()),
         "request" => {
             let (a, n) = http_activity(s("method"));

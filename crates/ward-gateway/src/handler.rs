@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     pub authn: Arc<Authenticator>,
     pub audit: Arc<dyn AuditSink>,
     pub pii_hasher: KeyedHasher,
+    /// Revoked tokens (the token service pushes them; checked after every
+    /// successful authentication, cached or not).
+    pub revocations: Option<Arc<dyn ward_core::RevocationList>>,
     pub token_sources: Vec<TokenSource>,
     pub forward_token: bool,
     pub forward_claims: Vec<(String, HeaderName)>,
@@ -482,7 +485,19 @@ pub(crate) async fn handle(
         Some(token) => {
             let accepts = |i: usize| runtime.providers.as_ref().is_none_or(|p| p.contains(&i));
             match shared.authn.authenticate(&token, now_secs(), accepts).await {
-                Ok(identity) => trail.identity = Some(identity),
+                Ok(identity) => {
+                    let revoked = shared.revocations.as_ref().is_some_and(|list| {
+                        identity
+                            .claims
+                            .get("jti")
+                            .and_then(|j| j.as_str())
+                            .is_some_and(|jti| list.is_revoked(&identity.issuer, jti))
+                    });
+                    trail.identity = Some(identity);
+                    if revoked {
+                        return Ok(shared.reject(&trail, ReasonCode::TokenRevoked));
+                    }
+                }
                 Err(TokenRejected(reason)) => return Ok(shared.reject(&trail, reason)),
             }
         }

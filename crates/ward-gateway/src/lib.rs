@@ -105,6 +105,18 @@ impl Gateway {
     /// # Errors
     /// [`GatewayError`] describing the first problem.
     pub async fn bind(config: &Config) -> Result<Self, GatewayError> {
+        Self::bind_with(config, None).await
+    }
+
+    /// As [`Self::bind`], also refusing tokens on `revocations` (which the
+    /// token service keeps up to date).
+    ///
+    /// # Errors
+    /// [`GatewayError`] describing the first problem.
+    pub async fn bind_with(
+        config: &Config,
+        revocations: Option<Arc<dyn ward_core::RevocationList>>,
+    ) -> Result<Self, GatewayError> {
         let tls = Arc::new(ServerTls::new(&config.gateway.tls)?);
         let authn = keys::authenticator(config).await?;
         let log = audit::open_log(&config.audit)?;
@@ -176,6 +188,7 @@ impl Gateway {
             authn,
             audit,
             pii_hasher,
+            revocations,
             token_sources: config.token_sources.clone(),
             forward_token: config.forward_token,
             forward_claims,

@@ -1,0 +1,159 @@
+//! A token issued by Ward's control plane is accepted by a running gateway
+//! that trusts the control plane's JWK set, and refused (401, audited as
+//! `token_revoked`) within one second of being revoked through the API.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+use ward_control::{ClientSpec, ControlPlane, ControlSettings, Store};
+use ward_core::{LocalRevocations, RevocationList};
+
+const POLICY: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: api}
+spec:
+  selector: {matchLabels: {ward.dev/route: api}}
+  rules:
+  - from: [{source: {requestPrincipals: ["*"]}}]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_is_refused_by_the_gateway_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = ward_pki::generate_local_pki("Revocation test CA", &["localhost"]).unwrap();
+    std::fs::write(d.join("ca.crt"), &pki.ca.cert_pem).unwrap();
+    std::fs::write(d.join("server.crt"), &pki.server.cert_pem).unwrap();
+    let private = |name: &str, bytes: &[u8]| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(d.join(name)).unwrap();
+        f.write_all(bytes).unwrap();
+    };
+    private("server.key", pki.server.key_pem.as_bytes());
+    private("audit.key", &[4u8; 32]);
+    private("checkpoint.key", ward_merkle::NoteSigner::generate("ward.test/audit").unwrap().1.as_bytes());
+
+    // The control plane, on its own TLS listener.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cport = listener.local_addr().unwrap().port();
+    let issuer = format!("https://localhost:{cport}");
+    let revocations: Arc<dyn RevocationList> = Arc::new(LocalRevocations::new());
+    let settings = ControlSettings {
+        issuer: issuer.clone(),
+        max_ttl: 3600,
+        key_alg: ward_authn::Algorithm::EdDsa,
+        publish_lead: 600,
+    };
+    let cp = ControlPlane::open(Store::open(&d.join("control.redb")).unwrap(), settings)
+        .unwrap()
+        .with_revocations(Arc::clone(&revocations));
+    let secret = cp
+        .create_client(&ClientSpec {
+            id: "svc".into(),
+            grants: vec![ward_issuer::clients::GrantType::ClientCredentials],
+            scopes: vec!["orders:read".into()],
+            audiences: vec!["orders".into()],
+            token_ttl: 600,
+        })
+        .unwrap()
+        .expose()
+        .to_owned();
+    let certs = CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::new(cp)), stopped));
+
+    // The gateway trusts the control plane's JWK set.
+    let (up, _) = common::start_upstream().await;
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::write(d.join("policies/api.yaml"), POLICY).unwrap();
+    let config = format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+[gateway.tls]
+cert_file = "server.crt"
+key_file = "server.key"
+[audit]
+dir = "audit"
+hmac_key_file = "audit.key"
+checkpoint_key_file = "checkpoint.key"
+[[providers]]
+name = "ward-control"
+issuer = "{issuer}"
+audiences = ["orders"]
+jwks_url = "{issuer}/.well-known/jwks.json"
+jwks_ca_file = "ca.crt"
+[[upstreams]]
+name = "app"
+url = "http://{up}"
+[[routes]]
+name = "api"
+prefix = "/api/"
+upstream = "app"
+"#
+    );
+    std::fs::write(d.join("ward.toml"), config).unwrap();
+    let config = ward_config::load(&d.join("ward.toml")).unwrap();
+    let gateway = ward_gateway::Gateway::bind_with(&config, Some(revocations)).await.unwrap();
+    let gport = gateway.local_addr().unwrap().port();
+    let running = gateway.spawn().unwrap();
+    let client = common::client(&pki.ca.cert_pem);
+
+    let token: Value = client
+        .post(format!("{issuer}/oauth2/token"))
+        .basic_auth("svc", Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let get = || client.get(format!("https://localhost:{gport}/api/items")).bearer_auth(&token).send();
+    assert_eq!(get().await.unwrap().status(), 200, "the gateway accepts the control plane's token");
+
+    let revoked_at = Instant::now();
+    let r = client
+        .post(format!("{issuer}/oauth2/revoke"))
+        .basic_auth("svc", Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut status = 0;
+    while revoked_at.elapsed() < Duration::from_secs(2) {
+        status = get().await.unwrap().status().as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = revoked_at.elapsed();
+    assert_eq!(status, 401, "the revoked token is refused");
+    assert!(took < Duration::from_secs(1), "enforced within 1 s (took {took:?})");
+    eprintln!("revocation enforced {took:?} after the API call");
+
+    running.shutdown().await;
+    let records = common::read_log(&d.join("audit"));
+    let last = records.iter().rfind(|r| r["event"] == "request").unwrap();
+    assert_eq!((last["reason"].as_str(), last["status"].as_u64()), (Some("token_revoked"), Some(401)));
+}
