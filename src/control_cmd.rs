@@ -121,22 +121,34 @@ fn failed(status: u16, body: &Value) -> String {
     format!("the control plane answered {status} {detail}")
 }
 
+/// What `ward client create` asks for.
+pub struct NewClient<'a> {
+    /// Client id.
+    pub id: &'a str,
+    /// Grants.
+    pub grants: &'a [String],
+    /// Scopes.
+    pub scopes: &'a [String],
+    /// Audiences.
+    pub audiences: &'a [String],
+    /// Token lifetime (seconds).
+    pub ttl: u64,
+    /// Public JWK set for private_key_jwt.
+    pub jwks: Option<Value>,
+}
+
 /// `ward client create`.
-pub async fn client_create(
-    target: &AdminTarget,
-    id: &str,
-    grants: &[String],
-    scopes: &[String],
-    audiences: &[String],
-    ttl: u64,
-) -> Result<String, String> {
-    let body = json!({"client_id": id, "grants": grants, "scopes": scopes, "audiences": audiences, "token_ttl": ttl});
+pub async fn client_create(target: &AdminTarget, c: &NewClient<'_>) -> Result<String, String> {
+    let body = json!({"client_id": c.id, "grants": c.grants, "scopes": c.scopes, "audiences": c.audiences,
+                      "token_ttl": c.ttl, "jwks": c.jwks});
     match target.call(reqwest::Method::POST, "/admin/clients", Some(body)).await? {
-        (201, v) => Ok(format!(
-            "client_id={}\nclient_secret={}\n(the secret is shown once; Ward keeps only its hash)\n",
-            v["client_id"].as_str().unwrap_or(id),
-            v["client_secret"].as_str().unwrap_or("")
-        )),
+        (201, v) => Ok(match v["client_secret"].as_str() {
+            Some(secret) => format!(
+                "client_id={}\nclient_secret={secret}\n(the secret is shown once; Ward keeps only its hash)\n",
+                v["client_id"].as_str().unwrap_or(c.id)
+            ),
+            None => format!("client_id={}\n(authenticates with private_key_jwt and its registered keys)\n", c.id),
+        }),
         (s, v) => Err(failed(s, &v)),
     }
 }

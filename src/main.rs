@@ -141,6 +141,9 @@ enum ClientCommand {
         /// Access token lifetime, e.g. 15m.
         #[arg(long, default_value = "15m")]
         ttl: String,
+        /// A public JWK set file: the client authenticates with private_key_jwt (RFC 7523) and gets no secret.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
     },
     /// List clients (never their secrets).
     List,
@@ -512,9 +515,24 @@ fn admin_cli(data_dir: &Path, config: Option<PathBuf>, ca: Option<PathBuf>, comm
         let target = control_cmd::AdminTarget::new(&config, &ca.unwrap_or_else(|| data_dir.join("ca.crt")))?;
         control_runtime()?.block_on(async move {
             match command {
-                AdminCommand::Client(ClientCommand::Create { id, grants, scopes, audiences, ttl }) => {
+                AdminCommand::Client(ClientCommand::Create { id, grants, scopes, audiences, ttl, jwks }) => {
                     let ttl = parse_duration(&ttl).map_err(|e| format!("--ttl: {e}"))?.as_secs();
-                    control_cmd::client_create(&target, &id, &grants, &scopes, &audiences, ttl).await
+                    let jwks = jwks
+                        .map(|p| {
+                            std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display())).and_then(|t| {
+                                serde_json::from_str::<Value>(&t).map_err(|e| format!("{}: {e}", p.display()))
+                            })
+                        })
+                        .transpose()?;
+                    let spec = control_cmd::NewClient {
+                        id: &id,
+                        grants: &grants,
+                        scopes: &scopes,
+                        audiences: &audiences,
+                        ttl,
+                        jwks,
+                    };
+                    control_cmd::client_create(&target, &spec).await
                 }
                 AdminCommand::Client(ClientCommand::List) => control_cmd::client_list(&target).await,
                 AdminCommand::Client(ClientCommand::Delete { id }) => control_cmd::client_delete(&target, &id).await,

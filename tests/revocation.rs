@@ -62,7 +62,9 @@ async fn a_revoked_token_is_refused_by_the_gateway_within_a_second() {
             scopes: vec!["orders:read".into()],
             audiences: vec!["orders".into()],
             token_ttl: 600,
+            jwks: None,
         })
+        .unwrap()
         .unwrap()
         .expose()
         .to_owned();

@@ -198,6 +198,16 @@ fn authenticate(
 ) -> (Result<Client, OAuthError>, bool) {
     let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
     let posted = params.get("client_secret");
+    // private_key_jwt (RFC 7523): the only method, or an error.
+    if params.contains_key("client_assertion") || params.contains_key("client_assertion_type") {
+        if basic.is_some() || posted.is_some() {
+            return (
+                Err(OAuthError::InvalidRequest("more than one client authentication method".into())),
+                basic.is_some(),
+            );
+        }
+        return (private_key_jwt(cp, params), false);
+    }
     let (id, secret) = match (basic, posted) {
         (Some(_), Some(_)) => {
             return (Err(OAuthError::InvalidRequest("more than one client authentication method".into())), true);
@@ -269,6 +279,40 @@ fn claimed_client(headers: &HeaderMap, params: &HashMap<String, String>) -> Opti
         .and_then(|d| String::from_utf8(d).ok())
         .and_then(|d| d.split_once(':').map(|(i, _)| i.to_owned()));
     from_basic.or_else(|| params.get("client_id").cloned()).filter(|c| ward_issuer::ClientId::new(c).is_ok())
+}
+
+/// Authenticate a `private_key_jwt` client: its assertion verifies with
+/// its registered keys, names this token endpoint, and was never used before.
+fn private_key_jwt(cp: &ControlPlane, params: &HashMap<String, String>) -> Result<Client, OAuthError> {
+    if params.get("client_assertion_type").map(String::as_str) != Some(ward_issuer::assertion::ASSERTION_TYPE) {
+        return Err(OAuthError::InvalidRequest("unsupported client_assertion_type".into()));
+    }
+    let assertion =
+        params.get("client_assertion").ok_or_else(|| OAuthError::InvalidRequest("client_assertion missing".into()))?;
+    // The client is named by the assertion's `sub` (and `client_id`, if sent, must agree).
+    let sub = assertion
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+        .and_then(|c| c["sub"].as_str().map(str::to_owned))
+        .ok_or_else(|| OAuthError::InvalidClient("assertion without sub".into()))?;
+    if params.get("client_id").is_some_and(|c| *c != sub) {
+        return Err(OAuthError::InvalidRequest("client_id differs from the assertion's subject".into()));
+    }
+    let client = cp
+        .clients
+        .load()
+        .get(&sub)
+        .cloned()
+        .ok_or_else(|| OAuthError::InvalidClient(format!("unknown client `{sub}`")))?;
+    let endpoint = format!("{}/oauth2/token", cp.settings.issuer);
+    let t = now();
+    let verified = ward_issuer::assertion::verify(&client, assertion, &[&endpoint, &cp.settings.issuer], t, 300)?;
+    if !cp.first_use(&sub, &verified.jti, verified.exp, t) {
+        return Err(OAuthError::InvalidClient(format!("client {sub}: assertion {} replayed", verified.jti)));
+    }
+    Ok(client)
 }
 
 async fn token(
@@ -544,6 +588,7 @@ async fn admin_create_client(
         scopes,
         audiences,
         token_ttl: v["token_ttl"].as_u64().unwrap_or(900),
+        jwks: v.get("jwks").filter(|j| !j.is_null()).map(Value::to_string),
     };
     let cp2 = Arc::clone(&cp);
     match tokio::task::spawn_blocking(move || cp2.create_client(&spec)).await {
@@ -552,7 +597,11 @@ async fn admin_create_client(
             if taken.is_err() {
                 return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"}));
             }
-            json_response(StatusCode::CREATED, &json!({"client_id": id, "client_secret": secret.expose()}))
+            let mut body = json!({"client_id": id});
+            if let Some(secret) = &secret {
+                body["client_secret"] = json!(secret.expose());
+            }
+            json_response(StatusCode::CREATED, &body)
         }
         Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
         _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),

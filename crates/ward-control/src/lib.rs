@@ -59,6 +59,9 @@ pub struct ClientSpec {
     pub audiences: Vec<String>,
     /// Token lifetime (seconds).
     pub token_ttl: u64,
+    /// A public JWK set: the client authenticates with `private_key_jwt`
+    /// (RFC 7523) and gets no secret.
+    pub jwks: Option<String>,
 }
 
 /// Why a control-plane operation failed.
@@ -95,6 +98,8 @@ pub struct ControlPlane {
     /// Tokens whose signature was already verified: SHA-256 of the token →
     /// its claims (bounded; expiry and revocation are still checked on every use).
     verified: std::sync::Mutex<HashMap<[u8; 32], Arc<ward_core::Claims>>>,
+    /// Client assertion ids seen while they are valid (replay protection).
+    assertions: std::sync::Mutex<HashMap<String, u64>>,
     /// Gateways' revocation list, told about every revocation.
     revocations: Option<Arc<dyn ward_core::RevocationList>>,
     /// Where token-service events go, and the key client addresses are hashed with.
@@ -137,6 +142,7 @@ impl ControlPlane {
             revoked: ArcSwap::from_pointee(revoked),
             admin_token: None,
             verified: std::sync::Mutex::new(HashMap::new()),
+            assertions: std::sync::Mutex::new(HashMap::new()),
             revocations: None,
             audit: None,
         })
@@ -196,11 +202,12 @@ impl ControlPlane {
         &self.settings
     }
 
-    /// Register a client; returns its secret (shown once, stored only hashed).
+    /// Register a client; returns its secret (shown once, stored only
+    /// hashed), or none for a client that authenticates with its own keys.
     ///
     /// # Errors
-    /// [`ControlError`] for a bad or duplicate id, or a store failure.
-    pub fn create_client(&self, spec: &ClientSpec) -> Result<ClientSecret, ControlError> {
+    /// [`ControlError`] for a bad or duplicate id, unusable keys, or a store failure.
+    pub fn create_client(&self, spec: &ClientSpec) -> Result<Option<ClientSecret>, ControlError> {
         let id = ClientId::new(&spec.id).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
         if self.clients.load().contains_key(id.as_str()) {
             return Err(ControlError::Invalid(format!("client `{id}` exists")));
@@ -208,10 +215,25 @@ impl ControlPlane {
         if spec.token_ttl == 0 || spec.token_ttl > self.settings.max_ttl {
             return Err(ControlError::Invalid(format!("token_ttl must be 1..={} seconds", self.settings.max_ttl)));
         }
-        let (secret, hash) = ClientSecret::generate().map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let (secret, hash) = match &spec.jwks {
+            Some(jwks) => {
+                let keys = JwkSet::parse(jwks.as_bytes())
+                    .and_then(|s| s.verifying_keys())
+                    .map_err(|e| ControlError::Invalid(format!("jwks: {e}")))?;
+                if keys.is_empty() || keys.iter().any(|(_, k)| !k.algorithm().is_asymmetric()) {
+                    return Err(ControlError::Invalid("jwks: one or more public keys (no shared secrets)".into()));
+                }
+                (None, None)
+            }
+            None => {
+                let (secret, hash) = ClientSecret::generate().map_err(|e| ControlError::Invalid(e.to_string()))?;
+                (Some(secret), Some(hash))
+            }
+        };
         let client = Client {
             id,
-            secret_hash: Some(hash),
+            secret_hash: hash,
+            public_jwks: spec.jwks.clone(),
             grants: spec.grants.iter().copied().collect(),
             scopes: spec.scopes.iter().cloned().collect(),
             audiences: spec.audiences.clone(),
@@ -222,6 +244,23 @@ impl ControlPlane {
         next.insert(client.id.as_str().to_owned(), client);
         self.clients.store(Arc::new(next));
         Ok(secret)
+    }
+
+    /// Remember a client assertion's `jti` until it expires; false if it
+    /// was already used (a replay).
+    pub(crate) fn first_use(&self, client: &str, jti: &str, exp: u64, now: u64) -> bool {
+        let Ok(mut seen) = self.assertions.lock() else { return false };
+        if seen.len() > 100_000 {
+            seen.retain(|_, e| *e > now);
+        }
+        let key = format!("{client}\n{jti}");
+        match seen.get(&key) {
+            Some(e) if *e > now => false,
+            _ => {
+                seen.insert(key, exp);
+                true
+            }
+        }
     }
 
     /// Remove a client; whether it existed.

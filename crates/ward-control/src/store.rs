@@ -36,6 +36,8 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 struct ClientRecord {
     id: String,
     secret_sha256: Option<String>,
+    #[serde(default)]
+    public_jwks: Option<String>,
     grants: Vec<String>,
     scopes: Vec<String>,
     audiences: Vec<String>,
@@ -60,6 +62,7 @@ fn to_record(c: &Client) -> ClientRecord {
     ClientRecord {
         id: c.id.as_str().to_owned(),
         secret_sha256: c.secret_hash.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+        public_jwks: c.public_jwks.clone(),
         grants: c.grants.iter().map(|g| g.as_str().to_owned()).collect(),
         scopes: c.scopes.iter().cloned().collect(),
         audiences: c.audiences.clone(),
@@ -82,6 +85,7 @@ fn from_record(r: ClientRecord) -> Result<Client, StoreError> {
     Ok(Client {
         id: ClientId::new(&r.id).map_err(|_| StoreError(format!("bad client id `{}`", r.id)))?,
         secret_hash,
+        public_jwks: r.public_jwks,
         grants: r.grants.iter().map(|g| GrantType::parse(g)).collect::<Result<BTreeSet<_>, _>>().map_err(err)?,
         scopes: r.scopes.into_iter().collect(),
         audiences: r.audiences,

@@ -65,6 +65,7 @@ fn spec(id: &str) -> ClientSpec {
         scopes: vec!["orders:read".into(), "orders:write".into()],
         audiences: vec!["orders".into()],
         token_ttl: 300,
+        jwks: None,
     }
 }
 
@@ -96,7 +97,7 @@ fn verify_with(jwks: &Value, token: &str) -> Option<Value> {
 #[tokio::test]
 async fn client_credentials_end_to_end() {
     let r = start().await;
-    let secret = r.cp.create_client(&spec("billing")).unwrap();
+    let secret = r.cp.create_client(&spec("billing")).unwrap().unwrap();
     let secret = secret.expose().to_owned();
 
     let disco: Value = r
@@ -162,8 +163,8 @@ async fn client_credentials_end_to_end() {
 #[tokio::test]
 async fn refusals_carry_the_rfc_error_codes_and_no_reasons() {
     let r = start().await;
-    let secret = r.cp.create_client(&spec("billing")).unwrap().expose().to_owned();
-    let other = r.cp.create_client(&spec("shipping")).unwrap().expose().to_owned();
+    let secret = r.cp.create_client(&spec("billing")).unwrap().unwrap().expose().to_owned();
+    let other = r.cp.create_client(&spec("shipping")).unwrap().unwrap().expose().to_owned();
     let cc = ("grant_type", "client_credentials");
     type Case<'a> = (Option<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>, u16, &'a str);
     let cases: Vec<Case> = vec![
@@ -238,7 +239,7 @@ async fn refusals_carry_the_rfc_error_codes_and_no_reasons() {
 #[tokio::test]
 async fn a_rotated_key_is_published_before_it_signs() {
     let r = start().await;
-    let secret = r.cp.create_client(&spec("billing")).unwrap().expose().to_owned();
+    let secret = r.cp.create_client(&spec("billing")).unwrap().unwrap().expose().to_owned();
     let before: Value =
         r.client.get(format!("{}/.well-known/jwks.json", r.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(before["keys"].as_array().unwrap().len(), 1);
@@ -357,4 +358,59 @@ async fn issuance_refusals_revocations_and_admin_calls_are_audited() {
     );
     assert!(records.iter().all(|r| r["client_ip_hmac"].as_str().is_some_and(|h| h.len() == 32)));
     assert!(!records.iter().any(|r| r.to_string().contains(&secret)), "no secret in the log");
+}
+
+#[tokio::test]
+async fn private_key_jwt_clients_authenticate_with_their_own_keys_once_per_assertion() {
+    use ward_authn::TokenSigner;
+    let r = start().await;
+    let key =
+        TokenSigner::from_pkcs8(Algorithm::Es256, &TokenSigner::generate_pkcs8(Algorithm::Es256).unwrap()).unwrap();
+    let mut s = spec("keyed");
+    s.jwks = Some(key.public_jwk_set().to_string());
+    assert!(r.cp.create_client(&s).unwrap().is_none(), "no secret for a key-authenticated client");
+    let now = ward_control::now();
+    let endpoint = format!("{}/oauth2/token", r.base);
+    let assertion = |aud: &str, jti: &str| {
+        let claims =
+            serde_json::json!({"iss": "keyed", "sub": "keyed", "aud": aud, "exp": now + 60, "iat": now, "jti": jti});
+        key.sign(claims.as_object().unwrap()).unwrap()
+    };
+    let ty = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let a1 = assertion(&endpoint, "a1");
+    let form = |a: &str| {
+        vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_assertion_type", ty.to_owned()),
+            ("client_assertion", a.to_owned()),
+        ]
+    };
+    let send = |f: Vec<(&'static str, String)>, basic: Option<(&'static str, &'static str)>| {
+        let mut req = r.client.post(&endpoint).form(&f);
+        if let Some((u, p)) = basic {
+            req = req.basic_auth(u, Some(p));
+        }
+        req.send()
+    };
+    let ok = send(form(&a1), None).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    let claims = verify_with(
+        &r.client.get(format!("{}/.well-known/jwks.json", r.base)).send().await.unwrap().json().await.unwrap(),
+        body["access_token"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "keyed");
+
+    let replay = send(form(&a1), None).await.unwrap();
+    assert_eq!(replay.status(), 401, "an assertion is single-use");
+    let elsewhere = send(form(&assertion("https://other.example/token", "a2")), None).await.unwrap();
+    assert_eq!(elsewhere.status(), 401, "an assertion for another endpoint");
+    let both = send(form(&assertion(&endpoint, "a3")), Some(("keyed", "x"))).await.unwrap();
+    assert_eq!(both.status(), 400, "two authentication methods");
+    let mut wrong_type = form(&assertion(&endpoint, "a4"));
+    wrong_type[1].1 = "urn:example:other".into();
+    assert_eq!(send(wrong_type, None).await.unwrap().status(), 400);
+    // Issuer as audience is accepted too (OIDC Core §9).
+    assert_eq!(send(form(&assertion(&r.base, "a5")), None).await.unwrap().status(), 200);
 }

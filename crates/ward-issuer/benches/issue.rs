@@ -19,6 +19,7 @@ fn bench(c: &mut Criterion) {
     let client = Client {
         id: ClientId::new("billing").unwrap(),
         secret_hash: Some(hash),
+        public_jwks: None,
         grants: [GrantType::ClientCredentials].into(),
         scopes: ["orders:read".to_owned(), "orders:write".to_owned()].into(),
         audiences: vec!["orders".into()],

@@ -124,6 +124,8 @@ pub struct Client {
     pub id: ClientId,
     /// SHA-256 of its secret (none for clients that authenticate with `private_key_jwt`).
     pub secret_hash: Option<[u8; 32]>,
+    /// Its public JWK set, for `private_key_jwt` (RFC 7523).
+    pub public_jwks: Option<String>,
     /// Grants it may use.
     pub grants: BTreeSet<GrantType>,
     /// Scopes it may obtain.
@@ -173,6 +175,7 @@ mod tests {
         Client {
             id: ClientId::new("billing").unwrap(),
             secret_hash: hash,
+            public_jwks: None,
             grants: [GrantType::ClientCredentials].into(),
             scopes: ["orders:read".to_owned()].into(),
             audiences: vec!["orders".into()],

@@ -132,6 +132,7 @@ mod tests {
         Client {
             id: ClientId::new("billing").unwrap(),
             secret_hash: None,
+            public_jwks: None,
             grants: [GrantType::ClientCredentials].into(),
             scopes: ["orders:read".to_owned(), "orders:write".to_owned()].into(),
             audiences: vec!["orders".into(), "invoices".into()],

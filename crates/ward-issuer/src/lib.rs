@@ -14,6 +14,7 @@
 //! these.
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 pub mod clients;
 pub mod discovery;
 pub mod error;

@@ -24,6 +24,7 @@ fn tokens_verify_against_the_published_set_through_a_rotation() {
     let client = Client {
         id: ClientId::new("svc").unwrap(),
         secret_hash: None,
+        public_jwks: None,
         grants: [GrantType::ClientCredentials].into(),
         scopes: ["read".to_owned()].into(),
         audiences: vec!["api".into()],
