@@ -58,6 +58,41 @@ except OAuthError as e:
 print(json.dumps(out))
 "#;
 
+/// An EC P-256 key pair for a private_key_jwt client: the private PEM stays
+/// with the client, the public JWK goes to Ward.
+const KEYGEN: &str = r#"
+import json
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
+from authlib.jose import JsonWebKey
+key = ec.generate_private_key(ec.SECP256R1())
+pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+open("client-key.pem", "wb").write(pem)
+jwk = JsonWebKey.import_key(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)).as_dict()
+jwk["alg"] = "ES256"
+jwk["kid"] = "client-key-1"
+json.dump({"keys": [jwk]}, open("client-pub.json", "w"))
+"#;
+
+/// Authlib's private_key_jwt client authentication (RFC 7523), then PyJWT
+/// reading the issued token's claims (signature checked above).
+const PRIVATE_KEY_JWT: &str = r#"
+import json, sys
+import jwt
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from joserfc.jwk import ECKey
+base, ca = sys.argv[1:3]
+endpoint = base + "/oauth2/token"
+# Authlib reads a PEM string as RSA: hand it the EC key object.
+key = ECKey.import_key(open("client-key.pem").read())
+s = OAuth2Session("keyed", key, token_endpoint_auth_method="private_key_jwt", scope="orders:read")
+s.register_client_auth_method(PrivateKeyJWT(endpoint, alg="ES256"))
+tok = s.fetch_token(endpoint, grant_type="client_credentials", verify=ca)
+claims = jwt.decode(tok["access_token"], options={"verify_signature": False})
+print(json.dumps({"token_type": tok["token_type"], "sub": claims["sub"]}))
+"#;
+
 fn write_config(dir: &Path, port: u16) {
     let pki = ward_pki::generate_local_pki("Interop CA", &["localhost", "127.0.0.1"]).unwrap();
     std::fs::write(dir.join("ca.crt"), &pki.ca.cert_pem).unwrap();
@@ -166,6 +201,41 @@ fn authlib_and_pyjwt_against_ward_control() {
     assert_eq!(v["claims"]["sub"], "billing");
     assert_eq!(v["claims"]["aud"], "orders");
     assert_eq!(v["wrong_secret"], "invalid_client");
+
+    // private_key_jwt: Python makes the key pair, Ward gets only the public
+    // JWK (`ward client create --jwks`), Authlib signs the assertions.
+    let keygen = Command::new("python3").args(["-c", KEYGEN]).current_dir(dir.path()).output().unwrap();
+    assert!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
+    let out = ward(
+        dir.path(),
+        &[
+            &[
+                "client",
+                "create",
+                "--id",
+                "keyed",
+                "--scope",
+                "orders:read",
+                "--audience",
+                "orders",
+                "--jwks",
+                "client-pub.json",
+            ][..],
+            &cfg[..],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("client_secret"));
+    let py = Command::new("python3")
+        .args(["-c", PRIVATE_KEY_JWT, &base, dir.path().join("ca.crt").to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(v["token_type"], "Bearer", "{v}");
+    assert_eq!(v["sub"], "keyed");
 
     // Rotation through the CLI; the new key is published at once.
     let rotated = ward(dir.path(), &[&["keys", "rotate"][..], &cfg[..]].concat());

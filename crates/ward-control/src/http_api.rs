@@ -308,7 +308,9 @@ fn private_key_jwt(cp: &ControlPlane, params: &HashMap<String, String>) -> Resul
         .ok_or_else(|| OAuthError::InvalidClient(format!("unknown client `{sub}`")))?;
     let endpoint = format!("{}/oauth2/token", cp.settings.issuer);
     let t = now();
-    let verified = ward_issuer::assertion::verify(&client, assertion, &[&endpoint, &cp.settings.issuer], t, 300)?;
+    // At most an hour ahead: Authlib and others default to 3600 s; the jti stays
+    // in the replay set until the assertion expires.
+    let verified = ward_issuer::assertion::verify(&client, assertion, &[&endpoint, &cp.settings.issuer], t, 3600)?;
     if !cp.first_use(&sub, &verified.jti, verified.exp, t) {
         return Err(OAuthError::InvalidClient(format!("client {sub}: assertion {} replayed", verified.jti)));
     }
