@@ -340,7 +340,7 @@ async fn token(
         Some(Err(e)) => return refuse(&cp, &ext, PATH, who, &e, basic),
         Some(Ok(g)) => g,
     };
-    if grant_type != GrantType::ClientCredentials {
+    if !matches!(grant_type, GrantType::ClientCredentials | GrantType::TokenExchange) {
         let e = OAuthError::UnsupportedGrantType(format!("{} is not served yet", grant_type.as_str()));
         return refuse(&cp, &ext, PATH, who, &e, basic);
     }
@@ -354,7 +354,13 @@ async fn token(
     let t = now();
     let unavailable = || json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"}));
     let Ok(jti) = ward_crypto::random_bytes::<16>().map(|b| URL_SAFE_NO_PAD.encode(b)) else { return unavailable() };
-    let minted = match grant::client_credentials(&cp.issuer, &client, &request, t, &jti) {
+    let exchange = grant_type == GrantType::TokenExchange;
+    let minted = if exchange {
+        exchange_grant(&cp, &client, &params, &request, t, &jti)
+    } else {
+        grant::client_credentials(&cp.issuer, &client, &request, t, &jti)
+    };
+    let minted = match minted {
         Ok(m) => m,
         Err(e) => return refuse(&cp, &ext, PATH, who, &e, basic),
     };
@@ -372,7 +378,41 @@ async fn token(
     if !durable(&cp, index).await {
         return unavailable();
     }
-    json_response(StatusCode::OK, &grant::token_response(&token, &minted))
+    let mut body = grant::token_response(&token, &minted);
+    if exchange {
+        body["issued_token_type"] = json!(grant::ACCESS_TOKEN_TYPE);
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+/// RFC 8693 token exchange: the subject token must be a valid, unrevoked
+/// Ward access token; the authenticated client is the actor.
+fn exchange_grant(
+    cp: &ControlPlane,
+    client: &Client,
+    params: &HashMap<String, String>,
+    request: &TokenRequest,
+    now: u64,
+    jti: &str,
+) -> Result<grant::Minted, OAuthError> {
+    client.may_use(GrantType::TokenExchange)?;
+    let subject_token =
+        params.get("subject_token").ok_or_else(|| OAuthError::InvalidRequest("subject_token missing".into()))?;
+    if params.get("subject_token_type").map(String::as_str) != Some(grant::ACCESS_TOKEN_TYPE) {
+        return Err(OAuthError::InvalidRequest("subject_token_type must be an access token".into()));
+    }
+    if params.get("requested_token_type").is_some_and(|t| t != grant::ACCESS_TOKEN_TYPE) {
+        return Err(OAuthError::InvalidRequest("only access tokens are issued".into()));
+    }
+    if params.contains_key("actor_token") {
+        return Err(OAuthError::InvalidRequest(
+            "actor_token is not supported: the authenticated client is the actor".into(),
+        ));
+    }
+    let subject = cp
+        .verify_token(subject_token, now)
+        .ok_or_else(|| OAuthError::InvalidGrant("subject token is not a valid Ward token".into()))?;
+    grant::token_exchange(&cp.issuer, client, &subject, request, now, jti)
 }
 
 impl ControlPlane {

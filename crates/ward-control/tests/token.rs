@@ -173,6 +173,12 @@ async fn refusals_carry_the_rfc_error_codes_and_no_reasons() {
         (None, vec![cc], 401, "invalid_client"),
         (Some(("billing", &secret)), vec![("grant_type", "password")], 400, "unsupported_grant_type"),
         (Some(("billing", &secret)), vec![("grant_type", "authorization_code")], 400, "unsupported_grant_type"),
+        (
+            Some(("billing", &secret)),
+            vec![("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange")],
+            400,
+            "unauthorized_client",
+        ),
         (Some(("billing", &secret)), vec![], 400, "invalid_request"),
         (Some(("billing", &secret)), vec![cc, ("scope", "orders:read admin")], 400, "invalid_scope"),
         (Some(("billing", &secret)), vec![cc, ("resource", "payroll")], 400, "invalid_target"),
@@ -413,4 +419,90 @@ async fn private_key_jwt_clients_authenticate_with_their_own_keys_once_per_asser
     assert_eq!(send(wrong_type, None).await.unwrap().status(), 400);
     // Issuer as audience is accepted too (OIDC Core §9).
     assert_eq!(send(form(&assertion(&r.base, "a5")), None).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn token_exchange_narrows_and_records_the_actor_chain() {
+    let r = start().await;
+    let mut frontend = spec("frontend");
+    frontend.audiences = vec!["backend".into()];
+    let frontend_secret = r.cp.create_client(&frontend).unwrap().unwrap().expose().to_owned();
+    let mut backend = spec("backend");
+    backend.grants = vec![GrantType::TokenExchange];
+    backend.audiences = vec!["db".into()];
+    let backend_secret = r.cp.create_client(&backend).unwrap().unwrap().expose().to_owned();
+
+    let (_, body, _) =
+        post(&r, "/oauth2/token", Some(("frontend", &frontend_secret)), &[("grant_type", "client_credentials")]).await;
+    let subject = body["access_token"].as_str().unwrap().to_owned();
+    let te = "urn:ietf:params:oauth:grant-type:token-exchange";
+    let at = "urn:ietf:params:oauth:token-type:access_token";
+    let (s, body, _) = post(
+        &r,
+        "/oauth2/token",
+        Some(("backend", &backend_secret)),
+        &[
+            ("grant_type", te),
+            ("subject_token", &subject),
+            ("subject_token_type", at),
+            ("scope", "orders:read"),
+            ("audience", "db"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["issued_token_type"], at);
+    let jwks: Value =
+        r.client.get(format!("{}/.well-known/jwks.json", r.base)).send().await.unwrap().json().await.unwrap();
+    let claims = verify_with(&jwks, body["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (claims["sub"].as_str(), claims["aud"].as_str(), claims["scope"].as_str()),
+        (Some("frontend"), Some("db"), Some("orders:read"))
+    );
+    assert_eq!(claims["act"], serde_json::json!({"sub": "backend"}));
+
+    // Widening, unknown subject tokens, and clients without the grant are refused.
+    for (form, code) in [
+        (
+            vec![
+                ("grant_type", te),
+                ("subject_token", subject.as_str()),
+                ("subject_token_type", at),
+                ("scope", "orders:read admin"),
+            ],
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("grant_type", te),
+                ("subject_token", subject.as_str()),
+                ("subject_token_type", at),
+                ("audience", "payroll"),
+            ],
+            "invalid_target",
+        ),
+        (vec![("grant_type", te), ("subject_token", "forged.token.here"), ("subject_token_type", at)], "invalid_grant"),
+        (vec![("grant_type", te), ("subject_token", subject.as_str())], "invalid_request"),
+    ] {
+        let (s, body, _) = post(&r, "/oauth2/token", Some(("backend", &backend_secret)), &form).await;
+        assert_eq!((s, body["error"].as_str()), (400, Some(code)), "{form:?}");
+    }
+    let (s, body, _) = post(
+        &r,
+        "/oauth2/token",
+        Some(("frontend", &frontend_secret)),
+        &[("grant_type", te), ("subject_token", &subject), ("subject_token_type", at)],
+    )
+    .await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("unauthorized_client")));
+    // A revoked subject token cannot be exchanged.
+    post(&r, "/oauth2/revoke", Some(("frontend", &frontend_secret)), &[("token", &subject)]).await;
+    let (s, body, _) = post(
+        &r,
+        "/oauth2/token",
+        Some(("backend", &backend_secret)),
+        &[("grant_type", te), ("subject_token", &subject), ("subject_token_type", at)],
+    )
+    .await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
 }

@@ -186,3 +186,166 @@ mod tests {
         );
     }
 }
+
+/// `subject_token_type` / `issued_token_type` for access tokens (RFC 8693 §3).
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// Token exchange (RFC 8693) for an authenticated `client` acting for the
+/// subject of an already verified Ward token (`subject`): the new token keeps
+/// the subject, adds the client to the `act` chain, and can only narrow —
+/// scopes within the subject token's and the client's, audiences within the
+/// client's, lifetime within the subject token's.
+///
+/// # Errors
+/// [`OAuthError`] when the client may not exchange, or asks for more than
+/// the subject token or the client allows.
+pub fn token_exchange(
+    settings: &IssuerSettings,
+    client: &Client,
+    subject: &Claims,
+    request: &TokenRequest,
+    now: u64,
+    jti: &str,
+) -> Result<Minted, OAuthError> {
+    client.may_use(GrantType::TokenExchange)?;
+    let sub = subject
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or_else(|| OAuthError::InvalidGrant("subject token has no sub".into()))?;
+    let subject_exp = subject
+        .get("exp")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| OAuthError::InvalidGrant("subject token has no exp".into()))?;
+    let held: BTreeSet<String> = match subject.get("scope").and_then(Value::as_str) {
+        Some(s) if !s.is_empty() => parse_scope(s)?,
+        _ => BTreeSet::new(),
+    };
+    let allowed: BTreeSet<String> = held.intersection(&client.scopes).cloned().collect();
+    let scopes = match &request.scope {
+        None => allowed,
+        Some(s) => {
+            let asked = parse_scope(s)?;
+            if let Some(extra) = asked.iter().find(|s| !allowed.contains(*s)) {
+                return Err(OAuthError::InvalidScope(format!(
+                    "client {} may not widen the subject token to scope `{extra}`",
+                    client.id
+                )));
+            }
+            asked
+        }
+    };
+    let audiences: Vec<String> = if request.audiences.is_empty() {
+        client.audiences.first().cloned().into_iter().collect()
+    } else {
+        if let Some(extra) = request.audiences.iter().find(|a| !client.audiences.contains(a)) {
+            return Err(OAuthError::InvalidTarget(format!(
+                "client {} may not exchange for audience `{extra}`",
+                client.id
+            )));
+        }
+        request.audiences.clone()
+    };
+    if audiences.is_empty() {
+        return Err(OAuthError::InvalidTarget(format!("client {} has no audience", client.id)));
+    }
+    let exp = subject_exp.min(now + client.token_ttl.min(settings.max_ttl).max(1));
+    if exp <= now {
+        return Err(OAuthError::InvalidGrant("subject token expired".into()));
+    }
+    // RFC 8693 §4.1: the current actor on top, earlier actors nested inside.
+    let mut act = serde_json::Map::new();
+    act.insert("sub".into(), json!(client.id.as_str()));
+    if let Some(prior) = subject.get("act") {
+        act.insert("act".into(), prior.clone());
+    }
+    let scope = scopes.into_iter().collect::<Vec<_>>().join(" ");
+    let aud: Value = if audiences.len() == 1 { json!(audiences[0]) } else { json!(audiences) };
+    let mut claims = Claims::new();
+    claims.insert("iss".into(), json!(settings.issuer));
+    claims.insert("sub".into(), json!(sub));
+    claims.insert("aud".into(), aud);
+    claims.insert("iat".into(), json!(now));
+    claims.insert("nbf".into(), json!(now));
+    claims.insert("exp".into(), json!(exp));
+    claims.insert("jti".into(), json!(jti));
+    claims.insert("client_id".into(), json!(client.id.as_str()));
+    claims.insert("act".into(), Value::Object(act));
+    if !scope.is_empty() {
+        claims.insert("scope".into(), json!(scope));
+    }
+    Ok(Minted { claims, expires_in: exp - now, scope })
+}
+
+#[cfg(test)]
+mod exchange_tests {
+    use super::*;
+    use crate::clients::ClientId;
+
+    fn backend() -> Client {
+        Client {
+            id: ClientId::new("backend").unwrap(),
+            secret_hash: None,
+            public_jwks: None,
+            grants: [GrantType::TokenExchange].into(),
+            scopes: ["orders:read".to_owned(), "orders:write".to_owned(), "admin".to_owned()].into(),
+            audiences: vec!["db".into(), "cache".into()],
+            token_ttl: 600,
+        }
+    }
+
+    fn subject(scope: &str, exp: u64, act: Option<Value>) -> Claims {
+        let mut c = json!({"sub": "alice", "exp": exp, "scope": scope, "aud": "backend"}).as_object().unwrap().clone();
+        if let Some(a) = act {
+            c.insert("act".into(), a);
+        }
+        c
+    }
+
+    fn settings() -> IssuerSettings {
+        IssuerSettings { issuer: "https://ward.local".into(), max_ttl: 3600 }
+    }
+
+    #[test]
+    fn exchanged_tokens_keep_the_subject_record_the_actor_and_only_narrow() {
+        let s = subject("orders:read orders:write", 1300, None);
+        let req = TokenRequest { scope: Some("orders:read".into()), audiences: vec!["db".into()] };
+        let m = token_exchange(&settings(), &backend(), &s, &req, 1000, "j").unwrap();
+        assert_eq!(
+            (m.claims["sub"].as_str(), m.claims["aud"].as_str(), m.scope.as_str()),
+            (Some("alice"), Some("db"), "orders:read")
+        );
+        assert_eq!(m.claims["act"], json!({"sub": "backend"}));
+        assert_eq!((m.claims["exp"].as_u64(), m.expires_in), (Some(1300), 300), "never outlives the subject token");
+        // Default scope: what the subject holds and the client may have ("admin" is not held).
+        let d = token_exchange(&settings(), &backend(), &s, &TokenRequest::default(), 1000, "j").unwrap();
+        assert_eq!(d.scope, "orders:read orders:write");
+        // A chain: the earlier actor stays nested.
+        let chained = subject("orders:read", 5000, Some(json!({"sub": "frontend"})));
+        let c = token_exchange(&settings(), &backend(), &chained, &TokenRequest::default(), 1000, "j").unwrap();
+        assert_eq!(c.claims["act"], json!({"sub": "backend", "act": {"sub": "frontend"}}));
+        assert_eq!(c.expires_in, 600);
+    }
+
+    #[test]
+    fn widening_is_refused() {
+        let s = subject("orders:read", 2000, None);
+        let wider = TokenRequest { scope: Some("orders:read admin".into()), ..TokenRequest::default() };
+        assert_eq!(token_exchange(&settings(), &backend(), &s, &wider, 1000, "j").unwrap_err().code(), "invalid_scope");
+        let elsewhere = TokenRequest { audiences: vec!["payroll".into()], ..TokenRequest::default() };
+        assert_eq!(
+            token_exchange(&settings(), &backend(), &s, &elsewhere, 1000, "j").unwrap_err().code(),
+            "invalid_target"
+        );
+        let mut no_grant = backend();
+        no_grant.grants.clear();
+        assert_eq!(
+            token_exchange(&settings(), &no_grant, &s, &TokenRequest::default(), 1000, "j").unwrap_err().code(),
+            "unauthorized_client"
+        );
+        let expired = subject("orders:read", 900, None);
+        assert_eq!(
+            token_exchange(&settings(), &backend(), &expired, &TokenRequest::default(), 1000, "j").unwrap_err().code(),
+            "invalid_grant"
+        );
+    }
+}
