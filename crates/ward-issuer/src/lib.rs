@@ -20,6 +20,8 @@ pub mod discovery;
 pub mod error;
 pub mod grant;
 pub mod keys;
+pub mod pkce;
+pub mod users;
 
 pub use clients::{Client, ClientId, ClientSecret, GrantType};
 pub use error::OAuthError;
