@@ -180,3 +180,39 @@ pub async fn keys_rotate(target: &AdminTarget) -> Result<String, String> {
         (s, v) => Err(failed(s, &v)),
     }
 }
+
+/// The password from the first line of standard input (zeroized on drop).
+///
+/// # Errors
+/// A message when nothing could be read.
+pub fn read_password() -> Result<zeroize::Zeroizing<String>, String> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("reading the password from stdin: {e}"))?;
+    let trimmed = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    if trimmed.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    Ok(trimmed)
+}
+
+/// `ward user create`.
+pub async fn user_create(target: &AdminTarget, name: &str, password: &str) -> Result<String, String> {
+    match target
+        .call(reqwest::Method::POST, "/admin/users", Some(json!({"username": name, "password": password})))
+        .await?
+    {
+        (201, _) => Ok(format!("created user {name}\n")),
+        (s, v) => Err(failed(s, &v)),
+    }
+}
+
+/// `ward user passwd`.
+pub async fn user_passwd(target: &AdminTarget, name: &str, password: &str) -> Result<String, String> {
+    match target
+        .call(reqwest::Method::PUT, &format!("/admin/users/{name}/password"), Some(json!({"password": password})))
+        .await?
+    {
+        (204, _) => Ok(format!("changed the password of {name}\n")),
+        (s, v) => Err(failed(s, &v)),
+    }
+}

@@ -74,6 +74,20 @@ enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// Local users of the token service's login page (through its admin API).
+    User {
+        /// The data directory whose ward.toml names the control plane.
+        #[arg(long, default_value = "ward-data", global = true)]
+        data_dir: PathBuf,
+        /// A configuration file to use instead of DATA_DIR/ward.toml.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// The CA certificate the control plane's certificate chains to (default DATA_DIR/ca.crt).
+        #[arg(long, global = true)]
+        ca: Option<PathBuf>,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// The token service's signing keys.
     Keys {
         /// The data directory whose ward.toml names the control plane.
@@ -151,6 +165,22 @@ enum ClientCommand {
     Delete {
         /// The client id.
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from the first line of standard input (never from the command line).
+    Create {
+        /// The username (a-z 0-9 . _ -).
+        #[arg(long)]
+        name: String,
+    },
+    /// Set a user's password, read from the first line of standard input.
+    Passwd {
+        /// The username.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -323,6 +353,9 @@ fn main() -> ExitCode {
         Command::Control { config } => control(&config),
         Command::Client { data_dir, config, ca, command } => {
             return admin_cli(&data_dir, config, ca, AdminCommand::Client(command));
+        }
+        Command::User { data_dir, config, ca, command } => {
+            return admin_cli(&data_dir, config, ca, AdminCommand::User(command));
         }
         Command::Keys { data_dir, config, ca, command } => {
             return admin_cli(&data_dir, config, ca, AdminCommand::Keys(command));
@@ -506,6 +539,7 @@ fn control(path: &Path) -> Result<(), String> {
 
 enum AdminCommand {
     Client(ClientCommand),
+    User(UserCommand),
     Keys(KeysCommand),
 }
 
@@ -537,6 +571,12 @@ fn admin_cli(data_dir: &Path, config: Option<PathBuf>, ca: Option<PathBuf>, comm
                 AdminCommand::Client(ClientCommand::List) => control_cmd::client_list(&target).await,
                 AdminCommand::Client(ClientCommand::Delete { id }) => control_cmd::client_delete(&target, &id).await,
                 AdminCommand::Keys(KeysCommand::Rotate) => control_cmd::keys_rotate(&target).await,
+                AdminCommand::User(UserCommand::Create { name }) => {
+                    control_cmd::user_create(&target, &name, &control_cmd::read_password()?).await
+                }
+                AdminCommand::User(UserCommand::Passwd { name }) => {
+                    control_cmd::user_passwd(&target, &name, &control_cmd::read_password()?).await
+                }
             }
         })
     })();

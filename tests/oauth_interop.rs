@@ -237,6 +237,23 @@ fn authlib_and_pyjwt_against_ward_control() {
     assert_eq!(v["token_type"], "Bearer", "{v}");
     assert_eq!(v["sub"], "keyed");
 
+    // Users for the login page: the password comes from stdin, never argv.
+    let mut user = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args([&["user", "create", "--name", "alice"][..], &cfg[..]].concat())
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        user.stdin.take().unwrap().write_all(b"correct horse battery staple\n").unwrap();
+    }
+    let out = user.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "created user alice\n");
+
     // Rotation through the CLI; the new key is published at once.
     let rotated = ward(dir.path(), &[&["keys", "rotate"][..], &cfg[..]].concat());
     assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));

@@ -43,6 +43,8 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/clients", get(admin_list_clients).post(admin_create_client))
         .route("/admin/clients/{id}", axum::routing::delete(admin_delete_client))
         .route("/admin/keys/rotate", post(admin_rotate_keys))
+        .route("/admin/users", post(admin_create_user))
+        .route("/admin/users/{name}/password", axum::routing::put(admin_set_password))
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .with_state(state)
 }
@@ -686,6 +688,60 @@ async fn admin_rotate_keys(
             let _ = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::KeyRotated, 200, None, None);
             json_response(StatusCode::OK, &json!({"kid": kid, "signs_from": now() + cp.settings.publish_lead}))
         }
+        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
+    }
+}
+
+/// The password in an admin request body; never logged, dropped zeroized.
+fn password_from(body: &[u8]) -> Option<(Option<String>, zeroize::Zeroizing<String>)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let password = zeroize::Zeroizing::new(v.get("password")?.as_str()?.to_owned());
+    Some((v.get("username").and_then(Value::as_str).map(str::to_owned), password))
+}
+
+async fn admin_create_user(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/users");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let Some((Some(name), password)) = password_from(&body) else {
+        return bad_request("expected username and password");
+    };
+    let (cp2, name2) = (Arc::clone(&cp), name.clone());
+    match tokio::task::spawn_blocking(move || cp2.create_user(&name2, &password)).await {
+        Ok(Ok(())) => {
+            let _ = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::AdminRequest, 201, None, None);
+            json_response(StatusCode::CREATED, &json!({"username": name}))
+        }
+        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
+        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
+    }
+}
+
+async fn admin_set_password(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("PUT", "/admin/users/{name}/password");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let Some((_, password)) = password_from(&body) else { return bad_request("expected password") };
+    let cp2 = Arc::clone(&cp);
+    match tokio::task::spawn_blocking(move || cp2.set_password(&name, &password)).await {
+        Ok(Ok(())) => {
+            let _ = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::AdminRequest, 204, None, None);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
         _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
     }
 }

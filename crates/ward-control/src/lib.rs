@@ -275,6 +275,49 @@ impl ControlPlane {
         Ok(existed)
     }
 
+    /// Create a local user (for the authorization-code login page).
+    /// Slow on purpose (argon2id): call it off the async runtime.
+    ///
+    /// # Errors
+    /// [`ControlError::Invalid`] for a bad name or password, or an existing user.
+    pub fn create_user(&self, name: &str, password: &str) -> Result<(), ControlError> {
+        ward_issuer::users::check_username(name).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
+        if self.store.user(name)?.is_some() {
+            return Err(ControlError::Invalid(format!("user `{name}` exists")));
+        }
+        let phc =
+            ward_issuer::users::hash_password(password).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
+        Ok(self.store.put_user(name, &phc)?)
+    }
+
+    /// Replace a user's password.
+    ///
+    /// # Errors
+    /// [`ControlError::Invalid`] for an unknown user or a bad password.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), ControlError> {
+        if self.store.user(name)?.is_none() {
+            return Err(ControlError::Invalid(format!("no user `{name}`")));
+        }
+        let phc =
+            ward_issuer::users::hash_password(password).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
+        Ok(self.store.put_user(name, &phc)?)
+    }
+
+    /// Whether `password` is `name`'s. An unknown user costs the same
+    /// argon2id work as a wrong password, so timing does not tell them apart.
+    #[must_use]
+    pub fn check_password(&self, name: &str, password: &str) -> bool {
+        const DUMMY: &str =
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$qK2Qh2NB1TQp8t6Xb4hI0u3GQ7m7C3tZrX3g0b1Jf0s";
+        match self.store.user(name) {
+            Ok(Some(phc)) => ward_issuer::users::verify_password(password, &phc),
+            _ => {
+                let _ = ward_issuer::users::verify_password(password, DUMMY);
+                false
+            }
+        }
+    }
+
     /// The ids of the published signing keys.
     #[must_use]
     pub fn key_ids(&self) -> Vec<String> {

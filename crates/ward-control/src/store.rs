@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
 const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked_jti");
+const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
 
 /// A store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,6 +122,7 @@ impl Store {
         txn.open_table(CLIENTS).map_err(err)?;
         txn.open_table(KEYS).map_err(err)?;
         txn.open_table(REVOKED).map_err(err)?;
+        txn.open_table(USERS).map_err(err)?;
         txn.commit().map_err(err)?;
         Ok(Self { db })
     }
@@ -216,6 +218,26 @@ impl Store {
             out.push(RingKey::new(alg, pkcs8, record.created, record.activates).map_err(err)?);
         }
         Ok(out)
+    }
+
+    /// Save a user's password hash (PHC string), insert or replace.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn put_user(&self, name: &str, phc: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        txn.open_table(USERS).map_err(err)?.insert(name, phc).map_err(err)?;
+        txn.commit().map_err(err)
+    }
+
+    /// A user's password hash.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn user(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let table = txn.open_table(USERS).map_err(err)?;
+        Ok(table.get(name).map_err(err)?.map(|v| v.value().to_owned()))
     }
 
     /// Record a revoked token id until its expiry.

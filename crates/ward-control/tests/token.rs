@@ -506,3 +506,42 @@ async fn token_exchange_narrows_and_records_the_actor_chain() {
     .await;
     assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
 }
+
+#[tokio::test]
+async fn users_are_created_and_changed_through_the_admin_api_with_argon2id() {
+    let r = start().await;
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("admin-token-0123456789abcdef0123456789");
+    let created = admin(r.client.post(format!("{}/admin/users", r.base)))
+        .json(&serde_json::json!({"username": "alice", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert!(r.cp.check_password("alice", "correct horse battery staple"));
+    assert!(!r.cp.check_password("alice", "wrong horse battery staple"));
+    assert!(!r.cp.check_password("bob", "correct horse battery staple"), "unknown users fail the same way");
+    for (body, why) in [
+        (serde_json::json!({"username": "alice", "password": "another long password"}), "duplicate"),
+        (serde_json::json!({"username": "Alice", "password": "correct horse battery staple"}), "upper case"),
+        (serde_json::json!({"username": "carol", "password": "short"}), "short password"),
+    ] {
+        let resp = admin(r.client.post(format!("{}/admin/users", r.base))).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{why}");
+    }
+    let changed = admin(r.client.put(format!("{}/admin/users/alice/password", r.base)))
+        .json(&serde_json::json!({"password": "a brand new passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    assert!(r.cp.check_password("alice", "a brand new passphrase"));
+    assert!(!r.cp.check_password("alice", "correct horse battery staple"));
+    let unauth = r
+        .client
+        .post(format!("{}/admin/users", r.base))
+        .json(&serde_json::json!({"username": "x", "password": "y"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauth.status(), 401);
+}
