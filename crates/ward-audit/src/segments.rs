@@ -483,7 +483,13 @@ impl Tailer {
             Some((off, _)) => *off as u64,
             // `next` is past the records written so far: wait at the end.
             None if skip == frames.len() => frames.last().map_or(HEADER_LEN, |(o, f)| o + f.len) as u64,
-            None => return Ok(false),
+            None => {
+                return Err(std::io::Error::other(format!(
+                    "record {} is past the end of the log ({} records): was the log directory replaced?",
+                    self.next,
+                    seg.first + frames.len() as u64
+                )));
+            }
         };
         self.segment = Some(seg.clone());
         Ok(true)

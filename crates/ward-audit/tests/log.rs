@@ -309,3 +309,15 @@ fn the_tailer_follows_appends_across_rotations_and_respects_the_limit() {
     let mut mid = Tailer::new(&segments, 77);
     assert_eq!(mid.poll(3, u64::MAX).unwrap().iter().map(|r| r.index).collect::<Vec<_>>(), [77, 78, 79]);
 }
+
+#[test]
+fn a_tailer_past_the_end_of_the_log_says_so() {
+    use ward_audit::segments::Tailer;
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 10, 10);
+    let mut t = Tailer::new(&dir.path().join("segments"), 50);
+    let err = t.poll(10, u64::MAX).unwrap_err().to_string();
+    assert!(err.contains("record 50 is past the end of the log (10 records)"), "{err}");
+    let mut at_end = Tailer::new(&dir.path().join("segments"), 10);
+    assert!(at_end.poll(10, u64::MAX).unwrap().is_empty(), "the next index to be written is not an error");
+}

@@ -217,6 +217,7 @@ impl Exporter {
         let mut tailer = Tailer::new(&segments, start);
         let mut window_start = start;
         let mut backoff = IDLE_POLL;
+        let mut last_error: Option<String> = None;
         // Stops when told to, or when whoever could tell it is gone.
         while !*stop.borrow() && stop.has_changed().is_ok() {
             if self.destination.connection_lost().await {
@@ -225,9 +226,18 @@ impl Exporter {
             }
             self.status.delivered.store(tailer.next_index(), Ordering::Release);
             let records = match tailer.poll(self.spec.batch.max(1), durable()) {
-                Ok(r) => r,
+                Ok(r) => {
+                    last_error = None;
+                    r
+                }
                 Err(e) => {
-                    tracing::error!(exporter = %self.spec.name, error = %e, "audit export cannot read the log");
+                    // Said once per distinct problem, not once per poll.
+                    let text = e.to_string();
+                    if last_error.as_deref() != Some(text.as_str()) {
+                        tracing::error!(exporter = %self.spec.name, error = %text, "audit export cannot read the log");
+                        last_error = Some(text);
+                    }
+                    tailer = Tailer::new(&segments, tailer.next_index());
                     Vec::new()
                 }
             };
