@@ -62,43 +62,22 @@ enum Command {
     },
     /// OAuth2 clients of the token service (through its admin API).
     Client {
-        /// The data directory whose ward.toml names the control plane.
-        #[arg(long, default_value = "ward-data", global = true)]
-        data_dir: PathBuf,
-        /// A configuration file to use instead of DATA_DIR/ward.toml.
-        #[arg(long, global = true)]
-        config: Option<PathBuf>,
-        /// The CA certificate the control plane's certificate chains to (default DATA_DIR/ca.crt).
-        #[arg(long, global = true)]
-        ca: Option<PathBuf>,
+        #[command(flatten)]
+        target: ControlTarget,
         #[command(subcommand)]
         command: ClientCommand,
     },
     /// Local users of the token service's login page (through its admin API).
     User {
-        /// The data directory whose ward.toml names the control plane.
-        #[arg(long, default_value = "ward-data", global = true)]
-        data_dir: PathBuf,
-        /// A configuration file to use instead of DATA_DIR/ward.toml.
-        #[arg(long, global = true)]
-        config: Option<PathBuf>,
-        /// The CA certificate the control plane's certificate chains to (default DATA_DIR/ca.crt).
-        #[arg(long, global = true)]
-        ca: Option<PathBuf>,
+        #[command(flatten)]
+        target: ControlTarget,
         #[command(subcommand)]
         command: UserCommand,
     },
     /// The token service's signing keys.
     Keys {
-        /// The data directory whose ward.toml names the control plane.
-        #[arg(long, default_value = "ward-data", global = true)]
-        data_dir: PathBuf,
-        /// A configuration file to use instead of DATA_DIR/ward.toml.
-        #[arg(long, global = true)]
-        config: Option<PathBuf>,
-        /// The CA certificate the control plane's certificate chains to (default DATA_DIR/ca.crt).
-        #[arg(long, global = true)]
-        ca: Option<PathBuf>,
+        #[command(flatten)]
+        target: ControlTarget,
         #[command(subcommand)]
         command: KeysCommand,
     },
@@ -134,6 +113,21 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// How the admin CLI finds the control plane: its configuration and the CA
+/// its certificate chains to.
+#[derive(Debug, clap::Args)]
+struct ControlTarget {
+    /// The data directory whose ward.toml names the control plane.
+    #[arg(long, default_value = "ward-data", global = true)]
+    data_dir: PathBuf,
+    /// A configuration file to use instead of DATA_DIR/ward.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// The CA certificate the control plane's certificate chains to (default DATA_DIR/ca.crt).
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -351,15 +345,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up { data_dir, listen, control_listen } => up(&data_dir, listen, control_listen),
         Command::Control { config } => control(&config),
-        Command::Client { data_dir, config, ca, command } => {
-            return admin_cli(&data_dir, config, ca, AdminCommand::Client(command));
-        }
-        Command::User { data_dir, config, ca, command } => {
-            return admin_cli(&data_dir, config, ca, AdminCommand::User(command));
-        }
-        Command::Keys { data_dir, config, ca, command } => {
-            return admin_cli(&data_dir, config, ca, AdminCommand::Keys(command));
-        }
+        Command::Client { target, command } => return admin_cli(target, AdminCommand::Client(command)),
+        Command::User { target, command } => return admin_cli(target, AdminCommand::User(command)),
+        Command::Keys { target, command } => return admin_cli(target, AdminCommand::Keys(command)),
         Command::Gateway { config } => gateway(&config),
         Command::Token { command: TokenCommand::Issue { data_dir, config, sub, aud, ttl, claims } } => {
             let config = config.unwrap_or_else(|| data_dir.join("ward.toml"));
@@ -543,8 +531,9 @@ enum AdminCommand {
     Keys(KeysCommand),
 }
 
-fn admin_cli(data_dir: &Path, config: Option<PathBuf>, ca: Option<PathBuf>, command: AdminCommand) -> ExitCode {
+fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
     let result = (|| {
+        let ControlTarget { data_dir, config, ca } = location;
         let config = load(&config.unwrap_or_else(|| data_dir.join("ward.toml")))?;
         let target = control_cmd::AdminTarget::new(&config, &ca.unwrap_or_else(|| data_dir.join("ca.crt")))?;
         control_runtime()?.block_on(async move {
