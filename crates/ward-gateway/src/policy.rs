@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use ward_audit::{AuditRecord, AuditSink, PolicyChange, format_rfc3339_millis};
+use ward_audit::{AuditSink, PolicyChange};
 use ward_config::{AuthorizerConfig, PolicySettings, UpstreamConfig, UpstreamTarget};
-use ward_core::{Effect, ReasonCode, RequestId};
+use ward_core::{Effect, ReasonCode};
 use ward_policy::{EngineConfig, PolicySet, Target, load_dir, policy_files};
 
 use crate::GatewayError;
@@ -119,39 +119,20 @@ impl PolicyStore {
 
     fn record(&self, previous: &str, new: Option<&str>, errors: Vec<String>) {
         let applied = new.is_some();
-        let record = AuditRecord {
-            schema: AuditRecord::SCHEMA,
-            event: "policy_change",
-            time: format_rfc3339_millis(SystemTime::now()),
-            request_id: ward_crypto::random_bytes::<16>()
-                .map(RequestId::from_random)
-                .map(|r| r.as_str().to_owned())
-                .unwrap_or_default(),
-            decision: if applied { Effect::Allow } else { Effect::Deny },
-            reason: if applied { ReasonCode::PolicyApplied } else { ReasonCode::PolicyRejected },
-            principal_hmac: None,
-            issuer: None,
-            route: None,
-            upstream: None,
-            method: "POLICY".into(),
-            path: self.dir.display().to_string(),
-            status: 0,
-            latency_us: 0,
-            client_ip_hmac: String::new(),
-            protocol: "-",
-            policy: None,
-            audit_policy: None,
-            policy_digest: Some(new.unwrap_or(previous).to_owned()),
-            policy_change: Some(PolicyChange {
-                previous_digest: Some(previous.to_owned()),
-                new_digest: new.map(str::to_owned),
-                outcome: if applied { "applied" } else { "rejected" },
-                errors,
-            }),
-            key_change: None,
-            client_id: None,
-            oauth_error: None,
+        let (decision, reason) = if applied {
+            (Effect::Allow, ReasonCode::PolicyApplied)
+        } else {
+            (Effect::Deny, ReasonCode::PolicyRejected)
         };
+        let mut record = crate::audit::event("policy_change", "POLICY", reason, decision);
+        record.path = self.dir.display().to_string();
+        record.policy_digest = Some(new.unwrap_or(previous).to_owned());
+        record.policy_change = Some(PolicyChange {
+            previous_digest: Some(previous.to_owned()),
+            new_digest: new.map(str::to_owned),
+            outcome: if applied { "applied" } else { "rejected" },
+            errors,
+        });
         if let Err(e) = self.audit.record(record) {
             tracing::error!(error = %e, "policy change could not be audited");
         }
