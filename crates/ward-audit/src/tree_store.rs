@@ -17,7 +17,7 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use ward_merkle::{EMPTY_ROOT, Hash, NodeSource, node_hash};
+use ward_merkle::{Hash, NodeSource, node_hash};
 
 const HASH: u64 = 32;
 /// 2^64 leaves need 64 levels above the leaves.
@@ -240,11 +240,8 @@ impl TreeStore {
     /// The root of the whole tree, from the right edge (no I/O).
     #[must_use]
     pub fn root(&self) -> Hash {
-        let mut acc: Option<Hash> = None;
-        for p in self.pending.iter().flatten() {
-            acc = Some(acc.map_or(*p, |right| node_hash(p, &right)));
-        }
-        acc.unwrap_or(EMPTY_ROOT)
+        // `pending` is indexed by level: smallest subtree first.
+        ward_merkle::root_from_right_edge(self.pending.iter().flatten().copied())
     }
 
     /// Re-read how many leaves a read-only store covers (its files grow

@@ -99,11 +99,8 @@ impl CompactRange {
     }
 
     fn root(&self) -> Hash {
-        let mut acc: Option<Hash> = None;
-        for &(_, h) in self.stack.iter().rev() {
-            acc = Some(acc.map_or(h, |right| node_hash(&h, &right)));
-        }
-        acc.unwrap_or(EMPTY_ROOT)
+        // The stack holds the largest subtree first.
+        ward_merkle::root_from_right_edge(self.stack.iter().rev().map(|&(_, h)| h))
     }
 
     /// Start at `size` from the cache's subtrees covering `[0, size)`.

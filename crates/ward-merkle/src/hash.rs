@@ -66,6 +66,14 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     Hash(out)
 }
 
+/// The root of a tree from its right edge: the roots of its perfect
+/// subtrees, **smallest (rightmost) first**. Each is hashed in as the left
+/// sibling of everything to its right. No subtrees: the empty root.
+#[must_use]
+pub fn root_from_right_edge(subtrees: impl IntoIterator<Item = Hash>) -> Hash {
+    subtrees.into_iter().reduce(|right, left| node_hash(&left, &right)).unwrap_or(EMPTY_ROOT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

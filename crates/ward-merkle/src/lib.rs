@@ -17,7 +17,7 @@ mod note;
 mod tree;
 mod verify;
 
-pub use hash::{EMPTY_ROOT, Hash, leaf_hash, node_hash};
+pub use hash::{EMPTY_ROOT, Hash, leaf_hash, node_hash, root_from_right_edge};
 pub use note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 pub use tree::{MemoryTree, NodeSource, ProofError as BuildError, consistency_proof, inclusion_proof, subtree_root};
 pub use verify::{ProofError, root_from_inclusion, verify_consistency, verify_inclusion};

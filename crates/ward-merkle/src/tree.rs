@@ -215,6 +215,26 @@ mod tests {
     }
 
     #[test]
+    fn the_right_edge_folds_to_the_root() {
+        let mut tree = MemoryTree::new();
+        assert_eq!(crate::root_from_right_edge([]), EMPTY_ROOT);
+        for i in 0..70u64 {
+            tree.push(&i.to_be_bytes());
+            let n = tree.size();
+            // The perfect subtrees of [0, n), smallest first.
+            let mut edge = Vec::new();
+            let mut end = n;
+            for level in 0..64u32 {
+                if n & (1 << level) != 0 {
+                    end -= 1 << level;
+                    edge.push(tree.node(level, end >> level).unwrap());
+                }
+            }
+            assert_eq!(crate::root_from_right_edge(edge), tree.root(), "size {n}");
+        }
+    }
+
+    #[test]
     fn roots_match_the_definition_and_proofs_verify_for_small_trees() {
         let mut tree = MemoryTree::new();
         let mut leaves = Vec::new();
