@@ -330,11 +330,11 @@ async fn token(
         Ok(p) => p,
         Err(e) => return refuse(&cp, &ext, PATH, None, &e, false),
     };
-    let claimed = claimed_client(&headers, &params);
     let (client, basic) = authenticate(&cp, &headers, &params);
     let client = match client {
         Ok(c) => c,
-        Err(e) => return refuse(&cp, &ext, PATH, claimed.as_deref(), &e, basic),
+        // The claimed id is decoded only for the record of a failure.
+        Err(e) => return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic),
     };
     let who = Some(client.id.as_str());
     let grant_type = match params.get("grant_type").map(|g| GrantType::parse(g)) {
