@@ -69,13 +69,22 @@ pub fn checkpoint(loc: &LogLocation) -> Result<(), String> {
     Ok(())
 }
 
+/// The stored tree, the latest checkpoint (when one verifies), and the tree
+/// size to prove at: `size`, or the checkpoint's.
+fn anchored(
+    loc: &LogLocation,
+    size: Option<u64>,
+    flag: &str,
+) -> Result<(TreeStore, Option<SignedCheckpoint>, u64), String> {
+    let anchor = latest(&loc.dir, &verifier_for(&loc.dir, None)?).ok();
+    let size = size.or(anchor.as_ref().map(|c| c.checkpoint.size)).ok_or(format!("no checkpoint yet: pass {flag}"))?;
+    Ok((tree(&loc.dir)?, anchor, size))
+}
+
 /// `ward audit prove --index I [--size N]`: the proof, and the record itself
 /// while retention keeps it.
 pub fn prove(loc: &LogLocation, index: u64, size: Option<u64>) -> Result<(), String> {
-    let verifier = verifier_for(&loc.dir, None)?;
-    let tree = tree(&loc.dir)?;
-    let anchor = latest(&loc.dir, &verifier).ok();
-    let size = size.or(anchor.as_ref().map(|c| c.checkpoint.size)).ok_or("no checkpoint yet: pass --size")?;
+    let (tree, anchor, size) = anchored(loc, size, "--size")?;
     let mut doc = proofs::inclusion(&tree, index, size, anchor.as_ref())?;
     let leaf = tree.node(0, index);
     doc["record"] = SegmentReader::new(&loc.dir.join("segments"), index)
@@ -93,10 +102,7 @@ pub fn prove(loc: &LogLocation, index: u64, size: Option<u64>) -> Result<(), Str
 
 /// `ward audit consistency --from M --to N`.
 pub fn consistency(loc: &LogLocation, from: u64, to: Option<u64>) -> Result<(), String> {
-    let verifier = verifier_for(&loc.dir, None)?;
-    let tree = tree(&loc.dir)?;
-    let anchor = latest(&loc.dir, &verifier).ok();
-    let to = to.or(anchor.as_ref().map(|c| c.checkpoint.size)).ok_or("no checkpoint yet: pass --to")?;
+    let (tree, anchor, to) = anchored(loc, to, "--to")?;
     let doc = proofs::consistency(&tree, from, to, anchor.as_ref())?;
     write_stdout(&format!("{}\n", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?));
     Ok(())
