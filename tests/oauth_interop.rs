@@ -6,6 +6,8 @@
 //! `.ci/run` installs the Python packages (`pip install authlib pyjwt cryptography requests`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -95,18 +97,8 @@ print(json.dumps({"token_type": tok["token_type"], "sub": claims["sub"]}))
 
 fn write_config(dir: &Path, port: u16) {
     let pki = ward_pki::generate_local_pki("Interop CA", &["localhost", "127.0.0.1"]).unwrap();
-    std::fs::write(dir.join("ca.crt"), &pki.ca.cert_pem).unwrap();
-    std::fs::write(dir.join("server.crt"), &pki.server.cert_pem).unwrap();
-    let private = |name: &str, bytes: &[u8]| {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.join(name)).unwrap();
-        f.write_all(bytes).unwrap();
-    };
-    private("server.key", pki.server.key_pem.as_bytes());
-    private("admin.token", b"interop-admin-token-0123456789abcdef0123456789\n");
-    private("audit.key", &[3u8; 32]);
-    private("checkpoint.key", ward_merkle::NoteSigner::generate("ward.test/audit").unwrap().1.as_bytes());
+    common::write_gateway_files(dir, &pki);
+    common::write_private(&dir.join("admin.token"), b"interop-admin-token-0123456789abcdef0123456789\n");
     std::fs::write(dir.join("jwks.json"), r#"{"keys":[]}"#).unwrap();
     let config = format!(
         r#"

@@ -42,17 +42,7 @@ async fn setup(publish_lead: u64) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let pki = ward_pki::generate_local_pki("Revocation test CA", &["localhost"]).unwrap();
-    std::fs::write(d.join("ca.crt"), &pki.ca.cert_pem).unwrap();
-    std::fs::write(d.join("server.crt"), &pki.server.cert_pem).unwrap();
-    let private = |name: &str, bytes: &[u8]| {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(d.join(name)).unwrap();
-        f.write_all(bytes).unwrap();
-    };
-    private("server.key", pki.server.key_pem.as_bytes());
-    private("audit.key", &[4u8; 32]);
-    private("checkpoint.key", ward_merkle::NoteSigner::generate("ward.test/audit").unwrap().1.as_bytes());
+    common::write_gateway_files(d, &pki);
 
     // The control plane, on its own TLS listener.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -4,8 +4,9 @@
 //! is fetched from an HTTPS URL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -92,12 +93,6 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, after: AfterRes
     }
 }
 
-fn write_secret(path: &Path, bytes: &[u8]) {
-    std::fs::write(path, bytes).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 struct Setup {
     _dir: tempfile::TempDir,
     gateway: ward_gateway::RunningGateway,
@@ -121,11 +116,7 @@ impl Setup {
 async fn gateway(pki: &LocalPki, signer: &TokenSigner, keys: &str, upstream: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("ca.crt"), &pki.ca.cert_pem).unwrap();
-    std::fs::write(d.join("server.crt"), &pki.server.cert_pem).unwrap();
-    write_secret(&d.join("server.key"), pki.server.key_pem.as_bytes());
-    write_secret(&d.join("audit.key"), &[9u8; 32]);
-    write_secret(&d.join("checkpoint.key"), ward_merkle::NoteSigner::generate("ward.test/audit").unwrap().1.as_bytes());
+    common::write_gateway_files(d, pki);
     std::fs::write(d.join("jwks.json"), signer.public_jwk_set().to_string()).unwrap();
     let config = format!(
         r#"

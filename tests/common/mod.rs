@@ -68,25 +68,36 @@ pub async fn start_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, hits)
 }
 
-fn write(path: &Path, bytes: &[u8]) {
+/// Write a file readable only by its owner (0600), as Ward expects key files.
+pub fn write_private(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// The files every gateway test config names: `ca.crt`, `server.crt`,
+/// `server.key` from `pki`, an audit HMAC key (`audit.key`, 32 × 0x07) and
+/// an audit checkpoint key (`checkpoint.key`); keys 0600.
+pub fn write_gateway_files(dir: &Path, pki: &ward_pki::LocalPki) {
+    std::fs::write(dir.join("ca.crt"), &pki.ca.cert_pem).unwrap();
+    std::fs::write(dir.join("server.crt"), &pki.server.cert_pem).unwrap();
+    write_private(&dir.join("server.key"), pki.server.key_pem.as_bytes());
+    write_private(&dir.join("audit.key"), &[7u8; 32]);
+    write_private(
+        &dir.join("checkpoint.key"),
+        ward_merkle::NoteSigner::generate("ward.test/audit").unwrap().1.as_bytes(),
+    );
+}
+
 /// Write keys and a config into a fresh directory; `extra` is appended to the config.
 pub fn write_config(dir: &Path, upstream: &str, extra: &str, cache: bool) -> (PathBuf, TokenSigner, String) {
     let cache = if cache { "cache_entries = 10000" } else { "" };
     let pki = ward_pki::generate_local_pki("test CA", &["localhost", "127.0.0.1"]).unwrap();
-    write(&dir.join("ca.crt"), pki.ca.cert_pem.as_bytes());
-    write(&dir.join("server.crt"), pki.server.cert_pem.as_bytes());
-    write(&dir.join("server.key"), pki.server.key_pem.as_bytes());
+    write_gateway_files(dir, &pki);
     let signer =
         TokenSigner::from_pkcs8(Algorithm::Es256, &TokenSigner::generate_pkcs8(Algorithm::Es256).unwrap()).unwrap();
-    write(&dir.join("jwks.json"), signer.public_jwk_set().to_string().as_bytes());
-    write(&dir.join("audit.key"), &[7u8; 32]);
-    write(&dir.join("checkpoint.key"), ward_merkle::NoteSigner::generate("ward.test/audit").unwrap().1.as_bytes());
+    std::fs::write(dir.join("jwks.json"), signer.public_jwk_set().to_string()).unwrap();
     let config = format!(
         r#"
 [gateway]
