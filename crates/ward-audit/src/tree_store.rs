@@ -39,7 +39,8 @@ pub struct TreeStore {
     writable: bool,
 }
 
-fn level_path(dir: &Path, level: usize) -> PathBuf {
+/// The file holding level `level` of the tree in `dir`.
+pub(crate) fn level_path(dir: &Path, level: usize) -> PathBuf {
     dir.join(format!("level-{level:02}"))
 }
 

@@ -139,7 +139,7 @@ impl CacheCursor {
             self.levels.push(None);
         }
         if self.levels[l].is_none() {
-            let file = std::fs::File::open(self.dir.join(format!("level-{l:02}"))).ok()?;
+            let file = std::fs::File::open(crate::tree_store::level_path(&self.dir, l)).ok()?;
             self.levels[l] = Some((std::io::BufReader::with_capacity(1 << 16, file), 0));
         }
         let (reader, next) = self.levels[l].as_mut()?;

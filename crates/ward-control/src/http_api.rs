@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
-use ward_authn::{Algorithm, verify_signature};
+use ward_authn::verify_signature;
 use ward_core::Claims;
 use ward_issuer::OAuthError;
 use ward_issuer::clients::{Client, GrantType};
@@ -454,11 +454,7 @@ impl ControlPlane {
         let (signing_input, sig) = token.rsplit_once('.')?;
         let (header, payload) = signing_input.split_once('.')?;
         let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
-        let alg = match header["alg"].as_str()? {
-            "EdDSA" => Algorithm::EdDsa,
-            "ES256" => Algorithm::Es256,
-            _ => return None,
-        };
+        let alg = ward_issuer::keys::issued_algorithm(header["alg"].as_str()?)?;
         let verifiers = self.verifiers.load();
         let (_, key) = verifiers.iter().find(|(kid, _)| kid.as_deref() == header["kid"].as_str())?;
         if !verify_signature(alg, key, signing_input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).ok()?) {

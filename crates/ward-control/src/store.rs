@@ -14,7 +14,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use ward_authn::Algorithm;
 use ward_issuer::clients::{Client, ClientId, GrantType};
 use ward_issuer::keys::RingKey;
 use zeroize::Zeroizing;
@@ -207,13 +206,9 @@ impl Store {
         for row in table.iter().map_err(err)? {
             let (kid, v) = row.map_err(err)?;
             let record: KeyRecord = serde_json::from_slice(v.value()).map_err(err)?;
-            let alg = match record.alg.as_str() {
-                "EdDSA" => Algorithm::EdDsa,
-                "ES256" => Algorithm::Es256,
-                other => {
-                    return Err(StoreError(format!("key {}: algorithm `{other}` is not issued by Ward", kid.value())));
-                }
-            };
+            let alg = ward_issuer::keys::issued_algorithm(&record.alg).ok_or_else(|| {
+                StoreError(format!("key {}: algorithm `{}` is not issued by Ward", kid.value(), record.alg))
+            })?;
             let pkcs8 = Zeroizing::new(STANDARD.decode(&record.pkcs8).map_err(err)?);
             out.push(RingKey::new(alg, pkcs8, record.created, record.activates).map_err(err)?);
         }

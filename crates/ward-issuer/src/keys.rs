@@ -18,6 +18,17 @@ use serde_json::{Value, json};
 use ward_authn::{Algorithm, SignerError, TokenSigner};
 use zeroize::Zeroizing;
 
+/// The algorithms Ward signs with (`TokenSigner` supports no others), by
+/// JOSE name: what a stored key or one of Ward's own token headers may say.
+#[must_use]
+pub fn issued_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "EdDSA" => Some(Algorithm::EdDsa),
+        "ES256" => Some(Algorithm::Es256),
+        _ => None,
+    }
+}
+
 /// One key of the ring.
 #[derive(Debug)]
 pub struct RingKey {
