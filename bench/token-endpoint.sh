@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The token service's endpoints under load, as recorded in BENCHMARKS.md:
+# `ward control` pinned to cpu1 (its own audit log: every token is released
+# only once its issuance record is durable), wrk pinned to cpu0, 2 threads,
+# 64 keep-alive TLS connections, 10 s each.
+#
+#   cargo build --release && bash bench/token-endpoint.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WARD=${WARD:-$PWD/target/release/ward}
+DURATION=${DURATION:-10}
+work=$(mktemp -d)
+trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+cd "$work"
+
+# A data directory as `ward up` writes it (stopped after it starts), then a free port for the control plane.
+timeout 10 "$WARD" up --data-dir d --listen 127.0.0.1:0 --control-listen 127.0.0.1:0 >/dev/null 2>&1 || true
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed -i "s/^listen = \"127.0.0.1:9443\"/listen = \"127.0.0.1:$port\"/" d/ward.toml
+WARD_LOG=warn taskset -c 1 "$WARD" control --config d/ward.toml >control.log 2>&1 &
+pid=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+secret=$("$WARD" client create --data-dir d --id bench --scope orders:read --audience orders | sed -n 's/^client_secret=//p')
+auth=$(printf 'bench:%s' "$secret" | base64 -w0)
+base="https://127.0.0.1:$port"
+token=$(curl -s --cacert d/ca.crt -u "bench:$secret" -d grant_type=client_credentials "$base/oauth2/token" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+
+lua() { # BODY
+  cat <<LUA
+wrk.method = "POST"
+wrk.body = "$1"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic $auth"
+LUA
+}
+lua "grant_type=client_credentials" >token.lua
+lua "token=$token" >introspect.lua
+echo "== token endpoint (client_credentials, EdDSA)"
+taskset -c 0 wrk -t2 -c64 -d"${DURATION}s" -s token.lua "$base/oauth2/token" | grep -E "Requests/sec|Latency|Non-2xx"
+echo "== introspection"
+taskset -c 0 wrk -t2 -c64 -d"${DURATION}s" -s introspect.lua "$base/oauth2/introspect" | grep -E "Requests/sec|Latency|Non-2xx"
+echo "RSS of ward control: $(ps -o rss= -p "$pid") KiB"
