@@ -64,6 +64,8 @@ pub async fn start(
         max_ttl: c.max_ttl.as_secs(),
         key_alg: c.key_alg,
         publish_lead: c.publish_lead.as_secs(),
+        code_ttl: c.code_ttl.as_secs(),
+        refresh_ttl: c.refresh_ttl.as_secs(),
     };
     let store = Store::open(&c.store).map_err(|e| e.to_string())?;
     let hmac_key = std::fs::read(&config.audit.hmac_key_file)
@@ -135,12 +137,14 @@ pub struct NewClient<'a> {
     pub ttl: u64,
     /// Public JWK set for private_key_jwt.
     pub jwks: Option<Value>,
+    /// Redirect URIs (authorization_code).
+    pub redirect_uris: &'a [String],
 }
 
 /// `ward client create`.
 pub async fn client_create(target: &AdminTarget, c: &NewClient<'_>) -> Result<String, String> {
     let body = json!({"client_id": c.id, "grants": c.grants, "scopes": c.scopes, "audiences": c.audiences,
-                      "token_ttl": c.ttl, "jwks": c.jwks});
+                      "token_ttl": c.ttl, "jwks": c.jwks, "redirect_uris": c.redirect_uris});
     match target.call(reqwest::Method::POST, "/admin/clients", Some(body)).await? {
         (201, v) => Ok(match v["client_secret"].as_str() {
             Some(secret) => format!(
@@ -179,6 +183,51 @@ pub async fn keys_rotate(target: &AdminTarget) -> Result<String, String> {
         )),
         (s, v) => Err(failed(s, &v)),
     }
+}
+
+/// `ward token issue`: the token alone on a line (for `TOKEN=$(…)`).
+pub async fn token_issue(
+    target: &AdminTarget,
+    client: &str,
+    scope: Option<&str>,
+    audiences: &[String],
+) -> Result<String, String> {
+    let body = json!({"client_id": client, "scope": scope, "audiences": audiences});
+    match target.call(reqwest::Method::POST, "/admin/tokens", Some(body)).await? {
+        (200, v) => v["access_token"].as_str().map(|t| format!("{t}\n")).ok_or_else(|| "no token in the answer".into()),
+        (s, v) => Err(failed(s, &v)),
+    }
+}
+
+/// `ward token introspect`.
+pub async fn token_introspect(target: &AdminTarget, token: &str) -> Result<String, String> {
+    match target.call(reqwest::Method::POST, "/admin/tokens/introspect", Some(json!({"token": token}))).await? {
+        (200, v) => Ok(format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())),
+        (s, v) => Err(failed(s, &v)),
+    }
+}
+
+/// `ward token revoke`.
+pub async fn token_revoke(target: &AdminTarget, body: Value) -> Result<String, String> {
+    match target.call(reqwest::Method::POST, "/admin/tokens/revoke", Some(body)).await? {
+        (200, v) => Ok(format!("revoked {} (until {})\n", v["revoked"].as_str().unwrap_or("?"), v["until"])),
+        (s, v) => Err(failed(s, &v)),
+    }
+}
+
+/// A token from the first line of standard input (kept off the command
+/// line, where other users can read it in the process list).
+///
+/// # Errors
+/// A message when nothing could be read.
+pub fn read_token() -> Result<zeroize::Zeroizing<String>, String> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("reading the token from stdin: {e}"))?;
+    let token = zeroize::Zeroizing::new(line.trim().to_owned());
+    if token.is_empty() {
+        return Err("no token on standard input".into());
+    }
+    Ok(token)
 }
 
 /// The password from the first line of standard input (zeroized on drop).

@@ -81,14 +81,18 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+
     /// Run the gateway alone against the upstreams in a configuration file.
     Gateway {
         /// The configuration file.
         #[arg(long)]
         config: PathBuf,
     },
-    /// Token operations.
+    /// Access tokens: issue one (from the control plane for a client, or from the local issuer for a test
+    /// subject), introspect or revoke any token the control plane issued.
     Token {
+        #[command(flatten)]
+        target: ControlTarget,
         #[command(subcommand)]
         command: TokenCommand,
     },
@@ -152,6 +156,9 @@ enum ClientCommand {
         /// A public JWK set file: the client authenticates with private_key_jwt (RFC 7523) and gets no secret.
         #[arg(long)]
         jwks: Option<PathBuf>,
+        /// A redirect URI for the authorization_code grant (repeatable; https, or http on loopback; matched exactly).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
     },
     /// List clients (never their secrets).
     List,
@@ -306,26 +313,38 @@ enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
-    /// Print a signed JWT from the local issuer's key.
+    /// Print an access token: `--client ID` asks the control plane for one within the client's scopes and
+    /// audiences; `--sub NAME` signs a test token with the local issuer's key (`[issuer]`).
     Issue {
-        /// The data directory whose ward.toml names the issuer.
-        #[arg(long, default_value = "ward-data")]
-        data_dir: PathBuf,
-        /// A configuration file to use instead of DATA_DIR/ward.toml.
+        /// The control-plane client the token is for (its subject).
+        #[arg(long, required_unless_present = "sub", conflicts_with_all = ["sub", "claims", "ttl"])]
+        client: Option<String>,
+        /// Scopes, space-separated (with --client; default: all of the client's).
+        #[arg(long, requires = "client")]
+        scope: Option<String>,
+        /// Subject (`sub`) of a local-issuer token.
         #[arg(long)]
-        config: Option<PathBuf>,
-        /// Subject (`sub`).
+        sub: Option<String>,
+        /// Audience (`aud`), repeatable with --client; defaults to the client's or issuer's default.
+        #[arg(long = "aud")]
+        aud: Vec<String>,
+        /// Lifetime of a local-issuer token, e.g. `15m` (at most the issuer's max_ttl; default 15m).
         #[arg(long)]
-        sub: String,
-        /// Audience (`aud`); defaults to the issuer's default audience.
-        #[arg(long)]
-        aud: Option<String>,
-        /// Lifetime, e.g. `15m` (at most the issuer's max_ttl).
-        #[arg(long, default_value = "15m")]
-        ttl: String,
-        /// Extra claim `NAME=VALUE`; a comma makes a list (`roles=reader,writer`). Repeatable.
+        ttl: Option<String>,
+        /// Extra claim `NAME=VALUE` of a local-issuer token; a comma makes a list (`roles=reader,writer`).
         #[arg(long = "claim")]
         claims: Vec<String>,
+    },
+    /// Show what the control plane knows of a token (RFC 7662); the token is read from standard input.
+    Introspect,
+    /// Revoke a token (read from standard input), or one by id with --jti and --exp; gateways refuse it at once.
+    Revoke {
+        /// The token id (`jti`), instead of the token.
+        #[arg(long, requires = "exp")]
+        jti: Option<String>,
+        /// Its expiry (unix time), with --jti.
+        #[arg(long, requires = "jti")]
+        exp: Option<u64>,
     },
 }
 
@@ -349,12 +368,20 @@ fn main() -> ExitCode {
         Command::User { target, command } => return admin_cli(target, AdminCommand::User(command)),
         Command::Keys { target, command } => return admin_cli(target, AdminCommand::Keys(command)),
         Command::Gateway { config } => gateway(&config),
-        Command::Token { command: TokenCommand::Issue { data_dir, config, sub, aud, ttl, claims } } => {
-            let config = config.unwrap_or_else(|| data_dir.join("ward.toml"));
-            issue(&config, &sub, aud.as_deref(), &ttl, &claims).map(|token| {
-                write_stdout(&format!("{token}\n"));
-            })
+        Command::Token {
+            target,
+            command: TokenCommand::Issue { client: None, sub: Some(sub), aud, ttl, claims, .. },
+        } => {
+            let config = target.config.unwrap_or_else(|| target.data_dir.join("ward.toml"));
+            match aud.as_slice() {
+                [] | [_] => {
+                    issue(&config, &sub, aud.first().map(String::as_str), ttl.as_deref().unwrap_or("15m"), &claims)
+                        .map(|token| write_stdout(&format!("{token}\n")))
+                }
+                _ => Err("a local-issuer token takes one --aud".into()),
+            }
         }
+        Command::Token { target, command } => return admin_cli(target, AdminCommand::Token(command)),
         Command::CheckConfig { file } => check_config(&file),
         Command::Policy { command } => return policy(command),
         Command::Audit { data_dir, config, command } => {
@@ -529,6 +556,7 @@ enum AdminCommand {
     Client(ClientCommand),
     User(UserCommand),
     Keys(KeysCommand),
+    Token(TokenCommand),
 }
 
 fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
@@ -538,7 +566,15 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
         let target = control_cmd::AdminTarget::new(&config, &ca.unwrap_or_else(|| data_dir.join("ca.crt")))?;
         control_runtime()?.block_on(async move {
             match command {
-                AdminCommand::Client(ClientCommand::Create { id, grants, scopes, audiences, ttl, jwks }) => {
+                AdminCommand::Client(ClientCommand::Create {
+                    id,
+                    grants,
+                    scopes,
+                    audiences,
+                    ttl,
+                    jwks,
+                    redirect_uris,
+                }) => {
                     let ttl = parse_duration(&ttl).map_err(|e| format!("--ttl: {e}"))?.as_secs();
                     let jwks = jwks
                         .map(|p| {
@@ -554,12 +590,27 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                         audiences: &audiences,
                         ttl,
                         jwks,
+                        redirect_uris: &redirect_uris,
                     };
                     control_cmd::client_create(&target, &spec).await
                 }
                 AdminCommand::Client(ClientCommand::List) => control_cmd::client_list(&target).await,
                 AdminCommand::Client(ClientCommand::Delete { id }) => control_cmd::client_delete(&target, &id).await,
                 AdminCommand::Keys(KeysCommand::Rotate) => control_cmd::keys_rotate(&target).await,
+                AdminCommand::Token(TokenCommand::Issue { client: Some(client), scope, aud, .. }) => {
+                    control_cmd::token_issue(&target, &client, scope.as_deref(), &aud).await
+                }
+                AdminCommand::Token(TokenCommand::Issue { .. }) => Err("give --client or --sub".into()),
+                AdminCommand::Token(TokenCommand::Introspect) => {
+                    control_cmd::token_introspect(&target, &control_cmd::read_token()?).await
+                }
+                AdminCommand::Token(TokenCommand::Revoke { jti: Some(jti), exp: Some(exp) }) => {
+                    control_cmd::token_revoke(&target, serde_json::json!({"jti": jti, "exp": exp})).await
+                }
+                AdminCommand::Token(TokenCommand::Revoke { .. }) => {
+                    let token = control_cmd::read_token()?;
+                    control_cmd::token_revoke(&target, serde_json::json!({"token": token.as_str()})).await
+                }
                 AdminCommand::User(UserCommand::Create { name }) => {
                     control_cmd::user_create(&target, &name, &control_cmd::read_password()?).await
                 }

@@ -1,8 +1,11 @@
 //! Interop with OAuth2/JWT clients nobody here wrote: Authlib performs the
 //! client_credentials grant against `ward control` (both client
-//! authentication methods, and a refused secret), and PyJWT verifies the
-//! token through the published JWK set. The client is registered with the
-//! real CLI (`ward client create`) through the admin API.
+//! authentication methods, and a refused secret), private_key_jwt, and the
+//! authorization-code grant with PKCE through Ward's login page (then a
+//! refresh); PyJWT verifies access and ID tokens through the published JWK
+//! set. Clients, users and tokens are managed with the real CLI (`ward
+//! client create`, `ward user create`, `ward token issue|introspect|revoke`)
+//! through the admin API.
 //! `.ci/run` installs the Python packages (`pip install authlib pyjwt cryptography requests`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -95,6 +98,38 @@ claims = jwt.decode(tok["access_token"], options={"verify_signature": False})
 print(json.dumps({"token_type": tok["token_type"], "sub": claims["sub"]}))
 "#;
 
+/// Authlib's authorization-code flow with PKCE (S256) and a nonce; the
+/// "browser" is a requests session that fills in Ward's login form; the ID
+/// token is checked by PyJWT; then Authlib refreshes the token.
+const AUTH_CODE: &str = r#"
+import json, re, ssl, sys
+import jwt, requests
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.common.security import generate_token
+base, ca, secret, password = sys.argv[1:5]
+redirect = "http://127.0.0.1:8400/cb"
+s = OAuth2Session("webapp", secret, scope="openid orders:read", redirect_uri=redirect, code_challenge_method="S256")
+verifier = generate_token(48)
+uri, state = s.create_authorization_url(base + "/oauth2/authorize", code_verifier=verifier, nonce="n-4711")
+browser = requests.Session()
+page = browser.get(uri, verify=ca)
+assert page.status_code == 200, page.text
+ticket = re.search(r'name="ticket" value="([^"]+)"', page.text).group(1)
+answer = browser.post(base + "/oauth2/authorize", data={"ticket": ticket, "username": "alice", "password": password},
+                      allow_redirects=False, verify=ca)
+assert answer.status_code == 303, answer.text
+location = answer.headers["Location"]
+tok = s.fetch_token(base + "/oauth2/token", authorization_response=location, state=state, code_verifier=verifier, verify=ca)
+jwks = jwt.PyJWKClient(base + "/.well-known/jwks.json", ssl_context=ssl.create_default_context(cafile=ca))
+id_claims = jwt.decode(tok["id_token"], jwks.get_signing_key_from_jwt(tok["id_token"]).key, algorithms=["EdDSA"],
+                       audience="webapp", issuer=base)
+access = jwt.decode(tok["access_token"], jwks.get_signing_key_from_jwt(tok["access_token"]).key, algorithms=["EdDSA"],
+                    audience="orders", issuer=base)
+fresh = s.refresh_token(base + "/oauth2/token", refresh_token=tok["refresh_token"], verify=ca)
+print(json.dumps({"location": location.split("?")[0], "id": id_claims, "access": access,
+                  "rotated": fresh["refresh_token"] != tok["refresh_token"], "fresh_type": fresh["token_type"]}))
+"#;
+
 fn write_config(dir: &Path, port: u16) {
     let pki = ward_pki::generate_local_pki("Interop CA", &["localhost", "127.0.0.1"]).unwrap();
     common::write_gateway_files(dir, &pki);
@@ -137,7 +172,7 @@ fn ward(dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn authlib_and_pyjwt_against_ward_control() {
+fn authlib_pyjwt_and_the_cli_against_ward_control() {
     python_ready();
     let dir = tempfile::tempdir().unwrap();
     // `ward control` binds the port itself: take a free one from the kernel first.
@@ -245,6 +280,88 @@ fn authlib_and_pyjwt_against_ward_control() {
     let out = user.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "created user alice\n");
+
+    // Authorization code + PKCE with Authlib, for a client registered with a redirect URI.
+    let out = ward(
+        dir.path(),
+        &[
+            &[
+                "client",
+                "create",
+                "--id",
+                "webapp",
+                "--grant",
+                "authorization_code",
+                "--grant",
+                "refresh_token",
+                "--scope",
+                "orders:read",
+                "--audience",
+                "orders",
+                "--redirect-uri",
+                "http://127.0.0.1:8400/cb",
+            ][..],
+            &cfg[..],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let web_secret = text.lines().find_map(|l| l.strip_prefix("client_secret=")).unwrap().to_owned();
+    let py = Command::new("python3")
+        .args([
+            "-c",
+            AUTH_CODE,
+            &base,
+            dir.path().join("ca.crt").to_str().unwrap(),
+            &web_secret,
+            "correct horse battery staple",
+        ])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(v["location"], "http://127.0.0.1:8400/cb");
+    assert_eq!((v["id"]["sub"].as_str(), v["id"]["nonce"].as_str()), (Some("alice"), Some("n-4711")), "{v}");
+    assert_eq!(
+        (v["access"]["sub"].as_str(), v["access"]["scope"].as_str()),
+        (Some("alice"), Some("openid orders:read"))
+    );
+    assert_eq!((v["rotated"].as_bool(), v["fresh_type"].as_str()), (Some(true), Some("Bearer")));
+
+    // Tokens through the CLI: issue, introspect, revoke (tokens go through stdin, never argv).
+    let issued = ward(dir.path(), &[&["token", "issue", "--client", "billing"][..], &cfg[..]].concat());
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let token = String::from_utf8(issued.stdout).unwrap();
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+    let piped = |args: &[&str], input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args([args, &cfg[..]].concat())
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    let seen = piped(&["token", "introspect"], &token);
+    let seen: serde_json::Value = serde_json::from_slice(&seen.stdout).unwrap();
+    assert_eq!((seen["active"].as_bool(), seen["sub"].as_str()), (Some(true), Some("billing")), "{seen}");
+    let revoked = piped(&["token", "revoke"], &token);
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert!(
+        String::from_utf8_lossy(&revoked.stdout).starts_with(&format!("revoked {}", seen["jti"].as_str().unwrap()))
+    );
+    let after: serde_json::Value = serde_json::from_slice(&piped(&["token", "introspect"], &token).stdout).unwrap();
+    assert_eq!(after["active"], false);
+    let over =
+        ward(dir.path(), &[&["token", "issue", "--client", "billing", "--scope", "admin"][..], &cfg[..]].concat());
+    assert!(!over.status.success(), "the client's limits hold for operators too");
 
     // Rotation through the CLI; the new key is published at once.
     let rotated = ward(dir.path(), &[&["keys", "rotate"][..], &cfg[..]].concat());

@@ -49,8 +49,7 @@ async fn setup(publish_lead: u64) -> Env {
     let cport = listener.local_addr().unwrap().port();
     let issuer = format!("https://localhost:{cport}");
     let revocations: Arc<dyn RevocationList> = Arc::new(LocalRevocations::new());
-    let settings =
-        ControlSettings { issuer: issuer.clone(), max_ttl: 3600, key_alg: ward_authn::Algorithm::EdDsa, publish_lead };
+    let settings = ControlSettings { publish_lead, ..ControlSettings::new(&issuer) };
     let cp = ControlPlane::open(Store::open(&d.join("control.redb")).unwrap(), settings)
         .unwrap()
         .with_revocations(Arc::clone(&revocations));
@@ -61,6 +60,7 @@ async fn setup(publish_lead: u64) -> Env {
             scopes: vec!["orders:read".into()],
             audiences: vec!["orders".into()],
             token_ttl: 600,
+            redirect_uris: Vec::new(),
             jwks: None,
         })
         .unwrap()

@@ -43,6 +43,10 @@ pub(crate) struct RawControl {
     pub key_alg: Option<String>,
     #[serde(default)]
     pub publish_lead: Option<String>,
+    #[serde(default)]
+    pub code_ttl: Option<String>,
+    #[serde(default)]
+    pub refresh_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -61,6 +61,10 @@ pub struct ControlConfig {
     pub key_alg: ward_authn::Algorithm,
     /// How long a new key is published before it signs (default 10 min).
     pub publish_lead: Duration,
+    /// How long an authorization code may wait to be redeemed (default 60 s, at most 10 min).
+    pub code_ttl: Duration,
+    /// How long a refresh token family lives from the login (default 24 h, at most 90 days).
+    pub refresh_ttl: Duration,
 }
 
 /// `[admin]`: a plain-HTTP API for operators and auditors on loopback.
@@ -546,6 +550,14 @@ fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
         &[("EdDSA", ward_authn::Algorithm::EdDsa), ("ES256", ward_authn::Algorithm::Es256)],
         key("key_alg"),
     )?;
+    let code_ttl = duration(raw.code_ttl.as_deref(), Duration::from_secs(60), key("code_ttl"))?;
+    if code_ttl.is_zero() || code_ttl > Duration::from_secs(600) {
+        return Err(Invalid::new(key("code_ttl"), "must be between 1s and 10m (RFC 6749 §4.1.2)"));
+    }
+    let refresh_ttl = duration(raw.refresh_ttl.as_deref(), Duration::from_secs(86_400), key("refresh_ttl"))?;
+    if refresh_ttl.is_zero() || refresh_ttl > Duration::from_secs(90 * 86_400) {
+        return Err(Invalid::new(key("refresh_ttl"), "must be between 1s and 90d"));
+    }
     Ok(ControlConfig {
         listen,
         issuer,
@@ -554,6 +566,8 @@ fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
         max_ttl,
         key_alg,
         publish_lead: duration(raw.publish_lead.as_deref(), Duration::from_secs(600), key("publish_lead"))?,
+        code_ttl,
+        refresh_ttl,
     })
 }
 

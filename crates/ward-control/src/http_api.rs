@@ -24,6 +24,8 @@ use ward_issuer::OAuthError;
 use ward_issuer::clients::{Client, GrantType};
 use ward_issuer::grant::{self, TokenRequest};
 
+use crate::admin_api;
+use crate::user_grants::{self, Refusal};
 use crate::{ControlPlane, now};
 
 /// Verified tokens remembered for introspection and revocation.
@@ -37,14 +39,18 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/.well-known/jwks.json", get(jwks))
+        .route(crate::authorize_api::PATH, get(crate::authorize_api::show).post(crate::authorize_api::login))
         .route("/oauth2/token", post(token))
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke))
-        .route("/admin/clients", get(admin_list_clients).post(admin_create_client))
-        .route("/admin/clients/{id}", axum::routing::delete(admin_delete_client))
-        .route("/admin/keys/rotate", post(admin_rotate_keys))
-        .route("/admin/users", post(admin_create_user))
-        .route("/admin/users/{name}/password", axum::routing::put(admin_set_password))
+        .route("/admin/clients", get(admin_api::list_clients).post(admin_api::create_client))
+        .route("/admin/clients/{id}", axum::routing::delete(admin_api::delete_client))
+        .route("/admin/keys/rotate", post(admin_api::rotate_keys))
+        .route("/admin/users", post(admin_api::create_user))
+        .route("/admin/users/{name}/password", axum::routing::put(admin_api::set_password))
+        .route("/admin/tokens", post(admin_api::issue_token))
+        .route("/admin/tokens/introspect", post(admin_api::introspect_token))
+        .route("/admin/tokens/revoke", post(admin_api::revoke_token))
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .with_state(state)
 }
@@ -81,43 +87,82 @@ pub async fn serve(
 
 /// The TCP peer of a connection (for the audit record's address HMAC).
 #[derive(Debug, Clone, Copy)]
-struct Peer(std::net::IpAddr);
+pub(crate) struct Peer(std::net::IpAddr);
 
-/// One token-service event for the audit log. Returns the record's index
-/// when it was taken (None without an audit sink).
-#[allow(clippy::too_many_arguments)]
-fn audit(
+/// One token-service event for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Event<'a> {
+    method: &'a str,
+    path: &'a str,
+    reason: ward_core::ReasonCode,
+    status: u16,
+    client_id: Option<&'a str>,
+    error: Option<&'a OAuthError>,
+    /// A user the event is about (stored as an HMAC).
+    principal: Option<&'a str>,
+}
+
+impl<'a> Event<'a> {
+    pub(crate) fn new((method, path): (&'a str, &'a str), reason: ward_core::ReasonCode, status: u16) -> Self {
+        Self { method, path, reason, status, client_id: None, error: None, principal: None }
+    }
+
+    pub(crate) fn client(mut self, client_id: Option<&'a str>) -> Self {
+        self.client_id = client_id;
+        self
+    }
+
+    pub(crate) fn error(mut self, error: &'a OAuthError) -> Self {
+        self.error = Some(error);
+        self
+    }
+
+    pub(crate) fn principal(mut self, principal: Option<&'a str>) -> Self {
+        self.principal = principal;
+        self
+    }
+}
+
+/// Record `e`. Returns the record's index when it was taken (None without
+/// an audit sink).
+pub(crate) fn audit(
     cp: &ControlPlane,
     ext: &axum::http::Extensions,
     request_id: &str,
-    (method, path): (&str, &str),
-    reason: ward_core::ReasonCode,
-    status: u16,
-    client_id: Option<&str>,
-    error: Option<&OAuthError>,
+    e: Event<'_>,
 ) -> Result<Option<u64>, ward_audit::AuditError> {
     let Some((sink, hasher)) = &cp.audit else { return Ok(None) };
-    let decision = if status < 400 { ward_core::Effect::Allow } else { ward_core::Effect::Deny };
-    let event = if path.starts_with("/admin/") { "admin" } else { "token" };
+    let decision = if e.status < 400 { ward_core::Effect::Allow } else { ward_core::Effect::Deny };
+    let event = if e.path.starts_with("/admin/") {
+        "admin"
+    } else if e.path == crate::authorize_api::PATH {
+        "login"
+    } else {
+        "token"
+    };
     let mut r = ward_audit::AuditRecord::event(
         event,
-        method,
-        reason,
+        e.method,
+        e.reason,
         decision,
         ward_audit::format_rfc3339_millis(std::time::SystemTime::now()),
         request_id.to_owned(),
     );
-    r.path = path.to_owned();
-    r.status = status;
+    r.path = e.path.to_owned();
+    r.status = e.status;
     r.protocol = "HTTP";
     r.client_ip_hmac = ext.get::<Peer>().map(|p| hasher.tag_hex(p.0.to_string().as_bytes())).unwrap_or_default();
-    r.client_id = client_id.map(str::to_owned);
-    r.oauth_error = error.map(OAuthError::code);
+    r.client_id = e.client_id.map(str::to_owned);
+    r.oauth_error = e.error.map(OAuthError::code);
+    r.principal_hmac = e.principal.map(|p| hasher.tag_hex(p.as_bytes()));
+    if r.principal_hmac.is_some() {
+        r.issuer = Some(cp.settings.issuer.clone());
+    }
     sink.record(r).map(Some).inspect_err(|e| tracing::error!(error = %e, "token service event could not be audited"))
 }
 
 /// Wait until record `index` is durable (the token is released only then).
-async fn durable(cp: &ControlPlane, index: Option<u64>) -> bool {
+pub(crate) async fn durable(cp: &ControlPlane, index: Option<u64>) -> bool {
     match (&cp.audit, index) {
         (Some((sink, _)), Some(i)) => {
             matches!(tokio::time::timeout(std::time::Duration::from_secs(5), sink.durable(i)).await, Ok(Ok(())))
@@ -127,14 +172,14 @@ async fn durable(cp: &ControlPlane, index: Option<u64>) -> bool {
     }
 }
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     ward_crypto::random_bytes::<16>()
         .map(ward_core::RequestId::from_random)
         .map(|r| r.as_str().to_owned())
         .unwrap_or_default()
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut r = (status, body.to_string()).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -177,7 +222,7 @@ async fn jwks(State(cp): State<Arc<ControlPlane>>) -> Response {
 }
 
 /// Parse an `application/x-www-form-urlencoded` body, refusing repeated parameters.
-fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+pub(crate) fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if ct.split(';').next().map(str::trim) != Some("application/x-www-form-urlencoded") {
         return Err(OAuthError::InvalidRequest("content type must be application/x-www-form-urlencoded".into()));
@@ -263,14 +308,20 @@ fn refuse(
     e: &OAuthError,
     basic: bool,
 ) -> Response {
-    let id = request_id();
     let reason = if matches!(e, OAuthError::InvalidClient(_)) {
         ward_core::ReasonCode::ClientAuthenticationFailed
     } else {
         ward_core::ReasonCode::TokenRequestRefused
     };
-    let _ = audit(cp, ext, &id, ("POST", path), reason, e.status(), client, Some(e));
-    oauth_error_with(e, basic, &id)
+    refuse_as(cp, ext, Event::new(("POST", path), reason, e.status()).client(client).error(e), basic)
+}
+
+/// A refusal audited as `event` (whose error is what the client is told).
+fn refuse_as(cp: &ControlPlane, ext: &axum::http::Extensions, event: Event<'_>, basic: bool) -> Response {
+    let id = request_id();
+    let _ = audit(cp, ext, &id, event);
+    let fallback = OAuthError::TemporarilyUnavailable("refusal without an error".into());
+    oauth_error_with(event.error.unwrap_or(&fallback), basic, &id)
 }
 
 /// The client id a request claims (for the audit record of a failure).
@@ -342,10 +393,62 @@ async fn token(
         Some(Err(e)) => return refuse(&cp, &ext, PATH, who, &e, basic),
         Some(Ok(g)) => g,
     };
-    if !matches!(grant_type, GrantType::ClientCredentials | GrantType::TokenExchange) {
-        let e = OAuthError::UnsupportedGrantType(format!("{} is not served yet", grant_type.as_str()));
-        return refuse(&cp, &ext, PATH, who, &e, basic);
+    let t = now();
+    let issued: Result<(Value, Option<String>), Refusal> = match grant_type {
+        GrantType::ClientCredentials | GrantType::TokenExchange => {
+            service_grant(&cp, &client, &params, grant_type, t).map(|body| (body, None))
+        }
+        GrantType::AuthorizationCode | GrantType::RefreshToken => {
+            // These write to the store: off the runtime.
+            let (cp2, client2) = (Arc::clone(&cp), client.clone());
+            let params = params.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                if grant_type == GrantType::AuthorizationCode {
+                    user_grants::authorization_code(&cp2, &client2, &params, t)
+                } else {
+                    user_grants::refresh_token(&cp2, &client2, &params, t)
+                }
+            })
+            .await;
+            match done {
+                Ok(r) => r.map(|i| (i.body, Some(i.subject))),
+                Err(_) => Err(OAuthError::TemporarilyUnavailable("grant task failed".into()).into()),
+            }
+        }
+    };
+    let (body, subject) = match issued {
+        Ok(x) => x,
+        Err(r) => {
+            let event = Event::new(("POST", PATH), r.reason, r.error.status())
+                .client(who)
+                .error(&r.error)
+                .principal(r.subject.as_deref());
+            return refuse_as(&cp, &ext, event, basic);
+        }
+    };
+    // Fail closed: the token leaves only once its issuance is durably recorded.
+    let unavailable = || json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"}));
+    let id = request_id();
+    let event =
+        Event::new(("POST", PATH), ward_core::ReasonCode::TokenIssued, 200).client(who).principal(subject.as_deref());
+    let Ok(index) = audit(&cp, &ext, &id, event) else {
+        return unavailable();
+    };
+    if !durable(&cp, index).await {
+        return unavailable();
     }
+    json_response(StatusCode::OK, &body)
+}
+
+/// `client_credentials` and token exchange: tokens for services, minted
+/// and signed in memory.
+fn service_grant(
+    cp: &ControlPlane,
+    client: &Client,
+    params: &HashMap<String, String>,
+    grant_type: GrantType,
+    t: u64,
+) -> Result<Value, Refusal> {
     let mut audiences: Vec<String> = Vec::new();
     for key in ["resource", "audience"] {
         if let Some(v) = params.get(key) {
@@ -353,38 +456,20 @@ async fn token(
         }
     }
     let request = TokenRequest { scope: params.get("scope").cloned(), audiences };
-    let t = now();
-    let unavailable = || json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"}));
-    let Ok(jti) = ward_crypto::random_bytes::<16>().map(|b| URL_SAFE_NO_PAD.encode(b)) else { return unavailable() };
+    let jti = user_grants::new_jti().ok_or_else(|| OAuthError::TemporarilyUnavailable("no randomness".into()))?;
     let exchange = grant_type == GrantType::TokenExchange;
     let minted = if exchange {
-        exchange_grant(&cp, &client, &params, &request, t, &jti)
+        exchange_grant(cp, client, params, &request, t, &jti)?
     } else {
-        grant::client_credentials(&cp.issuer, &client, &request, t, &jti)
+        grant::client_credentials(&cp.issuer, client, &request, t, &jti)?
     };
-    let minted = match minted {
-        Ok(m) => m,
-        Err(e) => return refuse(&cp, &ext, PATH, who, &e, basic),
-    };
-    let signed = cp
-        .ring
-        .read()
-        .ok()
-        .and_then(|ring| ring.signing_key(t).ok().and_then(|k| k.signer().sign(&minted.claims).ok()));
-    let Some(token) = signed else { return unavailable() };
-    // Fail closed: the token leaves only once its issuance is durably recorded.
-    let id = request_id();
-    let Ok(index) = audit(&cp, &ext, &id, ("POST", PATH), ward_core::ReasonCode::TokenIssued, 200, who, None) else {
-        return unavailable();
-    };
-    if !durable(&cp, index).await {
-        return unavailable();
-    }
+    let token =
+        cp.sign(&minted.claims, t).ok_or_else(|| OAuthError::TemporarilyUnavailable("signing failed".into()))?;
     let mut body = grant::token_response(&token, &minted);
     if exchange {
         body["issued_token_type"] = json!(grant::ACCESS_TOKEN_TYPE);
     }
-    json_response(StatusCode::OK, &body)
+    Ok(body)
 }
 
 /// RFC 8693 token exchange: the subject token must be a valid, unrevoked
@@ -484,19 +569,23 @@ async fn introspect(
         let e = OAuthError::InvalidRequest("token missing".into());
         return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
     };
-    let body = match cp.verify_token(token, now()) {
+    json_response(StatusCode::OK, &introspection(&cp, token, now()))
+}
+
+/// The RFC 7662 answer for `token`.
+pub(crate) fn introspection(cp: &ControlPlane, token: &str, now: u64) -> Value {
+    match cp.verify_token(token, now) {
         None => json!({ "active": false }),
         Some(c) => {
             let mut v = json!({ "active": true, "token_type": "Bearer" });
-            for k in ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti"] {
+            for k in ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "act", "auth_time"] {
                 if let Some(x) = c.get(k) {
                     v[k] = x.clone();
                 }
             }
             v
         }
-    };
-    json_response(StatusCode::OK, &body)
+    }
 }
 
 async fn revoke(
@@ -534,210 +623,11 @@ async fn revoke(
     let (cp2, jti) = (Arc::clone(&cp), jti.to_owned());
     match tokio::task::spawn_blocking(move || cp2.revoke(&jti, exp)).await {
         Ok(Ok(())) => {
-            let _ = audit(
-                &cp,
-                &ext,
-                &request_id(),
-                ("POST", PATH),
-                ward_core::ReasonCode::RevocationRecorded,
-                200,
-                Some(client.id.as_str()),
-                None,
-            );
+            let e = Event::new(("POST", PATH), ward_core::ReasonCode::RevocationRecorded, 200)
+                .client(Some(client.id.as_str()));
+            let _ = audit(&cp, &ext, &request_id(), e);
             json_response(StatusCode::OK, &json!({}))
         }
         _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"})),
-    }
-}
-
-/// The admin API's guard: `Authorization: Bearer <admin token>`; anything
-/// else is a generic 401 (and no admin API at all without a configured token).
-fn admin(
-    cp: &ControlPlane,
-    ext: &axum::http::Extensions,
-    headers: &HeaderMap,
-    what: (&str, &str),
-) -> Result<(), Box<Response>> {
-    let presented =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(t) if cp.is_admin(t) => Ok(()),
-        _ => {
-            let id = request_id();
-            tracing::warn!(request_id = %id, "admin API call without a valid admin token");
-            let _ = audit(cp, ext, &id, what, ward_core::ReasonCode::AdminRequest, 401, None, None);
-            Err(Box::new(json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "request_id": id}))))
-        }
-    }
-}
-
-fn client_json(c: &Client) -> Value {
-    json!({
-        "client_id": c.id.as_str(),
-        "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-        "scopes": c.scopes,
-        "audiences": c.audiences,
-        "token_ttl": c.token_ttl,
-    })
-}
-
-async fn admin_list_clients(
-    State(cp): State<Arc<ControlPlane>>,
-    ext: axum::http::Extensions,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = admin(&cp, &ext, &headers, ("GET", "/admin/clients")) {
-        return *r;
-    }
-    json_response(StatusCode::OK, &Value::Array(cp.clients().iter().map(client_json).collect()))
-}
-
-fn bad_request(message: &str) -> Response {
-    json_response(StatusCode::BAD_REQUEST, &json!({"error": "bad_request", "message": message}))
-}
-
-async fn admin_create_client(
-    State(cp): State<Arc<ControlPlane>>,
-    ext: axum::http::Extensions,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    const WHAT: (&str, &str) = ("POST", "/admin/clients");
-    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
-        return *r;
-    }
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
-    let strings = |k: &str| -> Option<Vec<String>> {
-        match v.get(k) {
-            None => Some(Vec::new()),
-            Some(a) => a.as_array()?.iter().map(|x| x.as_str().map(str::to_owned)).collect(),
-        }
-    };
-    let (Some(id), Some(grants), Some(scopes), Some(audiences)) =
-        (v["client_id"].as_str(), strings("grants"), strings("scopes"), strings("audiences"))
-    else {
-        return bad_request("expected client_id and lists of strings grants, scopes, audiences");
-    };
-    let grants = if grants.is_empty() { vec!["client_credentials".to_owned()] } else { grants };
-    let Ok(grants) = grants.iter().map(|g| GrantType::parse(g)).collect::<Result<Vec<_>, _>>() else {
-        return bad_request("unknown grant type");
-    };
-    let spec = crate::ClientSpec {
-        id: id.to_owned(),
-        grants,
-        scopes,
-        audiences,
-        token_ttl: v["token_ttl"].as_u64().unwrap_or(900),
-        jwks: v.get("jwks").filter(|j| !j.is_null()).map(Value::to_string),
-    };
-    let cp2 = Arc::clone(&cp);
-    match tokio::task::spawn_blocking(move || cp2.create_client(&spec)).await {
-        Ok(Ok(secret)) => {
-            let taken = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::AdminRequest, 201, Some(id), None);
-            if taken.is_err() {
-                return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"}));
-            }
-            let mut body = json!({"client_id": id});
-            if let Some(secret) = &secret {
-                body["client_secret"] = json!(secret.expose());
-            }
-            json_response(StatusCode::CREATED, &body)
-        }
-        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
-        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
-    }
-}
-
-async fn admin_delete_client(
-    State(cp): State<Arc<ControlPlane>>,
-    ext: axum::http::Extensions,
-    headers: HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
-    const WHAT: (&str, &str) = ("DELETE", "/admin/clients/{id}");
-    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
-        return *r;
-    }
-    let (cp2, id2) = (Arc::clone(&cp), id.clone());
-    match tokio::task::spawn_blocking(move || cp2.delete_client(&id2)).await {
-        Ok(Ok(true)) => {
-            let _ = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::AdminRequest, 204, Some(&id), None);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Ok(Ok(false)) => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),
-        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
-    }
-}
-
-async fn admin_rotate_keys(
-    State(cp): State<Arc<ControlPlane>>,
-    ext: axum::http::Extensions,
-    headers: HeaderMap,
-) -> Response {
-    const WHAT: (&str, &str) = ("POST", "/admin/keys/rotate");
-    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
-        return *r;
-    }
-    let cp2 = Arc::clone(&cp);
-    match tokio::task::spawn_blocking(move || cp2.rotate_keys(now())).await {
-        Ok(Ok(kid)) => {
-            let _ = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::KeyRotated, 200, None, None);
-            json_response(StatusCode::OK, &json!({"kid": kid, "signs_from": now() + cp.settings.publish_lead}))
-        }
-        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
-    }
-}
-
-/// The password in an admin request body; never logged, dropped zeroized.
-fn password_from(body: &[u8]) -> Option<(Option<String>, zeroize::Zeroizing<String>)> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let password = zeroize::Zeroizing::new(v.get("password")?.as_str()?.to_owned());
-    Some((v.get("username").and_then(Value::as_str).map(str::to_owned), password))
-}
-
-async fn admin_create_user(
-    State(cp): State<Arc<ControlPlane>>,
-    ext: axum::http::Extensions,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    const WHAT: (&str, &str) = ("POST", "/admin/users");
-    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
-        return *r;
-    }
-    let Some((Some(name), password)) = password_from(&body) else {
-        return bad_request("expected username and password");
-    };
-    let (cp2, name2) = (Arc::clone(&cp), name.clone());
-    match tokio::task::spawn_blocking(move || cp2.create_user(&name2, &password)).await {
-        Ok(Ok(())) => {
-            let _ = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::AdminRequest, 201, None, None);
-            json_response(StatusCode::CREATED, &json!({"username": name}))
-        }
-        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
-        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
-    }
-}
-
-async fn admin_set_password(
-    State(cp): State<Arc<ControlPlane>>,
-    ext: axum::http::Extensions,
-    headers: HeaderMap,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    body: Bytes,
-) -> Response {
-    const WHAT: (&str, &str) = ("PUT", "/admin/users/{name}/password");
-    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
-        return *r;
-    }
-    let Some((_, password)) = password_from(&body) else { return bad_request("expected password") };
-    let cp2 = Arc::clone(&cp);
-    match tokio::task::spawn_blocking(move || cp2.set_password(&name, &password)).await {
-        Ok(Ok(())) => {
-            let _ = audit(&cp, &ext, &request_id(), WHAT, ward_core::ReasonCode::AdminRequest, 204, None, None);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
-        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
     }
 }

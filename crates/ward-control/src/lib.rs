@@ -14,8 +14,12 @@
 //! and speaks HTTP.
 #![forbid(unsafe_code)]
 
+mod admin_api;
+mod authorize_api;
+pub mod flows;
 mod http_api;
 pub mod store;
+mod user_grants;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -44,6 +48,27 @@ pub struct ControlSettings {
     /// the verifiers' JWK-set cache lifetime (the JWKS is served with
     /// `max-age` of half this).
     pub publish_lead: u64,
+    /// How long an authorization code may wait to be redeemed (seconds).
+    pub code_ttl: u64,
+    /// How long a refresh token family lives from the login (seconds).
+    pub refresh_ttl: u64,
+}
+
+impl ControlSettings {
+    /// Settings with the defaults for everything but the issuer: 1 h
+    /// access tokens, EdDSA, 10 min publish lead, 60 s codes, 24 h refresh
+    /// families.
+    #[must_use]
+    pub fn new(issuer: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            max_ttl: 3600,
+            key_alg: Algorithm::EdDsa,
+            publish_lead: 600,
+            code_ttl: ward_issuer::authorize::CODE_TTL,
+            refresh_ttl: ward_issuer::refresh::FAMILY_TTL,
+        }
+    }
 }
 
 /// What a new client may do.
@@ -62,6 +87,9 @@ pub struct ClientSpec {
     /// A public JWK set: the client authenticates with `private_key_jwt`
     /// (RFC 7523) and gets no secret.
     pub jwks: Option<String>,
+    /// Redirect URIs for the authorization-code grant (https, or http on
+    /// loopback; matched exactly).
+    pub redirect_uris: Vec<String>,
 }
 
 /// Why a control-plane operation failed.
@@ -104,6 +132,8 @@ pub struct ControlPlane {
     revocations: Option<Arc<dyn ward_core::RevocationList>>,
     /// Where token-service events go, and the key client addresses are hashed with.
     audit: Option<(Arc<dyn AuditSink>, ward_crypto::KeyedHasher)>,
+    /// Login tickets and authorization codes in flight.
+    flows: flows::Flows,
 }
 
 fn verifiers(ring: &KeyRing, now: u64, max_ttl: u64) -> Vec<(Option<String>, VerifyingKey)> {
@@ -130,6 +160,7 @@ impl ControlPlane {
         }
         let ring = KeyRing::from_keys(keys).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let revoked: HashMap<String, u64> = store.revoked(t)?.into_iter().collect();
+        store.purge_refresh(t)?;
         let issuer = IssuerSettings { issuer: settings.issuer.clone(), max_ttl: settings.max_ttl };
         let parsed = verifiers(&ring, t, settings.max_ttl);
         Ok(Self {
@@ -145,6 +176,7 @@ impl ControlPlane {
             assertions: std::sync::Mutex::new(HashMap::new()),
             revocations: None,
             audit: None,
+            flows: flows::Flows::default(),
         })
     }
 
@@ -212,6 +244,13 @@ impl ControlPlane {
         if self.clients.load().contains_key(id.as_str()) {
             return Err(ControlError::Invalid(format!("client `{id}` exists")));
         }
+        for uri in &spec.redirect_uris {
+            ward_issuer::pkce::check_registered_redirect(uri)
+                .map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
+        }
+        if spec.grants.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty() {
+            return Err(ControlError::Invalid("the authorization_code grant needs at least one redirect URI".into()));
+        }
         if spec.token_ttl == 0 || spec.token_ttl > self.settings.max_ttl {
             return Err(ControlError::Invalid(format!("token_ttl must be 1..={} seconds", self.settings.max_ttl)));
         }
@@ -238,6 +277,7 @@ impl ControlPlane {
             scopes: spec.scopes.iter().cloned().collect(),
             audiences: spec.audiences.clone(),
             token_ttl: spec.token_ttl,
+            redirect_uris: spec.redirect_uris.clone(),
         };
         self.store.put_client(&client)?;
         let mut next = HashMap::clone(&self.clients.load());
@@ -367,6 +407,30 @@ impl ControlPlane {
         next.insert(jti.to_owned(), exp);
         self.revoked.store(Arc::new(next));
         Ok(())
+    }
+
+    /// Revoke every access token in `tokens` (`jti`, `exp`): the ones a
+    /// reused code or refresh token produced.
+    ///
+    /// # Errors
+    /// [`ControlError`] from the store (the first failure; the rest are still tried).
+    pub fn revoke_all(&self, tokens: &[(String, u64)]) -> Result<(), ControlError> {
+        let mut first = Ok(());
+        for (jti, exp) in tokens {
+            if let Err(e) = self.revoke(jti, *exp) {
+                tracing::error!(error = %e, "could not revoke a token of a reused grant");
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+
+    /// Sign `claims` with the key that signs at `now`.
+    pub(crate) fn sign(&self, claims: &ward_core::Claims, now: u64) -> Option<String> {
+        let ring = self.ring.read().ok()?;
+        ring.signing_key(now).ok()?.signer().sign(claims).ok()
     }
 
     /// Whether `jti` is revoked.

@@ -16,12 +16,17 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use ward_issuer::clients::{Client, ClientId, GrantType};
 use ward_issuer::keys::RingKey;
+use ward_issuer::refresh::RefreshGrant;
 use zeroize::Zeroizing;
 
 const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
 const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked_jti");
 const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
+/// Refresh tokens by the hex SHA-256 of the token.
+const REFRESH: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_tokens");
+/// Refresh token families by id.
+const FAMILIES: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_families");
 
 /// A store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +47,8 @@ struct ClientRecord {
     scopes: Vec<String>,
     audiences: Vec<String>,
     token_ttl: u64,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -58,6 +65,59 @@ impl Drop for KeyRecord {
     }
 }
 
+#[derive(Serialize, Deserialize)]
+struct RefreshRecord {
+    grant: RefreshGrant,
+    /// Rotated already: presenting it again is a reuse.
+    used: bool,
+}
+
+/// A refresh token family: whether it was revoked, and the access tokens
+/// it produced (revoked with it).
+#[derive(Serialize, Deserialize, Default)]
+struct FamilyRecord {
+    revoked: bool,
+    expires: u64,
+    access: Vec<(String, u64)>,
+}
+
+/// A refresh token to store: its hash, what it stands for, and the access
+/// token issued with it.
+#[derive(Debug, Clone)]
+pub struct NewRefresh {
+    /// SHA-256 of the token.
+    pub hash: [u8; 32],
+    /// What it stands for.
+    pub grant: RefreshGrant,
+    /// `jti` and `exp` of the access token issued with it.
+    pub access: (String, u64),
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug)]
+pub enum RefreshUse<T> {
+    /// No such token (or its family ended).
+    Unknown,
+    /// Its family was revoked before (after a reuse): refused, nothing changes.
+    FamilyRevoked,
+    /// The token was already rotated: the family is now revoked; these
+    /// access tokens (`jti`, `exp`) must be revoked too.
+    Reused {
+        /// The family.
+        family: String,
+        /// Its access tokens.
+        access: Vec<(String, u64)>,
+    },
+    /// The caller's checks refused it; nothing changed.
+    Refused(ward_issuer::OAuthError),
+    /// Rotated: the old token is retired, the new one stored.
+    Rotated(T),
+}
+
+fn hex(h: &[u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn to_record(c: &Client) -> ClientRecord {
     ClientRecord {
         id: c.id.as_str().to_owned(),
@@ -67,6 +127,7 @@ fn to_record(c: &Client) -> ClientRecord {
         scopes: c.scopes.iter().cloned().collect(),
         audiences: c.audiences.clone(),
         token_ttl: c.token_ttl,
+        redirect_uris: c.redirect_uris.clone(),
     }
 }
 
@@ -90,6 +151,7 @@ fn from_record(r: ClientRecord) -> Result<Client, StoreError> {
         scopes: r.scopes.into_iter().collect(),
         audiences: r.audiences,
         token_ttl: r.token_ttl,
+        redirect_uris: r.redirect_uris,
     })
 }
 
@@ -122,6 +184,8 @@ impl Store {
         txn.open_table(KEYS).map_err(err)?;
         txn.open_table(REVOKED).map_err(err)?;
         txn.open_table(USERS).map_err(err)?;
+        txn.open_table(REFRESH).map_err(err)?;
+        txn.open_table(FAMILIES).map_err(err)?;
         txn.commit().map_err(err)?;
         Ok(Self { db })
     }
@@ -269,5 +333,155 @@ impl Store {
         }
         txn.commit().map_err(err)?;
         Ok(live)
+    }
+
+    /// Store the first refresh token of a new family.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn start_family(&self, new: &NewRefresh) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        {
+            let mut families = txn.open_table(FAMILIES).map_err(err)?;
+            let family =
+                FamilyRecord { revoked: false, expires: new.grant.family_expires, access: vec![new.access.clone()] };
+            families
+                .insert(new.grant.family.as_str(), serde_json::to_vec(&family).map_err(err)?.as_slice())
+                .map_err(err)?;
+            let record = RefreshRecord { grant: new.grant.clone(), used: false };
+            txn.open_table(REFRESH)
+                .map_err(err)?
+                .insert(hex(&new.hash).as_str(), serde_json::to_vec(&record).map_err(err)?.as_slice())
+                .map_err(err)?;
+        }
+        txn.commit().map_err(err)
+    }
+
+    /// Present the refresh token hashing to `old`, in one transaction: an
+    /// unused token of a live family goes to `step` (the caller's checks
+    /// and minting); if `step` accepts, the token is retired and the one it
+    /// returns stored in the same family. A used token, or one of a revoked
+    /// family, revokes the family.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn use_refresh<T>(
+        &self,
+        old: &[u8; 32],
+        now: u64,
+        step: impl FnOnce(&RefreshGrant) -> Result<(T, NewRefresh), ward_issuer::OAuthError>,
+    ) -> Result<RefreshUse<T>, StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        let outcome = {
+            let mut tokens = txn.open_table(REFRESH).map_err(err)?;
+            let mut families = txn.open_table(FAMILIES).map_err(err)?;
+            let key = hex(old);
+            let Some(record) = tokens.get(key.as_str()).map_err(err)?.map(|v| v.value().to_vec()) else {
+                return Ok(RefreshUse::Unknown);
+            };
+            let mut record: RefreshRecord = serde_json::from_slice(&record).map_err(err)?;
+            let fid = record.grant.family.clone();
+            let mut family: FamilyRecord = match families.get(fid.as_str()).map_err(err)? {
+                Some(v) => serde_json::from_slice(v.value()).map_err(err)?,
+                None => return Ok(RefreshUse::Unknown),
+            };
+            if family.expires <= now {
+                return Ok(RefreshUse::Unknown);
+            }
+            if family.revoked {
+                return Ok(RefreshUse::FamilyRevoked);
+            }
+            if record.used {
+                family.revoked = true;
+                families.insert(fid.as_str(), serde_json::to_vec(&family).map_err(err)?.as_slice()).map_err(err)?;
+                RefreshUse::Reused {
+                    family: fid,
+                    access: family.access.into_iter().filter(|(_, e)| *e > now).collect(),
+                }
+            } else {
+                match step(&record.grant) {
+                    Err(e) => return Ok(RefreshUse::Refused(e)),
+                    Ok((out, new)) => {
+                        record.used = true;
+                        tokens
+                            .insert(key.as_str(), serde_json::to_vec(&record).map_err(err)?.as_slice())
+                            .map_err(err)?;
+                        let fresh = RefreshRecord { grant: new.grant, used: false };
+                        tokens
+                            .insert(hex(&new.hash).as_str(), serde_json::to_vec(&fresh).map_err(err)?.as_slice())
+                            .map_err(err)?;
+                        family.access.retain(|(_, e)| *e > now);
+                        family.access.push(new.access);
+                        families
+                            .insert(fid.as_str(), serde_json::to_vec(&family).map_err(err)?.as_slice())
+                            .map_err(err)?;
+                        RefreshUse::Rotated(out)
+                    }
+                }
+            }
+        };
+        txn.commit().map_err(err)?;
+        Ok(outcome)
+    }
+
+    /// Revoke a family (a redeemed authorization code was presented again);
+    /// returns its live access tokens (`jti`, `exp`).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn revoke_family(&self, family: &str, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        let access = {
+            let mut families = txn.open_table(FAMILIES).map_err(err)?;
+            let record = families.get(family).map_err(err)?.map(|v| v.value().to_vec());
+            match record {
+                None => Vec::new(),
+                Some(bytes) => {
+                    let mut f: FamilyRecord = serde_json::from_slice(&bytes).map_err(err)?;
+                    f.revoked = true;
+                    families.insert(family, serde_json::to_vec(&f).map_err(err)?.as_slice()).map_err(err)?;
+                    f.access.into_iter().filter(|(_, e)| *e > now).collect()
+                }
+            }
+        };
+        txn.commit().map_err(err)?;
+        Ok(access)
+    }
+
+    /// Delete ended families and their refresh tokens; how many tokens went.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn purge_refresh(&self, now: u64) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        let removed = {
+            let mut families = txn.open_table(FAMILIES).map_err(err)?;
+            let mut ended = BTreeSet::new();
+            for row in families.iter().map_err(err)? {
+                let (k, v) = row.map_err(err)?;
+                let f: FamilyRecord = serde_json::from_slice(v.value()).map_err(err)?;
+                if f.expires <= now {
+                    ended.insert(k.value().to_owned());
+                }
+            }
+            for f in &ended {
+                families.remove(f.as_str()).map_err(err)?;
+            }
+            let mut tokens = txn.open_table(REFRESH).map_err(err)?;
+            let mut dead = Vec::new();
+            for row in tokens.iter().map_err(err)? {
+                let (k, v) = row.map_err(err)?;
+                let r: RefreshRecord = serde_json::from_slice(v.value()).map_err(err)?;
+                if r.grant.family_expires <= now || ended.contains(&r.grant.family) {
+                    dead.push(k.value().to_owned());
+                }
+            }
+            for k in &dead {
+                tokens.remove(k.as_str()).map_err(err)?;
+            }
+            dead.len()
+        };
+        txn.commit().map_err(err)?;
+        Ok(removed)
     }
 }

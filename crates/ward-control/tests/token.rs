@@ -4,95 +4,16 @@
 //! rotation seen through the JWK set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
-
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
-use ward_authn::{Algorithm, JwkSet, verify_signature};
-use ward_control::{ClientSpec, ControlPlane, ControlSettings, Store};
+use ward_authn::Algorithm;
+use ward_control::{ControlPlane, ControlSettings, Store};
 use ward_issuer::clients::GrantType;
 
-struct Running {
-    base: String,
-    client: reqwest::Client,
-    cp: Arc<ControlPlane>,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
+mod common;
 
-async fn start() -> Running {
-    start_with(None).await
-}
-
-async fn start_with(audit: Option<Arc<dyn ward_audit::AuditSink>>) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = ward_pki::generate_local_pki("Control test CA", &["localhost"]).unwrap();
-    let certs = CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let base = format!("https://localhost:{port}");
-    let settings =
-        ControlSettings { issuer: base.clone(), max_ttl: 3600, key_alg: Algorithm::EdDsa, publish_lead: 600 };
-    let store = Store::open(&dir.path().join("control.redb")).unwrap();
-    let mut cp =
-        ControlPlane::open(store, settings).unwrap().with_admin_token("admin-token-0123456789abcdef0123456789");
-    if let Some(sink) = audit {
-        let hasher = ward_crypto::KeyedHasher::new(&ward_crypto::SecretBytes::new(vec![1u8; 32])).unwrap();
-        cp = cp.with_audit(sink, hasher);
-    }
-    let cp = Arc::new(cp);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::clone(&cp)), stopped));
-    let ca = reqwest::Certificate::from_pem(pki.ca.cert_pem.as_bytes()).unwrap();
-    let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
-    Running { base, client, cp, _dir: dir, _stop: stop }
-}
-
-fn spec(id: &str) -> ClientSpec {
-    ClientSpec {
-        id: id.into(),
-        grants: vec![GrantType::ClientCredentials],
-        scopes: vec!["orders:read".into(), "orders:write".into()],
-        audiences: vec!["orders".into()],
-        token_ttl: 300,
-        jwks: None,
-    }
-}
-
-async fn post(
-    r: &Running,
-    path: &str,
-    basic: Option<(&str, &str)>,
-    form: &[(&str, &str)],
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut req = r.client.post(format!("{}{path}", r.base)).form(form);
-    if let Some((id, secret)) = basic {
-        req = req.basic_auth(id, Some(secret));
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, resp.json().await.unwrap_or(Value::Null), headers)
-}
-
-fn verify_with(jwks: &Value, token: &str) -> Option<Value> {
-    let (input, sig) = token.rsplit_once('.')?;
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split('.').next()?).ok()?).ok()?;
-    let keys = JwkSet::parse(jwks.to_string().as_bytes()).ok()?.verifying_keys().ok()?;
-    let (_, key) = keys.iter().find(|(kid, _)| kid.as_deref() == header["kid"].as_str())?;
-    verify_signature(Algorithm::EdDsa, key, input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).ok()?)
-        .then(|| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split('.').nth(1)?).ok()?).ok())?
-}
+use common::{AuditLog, post, spec, start, start_with, verify_with};
 
 #[tokio::test]
 async fn client_credentials_end_to_end() {
@@ -172,7 +93,8 @@ async fn refusals_carry_the_rfc_error_codes_and_no_reasons() {
         (Some(("nobody", &secret)), vec![cc], 401, "invalid_client"),
         (None, vec![cc], 401, "invalid_client"),
         (Some(("billing", &secret)), vec![("grant_type", "password")], 400, "unsupported_grant_type"),
-        (Some(("billing", &secret)), vec![("grant_type", "authorization_code")], 400, "unsupported_grant_type"),
+        (Some(("billing", &secret)), vec![("grant_type", "authorization_code")], 400, "unauthorized_client"),
+        (Some(("billing", &secret)), vec![("grant_type", "refresh_token")], 400, "unauthorized_client"),
         (
             Some(("billing", &secret)),
             vec![("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange")],
@@ -269,12 +191,7 @@ async fn a_rotated_key_is_published_before_it_signs() {
 fn clients_keys_and_revocations_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("control.redb");
-    let settings = ControlSettings {
-        issuer: "https://ward.local".into(),
-        max_ttl: 3600,
-        key_alg: Algorithm::EdDsa,
-        publish_lead: 600,
-    };
+    let settings = ControlSettings::new("https://ward.local");
     let cp = ControlPlane::open(Store::open(&path).unwrap(), settings.clone()).unwrap();
     cp.create_client(&spec("billing")).unwrap();
     assert!(cp.create_client(&spec("billing")).is_err(), "ids are unique");
@@ -297,17 +214,8 @@ fn clients_keys_and_revocations_survive_a_restart() {
 
 #[tokio::test]
 async fn issuance_refusals_revocations_and_admin_calls_are_audited() {
-    let log_dir = tempfile::tempdir().unwrap();
-    let signer = ward_merkle::NoteSigner::from_seed("ward.test/audit", &[5; 32]).unwrap();
-    let (sink, _) = ward_audit::LogSink::open(
-        log_dir.path(),
-        signer,
-        ward_audit::LogOptions::new("ward.test/audit"),
-        ward_audit::SinkOptions::default(),
-    )
-    .unwrap();
-    let sink = Arc::new(sink);
-    let r = start_with(Some(Arc::clone(&sink) as Arc<dyn ward_audit::AuditSink>)).await;
+    let log = AuditLog::open();
+    let r = start_with(Some(log.sink())).await;
     // Through the admin API, so the creation is audited too.
     let created: Value = r
         .client
@@ -331,15 +239,7 @@ async fn issuance_refusals_revocations_and_admin_calls_are_audited() {
     post(&r, "/oauth2/token", Some(("billing", &secret)), &[("grant_type", "client_credentials"), ("scope", "admin")])
         .await;
     post(&r, "/oauth2/revoke", Some(("billing", &secret)), &[("token", &token)]).await;
-    ward_audit::AuditSink::flush(&*sink).await.unwrap();
-
-    let records: Vec<Value> = ward_audit::segments::SegmentReader::new(&log_dir.path().join("segments"), 0)
-        .unwrap()
-        .map(|item| match item {
-            ward_audit::segments::ReadItem::Record(r) => serde_json::from_slice(&r.payload).unwrap(),
-            ward_audit::segments::ReadItem::Problem(p) => panic!("{p:?}"),
-        })
-        .collect();
+    let records = log.records().await;
     let seen: Vec<(&str, &str, Option<&str>, Option<&str>)> = records
         .iter()
         .map(|r| {

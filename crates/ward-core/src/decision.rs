@@ -106,6 +106,18 @@ pub enum ReasonCode {
     RevocationRecorded,
     /// The presented token was revoked.
     TokenRevoked,
+    /// A user logged in on the token service's login page.
+    LoginSucceeded,
+    /// A login failed (unknown user or wrong password: one reason, so the
+    /// log does not tell which names exist).
+    LoginFailed,
+    /// An authorization request was refused (bad client, redirect URI, PKCE, scope…).
+    AuthorizationRefused,
+    /// A redeemed authorization code was presented again: the tokens it
+    /// produced are revoked.
+    AuthorizationCodeReused,
+    /// A rotated refresh token was presented again: its family is revoked.
+    RefreshTokenReused,
 }
 
 impl ReasonCode {
@@ -156,6 +168,11 @@ impl ReasonCode {
             Self::TokenRequestRefused => "token_request_refused",
             Self::RevocationRecorded => "revocation_recorded",
             Self::TokenRevoked => "token_revoked",
+            Self::LoginSucceeded => "login_succeeded",
+            Self::LoginFailed => "login_failed",
+            Self::AuthorizationRefused => "authorization_refused",
+            Self::AuthorizationCodeReused => "authorization_code_reused",
+            Self::RefreshTokenReused => "refresh_token_reused",
         }
     }
 

@@ -7,6 +7,7 @@
 //! | request refused for a token reason (`token_*`) | Authentication (3002) | Logon (1), status Failure |
 //! | token service: issued, refused, client authentication failed | Authentication (3002) | Logon (1) |
 //! | token service: revoked | Authentication (3002) | Logoff (2) |
+//! | login page: logins, failed logins, refused authorization requests | Authentication (3002) | Logon (1) |
 //! | any other request | HTTP Activity (4002) | by method (Get 3, Post 6, Put 7, Delete 2, …, Other 99); disposition Allowed (1) / Blocked (2) |
 //! | `policy_change`, `key_change` | Entity Management (3004) | Update (3) |
 //! | `startup`, `shutdown` | Application Lifecycle (6002) | Start (3) / Stop (4) |
@@ -69,7 +70,7 @@ pub fn to_ocsf(record: &Value, index: u64, origin: &str) -> Value {
     let (category, class, class_name, activity, activity_name) = match event {
         "request" if reason.starts_with("token_") => (3, 3002, "Authentication", 1, "Logon".to_owned()),
         "token" if reason == "revocation_recorded" => (3, 3002, "Authentication", 2, "Logoff".to_owned()),
-        "token" => (3, 3002, "Authentication", 1, "Logon".to_owned()),
+        "token" | "login" => (3, 3002, "Authentication", 1, "Logon".to_owned()),
         "request" => {
             let (a, n) = http_activity(s("method"));
             (4, 4002, "HTTP Activity", a, n.to_owned())
@@ -198,6 +199,7 @@ mod tests {
         assert_eq!(class("detection"), (2004, 1));
         assert_eq!(class("audit_log_recovered"), (0, 99));
         assert_eq!(class("token"), (3002, 1));
+        assert_eq!(class("login"), (3002, 1));
         assert_eq!(to_ocsf(&mk("startup"), 0, "o")["time"], 1000);
         assert_eq!(epoch_millis("garbage"), None);
     }

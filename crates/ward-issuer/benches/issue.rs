@@ -24,6 +24,7 @@ fn bench(c: &mut Criterion) {
         scopes: ["orders:read".to_owned(), "orders:write".to_owned()].into(),
         audiences: vec!["orders".into()],
         token_ttl: 300,
+        redirect_uris: Vec::new(),
     };
     let request = TokenRequest { scope: Some("orders:read".into()), audiences: Vec::new() };
     for (name, alg) in [("EdDSA", Algorithm::EdDsa), ("ES256", Algorithm::Es256)] {

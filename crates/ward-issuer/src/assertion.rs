@@ -126,6 +126,7 @@ mod tests {
             scopes: Default::default(),
             audiences: vec!["api".into()],
             token_ttl: 60,
+            redirect_uris: Vec::new(),
         };
         (client, key)
     }

@@ -9,8 +9,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use zeroize::Zeroizing;
 
 use crate::error::OAuthError;
@@ -60,9 +58,9 @@ impl ClientSecret {
     /// # Errors
     /// [`ward_crypto::CryptoError`] if the system random source fails.
     pub fn generate() -> Result<(Self, [u8; 32]), ward_crypto::CryptoError> {
-        let raw: Zeroizing<[u8; 32]> = Zeroizing::new(ward_crypto::random_bytes()?);
-        let text = Zeroizing::new(URL_SAFE_NO_PAD.encode(raw.as_ref()));
-        let hash = hash_secret(&text);
+        // No prefix: a secret goes into HTTP Basic, where some clients
+        // mishandle anything beyond the base64url alphabet.
+        let (text, hash) = crate::opaque::generate("")?;
         Ok((Self(text), hash))
     }
 
@@ -71,13 +69,6 @@ impl ClientSecret {
     pub fn expose(&self) -> &str {
         &self.0
     }
-}
-
-fn hash_secret(secret: &str) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 /// The grants a client may use.
@@ -134,6 +125,9 @@ pub struct Client {
     pub audiences: Vec<String>,
     /// Access token lifetime in seconds.
     pub token_ttl: u64,
+    /// Where the authorization endpoint may send its answer (compared
+    /// byte for byte, see [`crate::pkce::match_redirect`]).
+    pub redirect_uris: Vec<String>,
 }
 
 impl Client {
@@ -147,7 +141,7 @@ impl Client {
         let Some(stored) = &self.secret_hash else {
             return Err(OAuthError::InvalidClient(format!("client {} has no secret", self.id)));
         };
-        if ward_crypto::constant_time_eq(&hash_secret(presented), stored) {
+        if ward_crypto::constant_time_eq(&crate::opaque::hash(presented), stored) {
             Ok(())
         } else {
             Err(OAuthError::InvalidClient(format!("wrong secret for client {}", self.id)))
@@ -180,6 +174,7 @@ mod tests {
             scopes: ["orders:read".to_owned()].into(),
             audiences: vec!["orders".into()],
             token_ttl: 300,
+            redirect_uris: Vec::new(),
         }
     }
 

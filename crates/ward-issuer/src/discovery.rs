@@ -19,12 +19,16 @@ pub fn document(issuer: &str, signing_algs: &[&str]) -> Value {
             "urn:ietf:params:oauth:grant-type:token-exchange"
         ],
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "authorization_response_iss_parameter_supported": true,
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "jti"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256", "PS256"],
         "id_token_signing_alg_values_supported": signing_algs,
         "subject_types_supported": ["public"],
         "scopes_supported": ["openid"],
+        "prompt_values_supported": ["login"],
     })
 }
 

@@ -1,4 +1,5 @@
-//! OAuth2 errors (RFC 6749 §5.2, RFC 8707 §2, RFC 8693 §2.2.2).
+//! OAuth2 errors (RFC 6749 §4.1.2.1 and §5.2, RFC 8707 §2, RFC 8693 §2.2.2,
+//! OIDC Core §3.1.2.6).
 //!
 //! The `error` code is what a client may see; `detail` goes to the audit log
 //! only (it may name the client's mistake more precisely than a client
@@ -31,6 +32,18 @@ pub enum OAuthError {
     /// A requested audience/resource is not one the client may obtain tokens for.
     #[error("invalid_target: {0}")]
     InvalidTarget(String),
+    /// The authorization request asks for a `response_type` other than `code`.
+    #[error("unsupported_response_type: {0}")]
+    UnsupportedResponseType(String),
+    /// The user (or the login page) refused the authorization.
+    #[error("access_denied: {0}")]
+    AccessDenied(String),
+    /// `prompt=none`, but the user would have to log in (OIDC Core §3.1.2.6).
+    #[error("login_required: {0}")]
+    LoginRequired(String),
+    /// Ward cannot serve the request right now (store, randomness, signing); answered 503.
+    #[error("temporarily_unavailable: {0}")]
+    TemporarilyUnavailable(String),
 }
 
 impl OAuthError {
@@ -45,16 +58,21 @@ impl OAuthError {
             Self::UnsupportedGrantType(_) => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
+            Self::UnsupportedResponseType(_) => "unsupported_response_type",
+            Self::AccessDenied(_) => "access_denied",
+            Self::LoginRequired(_) => "login_required",
+            Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
         }
     }
 
     /// The HTTP status: 401 for client authentication failures (RFC 6749
-    /// §5.2, with `WWW-Authenticate` when the client used HTTP auth), 400
-    /// for everything else.
+    /// §5.2, with `WWW-Authenticate` when the client used HTTP auth), 503
+    /// when Ward cannot serve, 400 for everything else.
     #[must_use]
     pub fn status(&self) -> u16 {
         match self {
             Self::InvalidClient(_) => 401,
+            Self::TemporarilyUnavailable(_) => 503,
             _ => 400,
         }
     }
@@ -76,7 +94,11 @@ impl OAuthError {
             | Self::UnauthorizedClient(d)
             | Self::UnsupportedGrantType(d)
             | Self::InvalidScope(d)
-            | Self::InvalidTarget(d) => d,
+            | Self::InvalidTarget(d)
+            | Self::UnsupportedResponseType(d)
+            | Self::AccessDenied(d)
+            | Self::LoginRequired(d)
+            | Self::TemporarilyUnavailable(d) => d,
         }
     }
 }

@@ -70,43 +70,88 @@ pub fn client_credentials(
     jti: &str,
 ) -> Result<Minted, OAuthError> {
     client.may_use(GrantType::ClientCredentials)?;
-    let scopes = match &request.scope {
-        None => client.scopes.clone(),
-        Some(s) => {
-            let asked = parse_scope(s)?;
-            if let Some(extra) = asked.iter().find(|s| !client.scopes.contains(*s)) {
-                return Err(OAuthError::InvalidScope(format!("client {} may not have scope `{extra}`", client.id)));
-            }
-            asked
+    let scopes = narrow_scope(request.scope.as_deref(), &client.scopes, &format!("client {}", client.id))?;
+    let audiences = narrow_audience(&request.audiences, client)?;
+    let ttl = client.token_ttl.min(settings.max_ttl).max(1);
+    let access = Access { subject: client.id.as_str(), client, audiences: &audiences, scopes: &scopes };
+    Ok(access.mint(settings, now, now + ttl, jti))
+}
+
+/// What an access token says: who it is about, for which client, where it
+/// may be used and what it allows.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    /// `sub`: a user, or the client itself.
+    pub subject: &'a str,
+    /// The client the token is issued to (`client_id`).
+    pub client: &'a Client,
+    /// `aud`.
+    pub audiences: &'a [String],
+    /// `scope`.
+    pub scopes: &'a BTreeSet<String>,
+}
+
+impl Access<'_> {
+    /// The claims of an access token valid from `now` until `exp`.
+    #[must_use]
+    pub fn mint(&self, settings: &IssuerSettings, now: u64, exp: u64, jti: &str) -> Minted {
+        let scope = self.scopes.iter().map(String::as_str).collect::<Vec<_>>().join(" ");
+        let aud: Value = match self.audiences {
+            [one] => json!(one),
+            many => json!(many),
+        };
+        let mut claims = Claims::new();
+        claims.insert("iss".into(), json!(settings.issuer));
+        claims.insert("sub".into(), json!(self.subject));
+        claims.insert("aud".into(), aud);
+        claims.insert("iat".into(), json!(now));
+        claims.insert("nbf".into(), json!(now));
+        claims.insert("exp".into(), json!(exp));
+        claims.insert("jti".into(), json!(jti));
+        claims.insert("client_id".into(), json!(self.client.id.as_str()));
+        if !scope.is_empty() {
+            claims.insert("scope".into(), json!(scope));
         }
-    };
-    let audiences: Vec<String> = if request.audiences.is_empty() {
+        Minted { claims, expires_in: exp.saturating_sub(now), scope }
+    }
+}
+
+/// The scopes a request asks for, which must all be in `allowed`; none
+/// asked means all of `allowed`.
+///
+/// # Errors
+/// [`OAuthError::InvalidScope`] naming the first scope outside `allowed`.
+pub fn narrow_scope(
+    asked: Option<&str>,
+    allowed: &BTreeSet<String>,
+    who: &str,
+) -> Result<BTreeSet<String>, OAuthError> {
+    let Some(s) = asked else { return Ok(allowed.clone()) };
+    let asked = parse_scope(s)?;
+    if let Some(extra) = asked.iter().find(|s| !allowed.contains(*s)) {
+        return Err(OAuthError::InvalidScope(format!("{who} may not have scope `{extra}`")));
+    }
+    Ok(asked)
+}
+
+/// The audiences a request asks for, which must all be the client's; none
+/// asked means the client's default (its first).
+///
+/// # Errors
+/// [`OAuthError::InvalidTarget`] for an audience the client may not have, or none at all.
+pub fn narrow_audience(asked: &[String], client: &Client) -> Result<Vec<String>, OAuthError> {
+    let audiences: Vec<String> = if asked.is_empty() {
         client.audiences.first().cloned().into_iter().collect()
     } else {
-        if let Some(extra) = request.audiences.iter().find(|a| !client.audiences.contains(a)) {
+        if let Some(extra) = asked.iter().find(|a| !client.audiences.contains(a)) {
             return Err(OAuthError::InvalidTarget(format!("client {} may not have audience `{extra}`", client.id)));
         }
-        request.audiences.clone()
+        asked.to_vec()
     };
     if audiences.is_empty() {
         return Err(OAuthError::InvalidTarget(format!("client {} has no audience", client.id)));
     }
-    let ttl = client.token_ttl.min(settings.max_ttl).max(1);
-    let scope = scopes.into_iter().collect::<Vec<_>>().join(" ");
-    let aud: Value = if audiences.len() == 1 { json!(audiences[0]) } else { json!(audiences) };
-    let mut claims = Claims::new();
-    claims.insert("iss".into(), json!(settings.issuer));
-    claims.insert("sub".into(), json!(client.id.as_str()));
-    claims.insert("aud".into(), aud);
-    claims.insert("iat".into(), json!(now));
-    claims.insert("nbf".into(), json!(now));
-    claims.insert("exp".into(), json!(now + ttl));
-    claims.insert("jti".into(), json!(jti));
-    claims.insert("client_id".into(), json!(client.id.as_str()));
-    if !scope.is_empty() {
-        claims.insert("scope".into(), json!(scope));
-    }
-    Ok(Minted { claims, expires_in: ttl, scope })
+    Ok(audiences)
 }
 
 /// The token endpoint's success body (RFC 6749 §5.1).
@@ -137,6 +182,7 @@ mod tests {
             scopes: ["orders:read".to_owned(), "orders:write".to_owned()].into(),
             audiences: vec!["orders".into(), "invoices".into()],
             token_ttl: 7200,
+            redirect_uris: Vec::new(),
         }
     }
 
@@ -221,33 +267,12 @@ pub fn token_exchange(
         _ => BTreeSet::new(),
     };
     let allowed: BTreeSet<String> = held.intersection(&client.scopes).cloned().collect();
-    let scopes = match &request.scope {
-        None => allowed,
-        Some(s) => {
-            let asked = parse_scope(s)?;
-            if let Some(extra) = asked.iter().find(|s| !allowed.contains(*s)) {
-                return Err(OAuthError::InvalidScope(format!(
-                    "client {} may not widen the subject token to scope `{extra}`",
-                    client.id
-                )));
-            }
-            asked
-        }
-    };
-    let audiences: Vec<String> = if request.audiences.is_empty() {
-        client.audiences.first().cloned().into_iter().collect()
-    } else {
-        if let Some(extra) = request.audiences.iter().find(|a| !client.audiences.contains(a)) {
-            return Err(OAuthError::InvalidTarget(format!(
-                "client {} may not exchange for audience `{extra}`",
-                client.id
-            )));
-        }
-        request.audiences.clone()
-    };
-    if audiences.is_empty() {
-        return Err(OAuthError::InvalidTarget(format!("client {} has no audience", client.id)));
-    }
+    let scopes = narrow_scope(
+        request.scope.as_deref(),
+        &allowed,
+        &format!("client {} exchanging the subject token", client.id),
+    )?;
+    let audiences = narrow_audience(&request.audiences, client)?;
     let exp = subject_exp.min(now + client.token_ttl.min(settings.max_ttl).max(1));
     if exp <= now {
         return Err(OAuthError::InvalidGrant("subject token expired".into()));
@@ -258,22 +283,10 @@ pub fn token_exchange(
     if let Some(prior) = subject.get("act") {
         act.insert("act".into(), prior.clone());
     }
-    let scope = scopes.into_iter().collect::<Vec<_>>().join(" ");
-    let aud: Value = if audiences.len() == 1 { json!(audiences[0]) } else { json!(audiences) };
-    let mut claims = Claims::new();
-    claims.insert("iss".into(), json!(settings.issuer));
-    claims.insert("sub".into(), json!(sub));
-    claims.insert("aud".into(), aud);
-    claims.insert("iat".into(), json!(now));
-    claims.insert("nbf".into(), json!(now));
-    claims.insert("exp".into(), json!(exp));
-    claims.insert("jti".into(), json!(jti));
-    claims.insert("client_id".into(), json!(client.id.as_str()));
-    claims.insert("act".into(), Value::Object(act));
-    if !scope.is_empty() {
-        claims.insert("scope".into(), json!(scope));
-    }
-    Ok(Minted { claims, expires_in: exp - now, scope })
+    let access = Access { subject: sub, client, audiences: &audiences, scopes: &scopes };
+    let mut minted = access.mint(settings, now, exp, jti);
+    minted.claims.insert("act".into(), Value::Object(act));
+    Ok(minted)
 }
 
 #[cfg(test)]
@@ -290,6 +303,7 @@ mod exchange_tests {
             scopes: ["orders:read".to_owned(), "orders:write".to_owned(), "admin".to_owned()].into(),
             audiences: vec!["db".into(), "cache".into()],
             token_ttl: 600,
+            redirect_uris: Vec::new(),
         }
     }
 

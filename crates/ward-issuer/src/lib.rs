@@ -5,8 +5,13 @@
 //!   expired;
 //! - [`clients`]: OAuth2 clients, their generated secrets (stored as
 //!   SHA-256, compared in constant time), grants, scopes and audiences;
-//! - [`grant`]: the `client_credentials` grant (scopes and audiences can only
-//!   narrow what the client is allowed);
+//! - [`grant`]: the `client_credentials` grant and token exchange (scopes
+//!   and audiences can only narrow what the client is allowed);
+//! - [`authorize`]: the authorization-code grant (request checks that never
+//!   redirect to an unregistered URI, codes, PKCE, ID tokens), with
+//!   [`pkce`], [`users`] (argon2id passwords) and [`refresh`] (rotation and
+//!   reuse detection);
+//! - [`opaque`]: codes and refresh tokens, stored only as hashes;
 //! - [`error`]: RFC 6749 error codes, with the HTTP status each one takes;
 //! - [`discovery`]: the OpenID Connect discovery document.
 //!
@@ -15,12 +20,15 @@
 #![forbid(unsafe_code)]
 
 pub mod assertion;
+pub mod authorize;
 pub mod clients;
 pub mod discovery;
 pub mod error;
 pub mod grant;
 pub mod keys;
+pub mod opaque;
 pub mod pkce;
+pub mod refresh;
 pub mod users;
 
 pub use clients::{Client, ClientId, ClientSecret, GrantType};

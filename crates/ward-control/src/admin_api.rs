@@ -1,0 +1,313 @@
+//! The control plane's admin API (`/admin/…`): clients, users, signing
+//! keys and tokens, behind the admin bearer token. Every call is audited;
+//! the ones that change state are answered only once that is recorded.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use ward_issuer::clients::{Client, GrantType};
+
+use crate::http_api::{Event, audit, json_response, request_id};
+use crate::{ControlPlane, now};
+
+/// The admin API's guard: `Authorization: Bearer <admin token>`; anything
+/// else is a generic 401 (and no admin API at all without a configured token).
+fn admin(
+    cp: &ControlPlane,
+    ext: &axum::http::Extensions,
+    headers: &HeaderMap,
+    what: (&str, &str),
+) -> Result<(), Box<Response>> {
+    let presented =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if cp.is_admin(t) => Ok(()),
+        _ => {
+            let id = request_id();
+            tracing::warn!(request_id = %id, "admin API call without a valid admin token");
+            let _ = audit(cp, ext, &id, Event::new(what, ward_core::ReasonCode::AdminRequest, 401));
+            Err(Box::new(json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "request_id": id}))))
+        }
+    }
+}
+
+fn client_json(c: &Client) -> Value {
+    json!({
+        "client_id": c.id.as_str(),
+        "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "scopes": c.scopes,
+        "audiences": c.audiences,
+        "token_ttl": c.token_ttl,
+        "redirect_uris": c.redirect_uris,
+        "authentication": if c.public_jwks.is_some() { "private_key_jwt" } else { "client_secret" },
+    })
+}
+
+pub(crate) async fn list_clients(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admin(&cp, &ext, &headers, ("GET", "/admin/clients")) {
+        return *r;
+    }
+    json_response(StatusCode::OK, &Value::Array(cp.clients().iter().map(client_json).collect()))
+}
+
+fn bad_request(message: &str) -> Response {
+    json_response(StatusCode::BAD_REQUEST, &json!({"error": "bad_request", "message": message}))
+}
+
+pub(crate) async fn create_client(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/clients");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
+    let strings = |k: &str| -> Option<Vec<String>> {
+        match v.get(k) {
+            None => Some(Vec::new()),
+            Some(a) => a.as_array()?.iter().map(|x| x.as_str().map(str::to_owned)).collect(),
+        }
+    };
+    let (Some(id), Some(grants), Some(scopes), Some(audiences), Some(redirect_uris)) =
+        (v["client_id"].as_str(), strings("grants"), strings("scopes"), strings("audiences"), strings("redirect_uris"))
+    else {
+        return bad_request("expected client_id and lists of strings grants, scopes, audiences, redirect_uris");
+    };
+    let grants = if grants.is_empty() { vec!["client_credentials".to_owned()] } else { grants };
+    let Ok(grants) = grants.iter().map(|g| GrantType::parse(g)).collect::<Result<Vec<_>, _>>() else {
+        return bad_request("unknown grant type");
+    };
+    let spec = crate::ClientSpec {
+        id: id.to_owned(),
+        grants,
+        scopes,
+        audiences,
+        token_ttl: v["token_ttl"].as_u64().unwrap_or(900),
+        jwks: v.get("jwks").filter(|j| !j.is_null()).map(Value::to_string),
+        redirect_uris,
+    };
+    let cp2 = Arc::clone(&cp);
+    match tokio::task::spawn_blocking(move || cp2.create_client(&spec)).await {
+        Ok(Ok(secret)) => {
+            let e = Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201).client(Some(id));
+            let taken = audit(&cp, &ext, &request_id(), e);
+            if taken.is_err() {
+                return unavailable();
+            }
+            let mut body = json!({"client_id": id});
+            if let Some(secret) = &secret {
+                body["client_secret"] = json!(secret.expose());
+            }
+            json_response(StatusCode::CREATED, &body)
+        }
+        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
+        _ => unavailable(),
+    }
+}
+
+pub(crate) async fn delete_client(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    const WHAT: (&str, &str) = ("DELETE", "/admin/clients/{id}");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let (cp2, id2) = (Arc::clone(&cp), id.clone());
+    match tokio::task::spawn_blocking(move || cp2.delete_client(&id2)).await {
+        Ok(Ok(true)) => {
+            let e = Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 204).client(Some(&id));
+            let _ = audit(&cp, &ext, &request_id(), e);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Ok(false)) => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),
+        _ => unavailable(),
+    }
+}
+
+pub(crate) async fn rotate_keys(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/keys/rotate");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let cp2 = Arc::clone(&cp);
+    match tokio::task::spawn_blocking(move || cp2.rotate_keys(now())).await {
+        Ok(Ok(kid)) => {
+            let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::KeyRotated, 200));
+            json_response(StatusCode::OK, &json!({"kid": kid, "signs_from": now() + cp.settings.publish_lead}))
+        }
+        _ => unavailable(),
+    }
+}
+
+/// The password in an admin request body; never logged, dropped zeroized.
+fn password_from(body: &[u8]) -> Option<(Option<String>, zeroize::Zeroizing<String>)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let password = zeroize::Zeroizing::new(v.get("password")?.as_str()?.to_owned());
+    Some((v.get("username").and_then(Value::as_str).map(str::to_owned), password))
+}
+
+pub(crate) async fn create_user(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/users");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let Some((Some(name), password)) = password_from(&body) else {
+        return bad_request("expected username and password");
+    };
+    let (cp2, name2) = (Arc::clone(&cp), name.clone());
+    match tokio::task::spawn_blocking(move || cp2.create_user(&name2, &password)).await {
+        Ok(Ok(())) => {
+            let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201));
+            json_response(StatusCode::CREATED, &json!({"username": name}))
+        }
+        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
+        _ => unavailable(),
+    }
+}
+
+pub(crate) async fn set_password(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("PUT", "/admin/users/{name}/password");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let Some((_, password)) = password_from(&body) else { return bad_request("expected password") };
+    let cp2 = Arc::clone(&cp);
+    match tokio::task::spawn_blocking(move || cp2.set_password(&name, &password)).await {
+        Ok(Ok(())) => {
+            let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 204));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
+        _ => unavailable(),
+    }
+}
+
+/// `POST /admin/tokens` `{client_id, scope?, audiences?}`: an access token
+/// for a client, as its `client_credentials` grant would give (same scope
+/// and audience limits), for operators (`ward token issue`).
+pub(crate) async fn issue_token(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/tokens");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
+    let Some(id) = v["client_id"].as_str() else { return bad_request("client_id missing") };
+    let audiences: Option<Vec<String>> = match v.get("audiences") {
+        None | Some(Value::Null) => Some(Vec::new()),
+        Some(a) => a.as_array().and_then(|a| a.iter().map(|x| x.as_str().map(str::to_owned)).collect()),
+    };
+    let Some(audiences) = audiences else { return bad_request("audiences must be a list of strings") };
+    let Some(client) = cp.clients.load().get(id).cloned() else { return bad_request(&format!("no client `{id}`")) };
+    let request = ward_issuer::grant::TokenRequest { scope: v["scope"].as_str().map(str::to_owned), audiences };
+    let t = now();
+    let Some(jti) = crate::user_grants::new_jti() else { return unavailable() };
+    let minted = match ward_issuer::grant::client_credentials(&cp.issuer, &client, &request, t, &jti) {
+        Ok(m) => m,
+        Err(e) => return bad_request(e.detail()),
+    };
+    let Some(token) = cp.sign(&minted.claims, t) else { return unavailable() };
+    let event = Event::new(WHAT, ward_core::ReasonCode::TokenIssued, 200).client(Some(id));
+    let Ok(index) = audit(&cp, &ext, &request_id(), event) else { return unavailable() };
+    if !crate::http_api::durable(&cp, index).await {
+        return unavailable();
+    }
+    json_response(StatusCode::OK, &ward_issuer::grant::token_response(&token, &minted))
+}
+
+fn token_in(body: &[u8]) -> Option<zeroize::Zeroizing<String>> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    Some(zeroize::Zeroizing::new(v.get("token")?.as_str()?.trim().to_owned()))
+}
+
+/// `POST /admin/tokens/introspect` `{token}`: RFC 7662's answer, for any token.
+pub(crate) async fn introspect_token(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/tokens/introspect");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let Some(token) = token_in(&body) else { return bad_request("expected {\"token\": …}") };
+    let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 200));
+    json_response(StatusCode::OK, &crate::http_api::introspection(&cp, &token, now()))
+}
+
+/// `POST /admin/tokens/revoke` `{token}` or `{jti, exp}`: revoke any token
+/// Ward issued (incident response), enforced by the gateways at once.
+pub(crate) async fn revoke_token(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/tokens/revoke");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let by_id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| Some((v.get("jti")?.as_str()?.to_owned(), v.get("exp")?.as_u64()?)));
+    let target = match (by_id, token_in(&body)) {
+        (Some(pair), None) => pair,
+        (None, Some(token)) => {
+            let Some(claims) = cp.verify_token(&token, now()) else {
+                return bad_request("not an active Ward token (expired, already revoked, or not ours)");
+            };
+            match (claims.get("jti").and_then(Value::as_str), claims.get("exp").and_then(Value::as_u64)) {
+                (Some(j), Some(e)) => (j.to_owned(), e),
+                _ => return bad_request("the token has no jti or exp"),
+            }
+        }
+        _ => return bad_request("expected {\"token\": …} or {\"jti\": …, \"exp\": …}"),
+    };
+    let (cp2, (jti, exp)) = (Arc::clone(&cp), target);
+    let jti2 = jti.clone();
+    match tokio::task::spawn_blocking(move || cp2.revoke(&jti2, exp)).await {
+        Ok(Ok(())) => {
+            let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::RevocationRecorded, 200));
+            json_response(StatusCode::OK, &json!({"revoked": jti, "until": exp}))
+        }
+        _ => unavailable(),
+    }
+}
+
+fn unavailable() -> Response {
+    json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"}))
+}
