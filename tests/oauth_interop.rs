@@ -369,3 +369,117 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     let deleted = ward(dir.path(), &[&["client", "delete", "billing"][..], &cfg[..]].concat());
     assert!(deleted.status.success());
 }
+
+/// PyJWT makes a key pair and mints a token; Ward's gateway is configured
+/// to trust the public key (a JWK set file) and accepts the token; once the
+/// key is removed from the file, the same token is refused — also from the
+/// verified-token cache, which is tied to the key generation.
+const MINT: &str = r#"
+import json, sys, time
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+def pair(kid):
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid=kid, alg="ES256", use="sig")
+    return key, jwk
+trusted, trusted_jwk = pair("py-trusted")
+stranger, _ = pair("py-stranger")
+json.dump({"keys": [trusted_jwk]}, open("trusted.json", "w"))
+now = int(time.time())
+claims = {"iss": "https://minted.test", "sub": "py-svc", "aud": "orders", "iat": now, "exp": now + 300, "jti": "py-1"}
+print(json.dumps({
+    "trusted": jwt.encode(claims, trusted, algorithm="ES256", headers={"kid": "py-trusted"}),
+    "stranger": jwt.encode(claims, stranger, algorithm="ES256", headers={"kid": "py-trusted"}),
+}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_trusts_pyjwt_tokens_only_while_their_key_is_configured() {
+    python_ready();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let minted = Command::new("python3").args(["-c", MINT]).current_dir(d).output().unwrap();
+    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    let tokens: serde_json::Value = serde_json::from_slice(&minted.stdout).unwrap();
+    let pki = ward_pki::generate_local_pki("Minted CA", &["localhost"]).unwrap();
+    common::write_gateway_files(d, &pki);
+    let (up, hits) = common::start_upstream().await;
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::write(
+        d.join("policies/api.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: api}\nspec:\n  selector: {matchLabels: {ward.dev/route: api}}\n  rules:\n  - from: [{source: {requestPrincipals: [\"https://minted.test/py-svc\"]}}]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("ward.toml"),
+        format!(
+            r#"
+[gateway]
+listen = "127.0.0.1:0"
+[gateway.tls]
+cert_file = "server.crt"
+key_file = "server.key"
+[audit]
+dir = "audit"
+hmac_key_file = "audit.key"
+checkpoint_key_file = "checkpoint.key"
+[authn]
+cache_entries = 1000
+[[providers]]
+name = "python"
+issuer = "https://minted.test"
+audiences = ["orders"]
+jwks_file = "trusted.json"
+jwks_refresh_interval = "1s"
+[[upstreams]]
+name = "app"
+url = "http://{up}"
+[[routes]]
+name = "api"
+prefix = "/api/"
+upstream = "app"
+"#
+        ),
+    )
+    .unwrap();
+    let config = ward_config::load(&d.join("ward.toml")).unwrap();
+    let gateway = ward_gateway::Gateway::bind_with(&config, None).await.unwrap();
+    let port = gateway.local_addr().unwrap().port();
+    let running = gateway.spawn().unwrap();
+    let client = common::client(&pki.ca.cert_pem);
+    let call = |token: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("https://localhost:{port}/api/x"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let trusted = tokens["trusted"].as_str().unwrap().to_owned();
+    assert_eq!(call(trusted.clone()).await, 200, "a PyJWT token signed with the configured key");
+    assert_eq!(call(trusted.clone()).await, 200, "again, now from the cache");
+    assert_eq!(call(tokens["stranger"].as_str().unwrap().to_owned()).await, 401, "another key under the same kid");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // Remove the key: within a refresh interval the token is refused.
+    std::fs::write(d.join("trusted.json"), r#"{"keys":[]}"#).unwrap();
+    let removed = std::time::Instant::now();
+    let mut status = 200;
+    while status == 200 && removed.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = call(trusted.clone()).await;
+    }
+    assert_eq!(status, 401, "refused once the key is gone (after {:?})", removed.elapsed());
+    running.shutdown().await;
+    let reasons: Vec<String> =
+        common::read_log(&d.join("audit")).iter().filter_map(|r| r["reason"].as_str().map(str::to_owned)).collect();
+    assert!(reasons.iter().any(|r| r == "token_bad_signature"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "token_unknown_key"), "{reasons:?}");
+}
