@@ -12,7 +12,7 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use validate::{
     AdminSettings, AuditSettings, AuthorizerConfig, Config, ControlConfig, GatewaySettings, KeySettings, Limits,
-    PolicySettings, ProviderConfig, TlsSettings, TlsVersion, TokenSource, UpstreamConfig, UpstreamTarget,
+    OidcSettings, PolicySettings, ProviderConfig, TlsSettings, TlsVersion, TokenSource, UpstreamConfig, UpstreamTarget,
 };
 
 /// Read and validate a configuration file. Relative paths inside it are

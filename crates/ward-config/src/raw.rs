@@ -26,6 +26,8 @@ pub(crate) struct RawConfig {
     pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub control: Option<RawControl>,
+    #[serde(default)]
+    pub oidc: Option<RawOidc>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,5 +283,29 @@ pub(crate) struct RawRoute {
     #[serde(default)]
     pub providers: Vec<String>,
     #[serde(default)]
+    pub login: bool,
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOidc {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_file: String,
+    pub redirect_uri: String,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    pub session_key_file: String,
+    #[serde(default)]
+    pub session_idle: Option<String>,
+    #[serde(default)]
+    pub session_absolute: Option<String>,
+    #[serde(default)]
+    pub logout_path: Option<String>,
+    #[serde(default)]
+    pub post_logout_redirect: Option<String>,
 }

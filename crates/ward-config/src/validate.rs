@@ -41,6 +41,40 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     /// The control plane (token service), if enabled.
     pub control: Option<ControlConfig>,
+    /// The gateway as an OpenID Connect relying party for `login` routes.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// `[oidc]`: the gateway logs browser users in against an OpenID Connect
+/// provider (authorization code with PKCE, `state`, `nonce`) and keeps them
+/// in an encrypted session cookie.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// The provider's issuer; its discovery document is fetched from
+    /// `<issuer>/.well-known/openid-configuration` and must name the same issuer.
+    pub issuer: String,
+    /// The gateway's client id at the provider.
+    pub client_id: String,
+    /// A file holding the client secret (0600).
+    pub client_secret_file: PathBuf,
+    /// The callback URL registered at the provider (absolute https).
+    pub redirect_uri: String,
+    /// Its path, which the gateway serves.
+    pub callback_path: String,
+    /// Scopes asked for; always includes `openid`.
+    pub scopes: Vec<String>,
+    /// CA certificate to trust for the provider (default: system roots).
+    pub ca_file: Option<PathBuf>,
+    /// A file with the 32-byte session encryption key (0600).
+    pub session_key_file: PathBuf,
+    /// A session unused this long ends (default 30 min).
+    pub session_idle: Duration,
+    /// A session ends this long after login, however active (default 8 h).
+    pub session_absolute: Duration,
+    /// The path that ends the session (default `/_ward/logout`).
+    pub logout_path: String,
+    /// Where the browser goes after logout (a local path, default `/`).
+    pub post_logout_redirect: String,
 }
 
 /// `[control]`: the token service's own TLS listener (it serves the
@@ -508,7 +542,16 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
         routes.push(route(r, &here, &upstream_names, &names, &raw.policy.labels)?);
     }
     let policy = policy(&raw.policy, base)?;
-    if routes.iter().any(|r| !r.public) && providers.is_empty() {
+    let oidc = raw.oidc.as_ref().map(|o| oidc(o, base)).transpose()?;
+    if let Some(i) = raw.routes.iter().position(|r| r.login)
+        && oidc.is_none()
+    {
+        return Err(Invalid::new(
+            vec![Seg::Key("routes"), Seg::Index(i), Seg::Key("login")],
+            "login routes need an [oidc] section",
+        ));
+    }
+    if routes.iter().any(|r| !r.public && !r.login) && providers.is_empty() {
         return Err(Invalid::new(vec![Seg::Key("providers")], "protected routes need at least one token provider"));
     }
     Ok(Config {
@@ -525,6 +568,75 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
         policy,
         admin,
         control,
+        oidc,
+    })
+}
+
+/// A local path the gateway redirects to: `/…`, never `//…` or `/\…`
+/// (which browsers read as another host).
+fn local_path(v: &str, path: Vec<Seg>) -> V<String> {
+    if !v.starts_with('/') || v.starts_with("//") || v.starts_with("/\\") || v.chars().any(char::is_control) {
+        return Err(Invalid::new(path, format!("`{v}` must be a local path starting with a single `/`")));
+    }
+    Ok(v.to_owned())
+}
+
+fn oidc(raw: &raw::RawOidc, base: &Path) -> V<OidcSettings> {
+    let key = |k: &'static str| vec![Seg::Key("oidc"), Seg::Key(k)];
+    let https = |v: &str, k: &'static str| -> V<()> {
+        if !v.starts_with("https://") || v.contains('#') || v.len() <= "https://".len() {
+            return Err(Invalid::new(key(k), format!("`{v}` must be an https URL without a fragment")));
+        }
+        Ok(())
+    };
+    https(&raw.issuer, "issuer")?;
+    if raw.issuer.ends_with('/') || raw.issuer.contains('?') {
+        return Err(Invalid::new(key("issuer"), "no trailing `/` and no query (the discovery URL is built from it)"));
+    }
+    https(&raw.redirect_uri, "redirect_uri")?;
+    let after_host = &raw.redirect_uri["https://".len()..];
+    let callback_path = after_host.find('/').map_or("/", |i| &after_host[i..]);
+    let callback_path = callback_path.split('?').next().unwrap_or("/").to_owned();
+    if callback_path == "/" {
+        return Err(Invalid::new(
+            key("redirect_uri"),
+            "needs a path of its own, e.g. https://app.example/_ward/callback",
+        ));
+    }
+    nonempty(&raw.client_id, key("client_id"))?;
+    let mut scopes = raw.scopes.clone().unwrap_or_default();
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".to_owned());
+    }
+    if let Some(bad) = scopes.iter().find(|s| s.is_empty() || s.contains(' ')) {
+        return Err(Invalid::new(key("scopes"), format!("`{bad}` is not a scope")));
+    }
+    let session_idle = duration(raw.session_idle.as_deref(), Duration::from_secs(30 * 60), key("session_idle"))?;
+    let session_absolute =
+        duration(raw.session_absolute.as_deref(), Duration::from_secs(8 * 3600), key("session_absolute"))?;
+    if session_idle.is_zero() || session_absolute.is_zero() || session_idle > session_absolute {
+        return Err(Invalid::new(key("session_idle"), "must be above zero and at most session_absolute"));
+    }
+    let logout_path = local_path(raw.logout_path.as_deref().unwrap_or("/_ward/logout"), key("logout_path"))?;
+    if logout_path == callback_path {
+        return Err(Invalid::new(key("logout_path"), "must differ from the redirect_uri's path"));
+    }
+    Ok(OidcSettings {
+        issuer: raw.issuer.clone(),
+        client_id: raw.client_id.clone(),
+        client_secret_file: resolve(base, &raw.client_secret_file),
+        redirect_uri: raw.redirect_uri.clone(),
+        callback_path,
+        scopes,
+        ca_file: raw.ca_file.as_deref().map(|f| resolve(base, f)),
+        session_key_file: resolve(base, &raw.session_key_file),
+        session_idle,
+        session_absolute,
+        logout_path,
+        post_logout_redirect: local_path(
+            raw.post_logout_redirect.as_deref().unwrap_or("/"),
+            key("post_logout_redirect"),
+        )?,
     })
 }
 
@@ -940,6 +1052,7 @@ fn route(
         upstream: r.upstream.clone(),
         public: r.public,
         providers: r.providers.clone(),
+        login: r.login,
         labels,
     })
 }

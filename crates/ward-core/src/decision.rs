@@ -118,6 +118,10 @@ pub enum ReasonCode {
     AuthorizationCodeReused,
     /// A rotated refresh token was presented again: its family is revoked.
     RefreshTokenReused,
+    /// A browser without a session was sent to the OpenID provider to log in.
+    LoginRequired,
+    /// A browser session was ended (logout).
+    SessionEnded,
 }
 
 impl ReasonCode {
@@ -173,6 +177,8 @@ impl ReasonCode {
             Self::AuthorizationRefused => "authorization_refused",
             Self::AuthorizationCodeReused => "authorization_code_reused",
             Self::RefreshTokenReused => "refresh_token_reused",
+            Self::LoginRequired => "login_required",
+            Self::SessionEnded => "session_ended",
         }
     }
 
@@ -197,6 +203,7 @@ impl ReasonCode {
                 | Self::TokenMissingClaim
                 | Self::TokenLifetimeTooLong
                 | Self::TokenRevoked
+                | Self::LoginFailed
         )
     }
 }

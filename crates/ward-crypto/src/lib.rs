@@ -1,14 +1,17 @@
 //! Small, audited building blocks on aws-lc-rs: keyed hashing for personal
-//! data, masking for logs, constant-time comparison and secret bytes that are
-//! wiped when dropped.
+//! data, masking for logs, constant-time comparison, secret bytes that are
+//! wiped when dropped, and authenticated encryption of values handed to
+//! clients ([`aead`]).
 //!
 //! No primitive is implemented here; everything delegates to aws-lc-rs.
 #![forbid(unsafe_code)]
 
+pub mod aead;
 mod keyed;
 mod mask;
 mod secret;
 
+pub use aead::{Sealer, Unsealable};
 pub use keyed::{KeyedHasher, constant_time_eq, random_bytes, sha256_hex};
 pub use mask::{mask_email, mask_personal_data, mask_phone};
 pub use secret::SecretBytes;

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub forward_claims: Vec<(String, HeaderName)>,
     pub limits: Limits,
     pub trusted_proxy_hops: usize,
+    /// The OpenID Connect relying party for `login` routes.
+    pub oidc: Option<Arc<crate::oidc::RelyingParty>>,
 }
 
 /// One worker thread's view: the shared pipeline and the worker's own
@@ -184,6 +186,19 @@ impl Shared {
         })
     }
 
+    /// Answer with what the relying party decided (a redirect or a
+    /// refusal), audited like any other request.
+    fn answer(&self, trail: &mut Trail, answer: crate::oidc::Answer) -> Response<Body> {
+        trail.identity = answer.identity.clone();
+        let response = answer.response(&trail.request_id);
+        let effect = match answer.reason {
+            ReasonCode::LoginSucceeded | ReasonCode::SessionEnded => Decision::allow(answer.reason),
+            other => Decision::deny(other),
+        };
+        let _ = self.audit(trail, effect, response.status().as_u16());
+        response
+    }
+
     /// Refuse the request: audit the reason, answer with a generic error.
     fn reject(&self, trail: &Trail, reason: ReasonCode) -> Response<Body> {
         let response = response::error(reason, &trail.request_id);
@@ -193,11 +208,11 @@ impl Shared {
     }
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn new_request_id() -> RequestId {
+pub(crate) fn new_request_id() -> RequestId {
     match ward_crypto::random_bytes::<16>() {
         Ok(bytes) => RequestId::from_random(bytes),
         // Without randomness an id is still needed to tie error to record.
@@ -469,7 +484,17 @@ pub(crate) async fn handle(
         Some(Some(n)) if n > limits.max_body_bytes => return Ok(shared.reject(&trail, ReasonCode::BodyTooLarge)),
         _ => {}
     }
-    // 3. Route (default deny when none matches).
+    // 3. The relying party's own paths (callback, logout), then routes
+    //    (default deny when none matches).
+    if let Some(rp) = &shared.oidc {
+        if path == rp.callback_path() && parts.method == http::Method::GET {
+            let answer = rp.callback(parts.uri.query(), &parts.headers).await;
+            return Ok(shared.answer(&mut trail, answer));
+        }
+        if path == rp.logout_path() && matches!(parts.method, http::Method::GET | http::Method::POST) {
+            return Ok(shared.answer(&mut trail, rp.logout(&parts.headers)));
+        }
+    }
     let Some((target, route)) = shared.routes.find(&path) else {
         return Ok(shared.reject(&trail, ReasonCode::NoRoute));
     };
@@ -479,7 +504,28 @@ pub(crate) async fn handle(
     };
     // 4. Authenticate. A public route does not require a token, but one
     //    that is presented must be valid (as Istio's RequestAuthentication).
+    //    A login route authenticates browsers by their session, and sends
+    //    a GET or HEAD without one to the provider; other methods and
+    //    other routes answer 401.
+    let mut session_cookie = None;
     match extract_token(&parts.headers, &shared.token_sources) {
+        None if route.login => {
+            let rp = shared.oidc.as_ref();
+            match rp.and_then(|rp| rp.session(&parts.headers, now_secs())) {
+                Some((identity, refreshed)) => {
+                    trail.identity = Some(identity);
+                    session_cookie = refreshed;
+                }
+                None => match rp {
+                    Some(rp) if matches!(parts.method, http::Method::GET | http::Method::HEAD) => {
+                        let target = parts.uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+                        let answer = rp.login(target).await;
+                        return Ok(shared.answer(&mut trail, answer));
+                    }
+                    _ => return Ok(shared.reject(&trail, ReasonCode::TokenMissing)),
+                },
+            }
+        }
         None if !route.public => return Ok(shared.reject(&trail, ReasonCode::TokenMissing)),
         None => {}
         Some(token) => {
@@ -576,6 +622,9 @@ pub(crate) async fn handle(
     if !shared.forward_token {
         strip_token(headers, &shared.token_sources);
     }
+    if shared.oidc.is_some() {
+        crate::oidc::session::strip_own_cookies(headers);
+    }
     if let Ok(v) = HeaderValue::from_str(trail.request_id.as_str()) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
@@ -627,6 +676,9 @@ pub(crate) async fn handle(
     let (mut parts, body) = upstream_response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     response::add_security_headers(&mut parts.headers, &trail.request_id);
+    if let Some(cookie) = session_cookie {
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
     // Fail closed: a response is delivered only once its record is durable.
     let acknowledged = match shared.audit(&trail, decision, parts.status.as_u16()) {
         Ok(index) => match tokio::time::timeout(AUDIT_ACK_TIMEOUT, shared.audit.durable(index)).await {

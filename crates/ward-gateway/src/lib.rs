@@ -25,6 +25,7 @@ mod audit;
 mod handler;
 mod idle;
 mod keys;
+mod oidc;
 mod policy;
 mod pool;
 mod response;
@@ -194,6 +195,7 @@ impl Gateway {
             forward_claims,
             limits: config.gateway.limits.clone(),
             trusted_proxy_hops: config.gateway.trusted_proxy_hops,
+            oidc: config.oidc.as_ref().map(oidc::RelyingParty::new).transpose()?.map(Arc::new),
         });
         let listener = TcpListener::bind(config.gateway.listen).await?;
         let admin = match &config.admin {

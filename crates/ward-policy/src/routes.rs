@@ -23,6 +23,10 @@ pub struct Route {
     pub public: bool,
     /// Names of the token providers accepted; empty accepts every provider.
     pub providers: Vec<String>,
+    /// A browser route: a request without a token is authenticated by the
+    /// gateway's OpenID Connect login session, and a GET or HEAD without one
+    /// is sent to the provider to log in (other routes answer 401).
+    pub login: bool,
     /// Labels for `selector.matchLabels` (the gateway's labels, then the
     /// route's own, then `ward.dev/route: <name>`).
     pub labels: BTreeMap<String, String>,
@@ -82,6 +86,7 @@ mod tests {
             upstream: "u".into(),
             public: false,
             providers: vec![],
+            login: false,
             labels: BTreeMap::new(),
         }
     }
