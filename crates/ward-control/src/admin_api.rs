@@ -231,7 +231,9 @@ pub(crate) async fn issue_token(
         Some(a) => a.as_array().and_then(|a| a.iter().map(|x| x.as_str().map(str::to_owned)).collect()),
     };
     let Some(audiences) = audiences else { return bad_request("audiences must be a list of strings") };
-    let Some(client) = cp.clients.load().get(id).cloned() else { return bad_request(&format!("no client `{id}`")) };
+    let Some(client) = cp.clients.load().get(id).map(|c| Client::clone(c)) else {
+        return bad_request(&format!("no client `{id}`"));
+    };
     let request = ward_issuer::grant::TokenRequest { scope: v["scope"].as_str().map(str::to_owned), audiences };
     let t = now();
     let Some(jti) = crate::user_grants::new_jti() else { return unavailable() };
@@ -266,7 +268,7 @@ pub(crate) async fn introspect_token(
     }
     let Some(token) = token_in(&body) else { return bad_request("expected {\"token\": …}") };
     let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 200));
-    json_response(StatusCode::OK, &crate::http_api::introspection(&cp, &token, now()))
+    crate::http_api::bytes_response(StatusCode::OK, crate::http_api::introspection(&cp, &token, now()))
 }
 
 /// `POST /admin/tokens/revoke` `{token}` or `{jti, exp}`: revoke any token
@@ -287,13 +289,10 @@ pub(crate) async fn revoke_token(
     let target = match (by_id, token_in(&body)) {
         (Some(pair), None) => pair,
         (None, Some(token)) => {
-            let Some(claims) = cp.verify_token(&token, now()) else {
+            let Some(v) = cp.verify_token(&token, now()) else {
                 return bad_request("not an active Ward token (expired, already revoked, or not ours)");
             };
-            match (claims.get("jti").and_then(Value::as_str), claims.get("exp").and_then(Value::as_u64)) {
-                (Some(j), Some(e)) => (j.to_owned(), e),
-                _ => return bad_request("the token has no jti or exp"),
-            }
+            (v.jti.clone(), v.exp)
         }
         _ => return bad_request("expected {\"token\": …} or {\"jti\": …, \"exp\": …}"),
     };

@@ -187,7 +187,7 @@ pub(crate) async fn show(
     };
     let claimed = params.get("client_id").filter(|c| ward_issuer::ClientId::new(c).is_ok()).cloned();
     let clients = cp.clients.load();
-    let request = match authorize::check_request(&params, |id| clients.get(id).cloned()) {
+    let request = match authorize::check_request(&params, |id| clients.get(id).map(|c| ward_issuer::Client::clone(c))) {
         Ok((_, r)) => r,
         Err(e) => return refused(&cp, &ext, &e, claimed.as_deref()),
     };

@@ -180,7 +180,12 @@ pub(crate) fn request_id() -> String {
 }
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
+    bytes_response(status, bytes::Bytes::from(body.to_string()))
+}
+
+/// A JSON body already rendered.
+pub(crate) fn bytes_response(status: StatusCode, body: bytes::Bytes) -> Response {
+    let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -242,7 +247,7 @@ fn authenticate(
     cp: &ControlPlane,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-) -> (Result<Client, OAuthError>, bool) {
+) -> (Result<Arc<Client>, OAuthError>, bool) {
     let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
     let posted = params.get("client_secret");
     // private_key_jwt (RFC 7523): the only method, or an error.
@@ -288,7 +293,7 @@ fn authenticate(
     };
     let clients = cp.clients.load();
     let result = match clients.get(&id) {
-        Some(c) => c.authenticate(&secret).map(|()| c.clone()),
+        Some(c) => c.authenticate(&secret).map(|()| Arc::clone(c)),
         None => {
             // Same work and the same answer as a wrong secret.
             let _ = ward_issuer::clients::ClientSecret::generate();
@@ -336,7 +341,7 @@ fn claimed_client(headers: &HeaderMap, params: &HashMap<String, String>) -> Opti
 
 /// Authenticate a `private_key_jwt` client: its assertion verifies with
 /// its registered keys, names this token endpoint, and was never used before.
-fn private_key_jwt(cp: &ControlPlane, params: &HashMap<String, String>) -> Result<Client, OAuthError> {
+fn private_key_jwt(cp: &ControlPlane, params: &HashMap<String, String>) -> Result<Arc<Client>, OAuthError> {
     if params.get("client_assertion_type").map(String::as_str) != Some(ward_issuer::assertion::ASSERTION_TYPE) {
         return Err(OAuthError::InvalidRequest("unsupported client_assertion_type".into()));
     }
@@ -499,39 +504,44 @@ fn exchange_grant(
     let subject = cp
         .verify_token(subject_token, now)
         .ok_or_else(|| OAuthError::InvalidGrant("subject token is not a valid Ward token".into()))?;
-    grant::token_exchange(&cp.issuer, client, &subject, request, now, jti)
+    grant::token_exchange(&cp.issuer, client, &subject.claims, request, now, jti)
 }
 
 impl ControlPlane {
-    /// The claims of `token` if it is one of ours, correctly signed by a
-    /// published key, unexpired and not revoked.
-    pub(crate) fn verify_token(&self, token: &str, now: u64) -> Option<Claims> {
+    /// `token` if it is one of ours, correctly signed by a published key,
+    /// unexpired and not revoked. Verified tokens are remembered (bounded),
+    /// so a token is verified once however often it is introspected; time
+    /// and revocation are checked on every call.
+    pub(crate) fn verify_token(&self, token: &str, now: u64) -> Option<Arc<crate::Verified>> {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
         let cached = self.verified.lock().ok().and_then(|c| c.get(&key).cloned());
-        let claims = match cached {
-            Some(c) => c,
+        let v = match cached {
+            Some(v) => v,
             None => {
-                let c = Arc::new(self.verify_signature_and_issuer(token)?);
+                let claims = self.verify_signature_and_issuer(token)?;
+                let v = Arc::new(crate::Verified {
+                    exp: claims.get("exp")?.as_u64()?,
+                    nbf: claims.get("nbf").and_then(Value::as_u64).unwrap_or(0),
+                    jti: claims.get("jti")?.as_str()?.to_owned(),
+                    introspection: bytes::Bytes::from(active_answer(&claims).to_string()),
+                    claims,
+                });
                 if let Ok(mut cache) = self.verified.lock() {
                     if cache.len() >= VERIFIED_CACHE {
                         // Expired entries first; if that is not enough, start over.
-                        cache.retain(|_, c| c.get("exp").and_then(Value::as_u64).is_some_and(|e| e > now));
+                        cache.retain(|_, v| v.exp > now);
                         if cache.len() >= VERIFIED_CACHE {
                             cache.clear();
                         }
                     }
-                    cache.insert(key, Arc::clone(&c));
+                    cache.insert(key, Arc::clone(&v));
                 }
-                c
+                v
             }
         };
-        // Time and revocation are checked on every use, cached or not.
-        let exp = claims.get("exp")?.as_u64()?;
-        let nbf = claims.get("nbf").and_then(Value::as_u64).unwrap_or(0);
-        let jti = claims.get("jti")?.as_str()?;
-        (exp > now && nbf <= now && !self.is_revoked(jti)).then(|| Claims::clone(&claims))
+        (v.exp > now && v.nbf <= now && !self.is_revoked(&v.jti)).then_some(v)
     }
 
     /// Signature (by a published key) and issuer, without time checks.
@@ -569,23 +579,26 @@ async fn introspect(
         let e = OAuthError::InvalidRequest("token missing".into());
         return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
     };
-    json_response(StatusCode::OK, &introspection(&cp, token, now()))
+    bytes_response(StatusCode::OK, introspection(&cp, token, now()))
 }
 
 /// The RFC 7662 answer for `token`.
-pub(crate) fn introspection(cp: &ControlPlane, token: &str, now: u64) -> Value {
+pub(crate) fn introspection(cp: &ControlPlane, token: &str, now: u64) -> bytes::Bytes {
     match cp.verify_token(token, now) {
-        None => json!({ "active": false }),
-        Some(c) => {
-            let mut v = json!({ "active": true, "token_type": "Bearer" });
-            for k in ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "act", "auth_time"] {
-                if let Some(x) = c.get(k) {
-                    v[k] = x.clone();
-                }
-            }
-            v
+        None => bytes::Bytes::from_static(br#"{"active":false}"#),
+        Some(v) => v.introspection.clone(),
+    }
+}
+
+/// `{"active":true,…}` with the claims RFC 7662 §2.2 names (and `act`, `auth_time`).
+fn active_answer(c: &Claims) -> Value {
+    let mut v = json!({ "active": true, "token_type": "Bearer" });
+    for k in ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "act", "auth_time"] {
+        if let Some(x) = c.get(k) {
+            v[k] = x.clone();
         }
     }
+    v
 }
 
 async fn revoke(
@@ -609,18 +622,14 @@ async fn revoke(
         return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
     };
     // RFC 7009 §2.2: an invalid or unknown token is not an error.
-    let Some(claims) = cp.verify_token(token, now()) else {
+    let Some(verified) = cp.verify_token(token, now()) else {
         return json_response(StatusCode::OK, &json!({}));
     };
-    if claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str()) {
+    if verified.claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str()) {
         let e = OAuthError::UnauthorizedClient("token was issued to another client".into());
         return refuse(&cp, &ext, PATH, Some(client.id.as_str()), &e, basic);
     }
-    let (Some(jti), Some(exp)) = (claims.get("jti").and_then(Value::as_str), claims.get("exp").and_then(Value::as_u64))
-    else {
-        return json_response(StatusCode::OK, &json!({}));
-    };
-    let (cp2, jti) = (Arc::clone(&cp), jti.to_owned());
+    let (cp2, jti, exp) = (Arc::clone(&cp), verified.jti.clone(), verified.exp);
     match tokio::task::spawn_blocking(move || cp2.revoke(&jti, exp)).await {
         Ok(Ok(())) => {
             let e = Event::new(("POST", PATH), ward_core::ReasonCode::RevocationRecorded, 200)

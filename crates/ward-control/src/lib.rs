@@ -116,7 +116,7 @@ pub struct ControlPlane {
     settings: ControlSettings,
     issuer: IssuerSettings,
     store: Store,
-    clients: ArcSwap<HashMap<String, Client>>,
+    clients: ArcSwap<HashMap<String, Arc<Client>>>,
     ring: RwLock<KeyRing>,
     /// The published keys, parsed for verification (introspection, revocation).
     verifiers: ArcSwap<Vec<(Option<String>, VerifyingKey)>>,
@@ -125,7 +125,7 @@ pub struct ControlPlane {
     admin_token: Option<[u8; 32]>,
     /// Tokens whose signature was already verified: SHA-256 of the token →
     /// its claims (bounded; expiry and revocation are still checked on every use).
-    verified: std::sync::Mutex<HashMap<[u8; 32], Arc<ward_core::Claims>>>,
+    verified: std::sync::Mutex<HashMap<[u8; 32], Arc<Verified>>>,
     /// Client assertion ids seen while they are valid (replay protection).
     assertions: std::sync::Mutex<HashMap<String, u64>>,
     /// Gateways' revocation list, told about every revocation.
@@ -134,6 +134,19 @@ pub struct ControlPlane {
     audit: Option<(Arc<dyn AuditSink>, ward_crypto::KeyedHasher)>,
     /// Login tickets and authorization codes in flight.
     flows: flows::Flows,
+}
+
+/// A token Ward issued whose signature and issuer were verified: its claims,
+/// the times and id checked on every use, and its RFC 7662 answer rendered
+/// once.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    pub claims: ward_core::Claims,
+    pub exp: u64,
+    pub nbf: u64,
+    pub jti: String,
+    /// `{"active":true,…}`.
+    pub introspection: bytes::Bytes,
 }
 
 fn verifiers(ring: &KeyRing, now: u64, max_ttl: u64) -> Vec<(Option<String>, VerifyingKey)> {
@@ -149,8 +162,8 @@ impl ControlPlane {
     /// # Errors
     /// [`ControlError`] from the store or key generation.
     pub fn open(store: Store, settings: ControlSettings) -> Result<Self, ControlError> {
-        let clients: HashMap<String, Client> =
-            store.clients()?.into_iter().map(|c| (c.id.as_str().to_owned(), c)).collect();
+        let clients: HashMap<String, Arc<Client>> =
+            store.clients()?.into_iter().map(|c| (c.id.as_str().to_owned(), Arc::new(c))).collect();
         let t = now();
         let mut keys = store.keys()?;
         if keys.is_empty() {
@@ -223,7 +236,7 @@ impl ControlPlane {
     /// Registered clients (no secrets: those are only ever stored hashed).
     #[must_use]
     pub fn clients(&self) -> Vec<Client> {
-        let mut v: Vec<Client> = self.clients.load().values().cloned().collect();
+        let mut v: Vec<Client> = self.clients.load().values().map(|c| Client::clone(c)).collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -281,7 +294,7 @@ impl ControlPlane {
         };
         self.store.put_client(&client)?;
         let mut next = HashMap::clone(&self.clients.load());
-        next.insert(client.id.as_str().to_owned(), client);
+        next.insert(client.id.as_str().to_owned(), Arc::new(client));
         self.clients.store(Arc::new(next));
         Ok(secret)
     }

@@ -28,6 +28,11 @@ pub async fn start() -> Running {
 }
 
 pub async fn start_with(audit: Option<Arc<dyn ward_audit::AuditSink>>) -> Running {
+    start_custom(audit, ward_issuer::authorize::CODE_TTL).await
+}
+
+/// A control plane whose authorization codes live `code_ttl` seconds.
+pub async fn start_custom(audit: Option<Arc<dyn ward_audit::AuditSink>>, code_ttl: u64) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let pki = ward_pki::generate_local_pki("Control test CA", &["localhost"]).unwrap();
     let certs = CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
@@ -41,7 +46,7 @@ pub async fn start_with(audit: Option<Arc<dyn ward_audit::AuditSink>>) -> Runnin
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let base = format!("https://localhost:{port}");
-    let settings = ControlSettings { code_ttl: 2, ..ControlSettings::new(&base) };
+    let settings = ControlSettings { code_ttl, ..ControlSettings::new(&base) };
     let store = Store::open(&dir.path().join("control.redb")).unwrap();
     let mut cp =
         ControlPlane::open(store, settings).unwrap().with_admin_token("admin-token-0123456789abcdef0123456789");
