@@ -135,18 +135,10 @@ fn write_config(dir: &Path, port: u16) {
     common::write_gateway_files(dir, &pki);
     common::write_private(&dir.join("admin.token"), b"interop-admin-token-0123456789abcdef0123456789\n");
     std::fs::write(dir.join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+    let head = common::gateway_toml("127.0.0.1:0");
     let config = format!(
         r#"
-[gateway]
-listen = "127.0.0.1:0"
-[gateway.tls]
-cert_file = "server.crt"
-key_file = "server.key"
-[audit]
-dir = "audit"
-hmac_key_file = "audit.key"
-checkpoint_key_file = "checkpoint.key"
-[control]
+{head}[control]
 listen = "127.0.0.1:{port}"
 issuer = "https://localhost:{port}"
 admin_token_file = "admin.token"
@@ -412,20 +404,12 @@ async fn the_gateway_trusts_pyjwt_tokens_only_while_their_key_is_configured() {
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: api}\nspec:\n  selector: {matchLabels: {ward.dev/route: api}}\n  rules:\n  - from: [{source: {requestPrincipals: [\"https://minted.test/py-svc\"]}}]\n",
     )
     .unwrap();
+    let head = common::gateway_toml("127.0.0.1:0");
     std::fs::write(
         d.join("ward.toml"),
         format!(
             r#"
-[gateway]
-listen = "127.0.0.1:0"
-[gateway.tls]
-cert_file = "server.crt"
-key_file = "server.key"
-[audit]
-dir = "audit"
-hmac_key_file = "audit.key"
-checkpoint_key_file = "checkpoint.key"
-[authn]
+{head}[authn]
 cache_entries = 1000
 [[providers]]
 name = "python"

@@ -13,8 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 use ward_control::{ClientSpec, ControlPlane, ControlSettings, Store};
 use ward_issuer::clients::GrantType;
@@ -60,16 +58,9 @@ async fn setup() -> Env {
         .unwrap();
     common::write_private(&d.join("oidc-client.secret"), secret.expose().as_bytes());
     common::write_private(&d.join("session.key"), &ward_crypto::random_bytes::<32>().unwrap());
-    let certs = CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+    let tls = common::server_tls(&pki);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::new(cp)), stopped));
+    tokio::spawn(ward_control::serve(listener, tls, ward_control::router(Arc::new(cp)), stopped));
 
     let (up, _) = common::start_upstream().await;
     std::fs::create_dir_all(d.join("policies")).unwrap();
@@ -82,20 +73,12 @@ async fn setup() -> Env {
         ),
     )
     .unwrap();
+    let head = common::gateway_toml(&format!("127.0.0.1:{gport}"));
     std::fs::write(
         d.join("ward.toml"),
         format!(
             r#"
-[gateway]
-listen = "127.0.0.1:{gport}"
-[gateway.tls]
-cert_file = "server.crt"
-key_file = "server.key"
-[audit]
-dir = "audit"
-hmac_key_file = "audit.key"
-checkpoint_key_file = "checkpoint.key"
-[oidc]
+{head}[oidc]
 issuer = "{issuer}"
 client_id = "gateway"
 client_secret_file = "oidc-client.secret"

@@ -8,8 +8,6 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 use ward_control::{ClientSpec, ControlPlane, ControlSettings, Store};
 use ward_core::{LocalRevocations, RevocationList};
@@ -67,34 +65,19 @@ async fn setup(publish_lead: u64) -> Env {
         .unwrap()
         .expose()
         .to_owned();
-    let certs = CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+    let tls = common::server_tls(&pki);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let cp = Arc::new(cp);
-    tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::clone(&cp)), stopped));
+    tokio::spawn(ward_control::serve(listener, tls, ward_control::router(Arc::clone(&cp)), stopped));
 
     // The gateway trusts the control plane's JWK set.
     let (up, _) = common::start_upstream().await;
     std::fs::create_dir_all(d.join("policies")).unwrap();
     std::fs::write(d.join("policies/api.yaml"), POLICY).unwrap();
+    let head = common::gateway_toml("127.0.0.1:0");
     let config = format!(
         r#"
-[gateway]
-listen = "127.0.0.1:0"
-[gateway.tls]
-cert_file = "server.crt"
-key_file = "server.key"
-[audit]
-dir = "audit"
-hmac_key_file = "audit.key"
-checkpoint_key_file = "checkpoint.key"
-[[providers]]
+{head}[[providers]]
 name = "ward-control"
 issuer = "{issuer}"
 audiences = ["orders"]

@@ -68,6 +68,31 @@ pub async fn start_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, hits)
 }
 
+/// The `[gateway]`, `[gateway.tls]` and `[audit]` sections of a `ward.toml`
+/// using the files [`write_gateway_files`] writes, listening on `listen`.
+pub fn gateway_toml(listen: &str) -> String {
+    format!(
+        "[gateway]\nlisten = \"{listen}\"\n[gateway.tls]\ncert_file = \"server.crt\"\nkey_file = \"server.key\"\n\
+         [audit]\ndir = \"audit\"\nhmac_key_file = \"audit.key\"\ncheckpoint_key_file = \"checkpoint.key\"\n"
+    )
+}
+
+/// A rustls server configuration (aws-lc-rs) serving `pki`'s server certificate.
+pub fn server_tls(pki: &ward_pki::LocalPki) -> Arc<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    Arc::new(tls)
+}
+
 /// Write a file readable only by its owner (0600), as Ward expects key files.
 pub fn write_private(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
