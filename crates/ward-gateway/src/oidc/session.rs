@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(freshness(&session(0, 0), 10, idle, absolute), Freshness::Fresh);
         assert_eq!(freshness(&session(0, 0), 225, idle, absolute), Freshness::Touch, "an eighth of idle");
         assert_eq!(freshness(&session(0, 0), 1800, idle, absolute), Freshness::Ended, "idle");
-        assert_eq!(freshness(&session(0, 28_000), 28_799, idle, absolute), Freshness::Fresh);
+        assert_eq!(freshness(&session(0, 28_700), 28_799, idle, absolute), Freshness::Fresh);
         assert_eq!(
             freshness(&session(0, 28_799), 28_800, idle, absolute),
             Freshness::Ended,
