@@ -323,7 +323,8 @@ async fn private_key_jwt_clients_authenticate_with_their_own_keys_once_per_asser
 
 #[tokio::test]
 async fn token_exchange_narrows_and_records_the_actor_chain() {
-    let r = start().await;
+    let log = AuditLog::open();
+    let r = start_with(Some(log.sink())).await;
     let mut frontend = spec("frontend");
     frontend.audiences = vec!["backend".into()];
     let frontend_secret = r.cp.create_client(&frontend).unwrap().unwrap().expose().to_owned();
@@ -405,6 +406,23 @@ async fn token_exchange_narrows_and_records_the_actor_chain() {
     )
     .await;
     assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
+    // Every refusal is audited with its code, for the client that asked.
+    let refused: Vec<(String, String)> = log
+        .records()
+        .await
+        .iter()
+        .filter(|x| x["reason"] == "token_request_refused")
+        .map(|x| (x["client_id"].as_str().unwrap().to_owned(), x["oauth_error"].as_str().unwrap().to_owned()))
+        .collect();
+    let expect = [
+        ("backend", "invalid_scope"),
+        ("backend", "invalid_target"),
+        ("backend", "invalid_grant"),
+        ("backend", "invalid_request"),
+        ("frontend", "unauthorized_client"),
+        ("backend", "invalid_grant"),
+    ];
+    assert_eq!(refused, expect.map(|(c, e)| (c.to_owned(), e.to_owned())));
 }
 
 #[tokio::test]
