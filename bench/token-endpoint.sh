@@ -39,8 +39,19 @@ LUA
 }
 lua "grant_type=client_credentials" >token.lua
 lua "token=$token" >introspect.lua
-echo "== token endpoint (client_credentials, EdDSA)"
-"${client[@]}" wrk -t2 -c64 -d"${DURATION}s" -s token.lua "$base/oauth2/token" | grep -E "Requests/sec|Latency|Non-2xx"
-echo "== introspection"
-"${client[@]}" wrk -t2 -c64 -d"${DURATION}s" -s introspect.lua "$base/oauth2/introspect" | grep -E "Requests/sec|Latency|Non-2xx"
+# CPU time (user + system, all threads) the server spent, in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+run() { # NAME SCRIPT PATH
+  echo "== $1"
+  local before out requests
+  before=$(ticks)
+  out=$("${client[@]}" wrk -t2 -c64 -d"${DURATION}s" -s "$2" "$base$3")
+  echo "$out" | grep -E "Requests/sec|Latency|Non-2xx"
+  # Server CPU per request: steadier than req/s on a shared machine.
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  awk -v t="$(($(ticks) - before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+    'BEGIN { printf "  server CPU: %.1f us/request\n", t / hz * 1e6 / n }'
+}
+run "token endpoint (client_credentials, EdDSA)" token.lua /oauth2/token
+run "introspection" introspect.lua /oauth2/introspect
 echo "RSS of ward control: $(ps -o rss= -p "$pid") KiB"

@@ -537,7 +537,12 @@ fn gateway(path: &Path) -> Result<(), String> {
 
 fn control(path: &Path) -> Result<(), String> {
     let config = load(path)?;
-    control_runtime()?.block_on(async move {
+    // Alone, the control plane serves on every core (TLS and signing are CPU-bound).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
         // Alone, the control plane writes the audit log itself (a gateway
         // process cannot share the directory: one writer per log).
         let log = ward_gateway::open_audit_log(&config.audit).map_err(|e| e.to_string())?;
