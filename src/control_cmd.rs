@@ -139,12 +139,14 @@ pub struct NewClient<'a> {
     pub jwks: Option<Value>,
     /// Redirect URIs (authorization_code).
     pub redirect_uris: &'a [String],
+    /// Roles of its own tokens.
+    pub roles: &'a [String],
 }
 
 /// `ward client create`.
 pub async fn client_create(target: &AdminTarget, c: &NewClient<'_>) -> Result<String, String> {
     let body = json!({"client_id": c.id, "grants": c.grants, "scopes": c.scopes, "audiences": c.audiences,
-                      "token_ttl": c.ttl, "jwks": c.jwks, "redirect_uris": c.redirect_uris});
+                      "token_ttl": c.ttl, "jwks": c.jwks, "redirect_uris": c.redirect_uris, "roles": c.roles});
     match target.call(reqwest::Method::POST, "/admin/clients", Some(body)).await? {
         (201, v) => Ok(match v["client_secret"].as_str() {
             Some(secret) => format!(
@@ -245,11 +247,9 @@ pub fn read_password() -> Result<zeroize::Zeroizing<String>, String> {
 }
 
 /// `ward user create`.
-pub async fn user_create(target: &AdminTarget, name: &str, password: &str) -> Result<String, String> {
-    match target
-        .call(reqwest::Method::POST, "/admin/users", Some(json!({"username": name, "password": password})))
-        .await?
-    {
+pub async fn user_create(target: &AdminTarget, name: &str, password: &str, roles: &[String]) -> Result<String, String> {
+    let body = json!({"username": name, "password": password, "roles": roles});
+    match target.call(reqwest::Method::POST, "/admin/users", Some(body)).await? {
         (201, _) => Ok(format!("created user {name}\n")),
         (s, v) => Err(failed(s, &v)),
     }

@@ -159,6 +159,9 @@ enum ClientCommand {
         /// A redirect URI for the authorization_code grant (repeatable; https, or http on loopback; matched exactly).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
+        /// A role its own tokens carry in `roles` (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
     /// List clients (never their secrets).
     List,
@@ -176,6 +179,9 @@ enum UserCommand {
         /// The username (a-z 0-9 . _ -).
         #[arg(long)]
         name: String,
+        /// A role the user's tokens carry in `roles` (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
     /// Set a user's password, read from the first line of standard input.
     Passwd {
@@ -579,6 +585,7 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                     ttl,
                     jwks,
                     redirect_uris,
+                    roles,
                 }) => {
                     let ttl = parse_duration(&ttl).map_err(|e| format!("--ttl: {e}"))?.as_secs();
                     let jwks = jwks
@@ -596,6 +603,7 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                         ttl,
                         jwks,
                         redirect_uris: &redirect_uris,
+                        roles: &roles,
                     };
                     control_cmd::client_create(&target, &spec).await
                 }
@@ -616,8 +624,8 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                     let token = control_cmd::read_token()?;
                     control_cmd::token_revoke(&target, serde_json::json!({"token": token.as_str()})).await
                 }
-                AdminCommand::User(UserCommand::Create { name }) => {
-                    control_cmd::user_create(&target, &name, &control_cmd::read_password()?).await
+                AdminCommand::User(UserCommand::Create { name, roles }) => {
+                    control_cmd::user_create(&target, &name, &control_cmd::read_password()?, &roles).await
                 }
                 AdminCommand::User(UserCommand::Passwd { name }) => {
                     control_cmd::user_passwd(&target, &name, &control_cmd::read_password()?).await

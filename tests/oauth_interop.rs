@@ -188,8 +188,22 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     let cfg = ["--config", "ward.toml", "--ca", "ca.crt"];
     let out = ward(
         dir.path(),
-        &[&["client", "create", "--id", "billing", "--scope", "orders:read", "--audience", "orders"][..], &cfg[..]]
-            .concat(),
+        &[
+            &[
+                "client",
+                "create",
+                "--id",
+                "billing",
+                "--scope",
+                "orders:read",
+                "--audience",
+                "orders",
+                "--role",
+                "biller",
+            ][..],
+            &cfg[..],
+        ]
+        .concat(),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -219,6 +233,7 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     }
     assert_eq!(v["claims"]["sub"], "billing");
     assert_eq!(v["claims"]["aud"], "orders");
+    assert_eq!(v["claims"]["roles"], serde_json::json!(["biller"]));
     assert_eq!(v["wrong_secret"], "invalid_client");
 
     // private_key_jwt: Python makes the key pair, Ward gets only the public
@@ -258,7 +273,7 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
 
     // Users for the login page: the password comes from stdin, never argv.
     let mut user = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args([&["user", "create", "--name", "alice"][..], &cfg[..]].concat())
+        .args([&["user", "create", "--name", "alice", "--role", "reader"][..], &cfg[..]].concat())
         .current_dir(dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -319,6 +334,7 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
         (v["access"]["sub"].as_str(), v["access"]["scope"].as_str()),
         (Some("alice"), Some("openid orders:read"))
     );
+    assert_eq!(v["access"]["roles"], serde_json::json!(["reader"]), "the user's roles, for policies");
     assert_eq!((v["rotated"].as_bool(), v["fresh_type"].as_str()), (Some(true), Some("Bearer")));
 
     // Tokens through the CLI: issue, introspect, revoke (tokens go through stdin, never argv).

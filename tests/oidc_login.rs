@@ -39,7 +39,7 @@ async fn setup() -> Env {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("https://localhost:{}", listener.local_addr().unwrap().port());
     let cp = ControlPlane::open(Store::open(&d.join("control.redb")).unwrap(), ControlSettings::new(&issuer)).unwrap();
-    cp.create_user("alice", PASSWORD).unwrap();
+    cp.create_user("alice", PASSWORD, &["reader".to_owned()]).unwrap();
     // The gateway binds its port itself: the redirect URI registered at the
     // provider needs it first.
     let gport = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -53,6 +53,7 @@ async fn setup() -> Env {
             token_ttl: 300,
             jwks: None,
             redirect_uris: vec![format!("{gateway}/_ward/callback")],
+            roles: Vec::new(),
         })
         .unwrap()
         .unwrap();

@@ -59,6 +59,7 @@ async fn setup(publish_lead: u64) -> Env {
             audiences: vec!["orders".into()],
             token_ttl: 600,
             redirect_uris: Vec::new(),
+            roles: Vec::new(),
             jwks: None,
         })
         .unwrap()

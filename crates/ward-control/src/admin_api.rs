@@ -43,6 +43,7 @@ fn client_json(c: &Client) -> Value {
         "audiences": c.audiences,
         "token_ttl": c.token_ttl,
         "redirect_uris": c.redirect_uris,
+        "roles": c.roles,
         "authentication": if c.public_jwks.is_some() { "private_key_jwt" } else { "client_secret" },
     })
 }
@@ -56,6 +57,14 @@ pub(crate) async fn list_clients(
         return *r;
     }
     json_response(StatusCode::OK, &Value::Array(cp.clients().iter().map(client_json).collect()))
+}
+
+/// The list of strings at `key` (absent: empty; anything else but a list of strings: none).
+fn strings(v: &Value, key: &str) -> Option<Vec<String>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Some(Vec::new()),
+        Some(a) => a.as_array()?.iter().map(|x| x.as_str().map(str::to_owned)).collect(),
+    }
 }
 
 fn bad_request(message: &str) -> Response {
@@ -73,16 +82,15 @@ pub(crate) async fn create_client(
         return *r;
     }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
-    let strings = |k: &str| -> Option<Vec<String>> {
-        match v.get(k) {
-            None => Some(Vec::new()),
-            Some(a) => a.as_array()?.iter().map(|x| x.as_str().map(str::to_owned)).collect(),
-        }
-    };
-    let (Some(id), Some(grants), Some(scopes), Some(audiences), Some(redirect_uris)) =
-        (v["client_id"].as_str(), strings("grants"), strings("scopes"), strings("audiences"), strings("redirect_uris"))
-    else {
-        return bad_request("expected client_id and lists of strings grants, scopes, audiences, redirect_uris");
+    let (Some(id), Some(grants), Some(scopes), Some(audiences), Some(redirect_uris), Some(roles)) = (
+        v["client_id"].as_str(),
+        strings(&v, "grants"),
+        strings(&v, "scopes"),
+        strings(&v, "audiences"),
+        strings(&v, "redirect_uris"),
+        strings(&v, "roles"),
+    ) else {
+        return bad_request("expected client_id and lists of strings grants, scopes, audiences, redirect_uris, roles");
     };
     let grants = if grants.is_empty() { vec!["client_credentials".to_owned()] } else { grants };
     let Ok(grants) = grants.iter().map(|g| GrantType::parse(g)).collect::<Result<Vec<_>, _>>() else {
@@ -96,6 +104,7 @@ pub(crate) async fn create_client(
         token_ttl: v["token_ttl"].as_u64().unwrap_or(900),
         jwks: v.get("jwks").filter(|j| !j.is_null()).map(Value::to_string),
         redirect_uris,
+        roles,
     };
     let cp2 = Arc::clone(&cp);
     match tokio::task::spawn_blocking(move || cp2.create_client(&spec)).await {
@@ -157,11 +166,22 @@ pub(crate) async fn rotate_keys(
     }
 }
 
-/// The password in an admin request body; never logged, dropped zeroized.
-fn password_from(body: &[u8]) -> Option<(Option<String>, zeroize::Zeroizing<String>)> {
+/// A user in an admin request body: name, password (never logged, dropped
+/// zeroized) and roles.
+struct UserBody {
+    name: Option<String>,
+    password: zeroize::Zeroizing<String>,
+    roles: Vec<String>,
+}
+
+fn user_from(body: &[u8]) -> Option<UserBody> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let password = zeroize::Zeroizing::new(v.get("password")?.as_str()?.to_owned());
-    Some((v.get("username").and_then(Value::as_str).map(str::to_owned), password))
+    Some(UserBody {
+        name: v.get("username").and_then(Value::as_str).map(str::to_owned),
+        password,
+        roles: strings(&v, "roles")?,
+    })
 }
 
 pub(crate) async fn create_user(
@@ -174,11 +194,11 @@ pub(crate) async fn create_user(
     if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
         return *r;
     }
-    let Some((Some(name), password)) = password_from(&body) else {
-        return bad_request("expected username and password");
+    let Some(UserBody { name: Some(name), password, roles }) = user_from(&body) else {
+        return bad_request("expected username, password and optionally a list of roles");
     };
     let (cp2, name2) = (Arc::clone(&cp), name.clone());
-    match tokio::task::spawn_blocking(move || cp2.create_user(&name2, &password)).await {
+    match tokio::task::spawn_blocking(move || cp2.create_user(&name2, &password, &roles)).await {
         Ok(Ok(())) => {
             let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201));
             json_response(StatusCode::CREATED, &json!({"username": name}))
@@ -199,7 +219,7 @@ pub(crate) async fn set_password(
     if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
         return *r;
     }
-    let Some((_, password)) = password_from(&body) else { return bad_request("expected password") };
+    let Some(UserBody { password, .. }) = user_from(&body) else { return bad_request("expected password") };
     let cp2 = Arc::clone(&cp);
     match tokio::task::spawn_blocking(move || cp2.set_password(&name, &password)).await {
         Ok(Ok(())) => {

@@ -90,6 +90,8 @@ pub struct ClientSpec {
     /// Redirect URIs for the authorization-code grant (https, or http on
     /// loopback; matched exactly).
     pub redirect_uris: Vec<String>,
+    /// Roles the client's own tokens carry.
+    pub roles: Vec<String>,
 }
 
 /// Why a control-plane operation failed.
@@ -102,6 +104,20 @@ pub enum ControlError {
     /// The request is invalid.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Roles are names: 1–64 of `[A-Za-z0-9._:-]`, no duplicates.
+fn check_roles(roles: &[String]) -> Result<(), ControlError> {
+    let mut seen = std::collections::HashSet::new();
+    for r in roles {
+        if r.is_empty() || r.len() > 64 || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) {
+            return Err(ControlError::Invalid(format!("role `{r}`: 1-64 of A-Z a-z 0-9 . _ : -")));
+        }
+        if !seen.insert(r) {
+            return Err(ControlError::Invalid(format!("role `{r}` given twice")));
+        }
+    }
+    Ok(())
 }
 
 /// Seconds since the Unix epoch.
@@ -257,6 +273,7 @@ impl ControlPlane {
         if self.clients.load().contains_key(id.as_str()) {
             return Err(ControlError::Invalid(format!("client `{id}` exists")));
         }
+        check_roles(&spec.roles)?;
         for uri in &spec.redirect_uris {
             ward_issuer::pkce::check_registered_redirect(uri)
                 .map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
@@ -291,6 +308,7 @@ impl ControlPlane {
             audiences: spec.audiences.clone(),
             token_ttl: spec.token_ttl,
             redirect_uris: spec.redirect_uris.clone(),
+            roles: spec.roles.clone(),
         };
         self.store.put_client(&client)?;
         let mut next = HashMap::clone(&self.clients.load());
@@ -328,19 +346,26 @@ impl ControlPlane {
         Ok(existed)
     }
 
-    /// Create a local user (for the authorization-code login page).
-    /// Slow on purpose (argon2id): call it off the async runtime.
+    /// Create a local user (for the authorization-code login page) whose
+    /// tokens carry `roles`. Slow on purpose (argon2id): call it off the
+    /// async runtime.
     ///
     /// # Errors
-    /// [`ControlError::Invalid`] for a bad name or password, or an existing user.
-    pub fn create_user(&self, name: &str, password: &str) -> Result<(), ControlError> {
+    /// [`ControlError::Invalid`] for a bad name, password or role, or an existing user.
+    pub fn create_user(&self, name: &str, password: &str, roles: &[String]) -> Result<(), ControlError> {
         ward_issuer::users::check_username(name).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
+        check_roles(roles)?;
         if self.store.user(name)?.is_some() {
             return Err(ControlError::Invalid(format!("user `{name}` exists")));
         }
         let phc =
             ward_issuer::users::hash_password(password).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
-        Ok(self.store.put_user(name, &phc)?)
+        Ok(self.store.put_user(name, &store::UserRecord { phc, roles: roles.to_vec() })?)
+    }
+
+    /// The roles of user `name` (none for an unknown user).
+    pub(crate) fn user_roles(&self, name: &str) -> Vec<String> {
+        self.store.user(name).ok().flatten().map(|u| u.roles).unwrap_or_default()
     }
 
     /// Replace a user's password.
@@ -348,12 +373,12 @@ impl ControlPlane {
     /// # Errors
     /// [`ControlError::Invalid`] for an unknown user or a bad password.
     pub fn set_password(&self, name: &str, password: &str) -> Result<(), ControlError> {
-        if self.store.user(name)?.is_none() {
+        let Some(user) = self.store.user(name)? else {
             return Err(ControlError::Invalid(format!("no user `{name}`")));
-        }
+        };
         let phc =
             ward_issuer::users::hash_password(password).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
-        Ok(self.store.put_user(name, &phc)?)
+        Ok(self.store.put_user(name, &store::UserRecord { phc, roles: user.roles })?)
     }
 
     /// Whether `password` is `name`'s. An unknown user costs the same
@@ -363,7 +388,7 @@ impl ControlPlane {
         const DUMMY: &str =
             "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$qK2Qh2NB1TQp8t6Xb4hI0u3GQ7m7C3tZrX3g0b1Jf0s";
         match self.store.user(name) {
-            Ok(Some(phc)) => ward_issuer::users::verify_password(password, &phc),
+            Ok(Some(user)) => ward_issuer::users::verify_password(password, &user.phc),
             _ => {
                 let _ = ward_issuer::users::verify_password(password, DUMMY);
                 false

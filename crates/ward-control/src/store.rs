@@ -49,6 +49,18 @@ struct ClientRecord {
     token_ttl: u64,
     #[serde(default)]
     redirect_uris: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// A local user: the argon2id hash (PHC string) and the roles their tokens carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// PHC string of the password hash.
+    pub phc: String,
+    /// Roles (`roles` claim of their access and ID tokens).
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -128,6 +140,7 @@ fn to_record(c: &Client) -> ClientRecord {
         audiences: c.audiences.clone(),
         token_ttl: c.token_ttl,
         redirect_uris: c.redirect_uris.clone(),
+        roles: c.roles.clone(),
     }
 }
 
@@ -152,6 +165,7 @@ fn from_record(r: ClientRecord) -> Result<Client, StoreError> {
         audiences: r.audiences,
         token_ttl: r.token_ttl,
         redirect_uris: r.redirect_uris,
+        roles: r.roles,
     })
 }
 
@@ -279,24 +293,31 @@ impl Store {
         Ok(out)
     }
 
-    /// Save a user's password hash (PHC string), insert or replace.
+    /// Save a user, insert or replace.
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn put_user(&self, name: &str, phc: &str) -> Result<(), StoreError> {
+    pub fn put_user(&self, name: &str, user: &UserRecord) -> Result<(), StoreError> {
+        let text = Zeroizing::new(serde_json::to_string(user).map_err(err)?);
         let txn = self.db.begin_write().map_err(err)?;
-        txn.open_table(USERS).map_err(err)?.insert(name, phc).map_err(err)?;
+        txn.open_table(USERS).map_err(err)?.insert(name, text.as_str()).map_err(err)?;
         txn.commit().map_err(err)
     }
 
-    /// A user's password hash.
+    /// A user (a bare PHC string, as stored before roles existed, reads as a
+    /// user without roles).
     ///
     /// # Errors
-    /// [`StoreError`].
-    pub fn user(&self, name: &str) -> Result<Option<String>, StoreError> {
+    /// [`StoreError`], also for a record that does not parse.
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         let table = txn.open_table(USERS).map_err(err)?;
-        Ok(table.get(name).map_err(err)?.map(|v| v.value().to_owned()))
+        let Some(v) = table.get(name).map_err(err)? else { return Ok(None) };
+        let text = v.value();
+        if text.starts_with('$') {
+            return Ok(Some(UserRecord { phc: text.to_owned(), roles: Vec::new() }));
+        }
+        serde_json::from_str(text).map(Some).map_err(|e| StoreError(format!("user {name}: {e}")))
     }
 
     /// Record a revoked token id until its expiry.

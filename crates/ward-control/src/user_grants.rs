@@ -73,10 +73,16 @@ fn user_tokens(
     let ttl = client.token_ttl.min(cp.issuer.max_ttl).max(1);
     let mut minted = access.mint(&cp.issuer, now, now + ttl, &jti);
     minted.claims.insert("auth_time".into(), json!(auth_time));
+    // The user's roles as they are now: a role taken away is gone at the next refresh.
+    let roles = cp.user_roles(subject);
+    minted.set_roles(&roles);
     let access_token = cp.sign(&minted.claims, now).ok_or_else(|| unavailable("signing failed"))?;
     let id_token = if access.scopes.contains(OPENID) {
         let id_jti = new_jti().ok_or_else(|| unavailable("no randomness"))?;
-        let claims = authorize::id_token_claims(&cp.issuer, client, subject, auth_time, nonce, now, &id_jti);
+        let mut claims = authorize::id_token_claims(&cp.issuer, client, subject, auth_time, nonce, now, &id_jti);
+        if !roles.is_empty() {
+            claims.insert("roles".into(), json!(roles));
+        }
         Some(cp.sign(&claims, now).ok_or_else(|| unavailable("signing failed"))?)
     } else {
         None

@@ -35,11 +35,12 @@ fn setup(r: &Running) -> (String, String) {
         token_ttl: 300,
         jwks: None,
         redirect_uris: vec![CB.into(), "http://127.0.0.1:8400/cb".into()],
+        roles: Vec::new(),
     };
     let other = ClientSpec { id: "other".into(), grants: vec![GrantType::AuthorizationCode], ..web.clone() };
     let web_secret = r.cp.create_client(&web).unwrap().unwrap().expose().to_owned();
     let other_secret = r.cp.create_client(&other).unwrap().unwrap().expose().to_owned();
-    r.cp.create_user("alice", PASSWORD).unwrap();
+    r.cp.create_user("alice", PASSWORD, &["reader".to_owned()]).unwrap();
     (web_secret, other_secret)
 }
 
@@ -195,6 +196,7 @@ async fn code_flow_with_pkce_id_token_and_refresh_rotation() {
         (Some("alice"), Some("web"), Some("n-0S6_WzA2Mj"), Some(r.base.as_str()))
     );
     assert!(id["auth_time"].as_u64().unwrap() <= id["iat"].as_u64().unwrap());
+    assert_eq!((&access["roles"], &id["roles"]), (&serde_json::json!(["reader"]), &serde_json::json!(["reader"])));
     let first_access = body["access_token"].as_str().unwrap().to_owned();
     let r1 = body["refresh_token"].as_str().unwrap().to_owned();
     assert!(r1.starts_with("wrt_"));

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ward_crypto::{SecretBytes, Sealer};
+use ward_crypto::{Sealer, SecretBytes};
 
 fn bench(c: &mut Criterion) {
     let sealer = Sealer::new(&SecretBytes::new(vec![7; 32])).unwrap();

@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
         audiences: vec!["orders".into()],
         token_ttl: 300,
         redirect_uris: Vec::new(),
+        roles: Vec::new(),
     };
     let request = TokenRequest { scope: Some("orders:read".into()), audiences: Vec::new() };
     for (name, alg) in [("EdDSA", Algorithm::EdDsa), ("ES256", Algorithm::Es256)] {

@@ -127,6 +127,7 @@ mod tests {
             audiences: vec!["api".into()],
             token_ttl: 60,
             redirect_uris: Vec::new(),
+            roles: Vec::new(),
         };
         (client, key)
     }

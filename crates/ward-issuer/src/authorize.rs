@@ -283,6 +283,7 @@ mod tests {
             audiences: vec!["orders".into()],
             token_ttl: 300,
             redirect_uris: vec!["https://app.example/cb".into()],
+            roles: Vec::new(),
         }
     }
 

@@ -128,6 +128,9 @@ pub struct Client {
     /// Where the authorization endpoint may send its answer (compared
     /// byte for byte, see [`crate::pkce::match_redirect`]).
     pub redirect_uris: Vec<String>,
+    /// Roles its own tokens (`client_credentials`) carry in `roles`, for
+    /// policies (`RoleBinding`, `request.auth.claims[roles]`).
+    pub roles: Vec<String>,
 }
 
 impl Client {
@@ -175,6 +178,7 @@ mod tests {
             audiences: vec!["orders".into()],
             token_ttl: 300,
             redirect_uris: Vec::new(),
+            roles: Vec::new(),
         }
     }
 

@@ -74,7 +74,18 @@ pub fn client_credentials(
     let audiences = narrow_audience(&request.audiences, client)?;
     let ttl = client.token_ttl.min(settings.max_ttl).max(1);
     let access = Access { subject: client.id.as_str(), client, audiences: &audiences, scopes: &scopes };
-    Ok(access.mint(settings, now, now + ttl, jti))
+    let mut minted = access.mint(settings, now, now + ttl, jti);
+    minted.set_roles(&client.roles);
+    Ok(minted)
+}
+
+impl Minted {
+    /// Add a `roles` claim (nothing when `roles` is empty).
+    pub fn set_roles(&mut self, roles: &[String]) {
+        if !roles.is_empty() {
+            self.claims.insert("roles".into(), json!(roles));
+        }
+    }
 }
 
 /// What an access token says: who it is about, for which client, where it
@@ -183,6 +194,7 @@ mod tests {
             audiences: vec!["orders".into(), "invoices".into()],
             token_ttl: 7200,
             redirect_uris: Vec::new(),
+            roles: Vec::new(),
         }
     }
 
@@ -200,6 +212,11 @@ mod tests {
             (c["iat"].as_u64(), c["nbf"].as_u64(), c["exp"].as_u64(), c["jti"].as_str()),
             (Some(1000), Some(1000), Some(4600), Some("j1"))
         );
+        assert!(c.get("roles").is_none(), "no roles claim for a client without roles");
+        let mut with_roles = client();
+        with_roles.roles = vec!["billing-service".into()];
+        let m2 = client_credentials(&settings(), &with_roles, &TokenRequest::default(), 1000, "j2").unwrap();
+        assert_eq!(m2.claims["roles"], json!(["billing-service"]));
         let r = token_response("tok", &m);
         assert_eq!(
             r,
@@ -286,6 +303,10 @@ pub fn token_exchange(
     let access = Access { subject: sub, client, audiences: &audiences, scopes: &scopes };
     let mut minted = access.mint(settings, now, exp, jti);
     minted.claims.insert("act".into(), Value::Object(act));
+    // The user's roles travel with them; the actor is in `act`.
+    if let Some(roles) = subject.get("roles") {
+        minted.claims.insert("roles".into(), roles.clone());
+    }
     Ok(minted)
 }
 
@@ -304,6 +325,7 @@ mod exchange_tests {
             audiences: vec!["db".into(), "cache".into()],
             token_ttl: 600,
             redirect_uris: Vec::new(),
+            roles: Vec::new(),
         }
     }
 
@@ -333,6 +355,10 @@ mod exchange_tests {
         // Default scope: what the subject holds and the client may have ("admin" is not held).
         let d = token_exchange(&settings(), &backend(), &s, &TokenRequest::default(), 1000, "j").unwrap();
         assert_eq!(d.scope, "orders:read orders:write");
+        let mut with_roles = s.clone();
+        with_roles.insert("roles".into(), json!(["reader"]));
+        let r = token_exchange(&settings(), &backend(), &with_roles, &req, 1000, "j").unwrap();
+        assert_eq!(r.claims["roles"], json!(["reader"]), "the user's roles travel with the exchanged token");
         // A chain: the earlier actor stays nested.
         let chained = subject("orders:read", 5000, Some(json!({"sub": "frontend"})));
         let c = token_exchange(&settings(), &backend(), &chained, &TokenRequest::default(), 1000, "j").unwrap();

@@ -79,6 +79,7 @@ mod tests {
             audiences: vec![],
             token_ttl: 300,
             redirect_uris: vec![],
+            roles: Vec::new(),
         }
     }
 

@@ -30,6 +30,7 @@ fn tokens_verify_against_the_published_set_through_a_rotation() {
         audiences: vec!["api".into()],
         token_ttl: 600,
         redirect_uris: Vec::new(),
+        roles: Vec::new(),
     };
     let mut ring = KeyRing::new(RingKey::generate(Algorithm::EdDsa, 0, 0).unwrap());
     let mint = |ring: &KeyRing, now: u64| {

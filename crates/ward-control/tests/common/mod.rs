@@ -70,6 +70,7 @@ pub fn spec(id: &str) -> ClientSpec {
         audiences: vec!["orders".into()],
         token_ttl: 300,
         redirect_uris: Vec::new(),
+        roles: Vec::new(),
         jwks: None,
     }
 }
