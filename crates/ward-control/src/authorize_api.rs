@@ -192,22 +192,21 @@ pub(crate) async fn show(
         Err(e) => return refused(&cp, &ext, &e, claimed.as_deref()),
     };
     let t = now();
-    // One binding cookie per browser, reused by its other login pages.
-    let existing = cookie(&headers);
-    let fresh = match existing {
-        Some(_) => None,
+    // One binding cookie per browser, reused by its other login pages (and
+    // sent again, so it lives as long as the newest page).
+    let cookie_value = match cookie(&headers) {
+        Some(c) => zeroize::Zeroizing::new(c),
         None => match opaque::generate("") {
-            Ok((c, _)) => Some(c),
+            Ok((c, _)) => c,
             Err(_) => return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again later.", &request_id()),
         },
     };
-    let cookie_value = existing.as_deref().or(fresh.as_deref().map(String::as_str)).unwrap_or_default();
     let Ok((ticket, ticket_hash)) = opaque::generate("") else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again later.", &request_id());
     };
     let redirect_uri = request.redirect_uri.clone();
     let body = login_form(&request, &ticket, "", false);
-    let held = Ticket { request, cookie_hash: opaque::hash(cookie_value), expires: t + TICKET_TTL, failures: 0 };
+    let held = Ticket { request, cookie_hash: opaque::hash(&cookie_value), expires: t + TICKET_TTL, failures: 0 };
     if !cp.flows.put_ticket(ticket_hash, held, t) {
         return error_page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -216,11 +215,10 @@ pub(crate) async fn show(
         );
     }
     let mut r = html(StatusCode::OK, body, Some(&redirect_uri));
-    if let Some(c) = fresh {
-        let set = format!("{COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={TICKET_TTL}", c.as_str());
-        if let Ok(v) = HeaderValue::from_str(&set) {
-            r.headers_mut().insert(header::SET_COOKIE, v);
-        }
+    let set =
+        format!("{COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={TICKET_TTL}", cookie_value.as_str());
+    if let Ok(v) = HeaderValue::from_str(&set) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
 }
