@@ -144,14 +144,8 @@ fn query(raw: Option<&str>) -> Result<HashMap<String, String>, OAuthError> {
 }
 
 fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, v)| *k == COOKIE && v.len() == 43)
-        .map(|(_, v)| v.to_owned())
+    let lines = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+    ward_core::cookies::find(lines, COOKIE).filter(|v| v.len() == 43).map(str::to_owned)
 }
 
 /// An authorization request refused: audited, then an error page or a

@@ -4,6 +4,7 @@
 //! between authentication, authorization, the proxy and the audit log.
 #![forbid(unsafe_code)]
 
+pub mod cookies;
 mod decision;
 mod duration;
 mod identity;

@@ -293,16 +293,9 @@ fn extract_token(headers: &HeaderMap, sources: &[TokenSource]) -> Option<String>
                 return (!token.is_empty() && !token.contains(' ')).then(|| token.to_owned());
             }
             TokenSource::Cookie(name) => {
-                let found = headers
-                    .get_all(header::COOKIE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(';'))
-                    .filter_map(|pair| pair.trim().split_once('='))
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.to_owned());
-                if found.is_some() {
-                    return found;
+                let lines = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+                if let Some(found) = ward_core::cookies::find(lines, name) {
+                    return Some(found.to_owned());
                 }
             }
         }
@@ -318,19 +311,10 @@ fn strip_token(headers: &mut HeaderMap, sources: &[TokenSource]) {
                 headers.remove(name.as_str());
             }
             TokenSource::Cookie(name) => {
-                let kept: Vec<String> = headers
-                    .get_all(header::COOKIE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(';'))
-                    .map(str::trim)
-                    .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k != name))
-                    .map(str::to_owned)
-                    .collect();
+                let lines = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+                let kept = ward_core::cookies::retain(lines, |n| n != name);
                 headers.remove(header::COOKIE);
-                if !kept.is_empty()
-                    && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
-                {
+                if let Some(v) = kept.and_then(|k| HeaderValue::from_str(&k).ok()) {
                     headers.insert(header::COOKIE, v);
                 }
             }

@@ -128,14 +128,7 @@ pub(crate) fn set_cookie(name: &str, value: &str, max_age: i64) -> String {
 
 /// The value of cookie `name`, if the request carries it.
 pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    ward_core::cookies::find(headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()), name)
 }
 
 /// The login-state cookie's name for `state`.
@@ -148,22 +141,14 @@ pub(crate) fn state_cookie(state: &str) -> String {
 /// binding (cookies ignore ports, so a control plane on the same host sends
 /// it here too) are Ward's, not the application's.
 pub(crate) fn strip_own_cookies(headers: &mut HeaderMap) {
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|c| !c.is_empty() && !c.starts_with(OWN_COOKIES))
-        .map(str::to_owned)
-        .collect();
-    if headers.contains_key(header::COOKIE) {
-        headers.remove(header::COOKIE);
-        if !kept.is_empty()
-            && let Ok(v) = http::HeaderValue::from_str(&kept.join("; "))
-        {
-            headers.insert(header::COOKIE, v);
-        }
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let lines = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+    let kept = ward_core::cookies::retain(lines, |name| !name.starts_with(OWN_COOKIES));
+    headers.remove(header::COOKIE);
+    if let Some(v) = kept.and_then(|k| http::HeaderValue::from_str(&k).ok()) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
