@@ -1,18 +1,24 @@
 //! Authenticated encryption for values Ward hands to clients and reads
-//! back — the gateway's login state and session cookies: AES-256-GCM from
-//! aws-lc-rs with a random 96-bit nonce per message (aws-lc-rs generates
-//! it), so the client can neither read nor change what it carries.
+//! back — the gateway's login state and session cookies: AES-256-GCM-SIV
+//! (RFC 8452) from aws-lc-rs with a random 96-bit nonce per message
+//! (aws-lc-rs draws it), so the client can neither read nor change what it
+//! carries.
+//!
+//! GCM-SIV rather than GCM: with random nonces, plain GCM allows only about
+//! 2^32 messages per key (NIST SP 800-38D §8.3) and a repeated nonce leaks
+//! the authentication key; GCM-SIV derives a key per nonce and a repeat only
+//! reveals that two messages were equal, so one long-lived session key is
+//! safe far beyond any gateway's lifetime (RFC 8452 §9).
 //!
 //! The additional data names the purpose (`ward-session`,
 //! `ward-login-state`): a value sealed for one purpose does not open as
-//! another. Random nonces bound a key to about 2^32 messages (NIST SP
-//! 800-38D §8.3); rotate the key long before that.
+//! another.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use aws_lc_rs::aead::{AES_256_GCM_SIV, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 
 use crate::{CryptoError, SecretBytes};
 
-/// Key length (AES-256).
+/// Key length (AES-256-GCM-SIV).
 pub const KEY_LEN: usize = 32;
 
 /// Seals and opens values under one key.
@@ -40,7 +46,7 @@ impl Sealer {
         if key.len() != KEY_LEN {
             return Err(CryptoError::KeyTooShort { actual: key.len(), minimum: KEY_LEN });
         }
-        let key = RandomizedNonceKey::new(&AES_256_GCM, key.expose()).map_err(|_| CryptoError::Random)?;
+        let key = RandomizedNonceKey::new(&AES_256_GCM_SIV, key.expose()).map_err(|_| CryptoError::Random)?;
         Ok(Self { key })
     }
 
@@ -63,7 +69,7 @@ impl Sealer {
     /// # Errors
     /// [`Unsealable`] for anything else.
     pub fn open(&self, purpose: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Unsealable> {
-        if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+        if sealed.len() < NONCE_LEN + AES_256_GCM_SIV.tag_len() {
             return Err(Unsealable);
         }
         let (nonce, rest) = sealed.split_at(NONCE_LEN);

@@ -11,7 +11,7 @@
 //! <logout_path> ─▶ session id ended, cookie cleared, 303 to post_logout_redirect
 //! ```
 //!
-//! Everything the browser carries is sealed with AES-256-GCM under the
+//! Everything the browser carries is sealed with AES-256-GCM-SIV under the
 //! session key, so nothing in it can be read or changed; the provider is
 //! found through its discovery document (retried on demand until it
 //! answers), so any standard provider works, Ward's own included.

@@ -1,5 +1,5 @@
 //! The relying party's pure parts: what the login-state and session cookies
-//! hold, sealing them (AES-256-GCM, see [`ward_crypto::aead`]), their
+//! hold, sealing them (AES-256-GCM-SIV, see [`ward_crypto::aead`]), their
 //! lifetimes, and the redirects that must never leave the site.
 
 use base64::Engine;
