@@ -10,9 +10,11 @@ mod duration;
 mod identity;
 mod request_id;
 mod revocation;
+pub mod spiffe;
 
 pub use decision::{Decision, Effect, ReasonCode};
 pub use duration::{DurationParseError, parse_duration};
 pub use identity::{Claims, Identity, Principal};
 pub use request_id::RequestId;
 pub use revocation::{LocalRevocations, RevocationList};
+pub use spiffe::{SpiffeId, SpiffeIdError};
