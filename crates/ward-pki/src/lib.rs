@@ -1,10 +1,12 @@
 //! The embedded deployment's PKI: a local CA and the gateway's server
 //! certificate, generated with rcgen on aws-lc-rs.
 //!
-//! Issue #6 grows this into the internal CA that issues SPIFFE SVIDs; for
-//! now it covers what `ward up` needs on first run. Nothing here touches the
-//! file system: callers write the PEM text (keys with mode 0600).
+//! [`ca`] is the trust domain's CA: a root, an intermediate, and the
+//! X.509-SVIDs it signs. Nothing here touches the file system: callers
+//! write the PEM text (keys with mode 0600).
 #![forbid(unsafe_code)]
+
+pub mod ca;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -23,9 +25,14 @@ pub enum PkiError {
     /// rcgen refused the parameters or the signing failed.
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
-    /// A subject alternative name is neither a DNS name nor an IP address.
-    #[error("`{0}` is not a valid DNS name or IP address")]
+    /// A name is not usable: a SAN that is neither a DNS name nor an IP
+    /// address, a SPIFFE ID or trust domain that does not parse or belongs
+    /// elsewhere, a lifetime out of bounds.
+    #[error("`{0}` is not a valid name here")]
     BadName(String),
+    /// The system random source failed.
+    #[error("the system random generator failed")]
+    Random,
 }
 
 /// A certificate and its private key, both PEM. The key is wiped on drop and
