@@ -40,6 +40,122 @@ fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
     Ok(text)
 }
 
+/// The intermediate of `td` in `dir` (its key must be 0600) and the bundle
+/// (the root certificate) verifiers get.
+fn load_ca(dir: &Path, td: &str) -> Result<(ward_pki::ca::SvidIssuer, String), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: {e} (create the CA with `ward ca init`)", path.display()))
+    };
+    let key_path = dir.join(ca_files::INTERMEDIATE_KEY);
+    if std::fs::metadata(&key_path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+        return Err(format!("{}: readable by group or others; chmod 600 it", key_path.display()));
+    }
+    let key = zeroize::Zeroizing::new(read(ca_files::INTERMEDIATE_KEY)?);
+    let issuer = ward_pki::ca::SvidIssuer::load(&read(ca_files::INTERMEDIATE_CERT)?, &key, td)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok((issuer, read(ca_files::BUNDLE)?))
+}
+
+/// The files of a CA directory.
+pub mod ca_files {
+    /// Root certificate.
+    pub const ROOT_CERT: &str = "root.crt";
+    /// Root key: needed only to make intermediates; can be kept offline.
+    pub const ROOT_KEY: &str = "root.key";
+    /// Intermediate certificate.
+    pub const INTERMEDIATE_CERT: &str = "intermediate.crt";
+    /// Intermediate key (0600).
+    pub const INTERMEDIATE_KEY: &str = "intermediate.key";
+    /// The trust bundle (root certificates, PEM) verifiers load.
+    pub const BUNDLE: &str = "bundle.pem";
+}
+
+/// `ward ca init`: a new CA for `td` in `dir` (refuses to overwrite one).
+///
+/// # Errors
+/// A message naming the problem.
+pub fn ca_init(dir: &Path, td: &str) -> Result<String, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if dir.join(ca_files::ROOT_CERT).exists() {
+        return Err(format!("{}: a CA exists already", dir.display()));
+    }
+    let ca = ward_pki::ca::init(td).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |name: &str, text: &str, private: bool| -> Result<(), String> {
+        let path = dir.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if private { 0o600 } else { 0o644 })
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write(ca_files::ROOT_KEY, &ca.root.key_pem, true)?;
+    write(ca_files::ROOT_CERT, &ca.root.cert_pem, false)?;
+    write(ca_files::INTERMEDIATE_KEY, &ca.intermediate.key_pem, true)?;
+    write(ca_files::INTERMEDIATE_CERT, &ca.intermediate.cert_pem, false)?;
+    write(ca_files::BUNDLE, &ca.root.cert_pem, false)?;
+    Ok(format!(
+        "CA for spiffe://{td} in {dir}\n  {root} and {bundle}: give these to verifiers\n  {ikey}: the control plane signs with it (0600)\n  {rkey}: only needed to make intermediates; move it offline\nSet [control] trust_domain = \"{td}\" (and ca_dir) to issue SVIDs.\n",
+        dir = dir.display(),
+        root = ca_files::ROOT_CERT,
+        bundle = ca_files::BUNDLE,
+        ikey = ca_files::INTERMEDIATE_KEY,
+        rkey = ca_files::ROOT_KEY,
+    ))
+}
+
+/// `ward cert issue`: an X.509-SVID from the control plane's CA, written to
+/// `out.crt` (chain) and `out.key` (0600) — or, with a CSR, the chain only.
+///
+/// # Errors
+/// A message naming the problem.
+pub async fn cert_issue(
+    target: &AdminTarget,
+    spiffe_id: &str,
+    ttl: u64,
+    csr: Option<&str>,
+    out: &Path,
+) -> Result<String, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let body = json!({"spiffe_id": spiffe_id, "ttl": ttl, "csr": csr});
+    let v = match target.call(reqwest::Method::POST, "/admin/certs", Some(body)).await? {
+        (201, v) => v,
+        (s, v) => return Err(failed(s, &v)),
+    };
+    let write = |path: &Path, text: &str, mode: u32| -> Result<(), String> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        f.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let cert = out.with_extension("crt");
+    write(&cert, v["certificate_chain"].as_str().unwrap_or_default(), 0o644)?;
+    let mut said = format!(
+        "{}: {} (serial {}, until {})\n",
+        cert.display(),
+        spiffe_id,
+        v["serial"].as_str().unwrap_or("?"),
+        v["not_after"]
+    );
+    if let Some(key) = v["private_key"].as_str() {
+        let key_path = out.with_extension("key");
+        write(&key_path, key, 0o600)?;
+        said.push_str(&format!("{}: its private key (0600)\n", key_path.display()));
+    }
+    Ok(said)
+}
+
 /// Start the control plane `config` describes, on the current runtime,
 /// serving the gateway's certificate. `listen` overrides the configured address.
 ///
@@ -78,6 +194,11 @@ pub async fn start(
         .with_audit(audit, hasher);
     if let Some(list) = revocations {
         cp = cp.with_revocations(list);
+    }
+    if let Some(td) = &c.trust_domain {
+        let (issuer, bundle) = load_ca(&c.ca_dir, td)?;
+        tracing::info!(trust_domain = %td, "CA loaded: the admin API issues X.509-SVIDs");
+        cp = cp.with_ca(issuer, bundle);
     }
     let cp = Arc::new(cp);
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -74,6 +74,20 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The trust domain's CA: `ward ca init` makes the root and intermediate.
+    Ca {
+        #[command(flatten)]
+        target: ControlTarget,
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// X.509-SVIDs from the control plane's CA (admin API; every issuance is audited).
+    Cert {
+        #[command(flatten)]
+        target: ControlTarget,
+        #[command(subcommand)]
+        command: CertCommand,
+    },
     /// The token service's signing keys.
     Keys {
         #[command(flatten)]
@@ -188,6 +202,38 @@ enum UserCommand {
         /// The username.
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create a CA for a SPIFFE trust domain: a root (keep its key offline) and an intermediate that signs SVIDs.
+    Init {
+        /// The trust domain (lower case a-z 0-9 . _ -), e.g. prod.example.org.
+        #[arg(long)]
+        trust_domain: String,
+        /// Where to write it (default DATA_DIR/ca).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Issue an X.509-SVID: OUT.crt (the chain) and OUT.key (0600), or with --csr only the chain.
+    Issue {
+        /// The SPIFFE ID, e.g. spiffe://prod.example.org/ns/shop/sa/cart.
+        #[arg(long)]
+        spiffe_id: String,
+        /// Lifetime, e.g. 1h (at most 24h).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// A PKCS#10 request (PEM) whose key the certificate is for; the private key stays with its owner.
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        /// Output path without extension.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -373,6 +419,11 @@ fn main() -> ExitCode {
         Command::Client { target, command } => return admin_cli(target, AdminCommand::Client(command)),
         Command::User { target, command } => return admin_cli(target, AdminCommand::User(command)),
         Command::Keys { target, command } => return admin_cli(target, AdminCommand::Keys(command)),
+        Command::Cert { target, command } => return admin_cli(target, AdminCommand::Cert(command)),
+        Command::Ca { target, command: CaCommand::Init { trust_domain, dir } } => {
+            control_cmd::ca_init(&dir.unwrap_or_else(|| target.data_dir.join("ca")), &trust_domain)
+                .map(|said| write_stdout(&said))
+        }
         Command::Gateway { config } => gateway(&config),
         Command::Token {
             target,
@@ -568,6 +619,7 @@ enum AdminCommand {
     User(UserCommand),
     Keys(KeysCommand),
     Token(TokenCommand),
+    Cert(CertCommand),
 }
 
 fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
@@ -614,6 +666,13 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                     control_cmd::token_issue(&target, &client, scope.as_deref(), &aud).await
                 }
                 AdminCommand::Token(TokenCommand::Issue { .. }) => Err("give --client or --sub".into()),
+                AdminCommand::Cert(CertCommand::Issue { spiffe_id, ttl, csr, out }) => {
+                    let ttl = parse_duration(&ttl).map_err(|e| format!("--ttl: {e}"))?.as_secs();
+                    let csr = csr
+                        .map(|p| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display())))
+                        .transpose()?;
+                    control_cmd::cert_issue(&target, &spiffe_id, ttl, csr.as_deref(), &out).await
+                }
                 AdminCommand::Token(TokenCommand::Introspect) => {
                     control_cmd::token_introspect(&target, &control_cmd::read_token()?).await
                 }

@@ -82,7 +82,7 @@ pub struct KeyChange {
     pub key: String,
     /// A public fingerprint of the new key or certificate (never the key).
     pub fingerprint: Option<String>,
-    /// `loaded`, `rotated` or `rejected`.
+    /// `loaded`, `rotated`, `rejected`, or `issued` (a certificate the CA signed).
     pub outcome: &'static str,
 }
 

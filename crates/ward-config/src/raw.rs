@@ -49,6 +49,10 @@ pub(crate) struct RawControl {
     pub code_ttl: Option<String>,
     #[serde(default)]
     pub refresh_ttl: Option<String>,
+    #[serde(default)]
+    pub trust_domain: Option<String>,
+    #[serde(default)]
+    pub ca_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -99,6 +99,10 @@ pub struct ControlConfig {
     pub code_ttl: Duration,
     /// How long a refresh token family lives from the login (default 24 h, at most 90 days).
     pub refresh_ttl: Duration,
+    /// The SPIFFE trust domain whose CA this control plane runs (X.509-SVIDs), if any.
+    pub trust_domain: Option<String>,
+    /// Where `ward ca init` put the CA (default `ca`): `root.crt`, `intermediate.crt`, `intermediate.key`.
+    pub ca_dir: PathBuf,
 }
 
 /// `[admin]`: a plain-HTTP API for operators and auditors on loopback.
@@ -670,6 +674,10 @@ fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
     if refresh_ttl.is_zero() || refresh_ttl > Duration::from_secs(90 * 86_400) {
         return Err(Invalid::new(key("refresh_ttl"), "must be between 1s and 90d"));
     }
+    let trust_domain = raw.trust_domain.clone();
+    if let Some(td) = &trust_domain {
+        ward_core::SpiffeId::of_trust_domain(td).map_err(|e| Invalid::new(key("trust_domain"), e.to_string()))?;
+    }
     Ok(ControlConfig {
         listen,
         issuer,
@@ -680,6 +688,8 @@ fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
         publish_lead: duration(raw.publish_lead.as_deref(), Duration::from_secs(600), key("publish_lead"))?,
         code_ttl,
         refresh_ttl,
+        trust_domain,
+        ca_dir: resolve(base, raw.ca_dir.as_deref().unwrap_or("ca")),
     })
 }
 

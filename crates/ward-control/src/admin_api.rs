@@ -330,3 +330,52 @@ pub(crate) async fn revoke_token(
 fn unavailable() -> Response {
     json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"}))
 }
+
+/// `POST /admin/certs` `{spiffe_id, ttl?, csr?}`: an X.509-SVID from the
+/// trust domain's CA — over the key in a PKCS#10 `csr` (the workload keeps
+/// its key), or with a new key returned once. Released only once its
+/// issuance (subject and serial) is durably audited.
+pub(crate) async fn issue_certificate(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/certs");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let Some((issuer, _)) = &cp.ca else {
+        return bad_request("this control plane runs no CA ([control] trust_domain)");
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
+    let id = match v["spiffe_id"].as_str().map(ward_core::SpiffeId::parse) {
+        Some(Ok(id)) => id,
+        Some(Err(e)) => return bad_request(&format!("spiffe_id: {e}")),
+        None => return bad_request("spiffe_id missing"),
+    };
+    let ttl = v["ttl"].as_u64().map_or(ward_pki::ca::DEFAULT_SVID_TTL, std::time::Duration::from_secs);
+    let issued = match v["csr"].as_str() {
+        Some(csr) => issuer.issue_for_csr(&id, csr, ttl).map(|svid| (svid, None)),
+        None => issuer.issue(&id, ttl).map(|(svid, key)| (svid, Some(key))),
+    };
+    let (svid, key) = match issued {
+        Ok(x) => x,
+        Err(e) => return bad_request(&e.to_string()),
+    };
+    let event = Event::new(WHAT, ward_core::ReasonCode::CertificateIssued, 201).issued(id.as_str(), &svid.serial);
+    let Ok(index) = audit(&cp, &ext, &request_id(), event) else { return unavailable() };
+    if !crate::http_api::durable(&cp, index).await {
+        return unavailable();
+    }
+    let mut answer = json!({
+        "spiffe_id": id.as_str(),
+        "certificate_chain": svid.chain_pem,
+        "serial": svid.serial,
+        "not_after": svid.not_after.unix_timestamp(),
+    });
+    if let Some(key) = &key {
+        answer["private_key"] = json!(key.as_str());
+    }
+    json_response(StatusCode::CREATED, &answer)
+}

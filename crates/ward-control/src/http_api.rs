@@ -49,6 +49,8 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/users", post(admin_api::create_user))
         .route("/admin/users/{name}/password", axum::routing::put(admin_api::set_password))
         .route("/admin/tokens", post(admin_api::issue_token))
+        .route("/admin/certs", post(admin_api::issue_certificate))
+        .route("/ca/bundle.pem", get(ca_bundle))
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))
         .route("/admin/tokens/revoke", post(admin_api::revoke_token))
         .layer(DefaultBodyLimit::max(MAX_FORM))
@@ -100,11 +102,13 @@ pub(crate) struct Event<'a> {
     error: Option<&'a OAuthError>,
     /// A user the event is about (stored as an HMAC).
     principal: Option<&'a str>,
+    /// A certificate the CA issued: its subject (a SPIFFE ID, in clear) and serial.
+    issued: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> Event<'a> {
     pub(crate) fn new((method, path): (&'a str, &'a str), reason: ward_core::ReasonCode, status: u16) -> Self {
-        Self { method, path, reason, status, client_id: None, error: None, principal: None }
+        Self { method, path, reason, status, client_id: None, error: None, principal: None, issued: None }
     }
 
     pub(crate) fn client(mut self, client_id: Option<&'a str>) -> Self {
@@ -121,6 +125,11 @@ impl<'a> Event<'a> {
         self.principal = principal;
         self
     }
+
+    pub(crate) fn issued(mut self, subject: &'a str, serial: &'a str) -> Self {
+        self.issued = Some((subject, serial));
+        self
+    }
 }
 
 /// Record `e`. Returns the record's index when it was taken (None without
@@ -133,7 +142,9 @@ pub(crate) fn audit(
 ) -> Result<Option<u64>, ward_audit::AuditError> {
     let Some((sink, hasher)) = &cp.audit else { return Ok(None) };
     let decision = if e.status < 400 { ward_core::Effect::Allow } else { ward_core::Effect::Deny };
-    let event = if e.path.starts_with("/admin/") {
+    let event = if e.issued.is_some() {
+        "key_change"
+    } else if e.path.starts_with("/admin/") {
         "admin"
     } else if e.path == crate::authorize_api::PATH {
         "login"
@@ -157,6 +168,13 @@ pub(crate) fn audit(
     r.principal_hmac = e.principal.map(|p| hasher.tag_hex(p.as_bytes()));
     if r.principal_hmac.is_some() {
         r.issuer = Some(cp.settings.issuer.clone());
+    }
+    if let Some((subject, serial)) = e.issued {
+        r.key_change = Some(ward_audit::KeyChange {
+            key: format!("x509-svid {subject}"),
+            fingerprint: Some(format!("serial:{serial}")),
+            outcome: "issued",
+        });
     }
     sink.record(r).map(Some).inspect_err(|e| tracing::error!(error = %e, "token service event could not be audited"))
 }
@@ -224,6 +242,19 @@ async fn jwks(State(cp): State<Arc<ControlPlane>>) -> Response {
     }
     r.headers_mut().remove(header::PRAGMA);
     r
+}
+
+/// The trust bundle (the CA's root certificates, PEM): public, like a JWKS.
+async fn ca_bundle(State(cp): State<Arc<ControlPlane>>) -> Response {
+    match &cp.ca {
+        Some((_, bundle)) => {
+            let mut r = (StatusCode::OK, bundle.clone()).into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+            r
+        }
+        None => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),
+    }
 }
 
 /// Parse an `application/x-www-form-urlencoded` body, refusing repeated parameters.

@@ -150,6 +150,8 @@ pub struct ControlPlane {
     audit: Option<(Arc<dyn AuditSink>, ward_crypto::KeyedHasher)>,
     /// Login tickets and authorization codes in flight.
     flows: flows::Flows,
+    /// The trust domain's CA (intermediate) and its trust bundle (PEM), if configured.
+    ca: Option<(ward_pki::ca::SvidIssuer, String)>,
 }
 
 /// A token Ward issued whose signature and issuer were verified: its claims,
@@ -206,6 +208,7 @@ impl ControlPlane {
             revocations: None,
             audit: None,
             flows: flows::Flows::default(),
+            ca: None,
         })
     }
 
@@ -228,6 +231,15 @@ impl ControlPlane {
             list.revoke(&self.settings.issuer, jti, *exp);
         }
         self.revocations = Some(list);
+        self
+    }
+
+    /// Run the CA of `issuer`'s trust domain: the admin API issues
+    /// X.509-SVIDs, and `GET /ca/bundle.pem` publishes `bundle_pem` (the
+    /// root certificates verifiers trust).
+    #[must_use]
+    pub fn with_ca(mut self, issuer: ward_pki::ca::SvidIssuer, bundle_pem: String) -> Self {
+        self.ca = Some((issuer, bundle_pem));
         self
     }
 

@@ -122,6 +122,8 @@ pub enum ReasonCode {
     LoginRequired,
     /// A browser session was ended (logout).
     SessionEnded,
+    /// The CA issued a certificate (an X.509-SVID).
+    CertificateIssued,
 }
 
 impl ReasonCode {
@@ -179,6 +181,7 @@ impl ReasonCode {
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::LoginRequired => "login_required",
             Self::SessionEnded => "session_ended",
+            Self::CertificateIssued => "certificate_issued",
         }
     }
 

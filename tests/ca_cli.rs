@@ -1,0 +1,179 @@
+//! The trust domain's CA from the command line: `ward ca init` writes the
+//! root and intermediate (keys 0600), `ward control` loads the intermediate,
+//! `ward cert issue` gets X.509-SVIDs through the admin API — with a new key,
+//! or over a CSR made by OpenSSL (the key never leaves its owner) — which
+//! OpenSSL verifies against the published bundle; every issuance is in the
+//! audit log with its subject and serial. `.ci/run` installs openssl and curl.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Control(Child);
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is needed for this test (.ci/run installs it): {e}"))
+}
+
+fn ward(dir: &Path, args: &[&str]) -> std::process::Output {
+    run(dir, env!("CARGO_BIN_EXE_ward"), args)
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = ward_pki::generate_local_pki("CA test", &["localhost", "127.0.0.1"]).unwrap();
+    common::write_gateway_files(d, &pki);
+    common::write_private(&d.join("admin.token"), b"ca-test-admin-token-0123456789abcdef0123456789\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let head = common::gateway_toml("127.0.0.1:0");
+    std::fs::write(
+        d.join("ward.toml"),
+        format!(
+            "{head}[control]\nlisten = \"127.0.0.1:{port}\"\nissuer = \"https://localhost:{port}\"\n\
+             admin_token_file = \"admin.token\"\ntrust_domain = \"prod.example.org\"\nca_dir = \"ca\"\n"
+        ),
+    )
+    .unwrap();
+
+    let init = ward(d, &["ca", "init", "--trust-domain", "prod.example.org", "--dir", "ca"]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert_eq!((mode(&d.join("ca/root.key")), mode(&d.join("ca/intermediate.key"))), (0o600, 0o600));
+    let again = ward(d, &["ca", "init", "--trust-domain", "prod.example.org", "--dir", "ca"]);
+    assert!(!again.status.success(), "an existing CA is never overwritten");
+    assert!(!ward(d, &["ca", "init", "--trust-domain", "Prod.Example.org", "--dir", "ca2"]).status.success());
+
+    let child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["control", "--config", "ward.toml"])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let control = Control(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cfg = ["--config", "ward.toml", "--ca", "ca.crt"];
+
+    // A new key pair, returned once.
+    let id = "spiffe://prod.example.org/ns/shop/sa/cart";
+    let out = ward(d, &[&["cert", "issue", "--spiffe-id", id, "--out", "cart"][..], &cfg[..]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&d.join("cart.key")), 0o600);
+    let bundle = run(d, "curl", &["-sS", "--cacert", "ca.crt", &format!("https://localhost:{port}/ca/bundle.pem")]);
+    assert_eq!(bundle.stdout, std::fs::read(d.join("ca/bundle.pem")).unwrap(), "the published bundle is the root");
+    std::fs::write(d.join("fetched-bundle.pem"), &bundle.stdout).unwrap();
+    let verify = |cert: &str| {
+        let v = run(
+            d,
+            "openssl",
+            &["verify", "-CAfile", "fetched-bundle.pem", "-untrusted", cert, "-purpose", "sslclient", cert],
+        );
+        String::from_utf8_lossy(&v.stdout).trim().to_owned()
+    };
+    assert_eq!(verify("cart.crt"), "cart.crt: OK");
+
+    // Over a CSR: OpenSSL makes the key; only the request goes to Ward.
+    let req = run(
+        d,
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "w.key",
+            "-out",
+            "w.csr",
+            "-subj",
+            "/CN=ignored",
+        ],
+    );
+    assert!(req.status.success(), "{}", String::from_utf8_lossy(&req.stderr));
+    let id2 = "spiffe://prod.example.org/payments";
+    let out = ward(
+        d,
+        &[&["cert", "issue", "--spiffe-id", id2, "--csr", "w.csr", "--ttl", "10m", "--out", "w"][..], &cfg[..]]
+            .concat(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(d.join("w.key")).unwrap().lines().next(),
+        Some("-----BEGIN PRIVATE KEY-----"),
+        "the workload's own key, untouched"
+    );
+    assert_eq!(verify("w.crt"), "w.crt: OK");
+    let cert_key = run(d, "openssl", &["x509", "-in", "w.crt", "-noout", "-pubkey"]).stdout;
+    let own_key = run(d, "openssl", &["pkey", "-in", "w.key", "-pubout"]).stdout;
+    assert_eq!(cert_key, own_key, "the SVID certifies the CSR's key");
+    let text = String::from_utf8(run(d, "openssl", &["x509", "-in", "w.crt", "-noout", "-text"]).stdout).unwrap();
+    assert!(text.contains(&format!("URI:{id2}")) && !text.contains("ignored"), "Ward's names, not the CSR's");
+
+    // Another trust domain, or no admin token: refused.
+    let foreign =
+        ward(d, &[&["cert", "issue", "--spiffe-id", "spiffe://evil.org/x", "--out", "x"][..], &cfg[..]].concat());
+    assert!(!foreign.status.success());
+    let anonymous = run(
+        d,
+        "curl",
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            "ca.crt",
+            "-X",
+            "POST",
+            "-d",
+            "{}",
+            &format!("https://localhost:{port}/admin/certs"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&anonymous.stdout), "401");
+
+    drop(control);
+    let issued: Vec<(String, String)> = common::read_log(&d.join("audit"))
+        .iter()
+        .filter(|r| r["reason"] == "certificate_issued")
+        .map(|r| {
+            (
+                r["key_change"]["key"].as_str().unwrap().to_owned(),
+                r["key_change"]["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        issued,
+        [(format!("x509-svid {id}"), "issued".to_owned()), (format!("x509-svid {id2}"), "issued".to_owned())]
+    );
+}
