@@ -12,7 +12,8 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use validate::{
     AdminSettings, AuditSettings, AuthorizerConfig, Config, ControlConfig, GatewaySettings, KeySettings, Limits,
-    OidcSettings, PolicySettings, ProviderConfig, TlsSettings, TlsVersion, TokenSource, UpstreamConfig, UpstreamTarget,
+    MtlsMode, MtlsSettings, OidcSettings, PolicySettings, ProviderConfig, TlsSettings, TlsVersion, TokenSource,
+    UpstreamConfig, UpstreamTarget,
 };
 
 /// Read and validate a configuration file. Relative paths inside it are

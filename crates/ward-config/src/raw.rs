@@ -110,6 +110,18 @@ pub(crate) struct RawGateway {
     pub tls: RawTls,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub mtls: Option<RawMtls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMtls {
+    pub mode: String,
+    #[serde(default)]
+    pub bundle_file: Option<String>,
+    #[serde(default)]
+    pub trust_domain: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

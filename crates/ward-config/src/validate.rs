@@ -178,6 +178,30 @@ pub struct TlsSettings {
     pub min_version: TlsVersion,
     /// How often the files are checked for changes (default 5 s; also on SIGHUP).
     pub reload_interval: Duration,
+    /// Client certificates (`[gateway.mtls]`); none is `DISABLE`.
+    pub mtls: Option<MtlsSettings>,
+}
+
+/// `[gateway.mtls]`: X.509-SVIDs from clients, with Istio PeerAuthentication's modes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MtlsSettings {
+    /// `STRICT`: every connection presents an SVID. `PERMISSIVE`: mTLS,
+    /// TLS without a client certificate, and plaintext HTTP on the same
+    /// port, told apart for policies (only mTLS sets `source.principal`).
+    pub mode: MtlsMode,
+    /// The trust bundle: PEM root certificates of the trust domain.
+    pub bundle_file: PathBuf,
+    /// The SPIFFE trust domain client SVIDs must belong to.
+    pub trust_domain: String,
+}
+
+/// Istio PeerAuthentication modes (`DISABLE` is the absence of `[gateway.mtls]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtlsMode {
+    /// Client certificates required.
+    Strict,
+    /// Client certificates verified when presented; plaintext accepted.
+    Permissive,
 }
 
 /// Limits that protect the gateway from its clients.
@@ -777,6 +801,23 @@ fn policy(p: &raw::RawPolicy, base: &Path) -> V<PolicySettings> {
     })
 }
 
+fn mtls(m: &raw::RawMtls, base: &Path, here: &[Seg]) -> V<Option<MtlsSettings>> {
+    let key = |k: &'static str| at(here, &[Seg::Key("mtls"), Seg::Key(k)]);
+    let mode = match m.mode.as_str() {
+        "DISABLE" => return Ok(None),
+        "STRICT" => MtlsMode::Strict,
+        "PERMISSIVE" => MtlsMode::Permissive,
+        other => {
+            return Err(Invalid::new(key("mode"), format!("`{other}` is not one of STRICT, PERMISSIVE, DISABLE")));
+        }
+    };
+    let bundle_file = m.bundle_file.as_deref().ok_or_else(|| Invalid::new(key("bundle_file"), "required"))?;
+    let trust_domain = m.trust_domain.clone().ok_or_else(|| Invalid::new(key("trust_domain"), "required"))?;
+    ward_core::SpiffeId::of_trust_domain(&trust_domain)
+        .map_err(|e| Invalid::new(key("trust_domain"), e.to_string()))?;
+    Ok(Some(MtlsSettings { mode, bundle_file: resolve(base, bundle_file), trust_domain }))
+}
+
 fn gateway(g: &raw::RawGateway, base: &Path) -> V<GatewaySettings> {
     let here = [Seg::Key("gateway")];
     let listen = g.listen.parse().map_err(|_| {
@@ -805,6 +846,7 @@ fn gateway(g: &raw::RawGateway, base: &Path) -> V<GatewaySettings> {
             Duration::from_secs(5),
             at(&tls_here, &[Seg::Key("reload_interval")]),
         )?,
+        mtls: g.mtls.as_ref().map(|m| mtls(m, base, &here)).transpose()?.flatten(),
     };
     let l = &g.limits;
     let lh = at(&here, &[Seg::Key("limits")]);

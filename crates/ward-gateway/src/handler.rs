@@ -79,10 +79,22 @@ pub(crate) struct Peer {
     local: Option<SocketAddr>,
     /// The TLS server name the client asked for.
     sni: Option<Box<str>>,
+    /// The client's verified SPIFFE ID (mTLS), in Istio's principal form
+    /// (`<trust domain>/<path>`, without `spiffe://`).
+    source_principal: Option<Box<str>>,
+    /// Whether the connection is TLS (false only for PERMISSIVE plaintext).
+    tls: bool,
 }
 
 impl Peer {
-    pub(crate) fn new(addr: SocketAddr, local: Option<SocketAddr>, sni: Option<&str>, hasher: &KeyedHasher) -> Self {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        local: Option<SocketAddr>,
+        sni: Option<&str>,
+        svid: Option<ward_core::SpiffeId>,
+        tls: bool,
+        hasher: &KeyedHasher,
+    ) -> Self {
         let ip = addr.ip();
         let text = ip.to_string();
         Self {
@@ -91,6 +103,8 @@ impl Peer {
             ip_tag: hasher.tag_hex(text.as_bytes()),
             local,
             sni: sni.map(Box::from),
+            source_principal: svid.map(|id| Box::from(id.as_str().trim_start_matches("spiffe://"))),
+            tls,
         }
     }
 }
@@ -548,7 +562,7 @@ pub(crate) async fn handle(
         destination_port: peer.local.map(|a| a.port()),
         source_ip: Some(peer.ip),
         remote_ip: Some(client_ip),
-        source_principal: None,
+        source_principal: peer.source_principal.as_deref(),
         request_principal: request_principal.as_deref(),
         claims: trail.identity.as_ref().map(|i| &*i.claims),
         headers: &Headers(&parts.headers),
@@ -615,7 +629,13 @@ pub(crate) async fn handle(
     if let Some(v) = forwarded_for {
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
-    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("https"));
+    let proto = if peer.tls { "https" } else { "http" };
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
+    if let Some(p) = &peer.source_principal
+        && let Ok(v) = HeaderValue::from_str(&format!("spiffe://{p}"))
+    {
+        headers.insert(HeaderName::from_static("x-ward-peer-spiffe-id"), v);
+    }
     if let Some(host) = original_host {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
     }

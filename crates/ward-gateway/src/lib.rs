@@ -250,6 +250,7 @@ impl Gateway {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let permits = Arc::new(Semaphore::new(self.shared.limits.max_connections));
         let acceptor = TlsAcceptor::from(Arc::clone(&self.tls.config));
+        let plaintext_allowed = self.tls.mtls == Some(ward_config::MtlsMode::Permissive);
         let mut finished = Vec::with_capacity(self.upstreams.len());
         for (i, (upstreams, authorizers)) in self.upstreams.into_iter().zip(self.authorizers).enumerate() {
             let listener = listener.try_clone()?;
@@ -267,7 +268,7 @@ impl Gateway {
                     let stop = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
-                    server::serve(listener, acceptor, worker, permits, stop).await;
+                    server::serve(listener, acceptor, plaintext_allowed, worker, permits, stop).await;
                 });
                 let _ = done.send(());
             })?;

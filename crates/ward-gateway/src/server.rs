@@ -50,6 +50,7 @@ pub(crate) fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 pub(crate) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    plaintext_allowed: bool,
     worker: Arc<Worker>,
     permits: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
@@ -83,15 +84,27 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let Some(tls) = handshake(stream, &acceptor, &limits).await else { return };
-            let (tcp, session) = tls.get_ref();
-            let client =
-                Arc::new(Peer::new(peer, tcp.local_addr().ok(), session.server_name(), &worker.shared.pii_hasher));
-            let io = TokioIo::new(IdleTimeout::new(tls, limits.idle_timeout));
-            let service = service_fn(move |request| handle(Arc::clone(&worker), request, Arc::clone(&client)));
-            let connection = builder.serve_connection(io, service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let hasher = &worker.shared.pii_hasher;
+            match handshake(stream, &acceptor, &limits, plaintext_allowed).await {
+                Accepted::Refused => {}
+                Accepted::Tls(tls) => {
+                    let tls = *tls;
+                    let (tcp, session) = tls.get_ref();
+                    // The verifier accepted the chain and its one SPIFFE URI SAN.
+                    let svid = session
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .and_then(|leaf| ward_pki::verify::spiffe_id_of(leaf).ok());
+                    let local = tcp.local_addr().ok();
+                    let client = Arc::new(Peer::new(peer, local, session.server_name(), svid, true, hasher));
+                    let io = TokioIo::new(IdleTimeout::new(tls, limits.idle_timeout));
+                    serve_connection(io, &builder, worker, client, watcher).await;
+                }
+                Accepted::Plain(tcp) => {
+                    let client = Arc::new(Peer::new(peer, tcp.local_addr().ok(), None, None, false, hasher));
+                    let io = TokioIo::new(IdleTimeout::new(tcp, limits.idle_timeout));
+                    serve_connection(io, &builder, worker, client, watcher).await;
+                }
             }
         });
     }
@@ -103,30 +116,58 @@ pub(crate) async fn serve(
     }
 }
 
-/// Refuse plaintext politely, and complete the TLS handshake within the deadline.
+/// Serve HTTP on one accepted connection (TLS or, in PERMISSIVE mode, plaintext).
+async fn serve_connection<I>(
+    io: I,
+    builder: &auto::Builder<TokioExecutor>,
+    worker: Arc<Worker>,
+    client: Arc<Peer>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| handle(Arc::clone(&worker), request, Arc::clone(&client)));
+    let connection = builder.serve_connection(io, service);
+    if let Err(e) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// What became of a new connection.
+enum Accepted {
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// Plain HTTP, accepted in PERMISSIVE mode.
+    Plain(TcpStream),
+    Refused,
+}
+
+/// Complete the TLS handshake within the deadline; plain HTTP is served
+/// when `plaintext_allowed` (PERMISSIVE), else refused politely.
 async fn handshake(
     mut stream: TcpStream,
     acceptor: &TlsAcceptor,
     limits: &Limits,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    plaintext_allowed: bool,
+) -> Accepted {
     let mut first = [0u8; 1];
     match tokio::time::timeout(limits.handshake_timeout, stream.peek(&mut first)).await {
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
+        Ok(Ok(1)) if plaintext_allowed => return Accepted::Plain(stream),
         Ok(Ok(1)) => {
             // Plain HTTP (or anything else) on the TLS port.
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(PLAINTEXT_REFUSAL)).await;
             let _ = stream.shutdown().await;
-            return None;
+            return Accepted::Refused;
         }
-        _ => return None,
+        _ => return Accepted::Refused,
     }
     match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Some(tls),
+        Ok(Ok(tls)) => Accepted::Tls(Box::new(tls)),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
-            None
+            Accepted::Refused
         }
-        Err(_) => None,
+        Err(_) => Accepted::Refused,
     }
 }
 

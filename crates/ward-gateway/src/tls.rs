@@ -74,6 +74,8 @@ impl ResolvesServerCert for ReloadingResolver {
 pub struct ServerTls {
     /// The rustls configuration handed to every accepted connection.
     pub config: Arc<ServerConfig>,
+    /// Client certificates: none (`DISABLE`), `STRICT` or `PERMISSIVE`.
+    pub mtls: Option<ward_config::MtlsMode>,
     resolver: Arc<ReloadingResolver>,
     cert_file: PathBuf,
     key_file: PathBuf,
@@ -97,15 +99,29 @@ impl ServerTls {
             TlsVersion::Tls12 => &[&version::TLS13, &version::TLS12],
             TlsVersion::Tls13 => &[&version::TLS13],
         };
-        let mut config = ServerConfig::builder_with_provider(provider())
+        let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)
-            .map_err(|e| GatewayError::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver.clone());
+            .map_err(|e| GatewayError::Tls(e.to_string()))?;
+        let builder = match &settings.mtls {
+            None => builder.with_no_client_auth(),
+            Some(m) => {
+                let fail = |e: String| GatewayError::Tls(format!("{}: {e}", m.bundle_file.display()));
+                let bundle = CertificateDer::pem_file_iter(&m.bundle_file)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| fail(e.to_string()))?;
+                let optional = m.mode == ward_config::MtlsMode::Permissive;
+                let verifier =
+                    ward_pki::verify::SpiffeClientVerifier::new(&bundle, &m.trust_domain, optional, provider())
+                        .map_err(fail)?;
+                builder.with_client_cert_verifier(Arc::new(verifier))
+            }
+        };
+        let mut config = builder.with_cert_resolver(resolver.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         config.ignore_client_order = true;
         Ok(Self {
             config: Arc::new(config),
+            mtls: settings.mtls.as_ref().map(|m| m.mode),
             resolver,
             cert_file: settings.cert_file.clone(),
             key_file: settings.key_file.clone(),

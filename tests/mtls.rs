@@ -1,0 +1,265 @@
+//! mTLS with SPIFFE X.509-SVIDs into the gateway, with real clients (curl,
+//! openssl s_client): in STRICT mode an SVID of the trust domain is
+//! accepted and policies route on its SPIFFE ID (`principals`), and the
+//! handshake fails without a certificate, with an expired one, one from
+//! another trust domain or CA, a CA certificate as the leaf, one without a
+//! URI SAN or with two. PERMISSIVE serves mTLS, TLS and plaintext on one
+//! port and tells them apart for policies. `.ci/run` installs curl and openssl.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+use ward_core::SpiffeId;
+use ward_pki::ca;
+
+const TD: &str = "prod.example.org";
+const CART: &str = "spiffe://prod.example.org/ns/shop/sa/cart";
+
+const POLICIES: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: api}
+spec:
+  selector: {matchLabels: {ward.dev/route: api}}
+  rules:
+  - from: [{source: {principals: ["prod.example.org/ns/shop/sa/cart"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: open}
+spec:
+  selector: {matchLabels: {ward.dev/route: open}}
+  rules:
+  - {}
+"#;
+
+/// Client credentials in `dir`: the trust domain's CA, SVIDs, and the odd certificates.
+fn write_client_files(d: &Path) {
+    let new = ca::init(TD).unwrap();
+    std::fs::write(d.join("bundle.pem"), &new.root.cert_pem).unwrap();
+    let issuer = ca::SvidIssuer::load(&new.intermediate.cert_pem, &new.intermediate.key_pem, TD).unwrap();
+    let write = |name: &str, chain: &str, key: &str| {
+        std::fs::write(d.join(format!("{name}.crt")), chain).unwrap();
+        common::write_private(&d.join(format!("{name}.key")), key.as_bytes());
+    };
+    for (name, id) in [("cart", CART), ("other", "spiffe://prod.example.org/ns/shop/sa/other")] {
+        let (svid, key) = issuer.issue(&SpiffeId::parse(id).unwrap(), ca::DEFAULT_SVID_TTL).unwrap();
+        write(name, &svid.chain_pem, &key);
+    }
+    // Another CA for the same trust domain name, and another trust domain.
+    for (name, td) in [("stranger", TD), ("foreign", "evil.example.org")] {
+        let other = ca::init(td).unwrap();
+        let i = ca::SvidIssuer::load(&other.intermediate.cert_pem, &other.intermediate.key_pem, td).unwrap();
+        let (svid, key) = i
+            .issue(&SpiffeId::parse(&format!("spiffe://{td}/ns/shop/sa/cart")).unwrap(), ca::DEFAULT_SVID_TTL)
+            .unwrap();
+        write(name, &svid.chain_pem, &key);
+    }
+    // The intermediate itself as a client certificate.
+    write("ca-leaf", &new.intermediate.cert_pem, &new.intermediate.key_pem);
+    // Signed by the right intermediate, but not SVIDs.
+    let intermediate =
+        Issuer::from_ca_cert_pem(&new.intermediate.cert_pem, KeyPair::from_pem(&new.intermediate.key_pem).unwrap())
+            .unwrap();
+    let odd = |sans: &[&str], expired: bool, is_ca: bool| {
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = sans.iter().map(|s| SanType::URI((*s).try_into().unwrap())).collect();
+        if expired {
+            p.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(2);
+            p.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        }
+        if is_ca {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = p.signed_by(&key, &intermediate).unwrap();
+        (format!("{}{}", cert.pem(), new.intermediate.cert_pem), key.serialize_pem())
+    };
+    for (name, (chain, key)) in [
+        ("no-uri", odd(&[], false, false)),
+        ("two-uris", odd(&[CART, "spiffe://prod.example.org/x"], false, false)),
+        ("expired", odd(&[CART], true, false)),
+        ("ca-flag", odd(&[CART], false, true)),
+    ] {
+        write(name, &chain, &key);
+    }
+}
+
+async fn gateway(d: &Path, mode: &str) -> (ward_gateway::RunningGateway, u16) {
+    let pki = ward_pki::generate_local_pki("mTLS test server CA", &["localhost", "127.0.0.1"]).unwrap();
+    common::write_gateway_files(d, &pki);
+    let (up, _) = common::start_upstream().await;
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::write(d.join("policies/p.yaml"), POLICIES).unwrap();
+    let head = common::gateway_toml("127.0.0.1:0");
+    std::fs::write(
+        d.join("ward.toml"),
+        format!(
+            "{head}[gateway.mtls]\nmode = \"{mode}\"\nbundle_file = \"bundle.pem\"\ntrust_domain = \"{TD}\"\n\
+             [[upstreams]]\nname = \"app\"\nurl = \"http://{up}\"\n\
+             [[routes]]\nname = \"api\"\nprefix = \"/api/\"\nupstream = \"app\"\npublic = true\n\
+             [[routes]]\nname = \"open\"\nprefix = \"/open/\"\nupstream = \"app\"\npublic = true\n"
+        ),
+    )
+    .unwrap();
+    let config = ward_config::load(&d.join("ward.toml")).unwrap();
+    let gateway = ward_gateway::Gateway::bind(&config).await.unwrap();
+    let port = gateway.local_addr().unwrap().port();
+    (gateway.spawn().unwrap(), port)
+}
+
+/// `curl` as `client` (a name of the files above, or none): the HTTP status, or 0 when the handshake failed.
+fn curl(d: &Path, url: &str, client: Option<&str>) -> (u16, String) {
+    let mut args = vec!["-sS".to_owned(), "--cacert".into(), "ca.crt".into(), "-w".into(), "\n%{http_code}".into()];
+    if let Some(c) = client {
+        args.extend(["--cert".into(), format!("{c}.crt"), "--key".into(), format!("{c}.key")]);
+    }
+    args.push(url.to_owned());
+    let out = Command::new("curl").args(&args).current_dir(d).output().expect("curl is needed (.ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mtls_accepts_svids_of_the_trust_domain_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    write_client_files(&d);
+    let (running, port) = gateway(&d, "STRICT").await;
+    let url = move |p: &str| format!("https://localhost:{port}{p}");
+    let d2 = d.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        let mut r = Vec::new();
+        let (code, body) = curl(&d2, &url("/api/orders"), Some("cart"));
+        r.push(("cart /api", code));
+        let echoed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(echoed["headers"]["x-ward-peer-spiffe-id"], CART);
+        r.push(("other /api", curl(&d2, &url("/api/orders"), Some("other")).0));
+        r.push(("other /open", curl(&d2, &url("/open/x"), Some("other")).0));
+        for c in ["stranger", "foreign", "ca-leaf", "no-uri", "two-uris", "expired", "ca-flag"] {
+            r.push((c, curl(&d2, &url("/open/x"), Some(c)).0));
+        }
+        r.push(("no certificate", curl(&d2, &url("/open/x"), None).0));
+        // openssl s_client: the handshake with an SVID completes and verifies.
+        let s_client = |cert: Option<&str>| {
+            let mut args = vec![
+                "s_client".to_owned(),
+                "-connect".into(),
+                format!("127.0.0.1:{port}"),
+                "-servername".into(),
+                "localhost".into(),
+                "-CAfile".into(),
+                "ca.crt".into(),
+                // Wait for the answer after the request is written.
+                "-ign_eof".into(),
+            ];
+            if let Some(c) = cert {
+                // -cert sends the leaf only; -cert_chain adds the intermediate.
+                let chain = format!("{c}.crt");
+                args.extend([
+                    "-cert".into(),
+                    chain.clone(),
+                    "-cert_chain".into(),
+                    chain,
+                    "-key".into(),
+                    format!("{c}.key"),
+                ]);
+            }
+            let mut child = Command::new("openssl")
+                .args(&args)
+                .current_dir(&d2)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("openssl is needed (.ci/run installs it)");
+            {
+                use std::io::Write;
+                let _ = child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(b"GET /open/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            }
+            let out = child.wait_with_output().unwrap();
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        };
+        let with = s_client(Some("cart"));
+        assert!(with.contains("Verify return code: 0 (ok)") && with.contains("HTTP/1.1 200"), "{with}");
+        let without = s_client(None);
+        assert!(!without.contains("HTTP/1.1 200") && without.contains("alert"), "{without}");
+        r
+    })
+    .await
+    .unwrap();
+    running.shutdown().await;
+    assert_eq!(
+        results,
+        [
+            ("cart /api", 200),
+            ("other /api", 403),
+            ("other /open", 200),
+            ("stranger", 0),
+            ("foreign", 0),
+            ("ca-leaf", 0),
+            ("no-uri", 0),
+            ("two-uris", 0),
+            ("expired", 0),
+            ("ca-flag", 0),
+            ("no certificate", 0),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissive_serves_mtls_tls_and_plaintext_and_tells_them_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    write_client_files(&d);
+    let (running, port) = gateway(&d, "PERMISSIVE").await;
+    let d2 = d.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        let https = |p: &str| format!("https://localhost:{port}{p}");
+        let http = |p: &str| format!("http://127.0.0.1:{port}{p}");
+        let header = |body: &str, h: &str| {
+            serde_json::from_str::<serde_json::Value>(body).unwrap()["headers"][h].as_str().map(str::to_owned)
+        };
+        let (mtls, mtls_body) = curl(&d2, &https("/open/x"), Some("cart"));
+        let (tls, tls_body) = curl(&d2, &https("/open/x"), None);
+        let (plain, plain_body) = curl(&d2, &http("/open/x"), None);
+        assert_eq!(header(&mtls_body, "x-ward-peer-spiffe-id").as_deref(), Some(CART));
+        assert_eq!(header(&tls_body, "x-ward-peer-spiffe-id"), None);
+        assert_eq!(header(&plain_body, "x-forwarded-proto").as_deref(), Some("http"));
+        assert_eq!(header(&mtls_body, "x-forwarded-proto").as_deref(), Some("https"));
+        vec![
+            ("mtls /open", mtls),
+            ("tls /open", tls),
+            ("plain /open", plain),
+            ("mtls /api", curl(&d2, &https("/api/x"), Some("cart")).0),
+            ("tls /api", curl(&d2, &https("/api/x"), None).0),
+            ("plain /api", curl(&d2, &http("/api/x"), None).0),
+            ("foreign", curl(&d2, &https("/open/x"), Some("foreign")).0),
+        ]
+    })
+    .await
+    .unwrap();
+    running.shutdown().await;
+    assert_eq!(
+        seen,
+        [
+            ("mtls /open", 200),
+            ("tls /open", 200),
+            ("plain /open", 200),
+            ("mtls /api", 200),
+            ("tls /api", 403),
+            ("plain /api", 403),
+            ("foreign", 0),
+        ],
+        "a certificate, when presented, must still be a valid SVID"
+    );
+}
