@@ -198,6 +198,12 @@ async fn strict_mtls_accepts_svids_of_the_trust_domain_only() {
     .await
     .unwrap();
     running.shutdown().await;
+    let peers: Vec<String> = common::read_log(&d.join("audit"))
+        .iter()
+        .filter(|r| r["event"] == "request")
+        .filter_map(|r| r["peer_spiffe_id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(peers.len() >= 3 && peers.iter().any(|p| p == CART), "requests record the peer's SPIFFE ID: {peers:?}");
     assert_eq!(
         results,
         [

@@ -73,6 +73,10 @@ pub struct AuditRecord {
     /// The OAuth2 error code a token-service request was refused with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oauth_error: Option<&'static str>,
+    /// The peer's SPIFFE ID from its mTLS certificate (a workload, not a
+    /// person: kept in clear).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_spiffe_id: Option<String>,
 }
 
 /// A key or certificate was loaded, replaced, or a replacement refused.
@@ -138,6 +142,7 @@ impl AuditRecord {
             key_change: None,
             client_id: None,
             oauth_error: None,
+            peer_spiffe_id: None,
         }
     }
 }

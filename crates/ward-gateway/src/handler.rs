@@ -147,6 +147,8 @@ struct Trail {
     policy: Option<String>,
     audit_policy: Option<String>,
     policy_digest: Option<Arc<str>>,
+    /// The client's SPIFFE ID (mTLS).
+    peer_spiffe_id: Option<String>,
 }
 
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -194,6 +196,7 @@ impl Shared {
             key_change: None,
             client_id: None,
             oauth_error: None,
+            peer_spiffe_id: trail.peer_spiffe_id.clone(),
         };
         self.audit.record(record).inspect_err(|e| {
             tracing::error!(request_id = %trail.request_id, error = %e, "audit record could not be written");
@@ -458,6 +461,7 @@ pub(crate) async fn handle(
         policy: None,
         audit_policy: None,
         policy_digest: None,
+        peer_spiffe_id: peer.source_principal.as_ref().map(|p| format!("spiffe://{p}")),
     };
     let limits = &shared.limits;
 
