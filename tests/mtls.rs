@@ -269,3 +269,116 @@ async fn permissive_serves_mtls_tls_and_plaintext_and_tells_them_apart() {
         "a certificate, when presented, must still be a valid SVID"
     );
 }
+
+/// An HTTPS upstream with the SVID `id`, requiring an SVID of the trust
+/// domain from its clients and answering with the client's SPIFFE ID.
+async fn spiffe_upstream(new: &ca::NewCa, id: &str) -> std::net::SocketAddr {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let issuer = ca::SvidIssuer::load(&new.intermediate.cert_pem, &new.intermediate.key_pem, TD).unwrap();
+    let (svid, key) = issuer.issue(&SpiffeId::parse(id).unwrap(), ca::DEFAULT_SVID_TTL).unwrap();
+    let chain = CertificateDer::pem_slice_iter(svid.chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let bundle = vec![CertificateDer::from_pem_slice(new.root.cert_pem.as_bytes()).unwrap()];
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = ward_pki::verify::SpiffeClientVerifier::new(&bundle, TD, false, provider.clone()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(std::sync::Arc::new(verifier))
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let peer = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| ward_pki::verify::spiffe_id_of(c).ok())
+                    .map(|id| id.to_string())
+                    .unwrap_or_default();
+                let svc = hyper::service::service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
+                    let body = serde_json::json!({ "client": peer }).to_string();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(body),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_verifies_the_upstream_s_spiffe_id_and_presents_the_gateway_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let new = ca::init(TD).unwrap();
+    std::fs::write(d.join("bundle.pem"), &new.root.cert_pem).unwrap();
+    let issuer = ca::SvidIssuer::load(&new.intermediate.cert_pem, &new.intermediate.key_pem, TD).unwrap();
+    let gateway_id = "spiffe://prod.example.org/ns/edge/sa/ward";
+    let (svid, key) = issuer.issue(&SpiffeId::parse(gateway_id).unwrap(), ca::DEFAULT_SVID_TTL).unwrap();
+    std::fs::write(d.join("ward-svid.crt"), &svid.chain_pem).unwrap();
+    common::write_private(&d.join("ward-svid.key"), key.as_bytes());
+    let orders = spiffe_upstream(&new, "spiffe://prod.example.org/ns/shop/sa/orders").await;
+
+    let pki = ward_pki::generate_local_pki("egress test CA", &["localhost"]).unwrap();
+    common::write_gateway_files(d, &pki);
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::write(
+        d.join("policies/p.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: all}\nspec:\n  rules:\n  - {}\n",
+    )
+    .unwrap();
+    let head = common::gateway_toml("127.0.0.1:0");
+    let upstream = |name: &str, expected: &str| {
+        format!(
+            "[[upstreams]]\nname = \"{name}\"\nurl = \"https://127.0.0.1:{}\"\nspiffe_id = \"{expected}\"\n\
+             bundle_file = \"bundle.pem\"\nclient_cert_file = \"ward-svid.crt\"\nclient_key_file = \"ward-svid.key\"\n",
+            orders.port()
+        )
+    };
+    std::fs::write(
+        d.join("ward.toml"),
+        format!(
+            "{head}{}{}[[routes]]\nname = \"orders\"\nprefix = \"/orders/\"\nupstream = \"orders\"\npublic = true\n\
+             [[routes]]\nname = \"impostor\"\nprefix = \"/payments/\"\nupstream = \"payments\"\npublic = true\n",
+            upstream("orders", "spiffe://prod.example.org/ns/shop/sa/orders"),
+            // The same server, expected to be the payments service: its SVID says otherwise.
+            upstream("payments", "spiffe://prod.example.org/ns/shop/sa/payments"),
+        ),
+    )
+    .unwrap();
+    let config = ward_config::load(&d.join("ward.toml")).unwrap();
+    let gateway = ward_gateway::Gateway::bind(&config).await.unwrap();
+    let port = gateway.local_addr().unwrap().port();
+    let running = gateway.spawn().unwrap();
+    let client = common::client(&pki.ca.cert_pem);
+    let ok = client.get(format!("https://localhost:{port}/orders/1")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(body["client"], gateway_id, "the upstream saw the gateway's SVID");
+    let wrong = client.get(format!("https://localhost:{port}/payments/1")).send().await.unwrap();
+    assert_eq!(wrong.status(), 502, "an upstream with another SPIFFE ID is refused");
+    running.shutdown().await;
+    let refused: Vec<serde_json::Value> =
+        common::read_log(&d.join("audit")).into_iter().filter(|r| r["route"] == "impostor").collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        (refused[0]["reason"].as_str(), refused[0]["status"].as_u64()),
+        (Some("upstream_unavailable"), Some(502))
+    );
+}

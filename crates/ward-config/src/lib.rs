@@ -13,7 +13,7 @@ pub use error::ConfigError;
 pub use validate::{
     AdminSettings, AuditSettings, AuthorizerConfig, Config, ControlConfig, GatewaySettings, KeySettings, Limits,
     MtlsMode, MtlsSettings, OidcSettings, PolicySettings, ProviderConfig, TlsSettings, TlsVersion, TokenSource,
-    UpstreamConfig, UpstreamTarget,
+    UpstreamConfig, UpstreamSpiffe, UpstreamTarget,
 };
 
 /// Read and validate a configuration file. Relative paths inside it are

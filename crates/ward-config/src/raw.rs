@@ -286,6 +286,14 @@ pub(crate) struct RawUpstream {
     pub http2: bool,
     #[serde(default)]
     pub max_idle_per_host: Option<usize>,
+    #[serde(default)]
+    pub spiffe_id: Option<String>,
+    #[serde(default)]
+    pub bundle_file: Option<String>,
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    #[serde(default)]
+    pub client_key_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

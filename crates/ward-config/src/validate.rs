@@ -348,6 +348,20 @@ pub struct UpstreamConfig {
     pub http2: bool,
     /// Idle pooled connections kept per upstream (default 64).
     pub max_idle_per_host: usize,
+    /// mTLS to a workload with a SPIFFE identity (sidecar egress).
+    pub spiffe: Option<UpstreamSpiffe>,
+}
+
+/// An upstream verified by its SPIFFE ID rather than its host name, and
+/// the gateway's own SVID presented to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSpiffe {
+    /// The SPIFFE ID the upstream's certificate must carry.
+    pub expected: String,
+    /// The trust bundle (PEM roots) its SVID must chain to.
+    pub bundle_file: PathBuf,
+    /// The gateway's SVID (chain) and key, if it authenticates itself.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 type V<T> = Result<T, Invalid>;
@@ -1057,6 +1071,7 @@ fn upstream(u: &raw::RawUpstream, base: &Path, here: &[Seg]) -> V<UpstreamConfig
             host: authority.host().to_owned(),
         }
     };
+    let spiffe = upstream_spiffe(u, base, here, &target)?;
     Ok(UpstreamConfig {
         name: u.name.clone(),
         target,
@@ -1069,7 +1084,37 @@ fn upstream(u: &raw::RawUpstream, base: &Path, here: &[Seg]) -> V<UpstreamConfig
         timeout: duration(u.timeout.as_deref(), Duration::from_secs(30), at(here, &[Seg::Key("timeout")]))?,
         http2: u.http2,
         max_idle_per_host: u.max_idle_per_host.unwrap_or(64),
+        spiffe,
     })
+}
+
+fn upstream_spiffe(
+    u: &raw::RawUpstream,
+    base: &Path,
+    here: &[Seg],
+    target: &UpstreamTarget,
+) -> V<Option<UpstreamSpiffe>> {
+    let key = |k: &'static str| at(here, &[Seg::Key(k)]);
+    let client_cert = match (&u.client_cert_file, &u.client_key_file) {
+        (Some(c), Some(k)) => Some((resolve(base, c), resolve(base, k))),
+        (None, None) => None,
+        _ => return Err(Invalid::new(key("client_key_file"), "client_cert_file and client_key_file go together")),
+    };
+    let Some(expected) = &u.spiffe_id else {
+        if u.bundle_file.is_some() || client_cert.is_some() {
+            return Err(Invalid::new(key("spiffe_id"), "required with bundle_file or a client certificate"));
+        }
+        return Ok(None);
+    };
+    ward_core::SpiffeId::parse(expected).map_err(|e| Invalid::new(key("spiffe_id"), e.to_string()))?;
+    if !matches!(target, UpstreamTarget::Url { tls: true, .. }) {
+        return Err(Invalid::new(key("url"), "an upstream with a spiffe_id must be https://"));
+    }
+    if u.ca_file.is_some() {
+        return Err(Invalid::new(key("ca_file"), "with spiffe_id the upstream is verified against bundle_file"));
+    }
+    let bundle = u.bundle_file.as_deref().ok_or_else(|| Invalid::new(key("bundle_file"), "required with spiffe_id"))?;
+    Ok(Some(UpstreamSpiffe { expected: expected.clone(), bundle_file: resolve(base, bundle), client_cert }))
 }
 
 fn route(

@@ -186,6 +186,7 @@ pub(crate) fn authorizer(config: &AuthorizerConfig) -> Result<Authorizer, Gatewa
             timeout: config.timeout,
             http2: false,
             max_idle_per_host: 16,
+            spiffe: None,
         },
         None,
     )?;

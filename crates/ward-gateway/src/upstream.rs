@@ -67,6 +67,36 @@ pub fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Gatewa
         .map_err(|e| GatewayError::Tls(e.to_string()))
 }
 
+/// A client configuration for an upstream with a SPIFFE identity: its
+/// certificate must chain to the bundle and carry exactly the expected ID;
+/// the gateway presents its own SVID if one is configured.
+fn spiffe_client_tls(name: &str, s: &ward_config::UpstreamSpiffe) -> Result<rustls::ClientConfig, GatewayError> {
+    let fail = |what: String| GatewayError::Tls(format!("upstream `{name}`: {what}"));
+    let bundle = CertificateDer::pem_file_iter(&s.bundle_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| fail(format!("{}: {e}", s.bundle_file.display())))?;
+    let expected = ward_core::SpiffeId::parse(&s.expected).map_err(|e| fail(e.to_string()))?;
+    let verifier = ward_pki::verify::SpiffeServerVerifier::new(&bundle, expected, crate::tls::provider())
+        .map_err(|e| fail(format!("{}: {e}", s.bundle_file.display())))?;
+    let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    match &s.client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            crate::tls::warn_if_readable_by_others(key);
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| fail(format!("{}: {e}", cert.display())))?;
+            let key_der = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| fail(format!("{}: {e}", key.display())))?;
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| fail(e.to_string()))
+        }
+    }
+}
+
 /// A pooled client for `config`, whose echo target (if any) listens at `echo`.
 ///
 /// # Errors
@@ -83,7 +113,10 @@ pub fn build(config: &UpstreamConfig, echo: Option<SocketAddr>) -> Result<Upstre
         .parse()
         .map_err(|_| GatewayError::Config(format!("upstream `{}`: bad authority `{authority}`", config.name)))?;
     let tls = if tls {
-        let mut tls_config = client_tls(config.ca_file.as_deref())?;
+        let mut tls_config = match &config.spiffe {
+            None => client_tls(config.ca_file.as_deref())?,
+            Some(s) => spiffe_client_tls(&config.name, s)?,
+        };
         tls_config.alpn_protocols = vec![if config.http2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
         let name = ServerName::try_from(authority.host().trim_start_matches('[').trim_end_matches(']').to_owned())
             .map_err(|_| {

@@ -144,6 +144,83 @@ impl ClientCertVerifier for SpiffeClientVerifier {
     }
 }
 
+/// A server-certificate verifier for one expected SPIFFE ID (sidecar
+/// egress): the chain must verify to the bundle for serverAuth, and the
+/// leaf's one URI SAN must be exactly `expected`. The DNS name the client
+/// connected to is not what is checked — the workload identity is.
+#[derive(Debug)]
+pub struct SpiffeServerVerifier {
+    roots: Arc<rustls::RootCertStore>,
+    expected: SpiffeId,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl SpiffeServerVerifier {
+    /// Trust `bundle` for an upstream that must present `expected`.
+    ///
+    /// # Errors
+    /// A message for an empty or unusable bundle.
+    pub fn new(
+        bundle: &[CertificateDer<'static>],
+        expected: SpiffeId,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(bundle.iter().cloned());
+        if added == 0 {
+            return Err("the trust bundle holds no usable certificate".into());
+        }
+        Ok(Self { roots: Arc::new(roots), expected, provider })
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, Error> {
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        let refuse = || Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure);
+        match spiffe_id_of(end_entity) {
+            Ok(id) if id == self.expected => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            _ => Err(refuse()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
@@ -222,5 +299,28 @@ mod tests {
         let intermediate = CertificateDer::from_pem_slice(f.ca.intermediate.cert_pem.as_bytes()).unwrap();
         assert!(f.verifier.verify_client_cert(&intermediate, &[], UnixTime::now()).is_err());
         assert!(!fixture(true).verifier.client_auth_mandatory(), "PERMISSIVE");
+    }
+
+    #[test]
+    fn upstreams_must_present_exactly_the_expected_id() {
+        use rustls::client::danger::ServerCertVerifier;
+        let f = fixture(false);
+        let issuer =
+            ca::SvidIssuer::load(&f.ca.intermediate.cert_pem, &f.ca.intermediate.key_pem, "example.org").unwrap();
+        let (svid, _) =
+            issuer.issue(&SpiffeId::parse("spiffe://example.org/orders").unwrap(), ca::DEFAULT_SVID_TTL).unwrap();
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(svid.chain_pem.as_bytes()).collect::<Result<_, _>>().unwrap();
+        let bundle = vec![CertificateDer::from_pem_slice(f.ca.root.cert_pem.as_bytes()).unwrap()];
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let name = rustls::pki_types::ServerName::try_from("anything.example").unwrap();
+        let verify = |expected: &str| {
+            SpiffeServerVerifier::new(&bundle, SpiffeId::parse(expected).unwrap(), Arc::clone(&provider))
+                .unwrap()
+                .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
+        };
+        assert!(verify("spiffe://example.org/orders").is_ok(), "the name connected to does not matter; the ID does");
+        assert!(verify("spiffe://example.org/payments").is_err(), "another workload");
+        assert!(verify("spiffe://example.org/orders/x").is_err(), "no prefix matching");
     }
 }
