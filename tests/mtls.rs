@@ -382,3 +382,94 @@ async fn egress_verifies_the_upstream_s_spiffe_id_and_presents_the_gateway_s() {
         (Some("upstream_unavailable"), Some(502))
     );
 }
+
+/// One SVID of `ca` for `id`, as a reqwest identity (chain and key in one PEM).
+fn identity_of(issuer: &ca::SvidIssuer, id: &str) -> Vec<u8> {
+    let (svid, key) = issuer.issue(&SpiffeId::parse(id).unwrap(), ca::DEFAULT_SVID_TTL).unwrap();
+    format!("{}{}", svid.chain_pem, key.as_str()).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn svids_intermediates_and_bundles_rotate_under_load_without_a_failed_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, RwLock};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    write_client_files(&d); // bundle.pem: a first root; replaced below
+    let root_a = ca::init(TD).unwrap();
+    std::fs::write(d.join("bundle.pem"), &root_a.root.cert_pem).unwrap();
+    let (running, port) = gateway(&d, "STRICT").await;
+    let ca_pem = std::fs::read(d.join("ca.crt")).unwrap();
+    let issuer_a = ca::SvidIssuer::load(&root_a.intermediate.cert_pem, &root_a.intermediate.key_pem, TD).unwrap();
+    let current = Arc::new(RwLock::new((0usize, identity_of(&issuer_a, CART))));
+    let (ok, failed, stop) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (current, ok, failed, stop, ca_pem) =
+            (Arc::clone(&current), Arc::clone(&ok), Arc::clone(&failed), Arc::clone(&stop), ca_pem.clone());
+        workers.push(tokio::spawn(async move {
+            let mut held: Option<(usize, reqwest::Client)> = None;
+            while !stop.load(Ordering::SeqCst) {
+                let (generation, pem) = current.read().unwrap().clone();
+                if held.as_ref().is_none_or(|(g, _)| *g != generation) {
+                    // A new SVID: a new client, so new handshakes present it.
+                    let client = reqwest::Client::builder()
+                        .tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).unwrap()])
+                        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+                        .build()
+                        .unwrap();
+                    held = Some((generation, client));
+                }
+                let client = &held.as_ref().unwrap().1;
+                match client.get(format!("https://localhost:{port}/api/x")).send().await {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::SeqCst),
+                    _ => failed.fetch_add(1, Ordering::SeqCst),
+                };
+            }
+        }));
+    }
+    let set = |generation: usize, pem: Vec<u8>| *current.write().unwrap() = (generation, pem);
+    let settle = || tokio::time::sleep(Duration::from_millis(1500)); // > the 1 s file check
+    // New SVIDs every half second from the first intermediate.
+    for g in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        set(g, identity_of(&issuer_a, CART));
+    }
+    // The intermediate rotates (same root): SVIDs from the new one.
+    let next = ca::new_intermediate(&root_a.root.cert_pem, &root_a.root.key_pem, TD).unwrap();
+    let issuer_a2 = ca::SvidIssuer::load(&next.cert_pem, &next.key_pem, TD).unwrap();
+    set(4, identity_of(&issuer_a2, CART));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The root rotates: the bundle gains the new root first, clients move, the old root goes.
+    let root_b = ca::init(TD).unwrap();
+    let issuer_b = ca::SvidIssuer::load(&root_b.intermediate.cert_pem, &root_b.intermediate.key_pem, TD).unwrap();
+    std::fs::write(d.join("bundle.pem"), format!("{}{}", root_a.root.cert_pem, root_b.root.cert_pem)).unwrap();
+    settle().await;
+    set(5, identity_of(&issuer_b, CART));
+    settle().await;
+    std::fs::write(d.join("bundle.pem"), &root_b.root.cert_pem).unwrap();
+    settle().await;
+    set(6, identity_of(&issuer_b, CART));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    assert!(ok > 100, "the load ran: {ok} requests");
+    assert_eq!(failed, 0, "no request failed while SVIDs, the intermediate and the root rotated ({ok} succeeded)");
+    // And the old root is really gone: its SVIDs are refused now.
+    let d2 = d.clone();
+    std::fs::write(d.join("old.crt"), identity_of(&issuer_a2, CART)).unwrap();
+    std::fs::copy(d.join("old.crt"), d.join("old.key")).unwrap();
+    let (code, _) =
+        tokio::task::spawn_blocking(move || curl(&d2, &format!("https://localhost:{port}/api/x"), Some("old")))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "an SVID of the removed root no longer passes the handshake");
+    running.shutdown().await;
+}

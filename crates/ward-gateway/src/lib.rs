@@ -30,6 +30,7 @@ mod policy;
 mod pool;
 mod response;
 mod server;
+mod svid;
 mod tls;
 mod upstream;
 

@@ -105,14 +105,11 @@ impl ServerTls {
         let builder = match &settings.mtls {
             None => builder.with_no_client_auth(),
             Some(m) => {
-                let fail = |e: String| GatewayError::Tls(format!("{}: {e}", m.bundle_file.display()));
-                let bundle = CertificateDer::pem_file_iter(&m.bundle_file)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| fail(e.to_string()))?;
+                // The bundle is re-read when it changes (CA rotation).
                 let optional = m.mode == ward_config::MtlsMode::Permissive;
                 let verifier =
-                    ward_pki::verify::SpiffeClientVerifier::new(&bundle, &m.trust_domain, optional, provider())
-                        .map_err(fail)?;
+                    crate::svid::ReloadingClientVerifier::new(m.bundle_file.clone(), m.trust_domain.clone(), optional)
+                        .map_err(GatewayError::Tls)?;
                 builder.with_client_cert_verifier(Arc::new(verifier))
             }
         };

@@ -72,12 +72,9 @@ pub fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Gatewa
 /// the gateway presents its own SVID if one is configured.
 fn spiffe_client_tls(name: &str, s: &ward_config::UpstreamSpiffe) -> Result<rustls::ClientConfig, GatewayError> {
     let fail = |what: String| GatewayError::Tls(format!("upstream `{name}`: {what}"));
-    let bundle = CertificateDer::pem_file_iter(&s.bundle_file)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| fail(format!("{}: {e}", s.bundle_file.display())))?;
     let expected = ward_core::SpiffeId::parse(&s.expected).map_err(|e| fail(e.to_string()))?;
-    let verifier = ward_pki::verify::SpiffeServerVerifier::new(&bundle, expected, crate::tls::provider())
-        .map_err(|e| fail(format!("{}: {e}", s.bundle_file.display())))?;
+    // Bundle and SVID are re-read when they change (rotation).
+    let verifier = crate::svid::ReloadingServerVerifier::new(s.bundle_file.clone(), expected).map_err(fail)?;
     let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| fail(e.to_string()))?
@@ -87,12 +84,8 @@ fn spiffe_client_tls(name: &str, s: &ward_config::UpstreamSpiffe) -> Result<rust
         None => Ok(builder.with_no_client_auth()),
         Some((cert, key)) => {
             crate::tls::warn_if_readable_by_others(key);
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| fail(format!("{}: {e}", cert.display())))?;
-            let key_der = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| fail(format!("{}: {e}", key.display())))?;
-            builder.with_client_auth_cert(chain, key_der).map_err(|e| fail(e.to_string()))
+            let resolver = crate::svid::ReloadingClientCert::new(cert.clone(), key.clone()).map_err(fail)?;
+            Ok(builder.with_client_cert_resolver(Arc::new(resolver)))
         }
     }
 }
