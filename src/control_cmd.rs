@@ -40,74 +40,43 @@ fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
     Ok(text)
 }
 
-/// The intermediate of `td` in `dir` (its key must be 0600) and the bundle
-/// (the root certificate) verifiers get.
-fn load_ca(dir: &Path, td: &str) -> Result<(ward_pki::ca::SvidIssuer, String), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: {e} (create the CA with `ward ca init`)", path.display()))
-    };
-    let key_path = dir.join(ca_files::INTERMEDIATE_KEY);
-    if std::fs::metadata(&key_path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
-        return Err(format!("{}: readable by group or others; chmod 600 it", key_path.display()));
-    }
-    let key = zeroize::Zeroizing::new(read(ca_files::INTERMEDIATE_KEY)?);
-    let issuer = ward_pki::ca::SvidIssuer::load(&read(ca_files::INTERMEDIATE_CERT)?, &key, td)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok((issuer, read(ca_files::BUNDLE)?))
-}
-
-/// The files of a CA directory.
-pub mod ca_files {
-    /// Root certificate.
-    pub const ROOT_CERT: &str = "root.crt";
-    /// Root key: needed only to make intermediates; can be kept offline.
-    pub const ROOT_KEY: &str = "root.key";
-    /// Intermediate certificate.
-    pub const INTERMEDIATE_CERT: &str = "intermediate.crt";
-    /// Intermediate key (0600).
-    pub const INTERMEDIATE_KEY: &str = "intermediate.key";
-    /// The trust bundle (root certificates, PEM) verifiers load.
-    pub const BUNDLE: &str = "bundle.pem";
-}
-
 /// `ward ca init`: a new CA for `td` in `dir` (refuses to overwrite one).
 ///
 /// # Errors
 /// A message naming the problem.
 pub fn ca_init(dir: &Path, td: &str) -> Result<String, String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if dir.join(ca_files::ROOT_CERT).exists() {
-        return Err(format!("{}: a CA exists already", dir.display()));
-    }
-    let ca = ward_pki::ca::init(td).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let write = |name: &str, text: &str, private: bool| -> Result<(), String> {
-        let path = dir.join(name);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(if private { 0o600 } else { 0o644 })
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    write(ca_files::ROOT_KEY, &ca.root.key_pem, true)?;
-    write(ca_files::ROOT_CERT, &ca.root.cert_pem, false)?;
-    write(ca_files::INTERMEDIATE_KEY, &ca.intermediate.key_pem, true)?;
-    write(ca_files::INTERMEDIATE_CERT, &ca.intermediate.cert_pem, false)?;
-    write(ca_files::BUNDLE, &ca.root.cert_pem, false)?;
+    use ward_control::ca::files;
+    ward_control::ca::CaDir::new(dir, td).init().map_err(|e| e.to_string())?;
     Ok(format!(
-        "CA for spiffe://{td} in {dir}\n  {root} and {bundle}: give these to verifiers\n  {ikey}: the control plane signs with it (0600)\n  {rkey}: only needed to make intermediates; move it offline\nSet [control] trust_domain = \"{td}\" (and ca_dir) to issue SVIDs.\n",
+        "CA for spiffe://{td} in {dir}\n  {root} and {bundle}: give these to verifiers\n  {ikey}: the control plane signs with it (0600)\n  {rkey}: only needed to make intermediates (`ward ca rotate`); keep it offline otherwise\nSet [control] trust_domain = \"{td}\" (and ca_dir) to issue SVIDs.\n",
         dir = dir.display(),
-        root = ca_files::ROOT_CERT,
-        bundle = ca_files::BUNDLE,
-        ikey = ca_files::INTERMEDIATE_KEY,
-        rkey = ca_files::ROOT_KEY,
+        root = files::ROOT_CERT,
+        bundle = files::BUNDLE,
+        ikey = files::INTERMEDIATE_KEY,
+        rkey = files::ROOT_KEY,
     ))
+}
+
+/// `ward ca rotate`: a new intermediate from the root, then the running
+/// control plane is told to load it.
+///
+/// # Errors
+/// A message naming the problem.
+pub async fn ca_rotate(target: Option<&AdminTarget>, dir: &Path, td: &str) -> Result<String, String> {
+    ward_control::ca::CaDir::new(dir, td).rotate().map_err(|e| e.to_string())?;
+    let mut said =
+        format!("new intermediate in {} (SVIDs of the old one stay valid until they expire)\n", dir.display());
+    match target {
+        Some(t) => match t.call(reqwest::Method::POST, "/admin/ca/reload", None).await? {
+            (200, v) => said.push_str(&format!(
+                "the control plane now signs with it ({})\n",
+                v["intermediate"].as_str().unwrap_or("?")
+            )),
+            (s, v) => return Err(failed(s, &v)),
+        },
+        None => said.push_str("no [control] section: start the control plane to use it\n"),
+    }
+    Ok(said)
 }
 
 /// `ward cert issue`: an X.509-SVID from the control plane's CA, written to
@@ -196,9 +165,8 @@ pub async fn start(
         cp = cp.with_revocations(list);
     }
     if let Some(td) = &c.trust_domain {
-        let (issuer, bundle) = load_ca(&c.ca_dir, td)?;
+        cp = cp.with_ca(ward_control::ca::CaDir::new(&c.ca_dir, td)).map_err(|e| e.to_string())?;
         tracing::info!(trust_domain = %td, "CA loaded: the admin API issues X.509-SVIDs");
-        cp = cp.with_ca(issuer, bundle);
     }
     let cp = Arc::new(cp);
     let (stop, stopped) = tokio::sync::watch::channel(false);

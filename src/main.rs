@@ -216,6 +216,12 @@ enum CaCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Make a new intermediate from the root (needs root.key) and have the running control plane sign with it.
+    Rotate {
+        /// The CA directory (default: [control] ca_dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -424,6 +430,7 @@ fn main() -> ExitCode {
             control_cmd::ca_init(&dir.unwrap_or_else(|| target.data_dir.join("ca")), &trust_domain)
                 .map(|said| write_stdout(&said))
         }
+        Command::Ca { target, command: CaCommand::Rotate { dir } } => ca_rotate(target, dir),
         Command::Gateway { config } => gateway(&config),
         Command::Token {
             target,
@@ -590,6 +597,18 @@ fn serve(
 
 fn gateway(path: &Path) -> Result<(), String> {
     serve(load(path)?, None, |_, _| {})
+}
+
+fn ca_rotate(location: ControlTarget, dir: Option<PathBuf>) -> Result<(), String> {
+    let ControlTarget { data_dir, config, ca } = location;
+    let config = load(&config.unwrap_or_else(|| data_dir.join("ward.toml")))?;
+    let control = config.control.as_ref().ok_or("no [control] section in the configuration")?;
+    let td = control.trust_domain.clone().ok_or("[control] trust_domain is not set: this control plane runs no CA")?;
+    let dir = dir.unwrap_or_else(|| control.ca_dir.clone());
+    let target = control_cmd::AdminTarget::new(&config, &ca.unwrap_or_else(|| data_dir.join("ca.crt")))?;
+    let said = control_runtime()?.block_on(control_cmd::ca_rotate(Some(&target), &dir, &td))?;
+    write_stdout(&said);
+    Ok(())
 }
 
 fn control(path: &Path) -> Result<(), String> {

@@ -137,6 +137,18 @@ fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
     let text = String::from_utf8(run(d, "openssl", &["x509", "-in", "w.crt", "-noout", "-text"]).stdout).unwrap();
     assert!(text.contains(&format!("URI:{id2}")) && !text.contains("ignored"), "Ward's names, not the CSR's");
 
+    // The intermediate rotates: new SVIDs come from the new one, old ones still verify.
+    let before = std::fs::read_to_string(d.join("ca/intermediate.crt")).unwrap();
+    let rotated = ward(d, &[&["ca", "rotate"][..], &cfg[..]].concat());
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let after = std::fs::read_to_string(d.join("ca/intermediate.crt")).unwrap();
+    assert_ne!(before, after);
+    let out = ward(d, &[&["cert", "issue", "--spiffe-id", id, "--out", "cart2"][..], &cfg[..]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(d.join("cart2.crt")).unwrap().ends_with(&after), "signed by the new intermediate");
+    assert_eq!(verify("cart2.crt"), "cart2.crt: OK");
+    assert_eq!(verify("cart.crt"), "cart.crt: OK", "SVIDs of the old intermediate stay valid");
+
     // Another trust domain, or no admin token: refused.
     let foreign =
         ward(d, &[&["cert", "issue", "--spiffe-id", "spiffe://evil.org/x", "--out", "x"][..], &cfg[..]].concat());
@@ -174,6 +186,15 @@ fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
         .collect();
     assert_eq!(
         issued,
-        [(format!("x509-svid {id}"), "issued".to_owned()), (format!("x509-svid {id2}"), "issued".to_owned())]
+        [
+            (format!("x509-svid {id}"), "issued".to_owned()),
+            (format!("x509-svid {id2}"), "issued".to_owned()),
+            (format!("x509-svid {id}"), "issued".to_owned()),
+        ]
     );
+    let rotations = common::read_log(&d.join("audit"))
+        .iter()
+        .filter(|r| r["key_change"]["key"] == "ca_intermediate" && r["key_change"]["outcome"] == "rotated")
+        .count();
+    assert_eq!(rotations, 1, "the rotation is audited");
 }

@@ -345,7 +345,7 @@ pub(crate) async fn issue_certificate(
     if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
         return *r;
     }
-    let Some((issuer, _)) = &cp.ca else {
+    let Some(ca) = cp.ca.load_full() else {
         return bad_request("this control plane runs no CA ([control] trust_domain)");
     };
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
@@ -355,6 +355,7 @@ pub(crate) async fn issue_certificate(
         None => return bad_request("spiffe_id missing"),
     };
     let ttl = v["ttl"].as_u64().map_or(ward_pki::ca::DEFAULT_SVID_TTL, std::time::Duration::from_secs);
+    let issuer = &ca.0;
     let issued = match v["csr"].as_str() {
         Some(csr) => issuer.issue_for_csr(&id, csr, ttl).map(|svid| (svid, None)),
         None => issuer.issue(&id, ttl).map(|(svid, key)| (svid, Some(key))),
@@ -378,4 +379,28 @@ pub(crate) async fn issue_certificate(
         answer["private_key"] = json!(key.as_str());
     }
     json_response(StatusCode::CREATED, &answer)
+}
+
+/// `POST /admin/ca/reload`: load the CA's files again (after `ward ca
+/// rotate`); audited as a key rotation with the new intermediate's fingerprint.
+pub(crate) async fn reload_ca(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/ca/reload");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let cp2 = Arc::clone(&cp);
+    match tokio::task::spawn_blocking(move || cp2.reload_ca()).await {
+        Ok(Ok(fingerprint)) => {
+            let event =
+                Event::new(WHAT, ward_core::ReasonCode::KeyRotated, 200).rotated("ca_intermediate", &fingerprint);
+            let _ = audit(&cp, &ext, &request_id(), event);
+            json_response(StatusCode::OK, &json!({"intermediate": fingerprint}))
+        }
+        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
+        _ => unavailable(),
+    }
 }

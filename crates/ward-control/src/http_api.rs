@@ -50,6 +50,7 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/users/{name}/password", axum::routing::put(admin_api::set_password))
         .route("/admin/tokens", post(admin_api::issue_token))
         .route("/admin/certs", post(admin_api::issue_certificate))
+        .route("/admin/ca/reload", post(admin_api::reload_ca))
         .route("/ca/bundle.pem", get(ca_bundle))
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))
         .route("/admin/tokens/revoke", post(admin_api::revoke_token))
@@ -104,11 +105,23 @@ pub(crate) struct Event<'a> {
     principal: Option<&'a str>,
     /// A certificate the CA issued: its subject (a SPIFFE ID, in clear) and serial.
     issued: Option<(&'a str, &'a str)>,
+    /// A key the control plane now uses: which, and its public fingerprint.
+    rotated: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> Event<'a> {
     pub(crate) fn new((method, path): (&'a str, &'a str), reason: ward_core::ReasonCode, status: u16) -> Self {
-        Self { method, path, reason, status, client_id: None, error: None, principal: None, issued: None }
+        Self {
+            method,
+            path,
+            reason,
+            status,
+            client_id: None,
+            error: None,
+            principal: None,
+            issued: None,
+            rotated: None,
+        }
     }
 
     pub(crate) fn client(mut self, client_id: Option<&'a str>) -> Self {
@@ -130,6 +143,11 @@ impl<'a> Event<'a> {
         self.issued = Some((subject, serial));
         self
     }
+
+    pub(crate) fn rotated(mut self, key: &'a str, fingerprint: &'a str) -> Self {
+        self.rotated = Some((key, fingerprint));
+        self
+    }
 }
 
 /// Record `e`. Returns the record's index when it was taken (None without
@@ -142,7 +160,7 @@ pub(crate) fn audit(
 ) -> Result<Option<u64>, ward_audit::AuditError> {
     let Some((sink, hasher)) = &cp.audit else { return Ok(None) };
     let decision = if e.status < 400 { ward_core::Effect::Allow } else { ward_core::Effect::Deny };
-    let event = if e.issued.is_some() {
+    let event = if e.issued.is_some() || e.rotated.is_some() {
         "key_change"
     } else if e.path.starts_with("/admin/") {
         "admin"
@@ -174,6 +192,13 @@ pub(crate) fn audit(
             key: format!("x509-svid {subject}"),
             fingerprint: Some(format!("serial:{serial}")),
             outcome: "issued",
+        });
+    }
+    if let Some((key, fingerprint)) = e.rotated {
+        r.key_change = Some(ward_audit::KeyChange {
+            key: key.to_owned(),
+            fingerprint: Some(fingerprint.to_owned()),
+            outcome: "rotated",
         });
     }
     sink.record(r).map(Some).inspect_err(|e| tracing::error!(error = %e, "token service event could not be audited"))
@@ -246,9 +271,9 @@ async fn jwks(State(cp): State<Arc<ControlPlane>>) -> Response {
 
 /// The trust bundle (the CA's root certificates, PEM): public, like a JWKS.
 async fn ca_bundle(State(cp): State<Arc<ControlPlane>>) -> Response {
-    match &cp.ca {
-        Some((_, bundle)) => {
-            let mut r = (StatusCode::OK, bundle.clone()).into_response();
+    match cp.ca.load_full() {
+        Some(ca) => {
+            let mut r = (StatusCode::OK, ca.1.clone()).into_response();
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
             r

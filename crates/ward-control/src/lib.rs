@@ -16,6 +16,7 @@
 
 mod admin_api;
 mod authorize_api;
+pub mod ca;
 pub mod flows;
 mod http_api;
 pub mod store;
@@ -150,8 +151,10 @@ pub struct ControlPlane {
     audit: Option<(Arc<dyn AuditSink>, ward_crypto::KeyedHasher)>,
     /// Login tickets and authorization codes in flight.
     flows: flows::Flows,
-    /// The trust domain's CA (intermediate) and its trust bundle (PEM), if configured.
-    ca: Option<(ward_pki::ca::SvidIssuer, String)>,
+    /// The trust domain's CA directory, if configured.
+    ca_dir: Option<ca::CaDir>,
+    /// Its intermediate, ready to sign, and the trust bundle (PEM).
+    ca: arc_swap::ArcSwapOption<(ward_pki::ca::SvidIssuer, String)>,
 }
 
 /// A token Ward issued whose signature and issuer were verified: its claims,
@@ -208,7 +211,8 @@ impl ControlPlane {
             revocations: None,
             audit: None,
             flows: flows::Flows::default(),
-            ca: None,
+            ca_dir: None,
+            ca: arc_swap::ArcSwapOption::empty(),
         })
     }
 
@@ -234,13 +238,26 @@ impl ControlPlane {
         self
     }
 
-    /// Run the CA of `issuer`'s trust domain: the admin API issues
-    /// X.509-SVIDs, and `GET /ca/bundle.pem` publishes `bundle_pem` (the
-    /// root certificates verifiers trust).
-    #[must_use]
-    pub fn with_ca(mut self, issuer: ward_pki::ca::SvidIssuer, bundle_pem: String) -> Self {
-        self.ca = Some((issuer, bundle_pem));
-        self
+    /// Run the CA in `dir`: the admin API issues X.509-SVIDs, and `GET
+    /// /ca/bundle.pem` publishes the trust bundle.
+    ///
+    /// # Errors
+    /// [`ControlError`] when the CA does not load.
+    pub fn with_ca(mut self, dir: ca::CaDir) -> Result<Self, ControlError> {
+        self.ca.store(Some(Arc::new(dir.load()?)));
+        self.ca_dir = Some(dir);
+        Ok(self)
+    }
+
+    /// Load the CA's files again (after `ward ca rotate`); the new
+    /// intermediate's fingerprint.
+    ///
+    /// # Errors
+    /// [`ControlError`] when there is no CA or it does not load (the previous one stays).
+    pub fn reload_ca(&self) -> Result<String, ControlError> {
+        let dir = self.ca_dir.as_ref().ok_or_else(|| ControlError::Invalid("this control plane runs no CA".into()))?;
+        self.ca.store(Some(Arc::new(dir.load()?)));
+        Ok(dir.intermediate_fingerprint())
     }
 
     /// Enable the admin API (`/admin/…`) for callers presenting `token`
