@@ -79,6 +79,29 @@ pub async fn ca_rotate(target: Option<&AdminTarget>, dir: &Path, td: &str) -> Re
     Ok(said)
 }
 
+/// Seconds since the Unix epoch.
+#[must_use]
+pub fn unix_now() -> u64 {
+    ward_control::now()
+}
+
+/// `ward cert revoke`.
+///
+/// # Errors
+/// A message naming the problem.
+pub async fn cert_revoke(
+    target: &AdminTarget,
+    serial: Option<&str>,
+    spiffe_id: Option<&str>,
+    until: Option<u64>,
+) -> Result<String, String> {
+    let body = json!({"serial": serial, "spiffe_id": spiffe_id, "until": until});
+    match target.call(reqwest::Method::POST, "/admin/certs/revoke", Some(body)).await? {
+        (200, v) => Ok(format!("denied {} until {} (unix time)\n", v["denied"].as_str().unwrap_or("?"), v["until"])),
+        (s, v) => Err(failed(s, &v)),
+    }
+}
+
 /// `ward cert issue`: an X.509-SVID from the control plane's CA, written to
 /// `out.crt` (chain) and `out.key` (0600) — or, with a CSR, the chain only.
 ///

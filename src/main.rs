@@ -241,6 +241,19 @@ enum CertCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Deny one certificate (--serial, hex) or every certificate of a workload (--spiffe-id); gateways refuse it on
+    /// their next handshake, and the CA issues nothing more for a denied SPIFFE ID.
+    Revoke {
+        /// The certificate's serial number (hex, as `ward cert issue` prints it).
+        #[arg(long, conflicts_with = "spiffe_id", required_unless_present = "spiffe_id")]
+        serial: Option<String>,
+        /// The SPIFFE ID.
+        #[arg(long)]
+        spiffe_id: Option<String>,
+        /// How long, e.g. 7d (default 24h: the longest SVID lifetime).
+        #[arg(long)]
+        r#for: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -685,6 +698,13 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                     control_cmd::token_issue(&target, &client, scope.as_deref(), &aud).await
                 }
                 AdminCommand::Token(TokenCommand::Issue { .. }) => Err("give --client or --sub".into()),
+                AdminCommand::Cert(CertCommand::Revoke { serial, spiffe_id, r#for }) => {
+                    let until = r#for
+                        .map(|f| parse_duration(&f).map_err(|e| format!("--for: {e}")))
+                        .transpose()?
+                        .map(|d| control_cmd::unix_now() + d.as_secs());
+                    control_cmd::cert_revoke(&target, serial.as_deref(), spiffe_id.as_deref(), until).await
+                }
                 AdminCommand::Cert(CertCommand::Issue { spiffe_id, ttl, csr, out }) => {
                     let ttl = parse_duration(&ttl).map_err(|e| format!("--ttl: {e}"))?.as_secs();
                     let csr = csr

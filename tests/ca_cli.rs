@@ -145,6 +145,11 @@ fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
     assert_ne!(before, after);
     let out = ward(d, &[&["cert", "issue", "--spiffe-id", id, "--out", "cart2"][..], &cfg[..]].concat());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8(out.stdout).unwrap();
+    let serial = said.split("(serial ").nth(1).and_then(|s| s.split(',').next()).unwrap().to_owned();
+    let revoked = ward(d, &[&["cert", "revoke", "--serial", &serial][..], &cfg[..]].concat());
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert!(String::from_utf8_lossy(&revoked.stdout).starts_with(&format!("denied {serial} until")));
     assert!(std::fs::read_to_string(d.join("cart2.crt")).unwrap().ends_with(&after), "signed by the new intermediate");
     assert_eq!(verify("cart2.crt"), "cart2.crt: OK");
     assert_eq!(verify("cart.crt"), "cart.crt: OK", "SVIDs of the old intermediate stay valid");
@@ -197,4 +202,9 @@ fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
         .filter(|r| r["key_change"]["key"] == "ca_intermediate" && r["key_change"]["outcome"] == "rotated")
         .count();
     assert_eq!(rotations, 1, "the rotation is audited");
+    let denials = common::read_log(&d.join("audit"))
+        .iter()
+        .filter(|r| r["key_change"]["key"] == format!("x509-svid x509-serial:{serial}").as_str())
+        .count();
+    assert_eq!(denials, 1, "the denial is audited");
 }

@@ -473,3 +473,87 @@ async fn svids_intermediates_and_bundles_rotate_under_load_without_a_failed_requ
     assert_eq!(code, 0, "an SVID of the removed root no longer passes the handshake");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_serials_and_spiffe_ids_are_refused_on_the_next_handshake() {
+    use std::sync::Arc;
+    const ADMIN: &str = "deny-test-admin-token-0123456789abcdef0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    // The control plane runs the CA and shares its deny list with the gateway.
+    let ca_dir = ward_control::ca::CaDir::new(&d.join("ca"), TD);
+    ca_dir.init().unwrap();
+    std::fs::copy(d.join("ca/bundle.pem"), d.join("bundle.pem")).unwrap();
+    let list: Arc<dyn ward_core::RevocationList> = Arc::new(ward_core::LocalRevocations::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+    let store = ward_control::Store::open(&d.join("control.redb")).unwrap();
+    let cp = ward_control::ControlPlane::open(store, ward_control::ControlSettings::new(&base))
+        .unwrap()
+        .with_admin_token(ADMIN)
+        .with_revocations(Arc::clone(&list))
+        .with_ca(ca_dir)
+        .unwrap();
+    let pki = ward_pki::generate_local_pki("deny test CA", &["localhost", "127.0.0.1"]).unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(ward_control::serve(listener, common::server_tls(&pki), ward_control::router(Arc::new(cp)), stopped));
+    let admin = common::client(&pki.ca.cert_pem);
+    let call = |path: &'static str, body: serde_json::Value| {
+        let (admin, base) = (admin.clone(), base.clone());
+        async move {
+            let r = admin.post(format!("{base}{path}")).bearer_auth(ADMIN).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let mut serials = Vec::new();
+    for (name, id) in [("a", CART), ("b", CART), ("other", "spiffe://prod.example.org/ns/shop/sa/other")] {
+        let (s, v) = call("/admin/certs", serde_json::json!({"spiffe_id": id})).await;
+        assert_eq!(s, 201, "{v}");
+        std::fs::write(d.join(format!("{name}.crt")), v["certificate_chain"].as_str().unwrap()).unwrap();
+        common::write_private(&d.join(format!("{name}.key")), v["private_key"].as_str().unwrap().as_bytes());
+        serials.push(v["serial"].as_str().unwrap().to_owned());
+    }
+
+    // The gateway (same process, same list), STRICT, with the gateway files written by `gateway()`'s helper.
+    common::write_gateway_files(&d, &pki);
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::write(d.join("policies/p.yaml"), POLICIES).unwrap();
+    let (up, _) = common::start_upstream().await;
+    let head = common::gateway_toml("127.0.0.1:0");
+    std::fs::write(
+        d.join("ward.toml"),
+        format!(
+            "{head}[gateway.mtls]\nmode = \"STRICT\"\nbundle_file = \"bundle.pem\"\ntrust_domain = \"{TD}\"\n\
+             [[upstreams]]\nname = \"app\"\nurl = \"http://{up}\"\n\
+             [[routes]]\nname = \"open\"\nprefix = \"/open/\"\nupstream = \"app\"\npublic = true\n"
+        ),
+    )
+    .unwrap();
+    let config = ward_config::load(&d.join("ward.toml")).unwrap();
+    let gateway = ward_gateway::Gateway::bind_with(&config, Some(Arc::clone(&list))).await.unwrap();
+    let port = gateway.local_addr().unwrap().port();
+    let running = gateway.spawn().unwrap();
+    let probe = |who: &'static str| {
+        let d = d.clone();
+        async move {
+            tokio::task::spawn_blocking(move || curl(&d, &format!("https://localhost:{port}/open/x"), Some(who)).0)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!((probe("a").await, probe("b").await, probe("other").await), (200, 200, 200));
+
+    // One certificate, by serial.
+    let (s, _) = call("/admin/certs/revoke", serde_json::json!({"serial": serials[0]})).await;
+    assert_eq!(s, 200);
+    assert_eq!((probe("a").await, probe("b").await), (0, 200), "only that certificate");
+    // A whole workload, by SPIFFE ID: its other SVIDs too, and no new ones.
+    let (s, _) = call("/admin/certs/revoke", serde_json::json!({"spiffe_id": CART})).await;
+    assert_eq!(s, 200);
+    assert_eq!((probe("b").await, probe("other").await), (0, 200));
+    let (s, _) = call("/admin/certs", serde_json::json!({"spiffe_id": CART})).await;
+    assert_eq!(s, 400, "the CA issues nothing for a denied SPIFFE ID");
+    let (s, _) = call("/admin/certs/revoke", serde_json::json!({"serial": "not hex"})).await;
+    assert_eq!(s, 400);
+    running.shutdown().await;
+}

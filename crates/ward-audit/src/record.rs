@@ -86,7 +86,8 @@ pub struct KeyChange {
     pub key: String,
     /// A public fingerprint of the new key or certificate (never the key).
     pub fingerprint: Option<String>,
-    /// `loaded`, `rotated`, `rejected`, or `issued` (a certificate the CA signed).
+    /// `loaded`, `rotated`, `rejected`, `issued` (a certificate the CA
+    /// signed) or `revoked` (a certificate denied).
     pub outcome: &'static str,
 }
 

@@ -354,6 +354,9 @@ pub(crate) async fn issue_certificate(
         Some(Err(e)) => return bad_request(&format!("spiffe_id: {e}")),
         None => return bad_request("spiffe_id missing"),
     };
+    if cp.is_certificate_denied(ward_core::SPIFFE_ID, id.as_str(), now()) {
+        return bad_request(&format!("{id} is denied: no certificates for it"));
+    }
     let ttl = v["ttl"].as_u64().map_or(ward_pki::ca::DEFAULT_SVID_TTL, std::time::Duration::from_secs);
     let issuer = &ca.0;
     let issued = match v["csr"].as_str() {
@@ -399,6 +402,46 @@ pub(crate) async fn reload_ca(
                 Event::new(WHAT, ward_core::ReasonCode::KeyRotated, 200).rotated("ca_intermediate", &fingerprint);
             let _ = audit(&cp, &ext, &request_id(), event);
             json_response(StatusCode::OK, &json!({"intermediate": fingerprint}))
+        }
+        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
+        _ => unavailable(),
+    }
+}
+
+/// `POST /admin/certs/revoke` `{serial | spiffe_id, until?}`: deny one
+/// certificate (by serial) or every certificate of a workload (by SPIFFE
+/// ID) until `until` (unix time; default: the longest SVID lifetime from
+/// now, after which every SVID issued before is expired anyway). Gateways
+/// refuse it on their next handshake.
+pub(crate) async fn revoke_certificate(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/certs/revoke");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
+    let target = match (v["serial"].as_str(), v["spiffe_id"].as_str()) {
+        (Some(s), None) if !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (ward_core::X509_SERIAL, s.to_ascii_lowercase())
+        }
+        (None, Some(id)) => match ward_core::SpiffeId::parse(id) {
+            Ok(id) => (ward_core::SPIFFE_ID, id.as_str().to_owned()),
+            Err(e) => return bad_request(&format!("spiffe_id: {e}")),
+        },
+        _ => return bad_request("expected a hex serial or a spiffe_id"),
+    };
+    let until = v["until"].as_u64().unwrap_or_else(|| now() + ward_pki::ca::MAX_SVID_TTL.as_secs());
+    let (cp2, (namespace, value)) = (Arc::clone(&cp), target.clone());
+    match tokio::task::spawn_blocking(move || cp2.deny_certificate(namespace, &value, until)).await {
+        Ok(Ok(())) => {
+            let key = format!("x509-svid {}:{}", target.0, target.1);
+            let event = Event::new(WHAT, ward_core::ReasonCode::RevocationRecorded, 200).denied(&key);
+            let _ = audit(&cp, &ext, &request_id(), event);
+            json_response(StatusCode::OK, &json!({"denied": target.1, "until": until}))
         }
         Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
         _ => unavailable(),

@@ -51,6 +51,7 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/tokens", post(admin_api::issue_token))
         .route("/admin/certs", post(admin_api::issue_certificate))
         .route("/admin/ca/reload", post(admin_api::reload_ca))
+        .route("/admin/certs/revoke", post(admin_api::revoke_certificate))
         .route("/ca/bundle.pem", get(ca_bundle))
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))
         .route("/admin/tokens/revoke", post(admin_api::revoke_token))
@@ -107,6 +108,8 @@ pub(crate) struct Event<'a> {
     issued: Option<(&'a str, &'a str)>,
     /// A key the control plane now uses: which, and its public fingerprint.
     rotated: Option<(&'a str, &'a str)>,
+    /// A certificate denied (`x509-svid <namespace>:<value>`).
+    denied: Option<&'a str>,
 }
 
 impl<'a> Event<'a> {
@@ -121,6 +124,7 @@ impl<'a> Event<'a> {
             principal: None,
             issued: None,
             rotated: None,
+            denied: None,
         }
     }
 
@@ -144,6 +148,11 @@ impl<'a> Event<'a> {
         self
     }
 
+    pub(crate) fn denied(mut self, key: &'a str) -> Self {
+        self.denied = Some(key);
+        self
+    }
+
     pub(crate) fn rotated(mut self, key: &'a str, fingerprint: &'a str) -> Self {
         self.rotated = Some((key, fingerprint));
         self
@@ -160,7 +169,7 @@ pub(crate) fn audit(
 ) -> Result<Option<u64>, ward_audit::AuditError> {
     let Some((sink, hasher)) = &cp.audit else { return Ok(None) };
     let decision = if e.status < 400 { ward_core::Effect::Allow } else { ward_core::Effect::Deny };
-    let event = if e.issued.is_some() || e.rotated.is_some() {
+    let event = if e.issued.is_some() || e.rotated.is_some() || e.denied.is_some() {
         "key_change"
     } else if e.path.starts_with("/admin/") {
         "admin"
@@ -193,6 +202,9 @@ pub(crate) fn audit(
             fingerprint: Some(format!("serial:{serial}")),
             outcome: "issued",
         });
+    }
+    if let Some(key) = e.denied {
+        r.key_change = Some(ward_audit::KeyChange { key: key.to_owned(), fingerprint: None, outcome: "revoked" });
     }
     if let Some((key, fingerprint)) = e.rotated {
         r.key_change = Some(ward_audit::KeyChange {

@@ -155,6 +155,8 @@ pub struct ControlPlane {
     ca_dir: Option<ca::CaDir>,
     /// Its intermediate, ready to sign, and the trust bundle (PEM).
     ca: arc_swap::ArcSwapOption<(ward_pki::ca::SvidIssuer, String)>,
+    /// Denied certificates: (namespace, serial or SPIFFE ID) → until.
+    denied_certs: ArcSwap<HashMap<(String, String), u64>>,
 }
 
 /// A token Ward issued whose signature and issuer were verified: its claims,
@@ -195,6 +197,8 @@ impl ControlPlane {
         let ring = KeyRing::from_keys(keys).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let revoked: HashMap<String, u64> = store.revoked(t)?.into_iter().collect();
         store.purge_refresh(t)?;
+        let denied_certs: HashMap<(String, String), u64> =
+            store.revoked_certs(t)?.into_iter().map(|(ns, v, until)| ((ns, v), until)).collect();
         let issuer = IssuerSettings { issuer: settings.issuer.clone(), max_ttl: settings.max_ttl };
         let parsed = verifiers(&ring, t, settings.max_ttl);
         Ok(Self {
@@ -213,6 +217,7 @@ impl ControlPlane {
             flows: flows::Flows::default(),
             ca_dir: None,
             ca: arc_swap::ArcSwapOption::empty(),
+            denied_certs: ArcSwap::from_pointee(denied_certs),
         })
     }
 
@@ -233,6 +238,9 @@ impl ControlPlane {
     pub fn with_revocations(mut self, list: Arc<dyn ward_core::RevocationList>) -> Self {
         for (jti, exp) in self.revoked.load().iter() {
             list.revoke(&self.settings.issuer, jti, *exp);
+        }
+        for ((namespace, value), until) in self.denied_certs.load().iter() {
+            list.revoke(namespace, value, *until);
         }
         self.revocations = Some(list);
         self
@@ -498,6 +506,34 @@ impl ControlPlane {
     pub(crate) fn sign(&self, claims: &ward_core::Claims, now: u64) -> Option<String> {
         let ring = self.ring.read().ok()?;
         ring.signing_key(now).ok()?.signer().sign(claims).ok()
+    }
+
+    /// Deny a certificate until `until`: by serial (`namespace` =
+    /// [`ward_core::X509_SERIAL`], lower-case hex) or by SPIFFE ID
+    /// ([`ward_core::SPIFFE_ID`]: every SVID of that workload, and no new
+    /// ones). Persisted, then pushed to the gateways, which refuse it on the
+    /// next handshake.
+    ///
+    /// # Errors
+    /// [`ControlError`] for another namespace or a store failure.
+    pub fn deny_certificate(&self, namespace: &str, value: &str, until: u64) -> Result<(), ControlError> {
+        if namespace != ward_core::X509_SERIAL && namespace != ward_core::SPIFFE_ID {
+            return Err(ControlError::Invalid(format!("unknown certificate namespace `{namespace}`")));
+        }
+        self.store.revoke_cert(namespace, value, until)?;
+        if let Some(list) = &self.revocations {
+            list.revoke(namespace, value, until);
+        }
+        let mut next = HashMap::clone(&self.denied_certs.load());
+        next.insert((namespace.to_owned(), value.to_owned()), until);
+        self.denied_certs.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Whether certificates of `namespace` `value` are denied at `now`.
+    #[must_use]
+    pub fn is_certificate_denied(&self, namespace: &str, value: &str, now: u64) -> bool {
+        self.denied_certs.load().get(&(namespace.to_owned(), value.to_owned())).is_some_and(|until| *until > now)
     }
 
     /// Whether `jti` is revoked.

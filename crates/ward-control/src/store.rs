@@ -22,6 +22,8 @@ use zeroize::Zeroizing;
 const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
 const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked_jti");
+/// Denied certificates: `<namespace>\n<serial or SPIFFE ID>` → until.
+const REVOKED_CERTS: TableDefinition<&str, u64> = TableDefinition::new("revoked_certs");
 const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
 /// Refresh tokens by the hex SHA-256 of the token.
 const REFRESH: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_tokens");
@@ -197,6 +199,7 @@ impl Store {
         txn.open_table(CLIENTS).map_err(err)?;
         txn.open_table(KEYS).map_err(err)?;
         txn.open_table(REVOKED).map_err(err)?;
+        txn.open_table(REVOKED_CERTS).map_err(err)?;
         txn.open_table(USERS).map_err(err)?;
         txn.open_table(REFRESH).map_err(err)?;
         txn.open_table(FAMILIES).map_err(err)?;
@@ -325,9 +328,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`].
     pub fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(err)?;
-        txn.open_table(REVOKED).map_err(err)?.insert(jti, exp).map_err(err)?;
-        txn.commit().map_err(err)
+        self.put_until(REVOKED, jti, exp)
     }
 
     /// Revoked token ids that have not expired at `now` (expired ones are deleted).
@@ -335,10 +336,41 @@ impl Store {
     /// # Errors
     /// [`StoreError`].
     pub fn revoked(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.live(REVOKED, now)
+    }
+
+    /// Deny a certificate (by `namespace`: `x509-serial` or `spiffe-id`) until `until`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn revoke_cert(&self, namespace: &str, value: &str, until: u64) -> Result<(), StoreError> {
+        self.put_until(REVOKED_CERTS, &format!("{namespace}\n{value}"), until)
+    }
+
+    /// Denied certificates still in force at `now`: (namespace, value, until).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn revoked_certs(&self, now: u64) -> Result<Vec<(String, String, u64)>, StoreError> {
+        Ok(self
+            .live(REVOKED_CERTS, now)?
+            .into_iter()
+            .filter_map(|(k, until)| k.split_once('\n').map(|(ns, v)| (ns.to_owned(), v.to_owned(), until)))
+            .collect())
+    }
+
+    fn put_until(&self, table: TableDefinition<&str, u64>, key: &str, until: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        txn.open_table(table).map_err(err)?.insert(key, until).map_err(err)?;
+        txn.commit().map_err(err)
+    }
+
+    /// Entries of `table` still in force at `now`; the others are deleted.
+    fn live(&self, table: TableDefinition<&str, u64>, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
         let txn = self.db.begin_write().map_err(err)?;
         let mut live = Vec::new();
         {
-            let mut table = txn.open_table(REVOKED).map_err(err)?;
+            let mut table = txn.open_table(table).map_err(err)?;
             let mut expired = Vec::new();
             for row in table.iter().map_err(err)? {
                 let (k, v) = row.map_err(err)?;

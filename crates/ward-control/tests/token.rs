@@ -198,6 +198,10 @@ fn clients_keys_and_revocations_survive_a_restart() {
     cp.rotate_keys(ward_control::now()).unwrap();
     cp.revoke("jti-1", ward_control::now() + 100).unwrap();
     cp.revoke("jti-old", 1).unwrap();
+    let t = ward_control::now();
+    cp.deny_certificate(ward_core::X509_SERIAL, "4a0b", t + 100).unwrap();
+    cp.deny_certificate(ward_core::SPIFFE_ID, "spiffe://td/x", t + 100).unwrap();
+    assert!(cp.deny_certificate("other", "x", t + 100).is_err());
     let kids = cp.key_ids();
     drop(cp);
     use std::os::unix::fs::PermissionsExt;
@@ -208,6 +212,12 @@ fn clients_keys_and_revocations_survive_a_restart() {
     assert_eq!(cp.key_ids(), kids);
     assert!(cp.is_revoked("jti-1"));
     assert!(!cp.is_revoked("jti-old"), "expired revocations are dropped");
+    assert!(cp.is_certificate_denied(ward_core::X509_SERIAL, "4a0b", t));
+    assert!(cp.is_certificate_denied(ward_core::SPIFFE_ID, "spiffe://td/x", t));
+    assert!(!cp.is_certificate_denied(ward_core::SPIFFE_ID, "spiffe://td/x", t + 100), "until its end");
+    let pushed = std::sync::Arc::new(ward_core::LocalRevocations::new());
+    let cp = cp.with_revocations(pushed.clone());
+    assert!(ward_core::RevocationList::is_revoked(&*pushed, ward_core::X509_SERIAL, "4a0b"), "pushed at start");
     assert!(cp.delete_client("billing").unwrap());
     assert!(cp.client_ids().is_empty());
 }

@@ -16,5 +16,5 @@ pub use decision::{Decision, Effect, ReasonCode};
 pub use duration::{DurationParseError, parse_duration};
 pub use identity::{Claims, Identity, Principal};
 pub use request_id::RequestId;
-pub use revocation::{LocalRevocations, RevocationList};
+pub use revocation::{LocalRevocations, RevocationList, SPIFFE_ID, X509_SERIAL};
 pub use spiffe::{SpiffeId, SpiffeIdError};

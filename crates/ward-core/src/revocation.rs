@@ -10,7 +10,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::RwLock;
 
-/// Token ids (`jti`, per issuer) that must no longer be accepted.
+/// The namespace (in place of an issuer) of certificates denied by serial
+/// number (lower-case hex).
+pub const X509_SERIAL: &str = "x509-serial";
+/// The namespace of certificates denied by SPIFFE ID.
+pub const SPIFFE_ID: &str = "spiffe-id";
+
+/// Token ids (`jti`, per issuer) that must no longer be accepted — and
+/// certificates, under the [`X509_SERIAL`] and [`SPIFFE_ID`] namespaces.
 pub trait RevocationList: Send + Sync + fmt::Debug {
     /// Whether `issuer`'s token `jti` is revoked.
     fn is_revoked(&self, issuer: &str, jti: &str) -> bool;

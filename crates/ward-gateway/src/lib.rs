@@ -119,7 +119,7 @@ impl Gateway {
         config: &Config,
         revocations: Option<Arc<dyn ward_core::RevocationList>>,
     ) -> Result<Self, GatewayError> {
-        let tls = Arc::new(ServerTls::new(&config.gateway.tls)?);
+        let tls = Arc::new(ServerTls::with_denylist(&config.gateway.tls, revocations.clone())?);
         let authn = keys::authenticator(config).await?;
         let log = audit::open_log(&config.audit)?;
         let audit: Arc<dyn AuditSink> = Arc::clone(&log) as Arc<dyn AuditSink>;

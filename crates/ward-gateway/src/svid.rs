@@ -90,11 +90,20 @@ pub(crate) struct ReloadingClientVerifier {
 }
 
 impl ReloadingClientVerifier {
-    pub(crate) fn new(bundle_file: PathBuf, trust_domain: String, optional: bool) -> Result<Self, String> {
+    pub(crate) fn new(
+        bundle_file: PathBuf,
+        trust_domain: String,
+        optional: bool,
+        denied: Option<Arc<dyn ward_core::RevocationList>>,
+    ) -> Result<Self, String> {
         let path = bundle_file.clone();
         let load: Loader<SpiffeClientVerifier> = Box::new(move || {
-            SpiffeClientVerifier::new(&read_bundle(&path)?, &trust_domain, optional, crate::tls::provider())
-                .map_err(|e| format!("{}: {e}", path.display()))
+            let v = SpiffeClientVerifier::new(&read_bundle(&path)?, &trust_domain, optional, crate::tls::provider())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(match &denied {
+                Some(list) => v.with_denylist(Arc::clone(list)),
+                None => v,
+            })
         });
         Ok(Self { inner: FileBacked::new("mTLS trust bundle", vec![bundle_file], load)?, mandatory: !optional })
     }

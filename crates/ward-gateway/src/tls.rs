@@ -93,6 +93,18 @@ impl ServerTls {
     /// # Errors
     /// [`GatewayError::Tls`] if the files are unusable.
     pub fn new(settings: &TlsSettings) -> Result<Self, GatewayError> {
+        Self::with_denylist(settings, None)
+    }
+
+    /// As [`Self::new`], refusing client certificates `denied` lists (by
+    /// serial or SPIFFE ID) on every new handshake.
+    ///
+    /// # Errors
+    /// [`GatewayError::Tls`] if the files are unusable.
+    pub fn with_denylist(
+        settings: &TlsSettings,
+        denied: Option<Arc<dyn ward_core::RevocationList>>,
+    ) -> Result<Self, GatewayError> {
         let key = load_certified_key(&settings.cert_file, &settings.key_file)?;
         let resolver = Arc::new(ReloadingResolver { current: ArcSwap::from_pointee(key) });
         let versions: &[&'static rustls::SupportedProtocolVersion] = match settings.min_version {
@@ -107,9 +119,13 @@ impl ServerTls {
             Some(m) => {
                 // The bundle is re-read when it changes (CA rotation).
                 let optional = m.mode == ward_config::MtlsMode::Permissive;
-                let verifier =
-                    crate::svid::ReloadingClientVerifier::new(m.bundle_file.clone(), m.trust_domain.clone(), optional)
-                        .map_err(GatewayError::Tls)?;
+                let verifier = crate::svid::ReloadingClientVerifier::new(
+                    m.bundle_file.clone(),
+                    m.trust_domain.clone(),
+                    optional,
+                    denied,
+                )
+                .map_err(GatewayError::Tls)?;
                 builder.with_client_cert_verifier(Arc::new(verifier))
             }
         };

@@ -64,6 +64,8 @@ pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, SvidError> {
 pub struct SpiffeClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     trust_domain: String,
+    /// Certificates denied by serial or SPIFFE ID (pushed by the control plane).
+    denied: Option<Arc<dyn ward_core::RevocationList>>,
 }
 
 impl SpiffeClientVerifier {
@@ -88,8 +90,26 @@ impl SpiffeClientVerifier {
         let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
         let builder = if optional { builder.allow_unauthenticated() } else { builder };
         let inner = builder.build().map_err(|e| e.to_string())?;
-        Ok(Self { inner, trust_domain: trust_domain.to_owned() })
+        Ok(Self { inner, trust_domain: trust_domain.to_owned(), denied: None })
     }
+
+    /// Also refuse certificates `list` denies, by serial
+    /// ([`ward_core::X509_SERIAL`], lower-case hex) or by SPIFFE ID
+    /// ([`ward_core::SPIFFE_ID`]).
+    #[must_use]
+    pub fn with_denylist(mut self, list: Arc<dyn ward_core::RevocationList>) -> Self {
+        self.denied = Some(list);
+        self
+    }
+}
+
+/// The serial number of a certificate (DER), lower-case hex.
+///
+/// # Errors
+/// [`SvidError::Unparsable`].
+pub fn serial_of(der: &[u8]) -> Result<String, SvidError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| SvidError::Unparsable)?;
+    Ok(cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl ClientCertVerifier for SpiffeClientVerifier {
@@ -117,6 +137,12 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         let id = spiffe_id_of(end_entity).map_err(refuse)?;
         if id.trust_domain() != self.trust_domain {
             return Err(refuse(SvidError::OtherTrustDomain(id.to_string())));
+        }
+        if let Some(list) = &self.denied {
+            let serial = serial_of(end_entity).map_err(refuse)?;
+            if list.is_revoked(ward_core::X509_SERIAL, &serial) || list.is_revoked(ward_core::SPIFFE_ID, id.as_str()) {
+                return Err(Error::InvalidCertificate(CertificateError::Revoked));
+            }
         }
         Ok(verified)
     }
