@@ -10,17 +10,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-struct Control(Child);
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::process::Command;
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> std::process::Output {
     Command::new(program)
@@ -31,7 +21,7 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> std::process::Output {
 }
 
 fn ward(dir: &Path, args: &[&str]) -> std::process::Output {
-    run(dir, env!("CARGO_BIN_EXE_ward"), args)
+    common::ward_cli(dir, args)
 }
 
 fn mode(path: &Path) -> u32 {
@@ -63,20 +53,7 @@ fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
     assert!(!again.status.success(), "an existing CA is never overwritten");
     assert!(!ward(d, &["ca", "init", "--trust-domain", "Prod.Example.org", "--dir", "ca2"]).status.success());
 
-    let child = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["control", "--config", "ward.toml"])
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let control = Control(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let control = common::ControlProcess::start(d, port);
     let cfg = ["--config", "ward.toml", "--ca", "ca.crt"];
 
     // A new key pair, returned once.

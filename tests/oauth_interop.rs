@@ -12,17 +12,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-struct Control(Child);
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn python_ready() {
     let ok = Command::new("python3")
@@ -160,7 +151,7 @@ upstream = "u"
 }
 
 fn ward(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ward")).args(args).current_dir(dir).output().unwrap()
+    common::ward_cli(dir, args)
 }
 
 #[test]
@@ -170,20 +161,7 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     // `ward control` binds the port itself: take a free one from the kernel first.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     write_config(dir.path(), port);
-    let child = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["control", "--config", "ward.toml"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _control = Control(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _control = common::ControlProcess::start(dir.path(), port);
 
     let cfg = ["--config", "ward.toml", "--ca", "ca.crt"];
     let out = ward(

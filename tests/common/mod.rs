@@ -293,3 +293,38 @@ pub fn read_log(dir: &Path) -> Vec<Value> {
         })
         .collect()
 }
+
+/// `ward control --config ward.toml` started in `dir`, killed when dropped.
+pub struct ControlProcess(std::process::Child);
+
+impl ControlProcess {
+    /// Start it and wait until `port` (its configured listener) accepts.
+    pub fn start(dir: &Path, port: u16) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["control", "--config", "ward.toml"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for ControlProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Run the `ward` binary in `dir`.
+pub fn ward_cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ward")).args(args).current_dir(dir).output().unwrap()
+}
