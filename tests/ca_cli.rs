@@ -64,6 +64,11 @@ fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
     let bundle = run(d, "curl", &["-sS", "--cacert", "ca.crt", &format!("https://localhost:{port}/ca/bundle.pem")]);
     assert_eq!(bundle.stdout, std::fs::read(d.join("ca/bundle.pem")).unwrap(), "the published bundle is the root");
     std::fs::write(d.join("fetched-bundle.pem"), &bundle.stdout).unwrap();
+    let jwks =
+        run(d, "curl", &["-sS", "--cacert", "ca.crt", &format!("https://localhost:{port}/.well-known/spiffe-bundle")]);
+    let jwks: serde_json::Value = serde_json::from_slice(&jwks.stdout).unwrap();
+    assert_eq!((jwks["keys"][0]["use"].as_str(), jwks["keys"][0]["crv"].as_str()), (Some("x509-svid"), Some("P-256")));
+    assert!(jwks["spiffe_sequence"].as_u64().is_some() && jwks["keys"][0]["x5c"][0].as_str().is_some());
     let verify = |cert: &str| {
         let v = run(
             d,

@@ -358,7 +358,7 @@ pub(crate) async fn issue_certificate(
         return bad_request(&format!("{id} is denied: no certificates for it"));
     }
     let ttl = v["ttl"].as_u64().map_or(ward_pki::ca::DEFAULT_SVID_TTL, std::time::Duration::from_secs);
-    let issuer = &ca.0;
+    let issuer = &ca.issuer;
     let issued = match v["csr"].as_str() {
         Some(csr) => issuer.issue_for_csr(&id, csr, ttl).map(|svid| (svid, None)),
         None => issuer.issue(&id, ttl).map(|(svid, key)| (svid, Some(key))),

@@ -53,6 +53,7 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/ca/reload", post(admin_api::reload_ca))
         .route("/admin/certs/revoke", post(admin_api::revoke_certificate))
         .route("/ca/bundle.pem", get(ca_bundle))
+        .route("/.well-known/spiffe-bundle", get(spiffe_bundle))
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))
         .route("/admin/tokens/revoke", post(admin_api::revoke_token))
         .layer(DefaultBodyLimit::max(MAX_FORM))
@@ -285,9 +286,22 @@ async fn jwks(State(cp): State<Arc<ControlPlane>>) -> Response {
 async fn ca_bundle(State(cp): State<Arc<ControlPlane>>) -> Response {
     match cp.ca.load_full() {
         Some(ca) => {
-            let mut r = (StatusCode::OK, ca.1.clone()).into_response();
+            let mut r = (StatusCode::OK, ca.bundle_pem.clone()).into_response();
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+            r
+        }
+        None => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),
+    }
+}
+
+/// The trust bundle in the SPIFFE bundle format (a JWK set of `x509-svid` keys).
+async fn spiffe_bundle(State(cp): State<Arc<ControlPlane>>) -> Response {
+    match cp.ca.load_full() {
+        Some(ca) => {
+            let mut r = bytes_response(StatusCode::OK, bytes::Bytes::from(ca.spiffe_bundle.clone()));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+            r.headers_mut().remove(header::PRAGMA);
             r
         }
         None => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),

@@ -153,10 +153,31 @@ pub struct ControlPlane {
     flows: flows::Flows,
     /// The trust domain's CA directory, if configured.
     ca_dir: Option<ca::CaDir>,
-    /// Its intermediate, ready to sign, and the trust bundle (PEM).
-    ca: arc_swap::ArcSwapOption<(ward_pki::ca::SvidIssuer, String)>,
+    /// Its intermediate, ready to sign, and the trust bundle.
+    ca: arc_swap::ArcSwapOption<LoadedCa>,
     /// Denied certificates: (namespace, serial or SPIFFE ID) → until.
     denied_certs: ArcSwap<HashMap<(String, String), u64>>,
+}
+
+/// The CA as the control plane holds it.
+#[derive(Debug)]
+pub(crate) struct LoadedCa {
+    pub issuer: ward_pki::ca::SvidIssuer,
+    /// The trust bundle, PEM.
+    pub bundle_pem: String,
+    /// The same in the SPIFFE bundle format (JSON).
+    pub spiffe_bundle: String,
+}
+
+impl LoadedCa {
+    fn load(dir: &ca::CaDir) -> Result<Self, ControlError> {
+        let (issuer, bundle_pem) = dir.load()?;
+        // The sequence grows with every load (SPIFFE Trust Domain and Bundle §4.1.2).
+        let spiffe_bundle = ward_pki::ca::spiffe_bundle(&bundle_pem, now(), 300)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?
+            .to_string();
+        Ok(Self { issuer, bundle_pem, spiffe_bundle })
+    }
 }
 
 /// A token Ward issued whose signature and issuer were verified: its claims,
@@ -252,7 +273,7 @@ impl ControlPlane {
     /// # Errors
     /// [`ControlError`] when the CA does not load.
     pub fn with_ca(mut self, dir: ca::CaDir) -> Result<Self, ControlError> {
-        self.ca.store(Some(Arc::new(dir.load()?)));
+        self.ca.store(Some(Arc::new(LoadedCa::load(&dir)?)));
         self.ca_dir = Some(dir);
         Ok(self)
     }
@@ -264,7 +285,7 @@ impl ControlPlane {
     /// [`ControlError`] when there is no CA or it does not load (the previous one stays).
     pub fn reload_ca(&self) -> Result<String, ControlError> {
         let dir = self.ca_dir.as_ref().ok_or_else(|| ControlError::Invalid("this control plane runs no CA".into()))?;
-        self.ca.store(Some(Arc::new(dir.load()?)));
+        self.ca.store(Some(Arc::new(LoadedCa::load(dir)?)));
         Ok(dir.intermediate_fingerprint())
     }
 

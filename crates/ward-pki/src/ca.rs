@@ -283,3 +283,72 @@ mod tests {
         );
     }
 }
+
+/// The trust bundle in the SPIFFE bundle format (SPIFFE Trust Domain and
+/// Bundle §4: a JWK set whose keys have `use: x509-svid` and carry the CA
+/// certificate in `x5c`), for federation and for SPIFFE-aware clients that
+/// read bundles as JSON. Only P-256 CA keys are expressed (Ward's CA makes
+/// nothing else); others are an error rather than silently left out.
+///
+/// # Errors
+/// [`PkiError::BadName`] for a PEM that does not parse or a key that is not P-256.
+pub fn spiffe_bundle(bundle_pem: &str, sequence: u64, refresh_hint_secs: u64) -> Result<serde_json::Value, PkiError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    const P256: &str = "1.2.840.10045.3.1.7";
+    let bad = |why: &str| PkiError::BadName(format!("trust bundle: {why}"));
+    let mut keys = Vec::new();
+    for der in CertificateDer::pem_slice_iter(bundle_pem.as_bytes()) {
+        let der = der.map_err(|e| bad(&e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| bad(&e.to_string()))?;
+        let spki = cert.public_key();
+        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+        let point = &spki.subject_public_key.data;
+        if curve.as_deref() != Some(P256) || point.len() != 65 || point[0] != 4 {
+            return Err(bad("only uncompressed P-256 CA keys are supported"));
+        }
+        keys.push(serde_json::json!({
+            "use": "x509-svid",
+            "kty": "EC",
+            "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+            "x5c": [STANDARD.encode(der.as_ref())],
+        }));
+    }
+    if keys.is_empty() {
+        return Err(bad("no certificate"));
+    }
+    Ok(serde_json::json!({ "keys": keys, "spiffe_sequence": sequence, "spiffe_refresh_hint": refresh_hint_secs }))
+}
+
+#[cfg(test)]
+mod bundle_tests {
+    use super::*;
+
+    #[test]
+    fn the_spiffe_bundle_carries_the_roots_as_x509_svid_keys() {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let ca = init("example.org").unwrap();
+        let other = init("example.org").unwrap();
+        let pem = format!("{}{}", ca.root.cert_pem, other.root.cert_pem);
+        let b = spiffe_bundle(&pem, 7, 300).unwrap();
+        assert_eq!((b["spiffe_sequence"].as_u64(), b["spiffe_refresh_hint"].as_u64()), (Some(7), Some(300)));
+        let keys = b["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2);
+        let root_key = KeyPair::from_pem(&ca.root.key_pem).unwrap();
+        let raw = root_key.public_key_raw();
+        assert_eq!(keys[0]["use"], "x509-svid");
+        assert_eq!(URL_SAFE_NO_PAD.decode(keys[0]["x"].as_str().unwrap()).unwrap(), &raw[1..33]);
+        assert_eq!(URL_SAFE_NO_PAD.decode(keys[0]["y"].as_str().unwrap()).unwrap(), &raw[33..65]);
+        let der = STANDARD.decode(keys[0]["x5c"][0].as_str().unwrap()).unwrap();
+        let expected = rustls_pki_types::pem::PemObject::from_pem_slice(ca.root.cert_pem.as_bytes())
+            .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
+            .unwrap();
+        assert_eq!(der, expected);
+        assert!(spiffe_bundle("", 1, 1).is_err());
+    }
+}
