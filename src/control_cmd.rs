@@ -85,6 +85,18 @@ pub fn unix_now() -> u64 {
     ward_control::now()
 }
 
+/// `ward cert join-token`: the token alone on a line.
+///
+/// # Errors
+/// A message naming the problem.
+pub async fn join_token(target: &AdminTarget, spiffe_id: &str, ttl: u64) -> Result<String, String> {
+    let body = json!({"spiffe_id": spiffe_id, "ttl": ttl});
+    match target.call(reqwest::Method::POST, "/admin/join-tokens", Some(body)).await? {
+        (201, v) => v["join_token"].as_str().map(|t| format!("{t}\n")).ok_or_else(|| "no token in the answer".into()),
+        (s, v) => Err(failed(s, &v)),
+    }
+}
+
 /// `ward cert revoke`.
 ///
 /// # Errors

@@ -241,6 +241,15 @@ enum CertCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// A one-time token with which a workload gets its first SVID over its own CSR (POST /svid/join); printed alone.
+    JoinToken {
+        /// The SPIFFE ID the workload will get.
+        #[arg(long)]
+        spiffe_id: String,
+        /// How long the token may wait to be used, e.g. 10m (at most 24h).
+        #[arg(long, default_value = "10m")]
+        ttl: String,
+    },
     /// Deny one certificate (--serial, hex) or every certificate of a workload (--spiffe-id); gateways refuse it on
     /// their next handshake, and the CA issues nothing more for a denied SPIFFE ID.
     Revoke {
@@ -698,6 +707,10 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                     control_cmd::token_issue(&target, &client, scope.as_deref(), &aud).await
                 }
                 AdminCommand::Token(TokenCommand::Issue { .. }) => Err("give --client or --sub".into()),
+                AdminCommand::Cert(CertCommand::JoinToken { spiffe_id, ttl }) => {
+                    let ttl = parse_duration(&ttl).map_err(|e| format!("--ttl: {e}"))?.as_secs();
+                    control_cmd::join_token(&target, &spiffe_id, ttl).await
+                }
                 AdminCommand::Cert(CertCommand::Revoke { serial, spiffe_id, r#for }) => {
                     let until = r#for
                         .map(|f| parse_duration(&f).map_err(|e| format!("--for: {e}")))

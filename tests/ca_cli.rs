@@ -119,6 +119,42 @@ fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
     let text = String::from_utf8(run(d, "openssl", &["x509", "-in", "w.crt", "-noout", "-text"]).stdout).unwrap();
     assert!(text.contains(&format!("URI:{id2}")) && !text.contains("ignored"), "Ward's names, not the CSR's");
 
+    // A workload joins with a one-time token and its own CSR (curl speaks for it).
+    let token =
+        ward(d, &[&["cert", "join-token", "--spiffe-id", "spiffe://prod.example.org/batch"][..], &cfg[..]].concat());
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("wjt_"));
+    let csr = std::fs::read_to_string(d.join("w.csr")).unwrap();
+    std::fs::write(d.join("join.json"), serde_json::json!({"join_token": token, "csr": csr}).to_string()).unwrap();
+    let join = || {
+        run(
+            d,
+            "curl",
+            &[
+                "-sS",
+                "--cacert",
+                "ca.crt",
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                "@join.json",
+                "-w",
+                "\n%{http_code}",
+                &format!("https://localhost:{port}/svid/join"),
+            ],
+        )
+    };
+    let first = String::from_utf8(join().stdout).unwrap();
+    let (body, code) = first.rsplit_once('\n').unwrap();
+    assert_eq!(code, "201", "{body}");
+    let joined: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(joined["spiffe_id"], "spiffe://prod.example.org/batch");
+    std::fs::write(d.join("batch.crt"), joined["certificate_chain"].as_str().unwrap()).unwrap();
+    assert_eq!(verify("batch.crt"), "batch.crt: OK");
+    let again = String::from_utf8(join().stdout).unwrap();
+    assert!(again.ends_with("\n401"), "a join token is single-use: {again}");
+
     // The intermediate rotates: new SVIDs come from the new one, old ones still verify.
     let before = std::fs::read_to_string(d.join("ca/intermediate.crt")).unwrap();
     let rotated = ward(d, &[&["ca", "rotate"][..], &cfg[..]].concat());
@@ -176,9 +212,12 @@ fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
         [
             (format!("x509-svid {id}"), "issued".to_owned()),
             (format!("x509-svid {id2}"), "issued".to_owned()),
+            ("x509-svid spiffe://prod.example.org/batch".to_owned(), "issued".to_owned()),
             (format!("x509-svid {id}"), "issued".to_owned()),
         ]
     );
+    let refused_joins = common::read_log(&d.join("audit")).iter().filter(|r| r["reason"] == "join_refused").count();
+    assert_eq!(refused_joins, 1, "the reused token is audited");
     let rotations = common::read_log(&d.join("audit"))
         .iter()
         .filter(|r| r["key_change"]["key"] == "ca_intermediate" && r["key_change"]["outcome"] == "rotated")

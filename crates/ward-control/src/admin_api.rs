@@ -447,3 +447,98 @@ pub(crate) async fn revoke_certificate(
         _ => unavailable(),
     }
 }
+
+/// Longest a join token may wait to be used.
+const MAX_JOIN_TTL: u64 = 24 * 3600;
+
+/// `POST /admin/join-tokens` `{spiffe_id, ttl?}`: a one-time token (10
+/// minutes by default) with which a workload gets an SVID for `spiffe_id`
+/// over its own CSR (`POST /svid/join`). Stored only as a hash.
+pub(crate) async fn create_join_token(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/admin/join-tokens");
+    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
+        return *r;
+    }
+    let Some(ca) = cp.ca.load_full() else {
+        return bad_request("this control plane runs no CA ([control] trust_domain)");
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
+    let id = match v["spiffe_id"].as_str().map(ward_core::SpiffeId::parse) {
+        Some(Ok(id)) if id.trust_domain() == ca.issuer.trust_domain() => id,
+        Some(Ok(id)) => return bad_request(&format!("{id} is not in trust domain {}", ca.issuer.trust_domain())),
+        Some(Err(e)) => return bad_request(&format!("spiffe_id: {e}")),
+        None => return bad_request("spiffe_id missing"),
+    };
+    let ttl = v["ttl"].as_u64().unwrap_or(600);
+    if ttl == 0 || ttl > MAX_JOIN_TTL {
+        return bad_request(&format!("ttl must be 1..={MAX_JOIN_TTL} seconds"));
+    }
+    let Ok((token, hash)) = ward_issuer::opaque::generate("wjt_") else { return unavailable() };
+    let expires = now() + ttl;
+    let (cp2, id2) = (Arc::clone(&cp), id.as_str().to_owned());
+    match tokio::task::spawn_blocking(move || cp2.store.put_join_token(&hash, &id2, expires)).await {
+        Ok(Ok(())) => {
+            let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201));
+            json_response(
+                StatusCode::CREATED,
+                &json!({"join_token": token.as_str(), "spiffe_id": id.as_str(), "expires": expires}),
+            )
+        }
+        _ => unavailable(),
+    }
+}
+
+/// `POST /svid/join` `{join_token, csr, ttl?}`: a workload's first SVID,
+/// over its own key (the CSR's), for the SPIFFE ID the one-time token was
+/// made for. The token is spent whatever the outcome.
+pub(crate) async fn join(State(cp): State<Arc<ControlPlane>>, ext: axum::http::Extensions, body: Bytes) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/svid/join");
+    let refuse = |why: &str, status: StatusCode| {
+        let id = request_id();
+        tracing::info!(request_id = %id, reason = why, "SVID join refused");
+        let _ = audit(&cp, &ext, &id, Event::new(WHAT, ward_core::ReasonCode::JoinRefused, status.as_u16()));
+        let word = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "bad_request" };
+        json_response(status, &json!({"error": word, "request_id": id}))
+    };
+    let Some(ca) = cp.ca.load_full() else { return refuse("no CA", StatusCode::NOT_FOUND) };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return refuse("not JSON", StatusCode::BAD_REQUEST) };
+    let (Some(token), Some(csr)) = (v["join_token"].as_str(), v["csr"].as_str()) else {
+        return refuse("join_token and csr required", StatusCode::BAD_REQUEST);
+    };
+    let hash = ward_issuer::opaque::hash(token);
+    let cp2 = Arc::clone(&cp);
+    let spiffe_id = match tokio::task::spawn_blocking(move || cp2.store.take_join_token(&hash, now())).await {
+        Ok(Ok(Some(id))) => id,
+        Ok(Ok(None)) => return refuse("unknown, used or expired join token", StatusCode::UNAUTHORIZED),
+        _ => return unavailable(),
+    };
+    let Ok(id) = ward_core::SpiffeId::parse(&spiffe_id) else { return unavailable() };
+    if cp.is_certificate_denied(ward_core::SPIFFE_ID, id.as_str(), now()) {
+        return refuse("denied SPIFFE ID", StatusCode::UNAUTHORIZED);
+    }
+    let ttl = v["ttl"].as_u64().map_or(ward_pki::ca::DEFAULT_SVID_TTL, std::time::Duration::from_secs);
+    let svid = match ca.issuer.issue_for_csr(&id, csr, ttl) {
+        Ok(s) => s,
+        Err(e) => return refuse(&e.to_string(), StatusCode::BAD_REQUEST),
+    };
+    let event = Event::new(WHAT, ward_core::ReasonCode::CertificateIssued, 201).issued(id.as_str(), &svid.serial);
+    let Ok(index) = audit(&cp, &ext, &request_id(), event) else { return unavailable() };
+    if !crate::http_api::durable(&cp, index).await {
+        return unavailable();
+    }
+    json_response(
+        StatusCode::CREATED,
+        &json!({
+            "spiffe_id": id.as_str(),
+            "certificate_chain": svid.chain_pem,
+            "serial": svid.serial,
+            "not_after": svid.not_after.unix_timestamp(),
+            "bundle": ca.bundle_pem,
+        }),
+    )
+}

@@ -52,6 +52,8 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/certs", post(admin_api::issue_certificate))
         .route("/admin/ca/reload", post(admin_api::reload_ca))
         .route("/admin/certs/revoke", post(admin_api::revoke_certificate))
+        .route("/admin/join-tokens", post(admin_api::create_join_token))
+        .route("/svid/join", post(admin_api::join))
         .route("/ca/bundle.pem", get(ca_bundle))
         .route("/.well-known/spiffe-bundle", get(spiffe_bundle))
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))

@@ -24,6 +24,8 @@ const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("signing_keys");
 const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked_jti");
 /// Denied certificates: `<namespace>\n<serial or SPIFFE ID>` → until.
 const REVOKED_CERTS: TableDefinition<&str, u64> = TableDefinition::new("revoked_certs");
+/// One-time join tokens by the hex SHA-256 of the token: `<expiry>\n<SPIFFE ID>`.
+const JOIN_TOKENS: TableDefinition<&str, &str> = TableDefinition::new("join_tokens");
 const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
 /// Refresh tokens by the hex SHA-256 of the token.
 const REFRESH: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_tokens");
@@ -200,6 +202,7 @@ impl Store {
         txn.open_table(KEYS).map_err(err)?;
         txn.open_table(REVOKED).map_err(err)?;
         txn.open_table(REVOKED_CERTS).map_err(err)?;
+        txn.open_table(JOIN_TOKENS).map_err(err)?;
         txn.open_table(USERS).map_err(err)?;
         txn.open_table(REFRESH).map_err(err)?;
         txn.open_table(FAMILIES).map_err(err)?;
@@ -357,6 +360,36 @@ impl Store {
             .into_iter()
             .filter_map(|(k, until)| k.split_once('\n').map(|(ns, v)| (ns.to_owned(), v.to_owned(), until)))
             .collect())
+    }
+
+    /// Hold a join token (by its hash) for `spiffe_id` until `expires`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn put_join_token(&self, hash: &[u8; 32], spiffe_id: &str, expires: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        let value = format!("{expires}\n{spiffe_id}");
+        txn.open_table(JOIN_TOKENS).map_err(err)?.insert(hex(hash).as_str(), value.as_str()).map_err(err)?;
+        txn.commit().map_err(err)
+    }
+
+    /// Take a join token out (single use): its SPIFFE ID, if it existed and
+    /// had not expired at `now`. Expired tokens are dropped on the way.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn take_join_token(&self, hash: &[u8; 32], now: u64) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        let found = {
+            let mut table = txn.open_table(JOIN_TOKENS).map_err(err)?;
+            let taken = table.remove(hex(hash).as_str()).map_err(err)?.map(|v| v.value().to_owned());
+            taken.and_then(|v| {
+                let (expires, id) = v.split_once('\n')?;
+                (expires.parse::<u64>().ok()? > now).then(|| id.to_owned())
+            })
+        };
+        txn.commit().map_err(err)?;
+        Ok(found)
     }
 
     fn put_until(&self, table: TableDefinition<&str, u64>, key: &str, until: u64) -> Result<(), StoreError> {

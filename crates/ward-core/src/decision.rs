@@ -124,6 +124,8 @@ pub enum ReasonCode {
     SessionEnded,
     /// The CA issued a certificate (an X.509-SVID).
     CertificateIssued,
+    /// A workload's request for an SVID was refused (bad or used join token, bad CSR, denied ID).
+    JoinRefused,
 }
 
 impl ReasonCode {
@@ -182,6 +184,7 @@ impl ReasonCode {
             Self::LoginRequired => "login_required",
             Self::SessionEnded => "session_ended",
             Self::CertificateIssued => "certificate_issued",
+            Self::JoinRefused => "join_refused",
         }
     }
 
