@@ -172,7 +172,17 @@ pub async fn start(
     revocations: Option<Arc<dyn ward_core::RevocationList>>,
 ) -> Result<RunningControl, String> {
     let c = config.control.as_ref().ok_or("no [control] section in the configuration")?;
-    let tls = ward_gateway::ServerTls::new(&config.gateway.tls).map_err(|e| e.to_string())?;
+    // With a CA, clients may present an SVID of the trust domain (optional:
+    // token endpoints do not need one; `/svid/renew` does).
+    let mut tls_settings = config.gateway.tls.clone();
+    if let Some(td) = &c.trust_domain {
+        tls_settings.mtls = Some(ward_config::MtlsSettings {
+            mode: ward_config::MtlsMode::Permissive,
+            bundle_file: c.ca_dir.join(ward_control::ca::files::BUNDLE),
+            trust_domain: td.clone(),
+        });
+    }
+    let tls = ward_gateway::ServerTls::with_denylist(&tls_settings, revocations.clone()).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(listen.unwrap_or(c.listen))
         .await
         .map_err(|e| format!("control plane: {}: {e}", listen.unwrap_or(c.listen)))?;

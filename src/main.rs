@@ -8,6 +8,7 @@
 //! - `ward audit …`: checkpoints, proofs, verification and reading of the audit log.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod audit_cmd;
 mod control_cmd;
 mod init;
@@ -73,6 +74,27 @@ enum Command {
         target: ControlTarget,
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Keep a workload's SVID fresh on disk: join with a one-time token, then renew at half-life over mTLS.
+    Agent {
+        /// The control plane, e.g. https://127.0.0.1:9443.
+        #[arg(long)]
+        control: String,
+        /// The CA certificate the control plane's TLS certificate chains to.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Where svid.key (0600), svid.crt and bundle.pem are kept.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A file with a join token (`ward cert join-token`), for the first SVID.
+        #[arg(long)]
+        join_token_file: Option<PathBuf>,
+        /// Requested SVID lifetime, e.g. 1h (default: the CA's).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Get or renew once, then exit.
+        #[arg(long)]
+        once: bool,
     },
     /// The trust domain's CA: `ward ca init` makes the root and intermediate.
     Ca {
@@ -448,6 +470,17 @@ fn main() -> ExitCode {
         Command::User { target, command } => return admin_cli(target, AdminCommand::User(command)),
         Command::Keys { target, command } => return admin_cli(target, AdminCommand::Keys(command)),
         Command::Cert { target, command } => return admin_cli(target, AdminCommand::Cert(command)),
+        Command::Agent { control, ca, dir, join_token_file, ttl, once } => (|| {
+            let ttl =
+                ttl.map(|t| parse_duration(&t).map(|d| d.as_secs())).transpose().map_err(|e| format!("--ttl: {e}"))?;
+            let opts = agent::AgentOptions { control, ca_file: ca, dir, join_token_file, ttl, once };
+            control_runtime()?.block_on(async move {
+                tokio::select! {
+                    r = agent::run(opts) => r,
+                    () = terminated() => Ok(()),
+                }
+            })
+        })(),
         Command::Ca { target, command: CaCommand::Init { trust_domain, dir } } => {
             control_cmd::ca_init(&dir.unwrap_or_else(|| target.data_dir.join("ca")), &trust_domain)
                 .map(|said| write_stdout(&said))

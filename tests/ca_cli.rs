@@ -196,10 +196,49 @@ fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
     );
     assert_eq!(String::from_utf8_lossy(&anonymous.stdout), "401");
 
+    // `ward agent`: joins with a token, then renews over mTLS at half-life (4 s SVIDs here).
+    let agent_id = "spiffe://prod.example.org/agent";
+    let token = ward(d, &[&["cert", "join-token", "--spiffe-id", agent_id][..], &cfg[..]].concat());
+    std::fs::write(d.join("token.txt"), &token.stdout).unwrap();
+    let base = format!("https://localhost:{port}");
+    let agent_args = ["agent", "--control", &base, "--ca", "ca.crt", "--dir", "svid", "--ttl", "4s"];
+    let joined = ward(d, &[&agent_args[..], &["--join-token-file", "token.txt", "--once"][..]].concat());
+    assert!(joined.status.success(), "{}", String::from_utf8_lossy(&joined.stderr));
+    assert_eq!(mode(&d.join("svid/svid.key")), 0o600);
+    assert_eq!(verify("svid/svid.crt"), "svid/svid.crt: OK");
+    let first = std::fs::read_to_string(d.join("svid/svid.crt")).unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(agent_args)
+        .current_dir(d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = vec![first];
+    let started = std::time::Instant::now();
+    while seen.len() < 3 && started.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let now = std::fs::read_to_string(d.join("svid/svid.crt")).unwrap_or_default();
+        if !now.is_empty() && seen.last() != Some(&now) {
+            assert_eq!(verify("svid/svid.crt"), "svid/svid.crt: OK", "every renewed SVID verifies");
+            seen.push(now);
+        }
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(seen.len() >= 3, "the agent renewed twice within 10 s ({} versions)", seen.len());
+
     drop(control);
+    let agent_issuances = common::read_log(&d.join("audit"))
+        .iter()
+        .filter(|r| r["key_change"]["key"] == format!("x509-svid {agent_id}").as_str())
+        .count();
+    assert!(agent_issuances >= 3, "the join and the renewals are audited ({agent_issuances})");
     let issued: Vec<(String, String)> = common::read_log(&d.join("audit"))
         .iter()
-        .filter(|r| r["reason"] == "certificate_issued")
+        .filter(|r| {
+            r["reason"] == "certificate_issued" && r["key_change"]["key"] != format!("x509-svid {agent_id}").as_str()
+        })
         .map(|r| {
             (
                 r["key_change"]["key"].as_str().unwrap().to_owned(),

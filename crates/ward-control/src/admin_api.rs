@@ -518,17 +518,61 @@ pub(crate) async fn join(State(cp): State<Arc<ControlPlane>>, ext: axum::http::E
         _ => return unavailable(),
     };
     let Ok(id) = ward_core::SpiffeId::parse(&spiffe_id) else { return unavailable() };
+    issue_to_workload(&cp, &ext, WHAT, &ca, &id, csr, v["ttl"].as_u64()).await
+}
+
+/// `POST /svid/renew` `{csr, ttl?}` over mTLS with a valid SVID: a new SVID
+/// for the same SPIFFE ID over a new key (`ward agent` calls this at
+/// half-life).
+pub(crate) async fn renew(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    axum::Extension(peer): axum::Extension<crate::http_api::PeerSvid>,
+    body: Bytes,
+) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/svid/renew");
+    let Some(ca) = cp.ca.load_full() else {
+        return json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"}));
+    };
+    let Some(id) = peer.0 else {
+        let id = request_id();
+        let _ = audit(&cp, &ext, &id, Event::new(WHAT, ward_core::ReasonCode::JoinRefused, 401));
+        return json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "request_id": id}));
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
+    let Some(csr) = v["csr"].as_str() else { return bad_request("csr missing") };
+    issue_to_workload(&cp, &ext, WHAT, &ca, &id, csr, v["ttl"].as_u64()).await
+}
+
+/// Issue `id` an SVID over `csr` for a workload (join or renewal): refused
+/// for a denied ID or a bad CSR, released once the issuance is durable.
+async fn issue_to_workload(
+    cp: &ControlPlane,
+    ext: &axum::http::Extensions,
+    what: (&str, &str),
+    ca: &crate::LoadedCa,
+    id: &ward_core::SpiffeId,
+    csr: &str,
+    ttl: Option<u64>,
+) -> Response {
+    let refuse = |why: &str, status: StatusCode| {
+        let rid = request_id();
+        tracing::info!(request_id = %rid, reason = why, "SVID request refused");
+        let _ = audit(cp, ext, &rid, Event::new(what, ward_core::ReasonCode::JoinRefused, status.as_u16()));
+        let word = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "bad_request" };
+        json_response(status, &json!({"error": word, "request_id": rid}))
+    };
     if cp.is_certificate_denied(ward_core::SPIFFE_ID, id.as_str(), now()) {
         return refuse("denied SPIFFE ID", StatusCode::UNAUTHORIZED);
     }
-    let ttl = v["ttl"].as_u64().map_or(ward_pki::ca::DEFAULT_SVID_TTL, std::time::Duration::from_secs);
-    let svid = match ca.issuer.issue_for_csr(&id, csr, ttl) {
+    let ttl = ttl.map_or(ward_pki::ca::DEFAULT_SVID_TTL, std::time::Duration::from_secs);
+    let svid = match ca.issuer.issue_for_csr(id, csr, ttl) {
         Ok(s) => s,
         Err(e) => return refuse(&e.to_string(), StatusCode::BAD_REQUEST),
     };
-    let event = Event::new(WHAT, ward_core::ReasonCode::CertificateIssued, 201).issued(id.as_str(), &svid.serial);
-    let Ok(index) = audit(&cp, &ext, &request_id(), event) else { return unavailable() };
-    if !crate::http_api::durable(&cp, index).await {
+    let event = Event::new(what, ward_core::ReasonCode::CertificateIssued, 201).issued(id.as_str(), &svid.serial);
+    let Ok(index) = audit(cp, ext, &request_id(), event) else { return unavailable() };
+    if !crate::http_api::durable(cp, index).await {
         return unavailable();
     }
     json_response(

@@ -54,6 +54,7 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/certs/revoke", post(admin_api::revoke_certificate))
         .route("/admin/join-tokens", post(admin_api::create_join_token))
         .route("/svid/join", post(admin_api::join))
+        .route("/svid/renew", post(admin_api::renew))
         .route("/ca/bundle.pem", get(ca_bundle))
         .route("/.well-known/spiffe-bundle", get(spiffe_bundle))
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))
@@ -83,7 +84,15 @@ pub async fn serve(
                 tracing::debug!(%peer, "control plane TLS handshake failed");
                 return;
             };
-            let router = router.layer(axum::Extension(Peer(peer.ip())));
+            // A client that presented an SVID (the listener verifies it when the
+            // control plane runs a CA) may renew it.
+            let svid = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|leaf| ward_pki::verify::spiffe_id_of(leaf).ok());
+            let router = router.layer(axum::Extension(Peer(peer.ip()))).layer(axum::Extension(PeerSvid(svid)));
             let service = hyper_util::service::TowerToHyperService::new(router);
             let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
@@ -91,6 +100,10 @@ pub async fn serve(
         });
     }
 }
+
+/// The SPIFFE ID of the SVID the client presented, if any.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerSvid(pub Option<ward_core::SpiffeId>);
 
 /// The TCP peer of a connection (for the audit record's address HMAC).
 #[derive(Debug, Clone, Copy)]

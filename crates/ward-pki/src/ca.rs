@@ -200,6 +200,59 @@ impl SvidIssuer {
     }
 }
 
+/// The trust bundle in the SPIFFE bundle format (SPIFFE Trust Domain and
+/// Bundle §4: a JWK set whose keys have `use: x509-svid` and carry the CA
+/// certificate in `x5c`), for federation and for SPIFFE-aware clients that
+/// read bundles as JSON. Only P-256 CA keys are expressed (Ward's CA makes
+/// nothing else); others are an error rather than silently left out.
+///
+/// # Errors
+/// [`PkiError::BadName`] for a PEM that does not parse or a key that is not P-256.
+pub fn spiffe_bundle(bundle_pem: &str, sequence: u64, refresh_hint_secs: u64) -> Result<serde_json::Value, PkiError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    const P256: &str = "1.2.840.10045.3.1.7";
+    let bad = |why: &str| PkiError::BadName(format!("trust bundle: {why}"));
+    let mut keys = Vec::new();
+    for der in CertificateDer::pem_slice_iter(bundle_pem.as_bytes()) {
+        let der = der.map_err(|e| bad(&e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| bad(&e.to_string()))?;
+        let spki = cert.public_key();
+        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+        let point = &spki.subject_public_key.data;
+        if curve.as_deref() != Some(P256) || point.len() != 65 || point[0] != 4 {
+            return Err(bad("only uncompressed P-256 CA keys are supported"));
+        }
+        keys.push(serde_json::json!({
+            "use": "x509-svid",
+            "kty": "EC",
+            "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+            "x5c": [STANDARD.encode(der.as_ref())],
+        }));
+    }
+    if keys.is_empty() {
+        return Err(bad("no certificate"));
+    }
+    Ok(serde_json::json!({ "keys": keys, "spiffe_sequence": sequence, "spiffe_refresh_hint": refresh_hint_secs }))
+}
+
+/// A new P-256 key and a PKCS#10 request over it (for a workload joining or
+/// renewing; the request carries no names — the CA decides them).
+///
+/// # Errors
+/// [`PkiError`] if generation fails.
+pub fn key_and_csr() -> Result<(Zeroizing<String>, String), PkiError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    let csr = params.serialize_request(&key)?.pem()?;
+    Ok((Zeroizing::new(key.serialize_pem()), csr))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -282,46 +335,6 @@ mod tests {
                 .is_err()
         );
     }
-}
-
-/// The trust bundle in the SPIFFE bundle format (SPIFFE Trust Domain and
-/// Bundle §4: a JWK set whose keys have `use: x509-svid` and carry the CA
-/// certificate in `x5c`), for federation and for SPIFFE-aware clients that
-/// read bundles as JSON. Only P-256 CA keys are expressed (Ward's CA makes
-/// nothing else); others are an error rather than silently left out.
-///
-/// # Errors
-/// [`PkiError::BadName`] for a PEM that does not parse or a key that is not P-256.
-pub fn spiffe_bundle(bundle_pem: &str, sequence: u64, refresh_hint_secs: u64) -> Result<serde_json::Value, PkiError> {
-    use base64::Engine;
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    const P256: &str = "1.2.840.10045.3.1.7";
-    let bad = |why: &str| PkiError::BadName(format!("trust bundle: {why}"));
-    let mut keys = Vec::new();
-    for der in CertificateDer::pem_slice_iter(bundle_pem.as_bytes()) {
-        let der = der.map_err(|e| bad(&e.to_string()))?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| bad(&e.to_string()))?;
-        let spki = cert.public_key();
-        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
-        let point = &spki.subject_public_key.data;
-        if curve.as_deref() != Some(P256) || point.len() != 65 || point[0] != 4 {
-            return Err(bad("only uncompressed P-256 CA keys are supported"));
-        }
-        keys.push(serde_json::json!({
-            "use": "x509-svid",
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-            "x5c": [STANDARD.encode(der.as_ref())],
-        }));
-    }
-    if keys.is_empty() {
-        return Err(bad("no certificate"));
-    }
-    Ok(serde_json::json!({ "keys": keys, "spiffe_sequence": sequence, "spiffe_refresh_hint": refresh_hint_secs }))
 }
 
 #[cfg(test)]

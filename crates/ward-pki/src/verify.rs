@@ -247,6 +247,15 @@ impl rustls::client::danger::ServerCertVerifier for SpiffeServerVerifier {
     }
 }
 
+/// The validity period of a certificate (DER): not before, not after (unix seconds).
+///
+/// # Errors
+/// [`SvidError::Unparsable`].
+pub fn validity_of(der: &[u8]) -> Result<(i64, i64), SvidError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| SvidError::Unparsable)?;
+    Ok((cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp()))
+}
+
 #[cfg(test)]
 mod tests {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
