@@ -96,6 +96,31 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Sign a file with an SVID: prints a detached JWS (ES256, the SVID chain in x5c).
+    Sign {
+        /// The SVID chain (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// The file to sign.
+        file: PathBuf,
+    },
+    /// Verify a detached JWS over a file against a trust bundle; prints the signer's SPIFFE ID.
+    Verify {
+        /// The trust bundle (PEM roots).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The signature made by `ward sign`.
+        #[arg(long)]
+        signature: PathBuf,
+        /// The SPIFFE ID the signer must have.
+        #[arg(long)]
+        spiffe_id: Option<String>,
+        /// The signed file.
+        file: PathBuf,
+    },
     /// The trust domain's CA: `ward ca init` makes the root and intermediate.
     Ca {
         #[command(flatten)]
@@ -470,6 +495,25 @@ fn main() -> ExitCode {
         Command::User { target, command } => return admin_cli(target, AdminCommand::User(command)),
         Command::Keys { target, command } => return admin_cli(target, AdminCommand::Keys(command)),
         Command::Cert { target, command } => return admin_cli(target, AdminCommand::Cert(command)),
+        Command::Sign { cert, key, file } => (|| {
+            let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            let text = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+            let key = zeroize::Zeroizing::new(text(&key)?);
+            let jws = ward_pki::sign::sign(&text(&cert)?, &key, &read(&file)?).map_err(|e| e.to_string())?;
+            write_stdout(&format!("{jws}\n"));
+            Ok(())
+        })(),
+        Command::Verify { bundle, signature, spiffe_id, file } => (|| {
+            let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            let text = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+            let expected = spiffe_id
+                .map(|s| ward_core::SpiffeId::parse(&s).map_err(|e| format!("--spiffe-id: {e}")))
+                .transpose()?;
+            let signer = ward_pki::sign::verify(&text(&signature)?, &read(&file)?, &text(&bundle)?, expected.as_ref())
+                .map_err(|e| e.to_string())?;
+            write_stdout(&format!("signed by {signer}\n"));
+            Ok(())
+        })(),
         Command::Agent { control, ca, dir, join_token_file, ttl, once } => (|| {
             let ttl =
                 ttl.map(|t| parse_duration(&t).map(|d| d.as_secs())).transpose().map_err(|e| format!("--ttl: {e}"))?;

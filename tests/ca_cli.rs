@@ -228,6 +228,20 @@ fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
     let _ = agent.wait();
     assert!(seen.len() >= 3, "the agent renewed twice within 10 s ({} versions)", seen.len());
 
+    // Messages signed with the agent's SVID, checked against the bundle.
+    std::fs::write(d.join("order.json"), br#"{"pay": 10}"#).unwrap();
+    let signed = ward(d, &["sign", "--cert", "svid/svid.crt", "--key", "svid/svid.key", "order.json"]);
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    std::fs::write(d.join("order.jws"), &signed.stdout).unwrap();
+    let check = |file: &str, who: &str| {
+        ward(d, &["verify", "--bundle", "ca/bundle.pem", "--signature", "order.jws", "--spiffe-id", who, file])
+    };
+    let ok = check("order.json", agent_id);
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), format!("signed by {agent_id}\n"));
+    std::fs::write(d.join("tampered.json"), br#"{"pay": 99}"#).unwrap();
+    assert!(!check("tampered.json", agent_id).status.success(), "a changed message fails");
+    assert!(!check("order.json", id).status.success(), "another signer than expected fails");
+
     drop(control);
     let agent_issuances = common::read_log(&d.join("audit"))
         .iter()

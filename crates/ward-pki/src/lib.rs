@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ca;
+pub mod sign;
 pub mod verify;
 
 use std::fmt;
