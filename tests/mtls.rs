@@ -557,3 +557,121 @@ async fn denied_serials_and_spiffe_ids_are_refused_on_the_next_handshake() {
     assert_eq!(s, 400);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_bound_tokens_are_good_only_with_their_certificate() {
+    use base64::Engine;
+    use rustls_pki_types::pem::PemObject;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let ca_dir = ward_control::ca::CaDir::new(&d.join("ca"), TD);
+    ca_dir.init().unwrap();
+    std::fs::copy(d.join("ca/bundle.pem"), d.join("bundle.pem")).unwrap();
+    let (issuer, bundle_pem) = ca_dir.load().unwrap();
+    let pki = ward_pki::generate_local_pki("binding test CA", &["localhost", "127.0.0.1"]).unwrap();
+
+    // The control plane: its listener asks for (optional) client SVIDs.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer_url = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+    let cp = ward_control::ControlPlane::open(
+        ward_control::Store::open(&d.join("control.redb")).unwrap(),
+        ward_control::ControlSettings::new(&issuer_url),
+    )
+    .unwrap();
+    let secret = cp
+        .create_client(&ward_control::ClientSpec {
+            id: "svc".into(),
+            grants: vec![ward_issuer::clients::GrantType::ClientCredentials],
+            scopes: vec!["orders:read".into()],
+            audiences: vec!["orders".into()],
+            token_ttl: 600,
+            jwks: None,
+            redirect_uris: Vec::new(),
+            roles: Vec::new(),
+        })
+        .unwrap()
+        .unwrap()
+        .expose()
+        .to_owned();
+    let bundle = vec![rustls_pki_types::CertificateDer::from_pem_slice(bundle_pem.as_bytes()).unwrap()];
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = ward_pki::verify::SpiffeClientVerifier::new(&bundle, TD, true, provider.clone()).unwrap();
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(certs, key)
+        .unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::new(cp)), stopped));
+
+    // Clients: the service's SVID, a thief's, and none.
+    let with = |id: &str| {
+        let (svid, key) = issuer.issue(&SpiffeId::parse(id).unwrap(), ca::DEFAULT_SVID_TTL).unwrap();
+        let leaf = rustls_pki_types::CertificateDer::from_pem_slice(svid.chain_pem.as_bytes()).unwrap();
+        let identity = reqwest::Identity::from_pem(format!("{}{}", svid.chain_pem, key.as_str()).as_bytes()).unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.cert_pem.as_bytes()).unwrap()])
+            .identity(identity)
+            .build()
+            .unwrap();
+        (client, ward_pki::verify::x5t_s256(&leaf))
+    };
+    let (svc, svc_x5t) = with(CART);
+    let (thief, _) = with("spiffe://prod.example.org/ns/shop/sa/thief");
+    let anonymous = common::client(&pki.ca.cert_pem);
+
+    let resp = svc
+        .post(format!("{issuer_url}/oauth2/token"))
+        .basic_auth("svc", Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token = resp.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["cnf"]["x5t#S256"], svc_x5t, "bound to the certificate it was requested over");
+
+    // The gateway trusts the control plane's tokens and takes client SVIDs (PERMISSIVE).
+    common::write_gateway_files(&d, &pki);
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::write(
+        d.join("policies/p.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: any}\nspec:\n  rules:\n  - from: [{source: {requestPrincipals: [\"*\"]}}]\n",
+    )
+    .unwrap();
+    let (up, _) = common::start_upstream().await;
+    let head = common::gateway_toml("127.0.0.1:0");
+    std::fs::write(
+        d.join("ward.toml"),
+        format!(
+            "{head}[gateway.mtls]\nmode = \"PERMISSIVE\"\nbundle_file = \"bundle.pem\"\ntrust_domain = \"{TD}\"\n\
+             [[providers]]\nname = \"ward\"\nissuer = \"{issuer_url}\"\naudiences = [\"orders\"]\n\
+             jwks_url = \"{issuer_url}/.well-known/jwks.json\"\njwks_ca_file = \"ca.crt\"\n\
+             [[upstreams]]\nname = \"app\"\nurl = \"http://{up}\"\n\
+             [[routes]]\nname = \"api\"\nprefix = \"/api/\"\nupstream = \"app\"\n"
+        ),
+    )
+    .unwrap();
+    let config = ward_config::load(&d.join("ward.toml")).unwrap();
+    let gateway = ward_gateway::Gateway::bind(&config).await.unwrap();
+    let port = gateway.local_addr().unwrap().port();
+    let running = gateway.spawn().unwrap();
+    let call = |c: &reqwest::Client| c.get(format!("https://localhost:{port}/api/x")).bearer_auth(&token).send();
+    assert_eq!(call(&svc).await.unwrap().status(), 200, "with its certificate");
+    assert_eq!(call(&thief).await.unwrap().status(), 401, "replayed over another client certificate");
+    assert_eq!(call(&anonymous).await.unwrap().status(), 401, "replayed without one");
+    running.shutdown().await;
+    let mismatches =
+        common::read_log(&d.join("audit")).iter().filter(|r| r["reason"] == "token_binding_mismatch").count();
+    assert_eq!(mismatches, 2, "both replays are audited");
+}

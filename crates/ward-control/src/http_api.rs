@@ -86,13 +86,12 @@ pub async fn serve(
             };
             // A client that presented an SVID (the listener verifies it when the
             // control plane runs a CA) may renew it.
-            let svid = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .and_then(|leaf| ward_pki::verify::spiffe_id_of(leaf).ok());
-            let router = router.layer(axum::Extension(Peer(peer.ip()))).layer(axum::Extension(PeerSvid(svid)));
+            let leaf = tls.get_ref().1.peer_certificates().and_then(|certs| certs.first());
+            let svid = PeerSvid(
+                leaf.and_then(|l| ward_pki::verify::spiffe_id_of(l).ok()),
+                leaf.map(|l| ward_pki::verify::x5t_s256(l)),
+            );
+            let router = router.layer(axum::Extension(Peer(peer.ip()))).layer(axum::Extension(svid));
             let service = hyper_util::service::TowerToHyperService::new(router);
             let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
@@ -101,9 +100,11 @@ pub async fn serve(
     }
 }
 
-/// The SPIFFE ID of the SVID the client presented, if any.
+/// The SPIFFE ID of the SVID the client presented, if any, and the
+/// certificate's SHA-256 thumbprint (RFC 8705 `x5t#S256`) that tokens
+/// issued on this connection are bound to.
 #[derive(Debug, Clone)]
-pub(crate) struct PeerSvid(pub Option<ward_core::SpiffeId>);
+pub(crate) struct PeerSvid(pub Option<ward_core::SpiffeId>, pub Option<String>);
 
 /// The TCP peer of a connection (for the audit record's address HMAC).
 #[derive(Debug, Clone, Copy)]
@@ -498,7 +499,8 @@ async fn token(
     let t = now();
     let issued: Result<(Value, Option<String>), Refusal> = match grant_type {
         GrantType::ClientCredentials | GrantType::TokenExchange => {
-            service_grant(&cp, &client, &params, grant_type, t).map(|body| (body, None))
+            let bound = ext.get::<PeerSvid>().and_then(|p| p.1.clone());
+            service_grant(&cp, &client, &params, grant_type, t, bound.as_deref()).map(|body| (body, None))
         }
         GrantType::AuthorizationCode | GrantType::RefreshToken => {
             // These write to the store: off the runtime.
@@ -550,6 +552,7 @@ fn service_grant(
     params: &HashMap<String, String>,
     grant_type: GrantType,
     t: u64,
+    bound_to: Option<&str>,
 ) -> Result<Value, Refusal> {
     let mut audiences: Vec<String> = Vec::new();
     for key in ["resource", "audience"] {
@@ -560,11 +563,16 @@ fn service_grant(
     let request = TokenRequest { scope: params.get("scope").cloned(), audiences };
     let jti = user_grants::new_jti().ok_or_else(|| OAuthError::TemporarilyUnavailable("no randomness".into()))?;
     let exchange = grant_type == GrantType::TokenExchange;
-    let minted = if exchange {
+    let mut minted = if exchange {
         exchange_grant(cp, client, params, &request, t, &jti)?
     } else {
         grant::client_credentials(&cp.issuer, client, &request, t, &jti)?
     };
+    // RFC 8705 §3: a client that authenticated over mTLS gets tokens bound to
+    // its certificate; an exchange binds the new token to the caller's.
+    if let Some(x5t) = bound_to {
+        minted.claims.insert("cnf".into(), json!({ "x5t#S256": x5t }));
+    }
     let token =
         cp.sign(&minted.claims, t).ok_or_else(|| OAuthError::TemporarilyUnavailable("signing failed".into()))?;
     let mut body = grant::token_response(&token, &minted);
@@ -690,7 +698,7 @@ pub(crate) fn introspection(cp: &ControlPlane, token: &str, now: u64) -> bytes::
 /// `{"active":true,…}` with the claims RFC 7662 §2.2 names (and `act`, `auth_time`).
 fn active_answer(c: &Claims) -> Value {
     let mut v = json!({ "active": true, "token_type": "Bearer" });
-    for k in ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "act", "auth_time"] {
+    for k in ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "act", "auth_time", "cnf"] {
         if let Some(x) = c.get(k) {
             v[k] = x.clone();
         }

@@ -126,6 +126,9 @@ pub enum ReasonCode {
     CertificateIssued,
     /// A workload's request for an SVID was refused (bad or used join token, bad CSR, denied ID).
     JoinRefused,
+    /// A certificate-bound token (RFC 8705 `cnf.x5t#S256`) arrived on a
+    /// connection without that client certificate.
+    TokenBindingMismatch,
 }
 
 impl ReasonCode {
@@ -185,6 +188,7 @@ impl ReasonCode {
             Self::SessionEnded => "session_ended",
             Self::CertificateIssued => "certificate_issued",
             Self::JoinRefused => "join_refused",
+            Self::TokenBindingMismatch => "token_binding_mismatch",
         }
     }
 
@@ -210,6 +214,7 @@ impl ReasonCode {
                 | Self::TokenLifetimeTooLong
                 | Self::TokenRevoked
                 | Self::LoginFailed
+                | Self::TokenBindingMismatch
         )
     }
 }

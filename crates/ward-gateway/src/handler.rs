@@ -84,6 +84,8 @@ pub(crate) struct Peer {
     source_principal: Option<Box<str>>,
     /// Whether the connection is TLS (false only for PERMISSIVE plaintext).
     tls: bool,
+    /// `x5t#S256` of the client certificate, for certificate-bound tokens (RFC 8705).
+    cert_x5t: Option<Box<str>>,
 }
 
 impl Peer {
@@ -92,6 +94,7 @@ impl Peer {
         local: Option<SocketAddr>,
         sni: Option<&str>,
         svid: Option<ward_core::SpiffeId>,
+        cert_x5t: Option<String>,
         tls: bool,
         hasher: &KeyedHasher,
     ) -> Self {
@@ -105,6 +108,7 @@ impl Peer {
             sni: sni.map(Box::from),
             source_principal: svid.map(|id| Box::from(id.as_str().trim_start_matches("spiffe://"))),
             tls,
+            cert_x5t: cert_x5t.map(Box::from),
         }
     }
 }
@@ -534,6 +538,18 @@ pub(crate) async fn handle(
             let accepts = |i: usize| runtime.providers.as_ref().is_none_or(|p| p.contains(&i));
             match shared.authn.authenticate(&token, now_secs(), accepts).await {
                 Ok(identity) => {
+                    // RFC 8705 §3: a token bound to a certificate is good only on a
+                    // connection presenting that certificate.
+                    let binding = identity
+                        .claims
+                        .get("cnf")
+                        .and_then(|c| c.get("x5t#S256"))
+                        .map(|v| v.as_str().unwrap_or_default().to_owned());
+                    let bound_ok = binding.as_deref().is_none_or(|want| {
+                        peer.cert_x5t
+                            .as_deref()
+                            .is_some_and(|have| ward_crypto::constant_time_eq(have.as_bytes(), want.as_bytes()))
+                    });
                     let revoked = shared.revocations.as_ref().is_some_and(|list| {
                         identity
                             .claims
@@ -544,6 +560,9 @@ pub(crate) async fn handle(
                     trail.identity = Some(identity);
                     if revoked {
                         return Ok(shared.reject(&trail, ReasonCode::TokenRevoked));
+                    }
+                    if !bound_ok {
+                        return Ok(shared.reject(&trail, ReasonCode::TokenBindingMismatch));
                     }
                 }
                 Err(TokenRejected(reason)) => return Ok(shared.reject(&trail, reason)),

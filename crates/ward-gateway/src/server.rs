@@ -91,17 +91,16 @@ pub(crate) async fn serve(
                     let tls = *tls;
                     let (tcp, session) = tls.get_ref();
                     // The verifier accepted the chain and its one SPIFFE URI SAN.
-                    let svid = session
-                        .peer_certificates()
-                        .and_then(|certs| certs.first())
-                        .and_then(|leaf| ward_pki::verify::spiffe_id_of(leaf).ok());
+                    let leaf = session.peer_certificates().and_then(|certs| certs.first());
+                    let svid = leaf.and_then(|l| ward_pki::verify::spiffe_id_of(l).ok());
+                    let x5t = leaf.map(|l| ward_pki::verify::x5t_s256(l));
                     let local = tcp.local_addr().ok();
-                    let client = Arc::new(Peer::new(peer, local, session.server_name(), svid, true, hasher));
+                    let client = Arc::new(Peer::new(peer, local, session.server_name(), svid, x5t, true, hasher));
                     let io = TokioIo::new(IdleTimeout::new(tls, limits.idle_timeout));
                     serve_connection(io, &builder, worker, client, watcher).await;
                 }
                 Accepted::Plain(tcp) => {
-                    let client = Arc::new(Peer::new(peer, tcp.local_addr().ok(), None, None, false, hasher));
+                    let client = Arc::new(Peer::new(peer, tcp.local_addr().ok(), None, None, None, false, hasher));
                     let io = TokioIo::new(IdleTimeout::new(tcp, limits.idle_timeout));
                     serve_connection(io, &builder, worker, client, watcher).await;
                 }

@@ -247,6 +247,14 @@ impl rustls::client::danger::ServerCertVerifier for SpiffeServerVerifier {
     }
 }
 
+/// RFC 8705 §3.1 `x5t#S256`: base64url(SHA-256(certificate DER)).
+#[must_use]
+pub fn x5t_s256(der: &[u8]) -> String {
+    use base64::Engine;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
+}
+
 /// The validity period of a certificate (DER): not before, not after (unix seconds).
 ///
 /// # Errors
