@@ -14,8 +14,6 @@
 //! <dir>/bundle.pem   the trust bundle
 //! ```
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,21 +39,6 @@ pub struct AgentOptions {
 const KEY: &str = "svid.key";
 const CERT: &str = "svid.crt";
 const BUNDLE: &str = "bundle.pem";
-
-fn write_atomic(dir: &Path, name: &str, text: &str, private: bool) -> Result<(), String> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(if private { 0o600 } else { 0o644 })
-        .open(&tmp)
-        .map_err(fail)?;
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(fail)?;
-    std::fs::rename(&tmp, &path).map_err(fail)
-}
 
 fn client(opts: &AgentOptions, identity: Option<&[u8]>) -> Result<reqwest::Client, String> {
     let ca = std::fs::read(&opts.ca_file).map_err(|e| format!("{}: {e}", opts.ca_file.display()))?;
@@ -91,10 +74,10 @@ async fn fetch(
     let chain = v["certificate_chain"].as_str().ok_or("no certificate in the answer")?;
     std::fs::create_dir_all(&opts.dir).map_err(|e| format!("{}: {e}", opts.dir.display()))?;
     // Key first: an application that sees the new certificate finds its key.
-    write_atomic(&opts.dir, KEY, &key, true)?;
-    write_atomic(&opts.dir, CERT, chain, false)?;
+    ward_control::ca::write_atomic(&opts.dir, KEY, &key, true)?;
+    ward_control::ca::write_atomic(&opts.dir, CERT, chain, false)?;
     if let Some(bundle) = v["bundle"].as_str() {
-        write_atomic(&opts.dir, BUNDLE, bundle, false)?;
+        ward_control::ca::write_atomic(&opts.dir, BUNDLE, bundle, false)?;
     }
     tracing::info!(
         spiffe_id = v["spiffe_id"].as_str().unwrap_or("?"),

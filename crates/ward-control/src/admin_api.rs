@@ -67,6 +67,15 @@ fn strings(v: &Value, key: &str) -> Option<Vec<String>> {
     }
 }
 
+/// The `spiffe_id` of a request body, validated.
+fn spiffe_id_in(v: &Value) -> Result<ward_core::SpiffeId, Box<Response>> {
+    match v["spiffe_id"].as_str().map(ward_core::SpiffeId::parse) {
+        Some(Ok(id)) => Ok(id),
+        Some(Err(e)) => Err(Box::new(bad_request(&format!("spiffe_id: {e}")))),
+        None => Err(Box::new(bad_request("spiffe_id missing"))),
+    }
+}
+
 fn bad_request(message: &str) -> Response {
     json_response(StatusCode::BAD_REQUEST, &json!({"error": "bad_request", "message": message}))
 }
@@ -349,10 +358,9 @@ pub(crate) async fn issue_certificate(
         return bad_request("this control plane runs no CA ([control] trust_domain)");
     };
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
-    let id = match v["spiffe_id"].as_str().map(ward_core::SpiffeId::parse) {
-        Some(Ok(id)) => id,
-        Some(Err(e)) => return bad_request(&format!("spiffe_id: {e}")),
-        None => return bad_request("spiffe_id missing"),
+    let id = match spiffe_id_in(&v) {
+        Ok(id) => id,
+        Err(r) => return *r,
     };
     if cp.is_certificate_denied(ward_core::SPIFFE_ID, id.as_str(), now()) {
         return bad_request(&format!("{id} is denied: no certificates for it"));
@@ -468,11 +476,10 @@ pub(crate) async fn create_join_token(
         return bad_request("this control plane runs no CA ([control] trust_domain)");
     };
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
-    let id = match v["spiffe_id"].as_str().map(ward_core::SpiffeId::parse) {
-        Some(Ok(id)) if id.trust_domain() == ca.issuer.trust_domain() => id,
-        Some(Ok(id)) => return bad_request(&format!("{id} is not in trust domain {}", ca.issuer.trust_domain())),
-        Some(Err(e)) => return bad_request(&format!("spiffe_id: {e}")),
-        None => return bad_request("spiffe_id missing"),
+    let id = match spiffe_id_in(&v) {
+        Ok(id) if id.trust_domain() == ca.issuer.trust_domain() => id,
+        Ok(id) => return bad_request(&format!("{id} is not in trust domain {}", ca.issuer.trust_domain())),
+        Err(r) => return *r,
     };
     let ttl = v["ttl"].as_u64().unwrap_or(600);
     if ttl == 0 || ttl > MAX_JOIN_TTL {

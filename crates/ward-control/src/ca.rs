@@ -34,6 +34,26 @@ pub mod files {
     pub const BUNDLE: &str = "bundle.pem";
 }
 
+/// Replace `dir/name` with `text` atomically (a temporary file, synced, then
+/// renamed), created 0600 when `private` (keys), else 0644.
+///
+/// # Errors
+/// A message naming the file.
+pub fn write_atomic(dir: &Path, name: &str, text: &str, private: bool) -> Result<(), String> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(fail)?;
+    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(fail)?;
+    std::fs::rename(&tmp, &path).map_err(fail)
+}
+
 /// A CA directory for one trust domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaDir {
@@ -59,18 +79,7 @@ impl CaDir {
     }
 
     fn write(&self, name: &str, text: &str, private: bool) -> Result<(), ControlError> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let fail = |e: std::io::Error| invalid(format!("{}: {e}", path.display()));
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(if private { 0o600 } else { 0o644 })
-            .open(&tmp)
-            .map_err(fail)?;
-        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(fail)?;
-        std::fs::rename(&tmp, &path).map_err(fail)
+        write_atomic(&self.dir, name, text, private).map_err(invalid)
     }
 
     fn read(&self, name: &str) -> Result<String, ControlError> {
