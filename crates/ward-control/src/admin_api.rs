@@ -541,7 +541,9 @@ pub(crate) async fn renew(
     let Some(ca) = cp.ca.load_full() else {
         return json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"}));
     };
-    let Some(id) = peer.0 else {
+    // A denied certificate renews nothing, even where the listener has no deny-list.
+    let denied_serial = peer.2.as_deref().is_some_and(|s| cp.is_certificate_denied(ward_core::X509_SERIAL, s, now()));
+    let Some(id) = peer.0.filter(|_| !denied_serial) else {
         let id = request_id();
         let _ = audit(&cp, &ext, &id, Event::new(WHAT, ward_core::ReasonCode::JoinRefused, 401));
         return json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "request_id": id}));

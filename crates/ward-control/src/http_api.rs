@@ -90,6 +90,7 @@ pub async fn serve(
             let svid = PeerSvid(
                 leaf.and_then(|l| ward_pki::verify::spiffe_id_of(l).ok()),
                 leaf.map(|l| ward_pki::verify::x5t_s256(l)),
+                leaf.and_then(|l| ward_pki::verify::serial_of(l).ok()),
             );
             let router = router.layer(axum::Extension(Peer(peer.ip()))).layer(axum::Extension(svid));
             let service = hyper_util::service::TowerToHyperService::new(router);
@@ -100,11 +101,11 @@ pub async fn serve(
     }
 }
 
-/// The SPIFFE ID of the SVID the client presented, if any, and the
+/// The SPIFFE ID of the SVID the client presented, if any; the
 /// certificate's SHA-256 thumbprint (RFC 8705 `x5t#S256`) that tokens
-/// issued on this connection are bound to.
+/// issued on this connection are bound to; its serial (hex).
 #[derive(Debug, Clone)]
-pub(crate) struct PeerSvid(pub Option<ward_core::SpiffeId>, pub Option<String>);
+pub(crate) struct PeerSvid(pub Option<ward_core::SpiffeId>, pub Option<String>, pub Option<String>);
 
 /// The TCP peer of a connection (for the audit record's address HMAC).
 #[derive(Debug, Clone, Copy)]
