@@ -26,10 +26,12 @@ pub trait RevocationList: Send + Sync + fmt::Debug {
     fn revoke(&self, issuer: &str, jti: &str, exp: u64);
 }
 
-/// The in-process list.
+/// The in-process list: per issuer (or certificate namespace), the revoked
+/// ids and until when. Looked up by `&str` on every request, without
+/// allocating.
 #[derive(Debug, Default)]
 pub struct LocalRevocations {
-    revoked: RwLock<HashMap<(String, String), u64>>,
+    revoked: RwLock<HashMap<String, HashMap<String, u64>>>,
 }
 
 impl LocalRevocations {
@@ -42,7 +44,10 @@ impl LocalRevocations {
     /// Drop entries that expired before `now`.
     pub fn prune(&self, now: u64) {
         if let Ok(mut r) = self.revoked.write() {
-            r.retain(|_, exp| *exp > now);
+            for ids in r.values_mut() {
+                ids.retain(|_, exp| *exp > now);
+            }
+            r.retain(|_, ids| !ids.is_empty());
         }
     }
 }
@@ -50,12 +55,12 @@ impl LocalRevocations {
 impl RevocationList for LocalRevocations {
     fn is_revoked(&self, issuer: &str, jti: &str) -> bool {
         // A poisoned lock fails closed: every token counts as revoked.
-        self.revoked.read().map_or(true, |r| r.contains_key(&(issuer.to_owned(), jti.to_owned())))
+        self.revoked.read().map_or(true, |r| r.get(issuer).is_some_and(|ids| ids.contains_key(jti)))
     }
 
     fn revoke(&self, issuer: &str, jti: &str, exp: u64) {
         if let Ok(mut r) = self.revoked.write() {
-            r.insert((issuer.to_owned(), jti.to_owned()), exp);
+            r.entry(issuer.to_owned()).or_default().insert(jti.to_owned(), exp);
         }
     }
 }
