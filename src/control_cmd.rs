@@ -211,6 +211,12 @@ pub async fn start(
     }
     if let Some(td) = &c.trust_domain {
         cp = cp.with_ca(ward_control::ca::CaDir::new(&c.ca_dir, td)).map_err(|e| e.to_string())?;
+        let rules = c.registry.iter().map(|r| ward_control::registry::Rule {
+            name: r.name.clone(),
+            writers: r.writers.clone(),
+            readers: r.readers.clone(),
+        });
+        cp = cp.with_registry(rules.collect());
         tracing::info!(trust_domain = %td, "CA loaded: the admin API issues X.509-SVIDs");
     }
     let cp = Arc::new(cp);

@@ -675,3 +675,99 @@ async fn certificate_bound_tokens_are_good_only_with_their_certificate() {
         common::read_log(&d.join("audit")).iter().filter(|r| r["reason"] == "token_binding_mismatch").count();
     assert_eq!(mismatches, 2, "both replays are audited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_takes_registrations_and_answers_lookups_only_from_allowed_svids() {
+    use base64::Engine;
+    use rustls_pki_types::pem::PemObject;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let ca_dir = ward_control::ca::CaDir::new(&d.join("ca"), TD);
+    ca_dir.init().unwrap();
+    let (issuer, bundle_pem) = ca_dir.load().unwrap();
+    let pki = ward_pki::generate_local_pki("registry test CA", &["localhost"]).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+    const ORDERS: &str = "spiffe://prod.example.org/ns/shop/sa/orders";
+    let cp = ward_control::ControlPlane::open(
+        ward_control::Store::open(&d.join("control.redb")).unwrap(),
+        ward_control::ControlSettings::new(&base),
+    )
+    .unwrap()
+    .with_registry(vec![ward_control::registry::Rule {
+        name: "orders".into(),
+        writers: vec![ORDERS.into()],
+        readers: vec![CART.into()],
+    }]);
+    let bundle = vec![rustls_pki_types::CertificateDer::from_pem_slice(bundle_pem.as_bytes()).unwrap()];
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = ward_pki::verify::SpiffeClientVerifier::new(&bundle, TD, true, provider.clone()).unwrap();
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(certs, key)
+        .unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::new(cp)), stopped));
+    let as_svid = |id: &str| {
+        let (svid, key) = issuer.issue(&SpiffeId::parse(id).unwrap(), ca::DEFAULT_SVID_TTL).unwrap();
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.cert_pem.as_bytes()).unwrap()])
+            .identity(reqwest::Identity::from_pem(format!("{}{}", svid.chain_pem, key.as_str()).as_bytes()).unwrap())
+            .build()
+            .unwrap()
+    };
+    let (orders, cart, other, anonymous) = (
+        as_svid(ORDERS),
+        as_svid(CART),
+        as_svid("spiffe://prod.example.org/ns/shop/sa/other"),
+        common::client(&pki.ca.cert_pem),
+    );
+    let url = format!("{base}/registry/orders");
+    let register = |c: &reqwest::Client, ttl: u64| {
+        c.put(&url).json(&serde_json::json!({"addresses": ["10.0.0.7:8443"], "ttl": ttl})).send()
+    };
+
+    assert_eq!(register(&other, 60).await.unwrap().status(), 403, "not allowed to register orders");
+    assert_eq!(register(&anonymous, 60).await.unwrap().status(), 401, "no SVID");
+    let ok = register(&orders, 60).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    // Discovery: for allowed readers only; the entry is signed by the control plane.
+    assert_eq!(other.get(&url).send().await.unwrap().status(), 403);
+    assert_eq!(anonymous.get(&url).send().await.unwrap().status(), 401);
+    let found: serde_json::Value = cart.get(&url).send().await.unwrap().json().await.unwrap();
+    let entry = found["entry"].as_str().unwrap();
+    let jwks: serde_json::Value =
+        anonymous.get(format!("{base}/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let (input, sig) = entry.rsplit_once('.').unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(input.split('.').next().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["typ"], "ward-registry+jwt", "never mistaken for an access token");
+    let keys = ward_authn::JwkSet::parse(jwks.to_string().as_bytes()).unwrap().verifying_keys().unwrap();
+    let (_, key) = keys.iter().find(|(kid, _)| kid.as_deref() == header["kid"].as_str()).unwrap();
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig).unwrap();
+    assert!(ward_authn::verify_signature(ward_authn::Algorithm::EdDsa, key, input.as_bytes(), &sig));
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(input.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((claims["sub"].as_str(), claims["spiffe_id"].as_str()), (Some("orders"), Some(ORDERS)));
+    assert_eq!(claims["addresses"], serde_json::json!(["10.0.0.7:8443"]));
+    assert!(claims["public_key"].as_str().is_some_and(|k| k.len() > 80), "the registrant's public key");
+
+    // Registrations expire unless renewed.
+    assert_eq!(register(&orders, 1).await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(cart.get(&url).send().await.unwrap().status(), 404, "expired");
+    assert_eq!(register(&orders, 60).await.unwrap().status(), 200);
+    assert_eq!(orders.delete(&url).send().await.unwrap().status(), 204);
+    assert_eq!(cart.get(&url).send().await.unwrap().status(), 404, "deregistered");
+}

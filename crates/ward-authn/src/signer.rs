@@ -143,7 +143,16 @@ impl TokenSigner {
     /// # Errors
     /// [`SignerError::Crypto`] if signing fails.
     pub fn sign(&self, claims: &Claims) -> Result<String, SignerError> {
-        let header = json!({"alg": self.algorithm().as_str(), "kid": self.kid, "typ": "JWT"});
+        self.sign_typed(claims, "JWT")
+    }
+
+    /// Sign `claims` with an explicit `typ` (RFC 8725 §3.11), for documents
+    /// that must never pass for access tokens (e.g. `ward-registry+jwt`).
+    ///
+    /// # Errors
+    /// [`SignerError::Crypto`] if signing fails.
+    pub fn sign_typed(&self, claims: &Claims, typ: &str) -> Result<String, SignerError> {
+        let header = json!({"alg": self.algorithm().as_str(), "kid": self.kid, "typ": typ});
         let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
         token.push('.');
         token.push_str(&URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string()));

@@ -12,8 +12,8 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use validate::{
     AdminSettings, AuditSettings, AuthorizerConfig, Config, ControlConfig, GatewaySettings, KeySettings, Limits,
-    MtlsMode, MtlsSettings, OidcSettings, PolicySettings, ProviderConfig, TlsSettings, TlsVersion, TokenSource,
-    UpstreamConfig, UpstreamSpiffe, UpstreamTarget,
+    MtlsMode, MtlsSettings, OidcSettings, PolicySettings, ProviderConfig, RegistryRule, TlsSettings, TlsVersion,
+    TokenSource, UpstreamConfig, UpstreamSpiffe, UpstreamTarget,
 };
 
 /// Read and validate a configuration file. Relative paths inside it are

@@ -53,6 +53,17 @@ pub(crate) struct RawControl {
     pub trust_domain: Option<String>,
     #[serde(default)]
     pub ca_dir: Option<String>,
+    #[serde(default)]
+    pub registry: Vec<RawRegistryRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegistryRule {
+    pub name: String,
+    pub writers: Vec<String>,
+    #[serde(default)]
+    pub readers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

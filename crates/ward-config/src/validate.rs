@@ -103,6 +103,20 @@ pub struct ControlConfig {
     pub trust_domain: Option<String>,
     /// Where `ward ca init` put the CA (default `ca`): `root.crt`, `intermediate.crt`, `intermediate.key`.
     pub ca_dir: PathBuf,
+    /// Who may register and discover which service (`[[control.registry]]`).
+    pub registry: Vec<RegistryRule>,
+}
+
+/// One service of the registry: the SPIFFE IDs that may register it, and
+/// those that may discover it (`*`: any SVID of the trust domain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryRule {
+    /// The service name.
+    pub name: String,
+    /// SPIFFE IDs allowed to register it.
+    pub writers: Vec<String>,
+    /// SPIFFE IDs allowed to look it up, or `*`.
+    pub readers: Vec<String>,
 }
 
 /// `[admin]`: a plain-HTTP API for operators and auditors on loopback.
@@ -716,6 +730,29 @@ fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
     if let Some(td) = &trust_domain {
         ward_core::SpiffeId::of_trust_domain(td).map_err(|e| Invalid::new(key("trust_domain"), e.to_string()))?;
     }
+    let mut registry = Vec::with_capacity(raw.registry.len());
+    for (i, r) in raw.registry.iter().enumerate() {
+        let at_rule = |k: &'static str| vec![Seg::Key("control"), Seg::Key("registry"), Seg::Index(i), Seg::Key(k)];
+        if trust_domain.is_none() {
+            return Err(Invalid::new(at_rule("name"), "the registry needs [control] trust_domain (callers are SVIDs)"));
+        }
+        if r.name.is_empty()
+            || r.name.len() > 128
+            || !r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            || registry.iter().any(|x: &RegistryRule| x.name == r.name)
+        {
+            return Err(Invalid::new(at_rule("name"), format!("`{}`: 1-128 of A-Z a-z 0-9 . _ -, once", r.name)));
+        }
+        for (k, list) in [("writers", &r.writers), ("readers", &r.readers)] {
+            for id in list.iter().filter(|id| !(k == "readers" && id.as_str() == "*")) {
+                ward_core::SpiffeId::parse(id).map_err(|e| Invalid::new(at_rule(k), format!("`{id}`: {e}")))?;
+            }
+        }
+        if r.writers.is_empty() {
+            return Err(Invalid::new(at_rule("writers"), "at least one SPIFFE ID"));
+        }
+        registry.push(RegistryRule { name: r.name.clone(), writers: r.writers.clone(), readers: r.readers.clone() });
+    }
     Ok(ControlConfig {
         listen,
         issuer,
@@ -728,6 +765,7 @@ fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
         refresh_ttl,
         trust_domain,
         ca_dir: resolve(base, raw.ca_dir.as_deref().unwrap_or("ca")),
+        registry,
     })
 }
 

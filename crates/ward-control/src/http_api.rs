@@ -55,6 +55,10 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/join-tokens", post(admin_api::create_join_token))
         .route("/svid/join", post(admin_api::join))
         .route("/svid/renew", post(admin_api::renew))
+        .route(
+            "/registry/{name}",
+            get(crate::registry_api::lookup).put(crate::registry_api::register).delete(crate::registry_api::deregister),
+        )
         .route("/ca/bundle.pem", get(ca_bundle))
         .route("/.well-known/spiffe-bundle", get(spiffe_bundle))
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))
@@ -91,6 +95,7 @@ pub async fn serve(
                 leaf.and_then(|l| ward_pki::verify::spiffe_id_of(l).ok()),
                 leaf.map(|l| ward_pki::verify::x5t_s256(l)),
                 leaf.and_then(|l| ward_pki::verify::serial_of(l).ok()),
+                leaf.and_then(|l| ward_pki::verify::spki_of(l).ok()),
             );
             let router = router.layer(axum::Extension(Peer(peer.ip()))).layer(axum::Extension(svid));
             let service = hyper_util::service::TowerToHyperService::new(router);
@@ -105,7 +110,13 @@ pub async fn serve(
 /// certificate's SHA-256 thumbprint (RFC 8705 `x5t#S256`) that tokens
 /// issued on this connection are bound to; its serial (hex).
 #[derive(Debug, Clone)]
-pub(crate) struct PeerSvid(pub Option<ward_core::SpiffeId>, pub Option<String>, pub Option<String>);
+pub(crate) struct PeerSvid(
+    pub Option<ward_core::SpiffeId>,
+    pub Option<String>,
+    pub Option<String>,
+    /// Its public key (SubjectPublicKeyInfo, base64), for registry entries.
+    pub Option<String>,
+);
 
 /// The TCP peer of a connection (for the audit record's address HMAC).
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +139,8 @@ pub(crate) struct Event<'a> {
     rotated: Option<(&'a str, &'a str)>,
     /// A certificate denied (`x509-svid <namespace>:<value>`).
     denied: Option<&'a str>,
+    /// The caller's SVID (mTLS).
+    peer: Option<&'a str>,
 }
 
 impl<'a> Event<'a> {
@@ -143,7 +156,13 @@ impl<'a> Event<'a> {
             issued: None,
             rotated: None,
             denied: None,
+            peer: None,
         }
+    }
+
+    pub(crate) fn peer(mut self, spiffe_id: &'a str) -> Self {
+        self.peer = Some(spiffe_id);
+        self
     }
 
     pub(crate) fn client(mut self, client_id: Option<&'a str>) -> Self {
@@ -189,6 +208,8 @@ pub(crate) fn audit(
     let decision = if e.status < 400 { ward_core::Effect::Allow } else { ward_core::Effect::Deny };
     let event = if e.issued.is_some() || e.rotated.is_some() || e.denied.is_some() {
         "key_change"
+    } else if e.path.starts_with("/registry/") {
+        "registry"
     } else if e.path.starts_with("/admin/") {
         "admin"
     } else if e.path == crate::authorize_api::PATH {
@@ -221,6 +242,7 @@ pub(crate) fn audit(
             outcome: "issued",
         });
     }
+    r.peer_spiffe_id = e.peer.map(str::to_owned);
     if let Some(key) = e.denied {
         r.key_change = Some(ward_audit::KeyChange { key: key.to_owned(), fingerprint: None, outcome: "revoked" });
     }

@@ -19,6 +19,8 @@ mod authorize_api;
 pub mod ca;
 pub mod flows;
 mod http_api;
+pub mod registry;
+mod registry_api;
 pub mod store;
 mod user_grants;
 
@@ -155,6 +157,8 @@ pub struct ControlPlane {
     ca_dir: Option<ca::CaDir>,
     /// Its intermediate, ready to sign, and the trust bundle.
     ca: arc_swap::ArcSwapOption<LoadedCa>,
+    /// The service registry.
+    registry: registry::Registry,
     /// Denied certificates: (namespace, serial or SPIFFE ID) → until.
     denied_certs: ArcSwap<HashMap<(String, String), u64>>,
 }
@@ -239,6 +243,7 @@ impl ControlPlane {
             ca_dir: None,
             ca: arc_swap::ArcSwapOption::empty(),
             denied_certs: ArcSwap::from_pointee(denied_certs),
+            registry: registry::Registry::default(),
         })
     }
 
@@ -525,8 +530,20 @@ impl ControlPlane {
 
     /// Sign `claims` with the key that signs at `now`.
     pub(crate) fn sign(&self, claims: &ward_core::Claims, now: u64) -> Option<String> {
+        self.sign_typed(claims, now, "JWT")
+    }
+
+    /// As [`Self::sign`] with an explicit JWS `typ`.
+    pub(crate) fn sign_typed(&self, claims: &ward_core::Claims, now: u64, typ: &str) -> Option<String> {
         let ring = self.ring.read().ok()?;
-        ring.signing_key(now).ok()?.signer().sign(claims).ok()
+        ring.signing_key(now).ok()?.signer().sign_typed(claims, typ).ok()
+    }
+
+    /// Serve the service registry with `rules` (needs a CA: callers are SVIDs).
+    #[must_use]
+    pub fn with_registry(mut self, rules: Vec<registry::Rule>) -> Self {
+        self.registry = registry::Registry::new(rules);
+        self
     }
 
     /// Deny a certificate until `until`: by serial (`namespace` =

@@ -78,7 +78,7 @@ pub fn to_ocsf(record: &Value, index: u64, origin: &str) -> Value {
         "policy_change" | "key_change" => (3, 3004, "Entity Management", 3, "Update".to_owned()),
         "startup" => (6, 6002, "Application Lifecycle", 3, "Start".to_owned()),
         "shutdown" => (6, 6002, "Application Lifecycle", 4, "Stop".to_owned()),
-        "admin" => (6, 6003, "API Activity", 2, "Read".to_owned()),
+        "admin" | "registry" => (6, 6003, "API Activity", 2, "Read".to_owned()),
         "detection" => (2, 2004, "Detection Finding", 1, "Create".to_owned()),
         _ => (0, 0, "Base Event", 99, "Other".to_owned()),
     };

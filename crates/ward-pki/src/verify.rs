@@ -255,6 +255,16 @@ pub fn x5t_s256(der: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
 }
 
+/// The certificate's SubjectPublicKeyInfo (DER), base64.
+///
+/// # Errors
+/// [`SvidError::Unparsable`].
+pub fn spki_of(der: &[u8]) -> Result<String, SvidError> {
+    use base64::Engine;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| SvidError::Unparsable)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(cert.public_key().raw))
+}
+
 /// The validity period of a certificate (DER): not before, not after (unix seconds).
 ///
 /// # Errors
