@@ -179,3 +179,37 @@ fn exporters_are_validated_per_kind() {
         assert!(e.contains(expect), "{e}\nexpected: {expect}");
     }
 }
+
+#[test]
+fn identity_sections_are_validated_with_their_fields_named() {
+    let control = "\n[control]\nlisten = \"127.0.0.1:9443\"\nadmin_token_file = \"admin.token\"\ntrust_domain = \"prod.example.org\"\n";
+    let registry = "[[control.registry]]\nname = \"orders\"\nwriters = [\"spiffe://prod.example.org/orders\"]\nreaders = [\"*\"]\n";
+    let c = parse(&format!("{GOOD}{control}{registry}")).unwrap();
+    let ctl = c.control.unwrap();
+    assert_eq!(
+        (ctl.trust_domain.as_deref(), ctl.registry[0].readers.as_slice()),
+        (Some("prod.example.org"), &["*".to_owned()][..])
+    );
+    let bad = |text: String| parse(&text).unwrap_err().to_string();
+    let e = bad(format!("{GOOD}{}{registry}", control.replace("prod.example.org", "Prod")));
+    assert!(e.contains("control.trust_domain"), "{e}");
+    let e = bad(format!("{GOOD}{control}{}", registry.replace("spiffe://prod.example.org/orders", "https://x")));
+    assert!(e.contains("control.registry[0].writers"), "{e}");
+    let e = bad(format!("{GOOD}{control}{registry}{registry}"));
+    assert!(e.contains("control.registry[1].name"), "a name once: {e}");
+    let e = bad(format!("{GOOD}{}{registry}", control.replace("trust_domain = \"prod.example.org\"\n", "")));
+    assert!(e.contains("needs [control] trust_domain"), "{e}");
+
+    let mtls = "[gateway.mtls]\nmode = \"LAX\"\nbundle_file = \"b.pem\"\ntrust_domain = \"prod.example.org\"\n";
+    let e = bad(GOOD.replacen("[audit]", &format!("{mtls}\n[audit]"), 1));
+    assert!(e.contains("gateway.mtls.mode: `LAX` is not one of STRICT, PERMISSIVE, DISABLE"), "{e}");
+    let strict = mtls.replace("LAX", "STRICT");
+    let c = parse(&GOOD.replacen("[audit]", &format!("{strict}\n[audit]"), 1)).unwrap();
+    assert_eq!(c.gateway.tls.mtls.unwrap().bundle_file, Path::new("/etc/ward/b.pem"));
+    let e = bad(GOOD.replacen(
+        "url = \"http://127.0.0.1:9000\"",
+        "url = \"http://127.0.0.1:9000\"\nspiffe_id = \"spiffe://prod.example.org/x\"",
+        1,
+    ));
+    assert!(e.contains("upstreams[0].url: an upstream with a spiffe_id must be https://"), "{e}");
+}
