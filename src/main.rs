@@ -118,6 +118,15 @@ enum Command {
         /// The SPIFFE ID the signer must have.
         #[arg(long)]
         spiffe_id: Option<String>,
+        /// A registry entry (`GET /registry/NAME`'s answer, or its JWS) the signer's key must match.
+        #[arg(long, requires_all = ["jwks", "issuer"])]
+        registry_entry: Option<PathBuf>,
+        /// The control plane's JWK set, to check the registry entry's signature.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// The control plane's issuer URL the entry must name.
+        #[arg(long)]
+        issuer: Option<String>,
         /// The signed file.
         file: PathBuf,
     },
@@ -503,15 +512,33 @@ fn main() -> ExitCode {
             write_stdout(&format!("{jws}\n"));
             Ok(())
         })(),
-        Command::Verify { bundle, signature, spiffe_id, file } => (|| {
+        Command::Verify { bundle, signature, spiffe_id, registry_entry, jwks, issuer, file } => (|| {
             let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
             let text = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
             let expected = spiffe_id
                 .map(|s| ward_core::SpiffeId::parse(&s).map_err(|e| format!("--spiffe-id: {e}")))
                 .transpose()?;
-            let signer = ward_pki::sign::verify(&text(&signature)?, &read(&file)?, &text(&bundle)?, expected.as_ref())
-                .map_err(|e| e.to_string())?;
-            write_stdout(&format!("signed by {signer}\n"));
+            let signer =
+                ward_pki::sign::verify_signer(&text(&signature)?, &read(&file)?, &text(&bundle)?, expected.as_ref())
+                    .map_err(|e| e.to_string())?;
+            let mut said = format!("signed by {}", signer.id);
+            if let (Some(entry), Some(jwks), Some(issuer)) = (registry_entry, jwks, issuer) {
+                let raw = text(&entry)?;
+                // The lookup's JSON answer, or the JWS alone.
+                let jws = serde_json::from_str::<Value>(&raw)
+                    .ok()
+                    .and_then(|v| v["entry"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| raw.trim().to_owned());
+                let claims = ward_control::registry::verify_entry(&jws, &text(&jwks)?, &issuer, ward_control::now())
+                    .map_err(|e| e.to_string())?;
+                let matches = claims.get("spiffe_id").and_then(Value::as_str) == Some(signer.id.as_str())
+                    && claims.get("public_key").and_then(Value::as_str) == Some(signer.public_key.as_str());
+                if !matches {
+                    return Err("the signer's key is not the one its registry entry names".into());
+                }
+                said.push_str(&format!(", registered as {}", claims.get("sub").and_then(Value::as_str).unwrap_or("?")));
+            }
+            write_stdout(&format!("{said}\n"));
             Ok(())
         })(),
         Command::Agent { control, ca, dir, join_token_file, ttl, once } => (|| {

@@ -717,18 +717,16 @@ async fn the_registry_takes_registrations_and_answers_lookups_only_from_allowed_
     tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::new(cp)), stopped));
     let as_svid = |id: &str| {
         let (svid, key) = issuer.issue(&SpiffeId::parse(id).unwrap(), ca::DEFAULT_SVID_TTL).unwrap();
-        reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.cert_pem.as_bytes()).unwrap()])
             .identity(reqwest::Identity::from_pem(format!("{}{}", svid.chain_pem, key.as_str()).as_bytes()).unwrap())
             .build()
-            .unwrap()
+            .unwrap();
+        (client, svid.chain_pem, key)
     };
-    let (orders, cart, other, anonymous) = (
-        as_svid(ORDERS),
-        as_svid(CART),
-        as_svid("spiffe://prod.example.org/ns/shop/sa/other"),
-        common::client(&pki.ca.cert_pem),
-    );
+    let (orders, orders_chain, orders_key) = as_svid(ORDERS);
+    let (cart, other, anonymous) =
+        (as_svid(CART).0, as_svid("spiffe://prod.example.org/ns/shop/sa/other").0, common::client(&pki.ca.cert_pem));
     let url = format!("{base}/registry/orders");
     let register = |c: &reqwest::Client, ttl: u64| {
         c.put(&url).json(&serde_json::json!({"addresses": ["10.0.0.7:8443"], "ttl": ttl})).send()
@@ -762,6 +760,26 @@ async fn the_registry_takes_registrations_and_answers_lookups_only_from_allowed_
     assert_eq!((claims["sub"].as_str(), claims["spiffe_id"].as_str()), (Some("orders"), Some(ORDERS)));
     assert_eq!(claims["addresses"], serde_json::json!(["10.0.0.7:8443"]));
     assert!(claims["public_key"].as_str().is_some_and(|k| k.len() > 80), "the registrant's public key");
+    // A message signed with the registered SVID matches its entry; one signed with
+    // another key of the same SPIFFE ID does not.
+    let checked = ward_control::registry::verify_entry(entry, &jwks.to_string(), &base, ward_control::now()).unwrap();
+    let jws = ward_pki::sign::sign(&orders_chain, &orders_key, b"order 42").unwrap();
+    let signer = ward_pki::sign::verify_signer(&jws, b"order 42", &bundle_pem, None).unwrap();
+    assert_eq!(checked["public_key"].as_str(), Some(signer.public_key.as_str()));
+    let (svid2, key2) = issuer.issue(&SpiffeId::parse(ORDERS).unwrap(), ca::DEFAULT_SVID_TTL).unwrap();
+    let other_key = ward_pki::sign::verify_signer(
+        &ward_pki::sign::sign(&svid2.chain_pem, &key2, b"order 42").unwrap(),
+        b"order 42",
+        &bundle_pem,
+        None,
+    )
+    .unwrap();
+    assert_eq!(other_key.id, signer.id);
+    assert_ne!(checked["public_key"].as_str(), Some(other_key.public_key.as_str()));
+    assert!(
+        ward_control::registry::verify_entry(entry, &jwks.to_string(), "https://other.example", ward_control::now())
+            .is_err()
+    );
 
     // Registrations expire unless renewed.
     assert_eq!(register(&orders, 1).await.unwrap().status(), 200);

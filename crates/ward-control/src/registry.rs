@@ -143,6 +143,42 @@ impl Registry {
     }
 }
 
+/// A registry entry (as `GET /registry/{name}` returns it) checked against
+/// the control plane's JWK set: signed by a published key, of type
+/// `ward-registry+jwt`, issued by `issuer`, not expired at `now`. Its claims.
+///
+/// # Errors
+/// [`RegistryError::Invalid`] naming what did not hold.
+pub fn verify_entry(entry: &str, jwks: &str, issuer: &str, now: u64) -> Result<ward_core::Claims, RegistryError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bad = |why: &str| RegistryError::Invalid(format!("registry entry: {why}"));
+    let (input, sig) = entry.trim().rsplit_once('.').ok_or_else(|| bad("not a JWS"))?;
+    let (header, payload) = input.split_once('.').ok_or_else(|| bad("not a JWS"))?;
+    let decode = |p: &str| URL_SAFE_NO_PAD.decode(p).map_err(|_| bad("not base64url"));
+    let header: Value = serde_json::from_slice(&decode(header)?).map_err(|_| bad("header"))?;
+    if header["typ"] != ENTRY_TYPE {
+        return Err(bad("not a registry entry (typ)"));
+    }
+    let alg = header["alg"].as_str().and_then(ward_issuer::keys::issued_algorithm).ok_or_else(|| bad("algorithm"))?;
+    let keys = ward_authn::JwkSet::parse(jwks.as_bytes())
+        .and_then(|s| s.verifying_keys())
+        .map_err(|e| bad(&format!("JWK set: {e}")))?;
+    let (_, key) =
+        keys.iter().find(|(kid, _)| kid.as_deref() == header["kid"].as_str()).ok_or_else(|| bad("unknown key"))?;
+    if !ward_authn::verify_signature(alg, key, input.as_bytes(), &decode(sig)?) {
+        return Err(bad("bad signature"));
+    }
+    let claims: ward_core::Claims = serde_json::from_slice(&decode(payload)?).map_err(|_| bad("claims"))?;
+    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+        return Err(bad("another issuer"));
+    }
+    if claims.get("exp").and_then(Value::as_u64).is_none_or(|e| e <= now) {
+        return Err(bad("expired"));
+    }
+    Ok(claims)
+}
+
 /// `host:port` with a DNS-like host.
 fn host_port(a: &str) -> bool {
     a.rsplit_once(':').is_some_and(|(h, p)| {

@@ -89,6 +89,29 @@ pub fn verify(
     bundle_pem: &str,
     expected: Option<&SpiffeId>,
 ) -> Result<SpiffeId, SignError> {
+    verify_signer(signature, message, bundle_pem, expected).map(|s| s.id)
+}
+
+/// Who signed: the SPIFFE ID and the public key (SubjectPublicKeyInfo,
+/// base64) of the signing SVID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    /// The signer's SPIFFE ID.
+    pub id: SpiffeId,
+    /// Its public key, as registry entries carry it.
+    pub public_key: String,
+}
+
+/// As [`verify`], also returning the signer's public key (to match a registry entry).
+///
+/// # Errors
+/// [`SignError`] naming what did not hold.
+pub fn verify_signer(
+    signature: &str,
+    message: &[u8],
+    bundle_pem: &str,
+    expected: Option<&SpiffeId>,
+) -> Result<Signer, SignError> {
     let mut parts = signature.trim().split('.');
     let (Some(header_b64), Some(""), Some(sig_b64), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -137,7 +160,7 @@ pub fn verify(
     aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, public)
         .verify(&signing_input(header_b64, message), &sig)
         .map_err(|_| SignError::BadSignature)?;
-    Ok(signer)
+    Ok(Signer { id: signer, public_key: STANDARD.encode(cert.public_key().raw) })
 }
 
 #[cfg(test)]
