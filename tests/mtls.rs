@@ -35,6 +35,22 @@ spec:
   selector: {matchLabels: {ward.dev/route: open}}
   rules:
   - {}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: strict}
+spec:
+  selector: {matchLabels: {ward.dev/route: strict}}
+  rules:
+  - {}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: nomtls}
+spec:
+  selector: {matchLabels: {ward.dev/route: nomtls}}
+  rules:
+  - {}
 "#;
 
 /// Client credentials in `dir`: the trust domain's CA, SVIDs, and the odd certificates.
@@ -102,7 +118,9 @@ async fn gateway(d: &Path, mode: &str) -> (ward_gateway::RunningGateway, u16) {
             "{head}[gateway.mtls]\nmode = \"{mode}\"\nbundle_file = \"bundle.pem\"\ntrust_domain = \"{TD}\"\n\
              [[upstreams]]\nname = \"app\"\nurl = \"http://{up}\"\n\
              [[routes]]\nname = \"api\"\nprefix = \"/api/\"\nupstream = \"app\"\npublic = true\n\
-             [[routes]]\nname = \"open\"\nprefix = \"/open/\"\nupstream = \"app\"\npublic = true\n"
+             [[routes]]\nname = \"open\"\nprefix = \"/open/\"\nupstream = \"app\"\npublic = true\n\
+             [[routes]]\nname = \"strict\"\nprefix = \"/strict/\"\nupstream = \"app\"\npublic = true\nmtls = \"STRICT\"\n\
+             [[routes]]\nname = \"nomtls\"\nprefix = \"/nomtls/\"\nupstream = \"app\"\npublic = true\nmtls = \"DISABLE\"\n"
         ),
     )
     .unwrap();
@@ -242,6 +260,9 @@ async fn permissive_serves_mtls_tls_and_plaintext_and_tells_them_apart() {
         assert_eq!(header(&tls_body, "x-ward-peer-spiffe-id"), None);
         assert_eq!(header(&plain_body, "x-forwarded-proto").as_deref(), Some("http"));
         assert_eq!(header(&mtls_body, "x-forwarded-proto").as_deref(), Some("https"));
+        let (code, body) = curl(&d2, &https("/nomtls/x"), Some("cart"));
+        assert_eq!(code, 200);
+        assert_eq!(header(&body, "x-ward-peer-spiffe-id"), None, "a DISABLE route ignores the client SVID");
         vec![
             ("mtls /open", mtls),
             ("tls /open", tls),
@@ -250,6 +271,10 @@ async fn permissive_serves_mtls_tls_and_plaintext_and_tells_them_apart() {
             ("tls /api", curl(&d2, &https("/api/x"), None).0),
             ("plain /api", curl(&d2, &http("/api/x"), None).0),
             ("foreign", curl(&d2, &https("/open/x"), Some("foreign")).0),
+            // Route-level modes (Istio's port-level mTLS) under the PERMISSIVE listener.
+            ("plain /strict", curl(&d2, &http("/strict/x"), None).0),
+            ("tls /strict", curl(&d2, &https("/strict/x"), None).0),
+            ("mtls /strict", curl(&d2, &https("/strict/x"), Some("cart")).0),
         ]
     })
     .await
@@ -265,8 +290,11 @@ async fn permissive_serves_mtls_tls_and_plaintext_and_tells_them_apart() {
             ("tls /api", 403),
             ("plain /api", 403),
             ("foreign", 0),
+            ("plain /strict", 401),
+            ("tls /strict", 401),
+            ("mtls /strict", 200),
         ],
-        "a certificate, when presented, must still be a valid SVID"
+        "a certificate, when presented, must still be a valid SVID; STRICT routes need one"
     );
 }
 

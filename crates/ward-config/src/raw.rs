@@ -320,6 +320,8 @@ pub(crate) struct RawRoute {
     #[serde(default)]
     pub login: bool,
     #[serde(default)]
+    pub mtls: Option<String>,
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
 

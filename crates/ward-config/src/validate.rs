@@ -599,6 +599,14 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
     }
     let policy = policy(&raw.policy, base)?;
     let oidc = raw.oidc.as_ref().map(|o| oidc(o, base)).transpose()?;
+    if let Some(i) = routes.iter().position(|r| r.mtls_strict == Some(true))
+        && gateway.tls.mtls.is_none()
+    {
+        return Err(Invalid::new(
+            vec![Seg::Key("routes"), Seg::Index(i), Seg::Key("mtls")],
+            "STRICT routes need [gateway.mtls] (PERMISSIVE or STRICT) to verify client SVIDs",
+        ));
+    }
     if let Some(i) = raw.routes.iter().position(|r| r.login)
         && oidc.is_none()
     {
@@ -1188,6 +1196,17 @@ fn route(
         public: r.public,
         providers: r.providers.clone(),
         login: r.login,
+        mtls_strict: match r.mtls.as_deref() {
+            None => None,
+            Some("STRICT") => Some(true),
+            Some("DISABLE") => Some(false),
+            Some(other) => {
+                return Err(Invalid::new(
+                    at(here, &[Seg::Key("mtls")]),
+                    format!("`{other}` is not one of STRICT, DISABLE (the listener's mode applies otherwise)"),
+                ));
+            }
+        },
         labels,
     })
 }

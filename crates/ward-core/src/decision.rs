@@ -129,6 +129,8 @@ pub enum ReasonCode {
     /// A certificate-bound token (RFC 8705 `cnf.x5t#S256`) arrived on a
     /// connection without that client certificate.
     TokenBindingMismatch,
+    /// A STRICT route was reached without a verified client SVID.
+    PeerCertificateRequired,
 }
 
 impl ReasonCode {
@@ -189,6 +191,7 @@ impl ReasonCode {
             Self::CertificateIssued => "certificate_issued",
             Self::JoinRefused => "join_refused",
             Self::TokenBindingMismatch => "token_binding_mismatch",
+            Self::PeerCertificateRequired => "peer_certificate_required",
         }
     }
 
@@ -215,6 +218,7 @@ impl ReasonCode {
                 | Self::TokenRevoked
                 | Self::LoginFailed
                 | Self::TokenBindingMismatch
+                | Self::PeerCertificateRequired
         )
     }
 }

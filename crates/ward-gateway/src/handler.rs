@@ -508,6 +508,12 @@ pub(crate) async fn handle(
     let Some(runtime) = shared.route_runtime.get(&route.name) else {
         return Ok(shared.reject(&trail, ReasonCode::NoRoute));
     };
+    // The route's own mTLS mode (Istio's port-level mTLS): STRICT needs a
+    // verified client SVID even on a PERMISSIVE listener; DISABLE ignores one.
+    if route.mtls_strict == Some(true) && peer.source_principal.is_none() {
+        return Ok(shared.reject(&trail, ReasonCode::PeerCertificateRequired));
+    }
+    let source_principal = if route.mtls_strict == Some(false) { None } else { peer.source_principal.as_deref() };
     // 4. Authenticate. A public route does not require a token, but one
     //    that is presented must be valid (as Istio's RequestAuthentication).
     //    A login route authenticates browsers by their session, and sends
@@ -585,7 +591,7 @@ pub(crate) async fn handle(
         destination_port: peer.local.map(|a| a.port()),
         source_ip: Some(peer.ip),
         remote_ip: Some(client_ip),
-        source_principal: peer.source_principal.as_deref(),
+        source_principal,
         request_principal: request_principal.as_deref(),
         claims: trail.identity.as_ref().map(|i| &*i.claims),
         headers: &Headers(&parts.headers),
@@ -654,7 +660,7 @@ pub(crate) async fn handle(
     }
     let proto = if peer.tls { "https" } else { "http" };
     headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
-    if let Some(p) = &peer.source_principal
+    if let Some(p) = source_principal
         && let Ok(v) = HeaderValue::from_str(&format!("spiffe://{p}"))
     {
         headers.insert(HeaderName::from_static("x-ward-peer-spiffe-id"), v);

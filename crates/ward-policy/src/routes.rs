@@ -27,6 +27,11 @@ pub struct Route {
     /// gateway's OpenID Connect login session, and a GET or HEAD without one
     /// is sent to the provider to log in (other routes answer 401).
     pub login: bool,
+    /// The route's own mTLS mode, refining the listener's (Istio's
+    /// port-level mTLS): `Some(true)` is STRICT (a verified client SVID is
+    /// required), `Some(false)` is DISABLE (a presented SVID is ignored),
+    /// `None` follows the listener.
+    pub mtls_strict: Option<bool>,
     /// Labels for `selector.matchLabels` (the gateway's labels, then the
     /// route's own, then `ward.dev/route: <name>`).
     pub labels: BTreeMap<String, String>,
@@ -87,6 +92,7 @@ mod tests {
             public: false,
             providers: vec![],
             login: false,
+            mtls_strict: None,
             labels: BTreeMap::new(),
         }
     }
