@@ -610,7 +610,10 @@ async fn certificate_bound_tokens_are_good_only_with_their_certificate() {
     let secret = cp
         .create_client(&ward_control::ClientSpec {
             id: "svc".into(),
-            grants: vec![ward_issuer::clients::GrantType::ClientCredentials],
+            grants: vec![
+                ward_issuer::clients::GrantType::ClientCredentials,
+                ward_issuer::clients::GrantType::TokenExchange,
+            ],
             scopes: vec!["orders:read".into()],
             audiences: vec!["orders".into()],
             token_ttl: 600,
@@ -668,6 +671,25 @@ async fn certificate_bound_tokens_are_good_only_with_their_certificate() {
     let claims: serde_json::Value =
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     assert_eq!(claims["cnf"]["x5t#S256"], svc_x5t, "bound to the certificate it was requested over");
+    // A token exchange over mTLS binds the new token to the caller's certificate.
+    let exchanged = svc
+        .post(format!("{issuer_url}/oauth2/token"))
+        .basic_auth("svc", Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={token}\
+             &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exchanged.status(), 200);
+    let exchanged = exchanged.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let exchanged_claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(exchanged.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(exchanged_claims["cnf"]["x5t#S256"], svc_x5t, "the exchange keeps the binding to the caller's SVID");
 
     // The gateway trusts the control plane's tokens and takes client SVIDs (PERMISSIVE).
     common::write_gateway_files(&d, &pki);
