@@ -590,7 +590,6 @@ async fn denied_serials_and_spiffe_ids_are_refused_on_the_next_handshake() {
 async fn certificate_bound_tokens_are_good_only_with_their_certificate() {
     use base64::Engine;
     use rustls_pki_types::pem::PemObject;
-    use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_owned();
     let ca_dir = ward_control::ca::CaDir::new(&d.join("ca"), TD);
@@ -625,21 +624,7 @@ async fn certificate_bound_tokens_are_good_only_with_their_certificate() {
         .unwrap()
         .expose()
         .to_owned();
-    let bundle = vec![rustls_pki_types::CertificateDer::from_pem_slice(bundle_pem.as_bytes()).unwrap()];
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = ward_pki::verify::SpiffeClientVerifier::new(&bundle, TD, true, provider.clone()).unwrap();
-    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(certs, key)
-        .unwrap();
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::new(cp)), stopped));
+    let _stop = serve_with_svid_clients(listener, cp, &pki, &bundle_pem);
 
     // Clients: the service's SVID, a thief's, and none.
     let with = |id: &str| {
@@ -729,8 +714,6 @@ async fn certificate_bound_tokens_are_good_only_with_their_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_registry_takes_registrations_and_answers_lookups_only_from_allowed_svids() {
     use base64::Engine;
-    use rustls_pki_types::pem::PemObject;
-    use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_owned();
     let ca_dir = ward_control::ca::CaDir::new(&d.join("ca"), TD);
@@ -750,21 +733,7 @@ async fn the_registry_takes_registrations_and_answers_lookups_only_from_allowed_
         writers: vec![ORDERS.into()],
         readers: vec![CART.into()],
     }]);
-    let bundle = vec![rustls_pki_types::CertificateDer::from_pem_slice(bundle_pem.as_bytes()).unwrap()];
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = ward_pki::verify::SpiffeClientVerifier::new(&bundle, TD, true, provider.clone()).unwrap();
-    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(certs, key)
-        .unwrap();
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::new(cp)), stopped));
+    let _stop = serve_with_svid_clients(listener, cp, &pki, &bundle_pem);
     let as_svid = |id: &str| {
         let (svid, key) = issuer.issue(&SpiffeId::parse(id).unwrap(), ca::DEFAULT_SVID_TTL).unwrap();
         let client = reqwest::Client::builder()
@@ -838,4 +807,33 @@ async fn the_registry_takes_registrations_and_answers_lookups_only_from_allowed_
     assert_eq!(register(&orders, 60).await.unwrap().status(), 200);
     assert_eq!(orders.delete(&url).send().await.unwrap().status(), 204);
     assert_eq!(cart.get(&url).send().await.unwrap().status(), 404, "deregistered");
+}
+
+/// Serve `cp` on `listener` with `pki`'s server certificate, asking clients
+/// for an (optional) SVID of the trust domain, as a control plane with a CA
+/// does. Dropping the returned sender stops it.
+fn serve_with_svid_clients(
+    listener: tokio::net::TcpListener,
+    cp: ward_control::ControlPlane,
+    pki: &ward_pki::LocalPki,
+    bundle_pem: &str,
+) -> tokio::sync::watch::Sender<bool> {
+    use rustls_pki_types::pem::PemObject;
+    use std::sync::Arc;
+    let bundle = vec![rustls_pki_types::CertificateDer::from_pem_slice(bundle_pem.as_bytes()).unwrap()];
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = ward_pki::verify::SpiffeClientVerifier::new(&bundle, TD, true, provider.clone()).unwrap();
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(certs, key)
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::new(cp)), stopped));
+    stop
 }
