@@ -115,23 +115,19 @@ pub(crate) async fn create_client(
         redirect_uris,
         roles,
     };
-    let cp2 = Arc::clone(&cp);
-    match tokio::task::spawn_blocking(move || cp2.create_client(&spec)).await {
-        Ok(Ok(secret)) => {
-            let e = Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201).client(Some(id));
-            let taken = audit(&cp, &ext, &request_id(), e);
-            if taken.is_err() {
-                return unavailable();
-            }
-            let mut body = json!({"client_id": id});
-            if let Some(secret) = &secret {
-                body["client_secret"] = json!(secret.expose());
-            }
-            json_response(StatusCode::CREATED, &body)
-        }
-        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
-        _ => unavailable(),
+    let secret = match blocking(&cp, move |cp| cp.create_client(&spec)).await {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let e = Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201).client(Some(id));
+    if audit(&cp, &ext, &request_id(), e).is_err() {
+        return unavailable();
     }
+    let mut body = json!({"client_id": id});
+    if let Some(secret) = &secret {
+        body["client_secret"] = json!(secret.expose());
+    }
+    json_response(StatusCode::CREATED, &body)
 }
 
 pub(crate) async fn delete_client(
@@ -206,15 +202,12 @@ pub(crate) async fn create_user(
     let Some(UserBody { name: Some(name), password, roles }) = user_from(&body) else {
         return bad_request("expected username, password and optionally a list of roles");
     };
-    let (cp2, name2) = (Arc::clone(&cp), name.clone());
-    match tokio::task::spawn_blocking(move || cp2.create_user(&name2, &password, &roles)).await {
-        Ok(Ok(())) => {
-            let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201));
-            json_response(StatusCode::CREATED, &json!({"username": name}))
-        }
-        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
-        _ => unavailable(),
+    let name2 = name.clone();
+    if let Err(r) = blocking(&cp, move |cp| cp.create_user(&name2, &password, &roles)).await {
+        return *r;
     }
+    let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201));
+    json_response(StatusCode::CREATED, &json!({"username": name}))
 }
 
 pub(crate) async fn set_password(
@@ -229,15 +222,11 @@ pub(crate) async fn set_password(
         return *r;
     }
     let Some(UserBody { password, .. }) = user_from(&body) else { return bad_request("expected password") };
-    let cp2 = Arc::clone(&cp);
-    match tokio::task::spawn_blocking(move || cp2.set_password(&name, &password)).await {
-        Ok(Ok(())) => {
-            let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 204));
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
-        _ => unavailable(),
+    if let Err(r) = blocking(&cp, move |cp| cp.set_password(&name, &password)).await {
+        return *r;
     }
+    let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 204));
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// `POST /admin/tokens` `{client_id, scope?, audiences?}`: an access token
@@ -255,11 +244,7 @@ pub(crate) async fn issue_token(
     }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
     let Some(id) = v["client_id"].as_str() else { return bad_request("client_id missing") };
-    let audiences: Option<Vec<String>> = match v.get("audiences") {
-        None | Some(Value::Null) => Some(Vec::new()),
-        Some(a) => a.as_array().and_then(|a| a.iter().map(|x| x.as_str().map(str::to_owned)).collect()),
-    };
-    let Some(audiences) = audiences else { return bad_request("audiences must be a list of strings") };
+    let Some(audiences) = strings(&v, "audiences") else { return bad_request("audiences must be a list of strings") };
     let Some(client) = cp.clients.load().get(id).map(|c| Client::clone(c)) else {
         return bad_request(&format!("no client `{id}`"));
     };
@@ -340,6 +325,21 @@ fn unavailable() -> Response {
     json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"}))
 }
 
+/// Run `f` off the async runtime (it writes the store or hashes a
+/// password): [`crate::ControlError::Invalid`] is the caller's mistake (400
+/// with its message), anything else 503.
+async fn blocking<T: Send + 'static>(
+    cp: &Arc<ControlPlane>,
+    f: impl FnOnce(&ControlPlane) -> Result<T, crate::ControlError> + Send + 'static,
+) -> Result<T, Box<Response>> {
+    let cp = Arc::clone(cp);
+    match tokio::task::spawn_blocking(move || f(&cp)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(crate::ControlError::Invalid(m))) => Err(Box::new(bad_request(&m))),
+        _ => Err(Box::new(unavailable())),
+    }
+}
+
 /// `POST /admin/certs` `{spiffe_id, ttl?, csr?}`: an X.509-SVID from the
 /// trust domain's CA — over the key in a PKCS#10 `csr` (the workload keeps
 /// its key), or with a new key returned once. Released only once its
@@ -403,17 +403,13 @@ pub(crate) async fn reload_ca(
     if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
         return *r;
     }
-    let cp2 = Arc::clone(&cp);
-    match tokio::task::spawn_blocking(move || cp2.reload_ca()).await {
-        Ok(Ok(fingerprint)) => {
-            let event =
-                Event::new(WHAT, ward_core::ReasonCode::KeyRotated, 200).rotated("ca_intermediate", &fingerprint);
-            let _ = audit(&cp, &ext, &request_id(), event);
-            json_response(StatusCode::OK, &json!({"intermediate": fingerprint}))
-        }
-        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
-        _ => unavailable(),
-    }
+    let fingerprint = match blocking(&cp, ControlPlane::reload_ca).await {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let event = Event::new(WHAT, ward_core::ReasonCode::KeyRotated, 200).rotated("ca_intermediate", &fingerprint);
+    let _ = audit(&cp, &ext, &request_id(), event);
+    json_response(StatusCode::OK, &json!({"intermediate": fingerprint}))
 }
 
 /// `POST /admin/certs/revoke` `{serial | spiffe_id, until?}`: deny one
@@ -443,17 +439,14 @@ pub(crate) async fn revoke_certificate(
         _ => return bad_request("expected a hex serial or a spiffe_id"),
     };
     let until = v["until"].as_u64().unwrap_or_else(|| now() + ward_pki::ca::MAX_SVID_TTL.as_secs());
-    let (cp2, (namespace, value)) = (Arc::clone(&cp), target.clone());
-    match tokio::task::spawn_blocking(move || cp2.deny_certificate(namespace, &value, until)).await {
-        Ok(Ok(())) => {
-            let key = format!("x509-svid {}:{}", target.0, target.1);
-            let event = Event::new(WHAT, ward_core::ReasonCode::RevocationRecorded, 200).denied(&key);
-            let _ = audit(&cp, &ext, &request_id(), event);
-            json_response(StatusCode::OK, &json!({"denied": target.1, "until": until}))
-        }
-        Ok(Err(crate::ControlError::Invalid(m))) => bad_request(&m),
-        _ => unavailable(),
+    let (namespace, value) = target.clone();
+    if let Err(r) = blocking(&cp, move |cp| cp.deny_certificate(namespace, &value, until)).await {
+        return *r;
     }
+    let key = format!("x509-svid {}:{}", target.0, target.1);
+    let event = Event::new(WHAT, ward_core::ReasonCode::RevocationRecorded, 200).denied(&key);
+    let _ = audit(&cp, &ext, &request_id(), event);
+    json_response(StatusCode::OK, &json!({"denied": target.1, "until": until}))
 }
 
 /// Longest a join token may wait to be used.
@@ -505,13 +498,7 @@ pub(crate) async fn create_join_token(
 /// made for. The token is spent whatever the outcome.
 pub(crate) async fn join(State(cp): State<Arc<ControlPlane>>, ext: axum::http::Extensions, body: Bytes) -> Response {
     const WHAT: (&str, &str) = ("POST", "/svid/join");
-    let refuse = |why: &str, status: StatusCode| {
-        let id = request_id();
-        tracing::info!(request_id = %id, reason = why, "SVID join refused");
-        let _ = audit(&cp, &ext, &id, Event::new(WHAT, ward_core::ReasonCode::JoinRefused, status.as_u16()));
-        let word = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "bad_request" };
-        json_response(status, &json!({"error": word, "request_id": id}))
-    };
+    let refuse = |why: &str, status: StatusCode| refuse_svid(&cp, &ext, WHAT, why, status);
     let Some(ca) = cp.ca.load_full() else { return refuse("no CA", StatusCode::NOT_FOUND) };
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return refuse("not JSON", StatusCode::BAD_REQUEST) };
     let (Some(token), Some(csr)) = (v["join_token"].as_str(), v["csr"].as_str()) else {
@@ -544,13 +531,27 @@ pub(crate) async fn renew(
     // A denied certificate renews nothing, even where the listener has no deny-list.
     let denied_serial = peer.2.as_deref().is_some_and(|s| cp.is_certificate_denied(ward_core::X509_SERIAL, s, now()));
     let Some(id) = peer.0.filter(|_| !denied_serial) else {
-        let id = request_id();
-        let _ = audit(&cp, &ext, &id, Event::new(WHAT, ward_core::ReasonCode::JoinRefused, 401));
-        return json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "request_id": id}));
+        return refuse_svid(&cp, &ext, WHAT, "no valid client SVID", StatusCode::UNAUTHORIZED);
     };
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
     let Some(csr) = v["csr"].as_str() else { return bad_request("csr missing") };
     issue_to_workload(&cp, &ext, WHAT, &ca, &id, csr, v["ttl"].as_u64()).await
+}
+
+/// A workload's SVID request refused: logged with `why`, audited as
+/// `join_refused`, answered with a generic error.
+fn refuse_svid(
+    cp: &ControlPlane,
+    ext: &axum::http::Extensions,
+    what: (&str, &str),
+    why: &str,
+    status: StatusCode,
+) -> Response {
+    let id = request_id();
+    tracing::info!(request_id = %id, reason = why, "SVID request refused");
+    let _ = audit(cp, ext, &id, Event::new(what, ward_core::ReasonCode::JoinRefused, status.as_u16()));
+    let word = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "bad_request" };
+    json_response(status, &json!({"error": word, "request_id": id}))
 }
 
 /// Issue `id` an SVID over `csr` for a workload (join or renewal): refused
@@ -564,13 +565,7 @@ async fn issue_to_workload(
     csr: &str,
     ttl: Option<u64>,
 ) -> Response {
-    let refuse = |why: &str, status: StatusCode| {
-        let rid = request_id();
-        tracing::info!(request_id = %rid, reason = why, "SVID request refused");
-        let _ = audit(cp, ext, &rid, Event::new(what, ward_core::ReasonCode::JoinRefused, status.as_u16()));
-        let word = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "bad_request" };
-        json_response(status, &json!({"error": word, "request_id": rid}))
-    };
+    let refuse = |why: &str, status: StatusCode| refuse_svid(cp, ext, what, why, status);
     if cp.is_certificate_denied(ward_core::SPIFFE_ID, id.as_str(), now()) {
         return refuse("denied SPIFFE ID", StatusCode::UNAUTHORIZED);
     }

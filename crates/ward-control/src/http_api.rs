@@ -450,6 +450,27 @@ fn refuse_as(cp: &ControlPlane, ext: &axum::http::Extensions, event: Event<'_>, 
     oauth_error_with(event.error.unwrap_or(&fallback), basic, &id)
 }
 
+/// A request's form parameters, its authenticated client, and whether HTTP Basic was used.
+type Authenticated = (HashMap<String, String>, Arc<Client>, bool);
+
+/// A client-authenticated form request to `path`: its parameters, the
+/// client, and whether HTTP Basic was used — or the refusal (audited) of a
+/// malformed body or a failed client authentication.
+fn authenticated(
+    cp: &ControlPlane,
+    ext: &axum::http::Extensions,
+    headers: &HeaderMap,
+    body: &[u8],
+    path: &str,
+) -> Result<Authenticated, Box<Response>> {
+    let params = form(headers, body).map_err(|e| Box::new(refuse(cp, ext, path, None, &e, false)))?;
+    match authenticate(cp, headers, &params) {
+        (Ok(client), basic) => Ok((params, client, basic)),
+        // The claimed id is decoded only for the record of a failure.
+        (Err(e), basic) => Err(Box::new(refuse(cp, ext, path, claimed_client(headers, &params).as_deref(), &e, basic))),
+    }
+}
+
 /// The client id a request claims (for the audit record of a failure).
 fn claimed_client(headers: &HeaderMap, params: &HashMap<String, String>) -> Option<String> {
     let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
@@ -503,15 +524,9 @@ async fn token(
     body: Bytes,
 ) -> Response {
     const PATH: &str = "/oauth2/token";
-    let params = match form(&headers, &body) {
-        Ok(p) => p,
-        Err(e) => return refuse(&cp, &ext, PATH, None, &e, false),
-    };
-    let (client, basic) = authenticate(&cp, &headers, &params);
-    let client = match client {
-        Ok(c) => c,
-        // The claimed id is decoded only for the record of a failure.
-        Err(e) => return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic),
+    let (params, client, basic) = match authenticated(&cp, &ext, &headers, &body, PATH) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let who = Some(client.id.as_str());
     let grant_type = match params.get("grant_type").map(|g| GrantType::parse(g)) {
@@ -695,14 +710,10 @@ async fn introspect(
     body: Bytes,
 ) -> Response {
     const PATH: &str = "/oauth2/introspect";
-    let params = match form(&headers, &body) {
-        Ok(p) => p,
-        Err(e) => return refuse(&cp, &ext, PATH, None, &e, false),
+    let (params, _, basic) = match authenticated(&cp, &ext, &headers, &body, PATH) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
-    let (client, basic) = authenticate(&cp, &headers, &params);
-    if let Err(e) = client {
-        return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
-    }
     let Some(token) = params.get("token") else {
         let e = OAuthError::InvalidRequest("token missing".into());
         return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
@@ -736,14 +747,9 @@ async fn revoke(
     body: Bytes,
 ) -> Response {
     const PATH: &str = "/oauth2/revoke";
-    let params = match form(&headers, &body) {
-        Ok(p) => p,
-        Err(e) => return refuse(&cp, &ext, PATH, None, &e, false),
-    };
-    let (client, basic) = authenticate(&cp, &headers, &params);
-    let client = match client {
-        Ok(c) => c,
-        Err(e) => return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic),
+    let (params, client, basic) = match authenticated(&cp, &ext, &headers, &body, PATH) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let Some(token) = params.get("token") else {
         let e = OAuthError::InvalidRequest("token missing".into());
