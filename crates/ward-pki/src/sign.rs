@@ -136,8 +136,7 @@ pub fn verify_signer(
     let bundle: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bundle_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| SignError::Untrusted(format!("bundle: {e}")))?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(bundle);
+    let roots = crate::verify::trust_roots(&bundle).map_err(SignError::Untrusted)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let parsed = rustls::server::ParsedCertificate::try_from(leaf).map_err(|e| SignError::Untrusted(e.to_string()))?;
     rustls::client::verify_server_cert_signed_by_trust_anchor(

@@ -33,6 +33,19 @@ pub enum SvidError {
     OtherTrustDomain(String),
 }
 
+/// The root store of a trust bundle.
+///
+/// # Errors
+/// A message when no certificate of the bundle is usable as a trust anchor.
+pub fn trust_roots(bundle: &[CertificateDer<'static>]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(bundle.iter().cloned());
+    if added == 0 {
+        return Err("the trust bundle holds no usable certificate".into());
+    }
+    Ok(roots)
+}
+
 /// The SPIFFE ID of a leaf certificate (DER): its one URI SAN.
 ///
 /// # Errors
@@ -82,11 +95,7 @@ impl SpiffeClientVerifier {
         optional: bool,
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        let (added, _) = roots.add_parsable_certificates(bundle.iter().cloned());
-        if added == 0 {
-            return Err("the trust bundle holds no usable certificate".into());
-        }
+        let roots = trust_roots(bundle)?;
         let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
         let builder = if optional { builder.allow_unauthenticated() } else { builder };
         let inner = builder.build().map_err(|e| e.to_string())?;
@@ -191,11 +200,7 @@ impl SpiffeServerVerifier {
         expected: SpiffeId,
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        let (added, _) = roots.add_parsable_certificates(bundle.iter().cloned());
-        if added == 0 {
-            return Err("the trust bundle holds no usable certificate".into());
-        }
+        let roots = trust_roots(bundle)?;
         Ok(Self { roots: Arc::new(roots), expected, provider })
     }
 }
