@@ -79,9 +79,9 @@ pub(crate) struct Peer {
     local: Option<SocketAddr>,
     /// The TLS server name the client asked for.
     sni: Option<Box<str>>,
-    /// The client's verified SPIFFE ID (mTLS), in Istio's principal form
-    /// (`<trust domain>/<path>`, without `spiffe://`).
-    source_principal: Option<Box<str>>,
+    /// The client's verified SPIFFE ID (mTLS), and the same as the
+    /// `x-ward-peer-spiffe-id` header value, made once per connection.
+    svid: Option<(ward_core::SpiffeId, HeaderValue)>,
     /// Whether the connection is TLS (false only for PERMISSIVE plaintext).
     tls: bool,
     /// `x5t#S256` of the client certificate, for certificate-bound tokens (RFC 8705).
@@ -89,6 +89,11 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
+    /// The client's SPIFFE ID in Istio's principal form (`<trust domain>/<path>`).
+    fn source_principal(&self) -> Option<&str> {
+        self.svid.as_ref().and_then(|(id, _)| id.as_str().strip_prefix("spiffe://"))
+    }
+
     pub(crate) fn new(
         addr: SocketAddr,
         local: Option<SocketAddr>,
@@ -106,7 +111,7 @@ impl Peer {
             ip_tag: hasher.tag_hex(text.as_bytes()),
             local,
             sni: sni.map(Box::from),
-            source_principal: svid.map(|id| Box::from(id.as_str().trim_start_matches("spiffe://"))),
+            svid: svid.and_then(|id| HeaderValue::from_str(id.as_str()).ok().map(|h| (id, h))),
             tls,
             cert_x5t: cert_x5t.map(Box::from),
         }
@@ -465,7 +470,7 @@ pub(crate) async fn handle(
         policy: None,
         audit_policy: None,
         policy_digest: None,
-        peer_spiffe_id: peer.source_principal.as_ref().map(|p| format!("spiffe://{p}")),
+        peer_spiffe_id: peer.svid.as_ref().map(|(id, _)| id.as_str().to_owned()),
     };
     let limits = &shared.limits;
 
@@ -510,10 +515,10 @@ pub(crate) async fn handle(
     };
     // The route's own mTLS mode (Istio's port-level mTLS): STRICT needs a
     // verified client SVID even on a PERMISSIVE listener; DISABLE ignores one.
-    if route.mtls_strict == Some(true) && peer.source_principal.is_none() {
+    if route.mtls_strict == Some(true) && peer.svid.is_none() {
         return Ok(shared.reject(&trail, ReasonCode::PeerCertificateRequired));
     }
-    let source_principal = if route.mtls_strict == Some(false) { None } else { peer.source_principal.as_deref() };
+    let source_principal = if route.mtls_strict == Some(false) { None } else { peer.source_principal() };
     // 4. Authenticate. A public route does not require a token, but one
     //    that is presented must be valid (as Istio's RequestAuthentication).
     //    A login route authenticates browsers by their session, and sends
@@ -546,12 +551,8 @@ pub(crate) async fn handle(
                 Ok(identity) => {
                     // RFC 8705 §3: a token bound to a certificate is good only on a
                     // connection presenting that certificate.
-                    let binding = identity
-                        .claims
-                        .get("cnf")
-                        .and_then(|c| c.get("x5t#S256"))
-                        .map(|v| v.as_str().unwrap_or_default().to_owned());
-                    let bound_ok = binding.as_deref().is_none_or(|want| {
+                    let bound_ok = identity.claims.get("cnf").and_then(|c| c.get("x5t#S256")).is_none_or(|want| {
+                        let want = want.as_str().unwrap_or_default();
                         peer.cert_x5t
                             .as_deref()
                             .is_some_and(|have| ward_crypto::constant_time_eq(have.as_bytes(), want.as_bytes()))
@@ -660,10 +661,10 @@ pub(crate) async fn handle(
     }
     let proto = if peer.tls { "https" } else { "http" };
     headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
-    if let Some(p) = source_principal
-        && let Ok(v) = HeaderValue::from_str(&format!("spiffe://{p}"))
+    if source_principal.is_some()
+        && let Some((_, v)) = &peer.svid
     {
-        headers.insert(HeaderName::from_static("x-ward-peer-spiffe-id"), v);
+        headers.insert(HeaderName::from_static("x-ward-peer-spiffe-id"), v.clone());
     }
     if let Some(host) = original_host {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
