@@ -126,25 +126,20 @@ pub async fn cert_issue(
     csr: Option<&str>,
     out: &Path,
 ) -> Result<String, String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let body = json!({"spiffe_id": spiffe_id, "ttl": ttl, "csr": csr});
     let v = match target.call(reqwest::Method::POST, "/admin/certs", Some(body)).await? {
         (201, v) => v,
         (s, v) => return Err(failed(s, &v)),
     };
-    let write = |path: &Path, text: &str, mode: u32| -> Result<(), String> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        f.write_all(text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    // Replaced atomically, so a key file never keeps an older, wider mode.
+    let write = |path: &Path, text: &str, private: bool| -> Result<(), String> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name =
+            path.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{}: not a file", path.display()))?;
+        ward_control::ca::write_atomic(dir, name, text, private)
     };
     let cert = out.with_extension("crt");
-    write(&cert, v["certificate_chain"].as_str().unwrap_or_default(), 0o644)?;
+    write(&cert, v["certificate_chain"].as_str().ok_or("no certificate in the answer")?, false)?;
     let mut said = format!(
         "{}: {} (serial {}, until {})\n",
         cert.display(),
@@ -154,7 +149,7 @@ pub async fn cert_issue(
     );
     if let Some(key) = v["private_key"].as_str() {
         let key_path = out.with_extension("key");
-        write(&key_path, key, 0o600)?;
+        write(&key_path, key, true)?;
         said.push_str(&format!("{}: its private key (0600)\n", key_path.display()));
     }
     Ok(said)
