@@ -77,6 +77,39 @@ pub struct AuditRecord {
     /// person: kept in clear).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_spiffe_id: Option<String>,
+    /// Set on records of detections and block decisions (`event` is `detection`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detection: Option<Detection>,
+}
+
+/// A detector's alert, or a block decision made, lifted or ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Detection {
+    /// The scenario or detector (`ward/password-spraying`), or `manual`.
+    pub scenario: String,
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: &'static str,
+    /// `alert`, `block`, `unblock` or `expire`.
+    pub action: &'static str,
+    /// What the alert or block is about: `ip`, `range` or `principal`.
+    pub target_kind: &'static str,
+    /// HMAC of the target's value under the audit key (`ward audit hash 192.0.2.1`).
+    pub target_hmac: String,
+    /// The block decision's id (`ward block list`), for blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<u64>,
+    /// When the block ends (RFC 3339), for blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Which block of this target within the offence window (escalation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offence: Option<u32>,
+    /// Events counted when the scenario overflowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// What was seen, in words (never personal data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A key or certificate was loaded, replaced, or a replacement refused.
@@ -144,6 +177,7 @@ impl AuditRecord {
             client_id: None,
             oauth_error: None,
             peer_spiffe_id: None,
+            detection: None,
         }
     }
 }

@@ -131,6 +131,18 @@ pub enum ReasonCode {
     TokenBindingMismatch,
     /// A STRICT route was reached without a verified client SVID.
     PeerCertificateRequired,
+    /// A rate limit refused the request (429).
+    RateLimited,
+    /// The authenticated principal is blocked (by a detection or an operator).
+    PrincipalBlocked,
+    /// A detector noticed an attack pattern (an alert; a block, if any, is its own record).
+    ThreatDetected,
+    /// An address, range or principal was blocked.
+    BlockAdded,
+    /// A block was lifted before its time (by an operator).
+    BlockRemoved,
+    /// A block reached its end.
+    BlockExpired,
 }
 
 impl ReasonCode {
@@ -192,7 +204,90 @@ impl ReasonCode {
             Self::JoinRefused => "join_refused",
             Self::TokenBindingMismatch => "token_binding_mismatch",
             Self::PeerCertificateRequired => "peer_certificate_required",
+            Self::RateLimited => "rate_limited",
+            Self::PrincipalBlocked => "principal_blocked",
+            Self::ThreatDetected => "threat_detected",
+            Self::BlockAdded => "block_added",
+            Self::BlockRemoved => "block_removed",
+            Self::BlockExpired => "block_expired",
         }
+    }
+
+    /// Every reason code, in declaration order (`ALL[r.index()] == r`).
+    pub const ALL: [Self; 60] = [
+        Self::AllowedByPolicy,
+        Self::DefaultAllow,
+        Self::TokenMissing,
+        Self::TokenMalformed,
+        Self::TokenTooLarge,
+        Self::TokenAlgorithmNotAllowed,
+        Self::TokenUnknownKey,
+        Self::TokenBadSignature,
+        Self::TokenCriticalHeader,
+        Self::TokenBadType,
+        Self::TokenExpired,
+        Self::TokenNotYetValid,
+        Self::TokenIssuedInFuture,
+        Self::TokenBadIssuer,
+        Self::TokenBadAudience,
+        Self::TokenMissingClaim,
+        Self::TokenLifetimeTooLong,
+        Self::NoRoute,
+        Self::DeniedByPolicy,
+        Self::NoAllowPolicyMatched,
+        Self::DefaultDeny,
+        Self::PolicyApplied,
+        Self::PolicyRejected,
+        Self::ExternalAuthorizerDenied,
+        Self::ExternalAuthorizerUnavailable,
+        Self::PathRejected,
+        Self::BadRequest,
+        Self::HeadersTooLarge,
+        Self::BodyTooLarge,
+        Self::UpstreamUnavailable,
+        Self::UpstreamTimeout,
+        Self::AuditUnavailable,
+        Self::KeyLoaded,
+        Self::KeyRotated,
+        Self::KeyRejected,
+        Self::GatewayStarted,
+        Self::GatewayStopped,
+        Self::AdminRequest,
+        Self::TokenIssued,
+        Self::ClientAuthenticationFailed,
+        Self::TokenRequestRefused,
+        Self::RevocationRecorded,
+        Self::TokenRevoked,
+        Self::LoginSucceeded,
+        Self::LoginFailed,
+        Self::AuthorizationRefused,
+        Self::AuthorizationCodeReused,
+        Self::RefreshTokenReused,
+        Self::LoginRequired,
+        Self::SessionEnded,
+        Self::CertificateIssued,
+        Self::JoinRefused,
+        Self::TokenBindingMismatch,
+        Self::PeerCertificateRequired,
+        Self::RateLimited,
+        Self::PrincipalBlocked,
+        Self::ThreatDetected,
+        Self::BlockAdded,
+        Self::BlockRemoved,
+        Self::BlockExpired,
+    ];
+
+    /// The code's position in [`Self::ALL`] (below 128: detectors keep
+    /// sets of reasons as one bit mask).
+    #[must_use]
+    pub const fn index(self) -> u8 {
+        self as u8
+    }
+
+    /// The code named `name` (its [`Self::as_str`] form).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| r.as_str() == name)
     }
 
     /// Whether this reason is an authentication failure (answered with 401).
@@ -274,5 +369,16 @@ mod tests {
         assert_eq!(json, "\"token_expired\"");
         assert!(ReasonCode::TokenBadSignature.is_authentication_failure());
         assert!(!ReasonCode::DefaultDeny.is_authentication_failure());
+    }
+
+    #[test]
+    fn every_code_is_listed_once_and_found_by_name() {
+        assert!(ReasonCode::ALL.len() < 128);
+        for (i, r) in ReasonCode::ALL.iter().enumerate() {
+            assert_eq!(usize::from(r.index()), i, "{r}");
+            assert_eq!(ReasonCode::from_name(r.as_str()), Some(*r));
+        }
+        assert_eq!(ReasonCode::from_name("block_expired"), Some(ReasonCode::BlockExpired));
+        assert_eq!(ReasonCode::from_name("nope"), None);
     }
 }

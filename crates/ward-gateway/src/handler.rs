@@ -206,6 +206,7 @@ impl Shared {
             client_id: None,
             oauth_error: None,
             peer_spiffe_id: trail.peer_spiffe_id.clone(),
+            detection: None,
         };
         self.audit.record(record).inspect_err(|e| {
             tracing::error!(request_id = %trail.request_id, error = %e, "audit record could not be written");

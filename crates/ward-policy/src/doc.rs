@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 
-use crate::matcher::{Cidr, MatchError, PathMatch, StringMatch};
+use crate::matcher::{MatchError, PathMatch, StringMatch, parse_cidr};
 use crate::model::{
     Action, Condition, ConditionKey, ConditionValues, Field, Kind, Operation, Origin, PathValue, Policy, PolicyId,
     Rule, Source,
@@ -298,13 +298,13 @@ impl Ctx<'_> {
                 (&r.ip_blocks, &r.not_ip_blocks),
                 (at, line(s)),
                 ("ipBlocks", "notIpBlocks"),
-                Cidr::parse,
+                parse_cidr,
             ),
             remote_ip_blocks: self.field(
                 (&r.remote_ip_blocks, &r.not_remote_ip_blocks),
                 (at, line(s)),
                 ("remoteIpBlocks", "notRemoteIpBlocks"),
-                Cidr::parse,
+                parse_cidr,
             ),
         };
         if !(out.principals.is_set()
@@ -379,7 +379,7 @@ impl Ctx<'_> {
         let names = ("values", "notValues");
         let values = match key {
             ConditionKey::SourceIp | ConditionKey::RemoteIp | ConditionKey::DestinationIp => {
-                ConditionValues::Cidrs(self.field((&r.values, &r.not_values), (at, line(c)), names, Cidr::parse))
+                ConditionValues::Cidrs(self.field((&r.values, &r.not_values), (at, line(c)), names, parse_cidr))
             }
             ConditionKey::DestinationPort => {
                 ConditionValues::Ports(self.field((&r.values, &r.not_values), (at, line(c)), names, parse_port))
