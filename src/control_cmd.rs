@@ -18,6 +18,8 @@ pub struct RunningControl {
     pub issuer: String,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// The detector this control plane runs itself (alone, not in `ward up`).
+    own_detector: Option<Arc<ward_detect::Detector>>,
 }
 
 impl RunningControl {
@@ -25,6 +27,9 @@ impl RunningControl {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        if let Some(d) = self.own_detector {
+            d.stop();
+        }
     }
 }
 
@@ -165,6 +170,7 @@ pub async fn start(
     listen: Option<SocketAddr>,
     audit: Arc<dyn ward_audit::AuditSink>,
     revocations: Option<Arc<dyn ward_core::RevocationList>>,
+    detector: Option<Arc<ward_detect::Detector>>,
 ) -> Result<RunningControl, String> {
     let c = config.control.as_ref().ok_or("no [control] section in the configuration")?;
     // With a CA, clients may present an SVID of the trust domain (optional:
@@ -197,10 +203,25 @@ pub async fn start(
         .map_err(|e| format!("{}: {e}", config.audit.hmac_key_file.display()))?;
     let hasher = ward_crypto::KeyedHasher::new(&ward_crypto::SecretBytes::new(hmac_key))
         .map_err(|e| format!("{}: {e}", config.audit.hmac_key_file.display()))?;
+    // In `ward up` the gateway's detector is shared; alone, the control
+    // plane runs its own (and its sweeper) when `[detect]` is configured.
+    let own_detector = match (&detector, &config.detect) {
+        (None, Some(d)) => {
+            let made = ward_detect::Detector::open(d.settings.clone(), Some((Arc::clone(&audit), hasher.clone())))
+                .map_err(|e| e.to_string())?;
+            made.spawn_sweeper().map_err(|e| format!("detection: {e}"))?;
+            Some(made)
+        }
+        _ => None,
+    };
+    let detector = detector.or_else(|| own_detector.clone());
     let mut cp = ControlPlane::open(store, settings)
         .map_err(|e| e.to_string())?
         .with_admin_token(&token)
         .with_audit(audit, hasher);
+    if let Some(d) = &detector {
+        cp = cp.with_detector(Arc::clone(d));
+    }
     if let Some(list) = revocations {
         cp = cp.with_revocations(list);
     }
@@ -216,8 +237,9 @@ pub async fn start(
     }
     let cp = Arc::new(cp);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(ward_control::serve(listener, Arc::clone(&tls.config), ward_control::router(cp), stopped));
-    Ok(RunningControl { addr, issuer, stop, task })
+    let router = ward_control::router(cp);
+    let task = tokio::spawn(ward_control::serve_guarded(listener, Arc::clone(&tls.config), router, detector, stopped));
+    Ok(RunningControl { addr, issuer, stop, task, own_detector })
 }
 
 /// How the admin CLI reaches the control plane.

@@ -701,7 +701,10 @@ fn serve(
         let control = match control {
             Some(listen) => {
                 let sink = std::sync::Arc::clone(gateway.audit_log()) as std::sync::Arc<dyn ward_audit::AuditSink>;
-                Some(control_cmd::start(&config, listen, sink, Some(revocations)).await?)
+                // One detector for both: login failures at the token service
+                // block the address at the gateway too.
+                let detector = gateway.detector().cloned();
+                Some(control_cmd::start(&config, listen, sink, Some(revocations), detector).await?)
             }
             None => None,
         };
@@ -748,7 +751,7 @@ fn control(path: &Path) -> Result<(), String> {
         // Alone, the control plane writes the audit log itself (a gateway
         // process cannot share the directory: one writer per log).
         let log = ward_gateway::open_audit_log(&config.audit).map_err(|e| e.to_string())?;
-        let running = control_cmd::start(&config, None, log.clone(), None).await?;
+        let running = control_cmd::start(&config, None, log.clone(), None, None).await?;
         tracing::info!(addr = %running.addr, issuer = %running.issuer, "control plane listening");
         terminated().await;
         running.stop().await;

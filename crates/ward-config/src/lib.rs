@@ -3,12 +3,14 @@
 //! with any error is refused as a whole: Ward never starts half-configured.
 #![forbid(unsafe_code)]
 
+mod detect;
 mod error;
 mod raw;
 mod validate;
 
 use std::path::Path;
 
+pub use detect::{DetectConfig, RateKey, RateLimitConfig};
 pub use error::ConfigError;
 pub use validate::{
     AdminSettings, AuditSettings, AuthorizerConfig, Config, ControlConfig, GatewaySettings, KeySettings, Limits,

@@ -28,6 +28,93 @@ pub(crate) struct RawConfig {
     pub control: Option<RawControl>,
     #[serde(default)]
     pub oidc: Option<RawOidc>,
+    #[serde(default)]
+    pub detect: Option<RawDetect>,
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDetect {
+    #[serde(default)]
+    pub state_file: Option<String>,
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    #[serde(default)]
+    pub escalation: Option<f64>,
+    #[serde(default)]
+    pub max_block: Option<String>,
+    #[serde(default)]
+    pub offence_window: Option<String>,
+    #[serde(default)]
+    pub admin_routes: Vec<String>,
+    #[serde(default)]
+    pub privileged_roles: Option<Vec<String>>,
+    #[serde(default)]
+    pub admin_learning: Option<String>,
+    #[serde(default)]
+    pub disable: Vec<String>,
+    #[serde(default)]
+    pub scenarios: Vec<RawScenario>,
+    #[serde(default)]
+    pub anomaly: Option<RawAnomaly>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScenario {
+    pub name: String,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub statuses: Vec<u16>,
+    #[serde(default)]
+    pub source: Option<String>,
+    pub key: String,
+    #[serde(default)]
+    pub distinct: Option<String>,
+    pub capacity: u32,
+    pub leak: String,
+    pub severity: String,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub duration: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAnomaly {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub window: Option<String>,
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    #[serde(default)]
+    pub warmup: Option<u32>,
+    #[serde(default)]
+    pub z: Option<f64>,
+    #[serde(default)]
+    pub min_count: Option<u32>,
+    #[serde(default)]
+    pub cooldown: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub name: String,
+    pub key: String,
+    pub rate: u32,
+    pub per: String,
+    #[serde(default)]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub routes: Vec<String>,
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +240,7 @@ pub(crate) struct RawLimits {
     pub max_headers: Option<usize>,
     pub max_body_bytes: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<u32>,
     pub header_timeout: Option<String>,
     pub handshake_timeout: Option<String>,
     pub idle_timeout: Option<String>,

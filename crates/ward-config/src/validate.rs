@@ -43,6 +43,10 @@ pub struct Config {
     pub control: Option<ControlConfig>,
     /// The gateway as an OpenID Connect relying party for `login` routes.
     pub oidc: Option<OidcSettings>,
+    /// Threat detection and blocking (`[detect]`), if enabled.
+    pub detect: Option<crate::detect::DetectConfig>,
+    /// Rate limits (`[[rate_limits]]`), in configuration order.
+    pub rate_limits: Vec<crate::detect::RateLimitConfig>,
 }
 
 /// `[oidc]`: the gateway logs browser users in against an OpenID Connect
@@ -229,6 +233,9 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// Concurrent client connections (default 10,000); more are closed at accept.
     pub max_connections: usize,
+    /// Concurrent connections from one client address (default 256); more
+    /// are closed at accept. 0 turns the cap off.
+    pub max_connections_per_ip: u32,
     /// Time allowed to send complete request headers (default 10 s): slowloris defence.
     pub header_timeout: Duration,
     /// Time allowed for the TLS handshake (default 10 s).
@@ -378,13 +385,13 @@ pub struct UpstreamSpiffe {
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
-type V<T> = Result<T, Invalid>;
+pub(crate) type V<T> = Result<T, Invalid>;
 
-fn at(path: &[Seg], more: &[Seg]) -> Vec<Seg> {
+pub(crate) fn at(path: &[Seg], more: &[Seg]) -> Vec<Seg> {
     path.iter().chain(more).cloned().collect()
 }
 
-fn duration(value: Option<&str>, default: Duration, path: Vec<Seg>) -> V<Duration> {
+pub(crate) fn duration(value: Option<&str>, default: Duration, path: Vec<Seg>) -> V<Duration> {
     match value {
         None => Ok(default),
         Some(v) => parse_duration(v).map_err(|e| Invalid::new(path, e.to_string())),
@@ -546,7 +553,7 @@ fn exports(raw: &[raw::RawExport], base: &Path) -> V<Vec<ward_export::ExportSpec
     Ok(out)
 }
 
-fn resolve(base: &Path, value: &str) -> PathBuf {
+pub(crate) fn resolve(base: &Path, value: &str) -> PathBuf {
     let p = Path::new(value);
     if p.is_absolute() { p.to_owned() } else { base.join(p) }
 }
@@ -615,6 +622,8 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
             "login routes need an [oidc] section",
         ));
     }
+    let detect = raw.detect.as_ref().map(|d| crate::detect::detect(d, base, &route_names)).transpose()?;
+    let rate_limits = crate::detect::rate_limits(&raw.rate_limits, &route_names)?;
     if routes.iter().any(|r| !r.public && !r.login) && providers.is_empty() {
         return Err(Invalid::new(vec![Seg::Key("providers")], "protected routes need at least one token provider"));
     }
@@ -633,6 +642,8 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
         admin,
         control,
         oidc,
+        detect,
+        rate_limits,
     })
 }
 
@@ -777,7 +788,7 @@ fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
     })
 }
 
-fn choice<T: Copy>(value: Option<&str>, default: T, options: &[(&str, T)], path: Vec<Seg>) -> V<T> {
+pub(crate) fn choice<T: Copy>(value: Option<&str>, default: T, options: &[(&str, T)], path: Vec<Seg>) -> V<T> {
     let Some(v) = value else { return Ok(default) };
     options.iter().find(|(name, _)| *name == v).map(|(_, t)| *t).ok_or_else(|| {
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
@@ -915,6 +926,7 @@ fn gateway(g: &raw::RawGateway, base: &Path) -> V<GatewaySettings> {
         max_headers: positive(l.max_headers, 100, at(&lh, &[Seg::Key("max_headers")]))?,
         max_body_bytes: l.max_body_bytes.unwrap_or(1024 * 1024),
         max_connections: positive(l.max_connections, 10_000, at(&lh, &[Seg::Key("max_connections")]))?,
+        max_connections_per_ip: l.max_connections_per_ip.unwrap_or(256),
         header_timeout: duration(
             l.header_timeout.as_deref(),
             Duration::from_secs(10),
@@ -1047,7 +1059,7 @@ fn provider(p: &raw::RawProvider, base: &Path, here: &[Seg]) -> V<ProviderConfig
     })
 }
 
-fn is_header_name(name: &str) -> bool {
+pub(crate) fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 

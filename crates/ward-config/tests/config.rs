@@ -213,3 +213,52 @@ fn identity_sections_are_validated_with_their_fields_named() {
     ));
     assert!(e.contains("upstreams[0].url: an upstream with a spiffe_id must be https://"), "{e}");
 }
+
+#[test]
+fn detection_defaults_overrides_and_rate_limits() {
+    let text = format!(
+        "{GOOD}\n[detect]\nallowlist = [\"10.0.0.0/8\", \"principal:health\"]\nadmin_routes = [\"api\"]\ndisable = [\"ward/scan\"]\n\n\
+         [[detect.scenarios]]\nname = \"ward/brute-force-ip\"\nreasons = [\"login_failed\"]\nkey = \"ip\"\ncapacity = 3\nleak = \"1m\"\nseverity = \"high\"\naction = \"block\"\nduration = \"5m\"\n\n\
+         [[detect.scenarios]]\nname = \"site/404s\"\nstatuses = [404]\nkey = \"subnet\"\ndistinct = \"path\"\ncapacity = 50\nleak = \"10s\"\nseverity = \"medium\"\n\n\
+         [[rate_limits]]\nname = \"per-ip\"\nkey = \"ip\"\nrate = 100\nper = \"1s\"\nburst = 20\n\n\
+         [[rate_limits]]\nname = \"tenant\"\nkey = \"claim:tenant\"\nrate = 10\nper = \"1m\"\nroutes = [\"api\"]\nshadow = true\n"
+    );
+    let c = parse(&text).unwrap();
+    let d = c.detect.unwrap();
+    let names: Vec<&str> = d.settings.engine.scenarios.iter().map(|s| s.name.as_str()).collect();
+    assert!(!names.contains(&"ward/scan") && names.contains(&"site/404s") && names.contains(&"ward/token-replay"));
+    let bf = d.settings.engine.scenarios.iter().find(|s| s.name == "ward/brute-force-ip").unwrap();
+    assert_eq!((bf.capacity, bf.duration.as_secs()), (3, 300), "a scenario named like a default replaces it");
+    assert_eq!(d.settings.allowlist.len(), 2);
+    assert_eq!(d.settings.state_file.as_deref(), Some(Path::new("/etc/ward/detect.json")));
+    assert!(d.settings.engine.anomaly.is_some(), "baselines are on by default");
+    assert_eq!(c.rate_limits.len(), 2);
+    assert_eq!(c.rate_limits[0].gcra.quota().burst, 20);
+    assert_eq!(c.rate_limits[1].key, ward_config::RateKey::Claim("tenant".into()));
+    assert!(c.rate_limits[1].shadow && c.rate_limits[1].key.needs_identity());
+    assert_eq!(c.gateway.limits.max_connections_per_ip, 256);
+}
+
+#[test]
+fn detection_errors_name_their_field() {
+    let with = |extra: &str| parse(&format!("{GOOD}\n{extra}")).unwrap_err().to_string();
+    let e = with("[detect]\nallowlist = [\"10.0.0.0/33\"]\n");
+    assert!(e.contains("detect.allowlist[0]") && e.contains("exceeds 32"), "{e}");
+    let e = with("[detect]\ndisable = [\"ward/nope\"]\n");
+    assert!(e.contains("detect.disable[0]") && e.contains("not one of Ward's scenarios"), "{e}");
+    let e = with(
+        "[detect]\n[[detect.scenarios]]\nname = \"x\"\nreasons = [\"login_faild\"]\nkey = \"ip\"\ncapacity = 1\nleak = \"1s\"\nseverity = \"high\"\n",
+    );
+    assert!(e.contains("detect.scenarios[0].reasons[0]") && e.contains("login_faild"), "{e}");
+    let e = with(
+        "[detect]\n[[detect.scenarios]]\nname = \"x\"\nreasons = [\"login_failed\"]\nkey = \"user\"\ncapacity = 1\nleak = \"1s\"\nseverity = \"high\"\n",
+    );
+    assert!(e.contains("detect.scenarios[0].key") && e.contains("ip, subnet, principal"), "{e}");
+    let e = with("[detect]\nadmin_routes = [\"nope\"]\n");
+    assert!(e.contains("detect.admin_routes") && e.contains("no route named `nope`"), "{e}");
+    let e = with("[[rate_limits]]\nname = \"a\"\nkey = \"cookie:x\"\nrate = 1\nper = \"1s\"\n");
+    assert!(e.contains("rate_limits[0].key"), "{e}");
+    let e = with("[[rate_limits]]\nname = \"a\"\nkey = \"ip\"\nrate = 0\nper = \"1s\"\n");
+    assert!(e.contains("rate_limits[0].rate") && e.contains("at least 1"), "{e}");
+    assert!(e.starts_with("/etc/ward/ward.toml:"), "{e}");
+}

@@ -16,7 +16,7 @@ use crate::{ControlPlane, now};
 
 /// The admin API's guard: `Authorization: Bearer <admin token>`; anything
 /// else is a generic 401 (and no admin API at all without a configured token).
-fn admin(
+pub(crate) fn admin(
     cp: &ControlPlane,
     ext: &axum::http::Extensions,
     headers: &HeaderMap,
@@ -76,7 +76,7 @@ fn spiffe_id_in(v: &Value) -> Result<ward_core::SpiffeId, Box<Response>> {
     }
 }
 
-fn bad_request(message: &str) -> Response {
+pub(crate) fn bad_request(message: &str) -> Response {
     json_response(StatusCode::BAD_REQUEST, &json!({"error": "bad_request", "message": message}))
 }
 
@@ -115,11 +115,12 @@ pub(crate) async fn create_client(
         redirect_uris,
         roles,
     };
+    let granted = spec.roles.clone();
     let secret = match blocking(&cp, move |cp| cp.create_client(&spec)).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let e = Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201).client(Some(id));
+    let e = Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201).client(Some(id)).granted(&granted);
     if audit(&cp, &ext, &request_id(), e).is_err() {
         return unavailable();
     }
@@ -202,11 +203,12 @@ pub(crate) async fn create_user(
     let Some(UserBody { name: Some(name), password, roles }) = user_from(&body) else {
         return bad_request("expected username, password and optionally a list of roles");
     };
-    let name2 = name.clone();
+    let (name2, granted) = (name.clone(), roles.clone());
     if let Err(r) = blocking(&cp, move |cp| cp.create_user(&name2, &password, &roles)).await {
         return *r;
     }
-    let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201));
+    let event = Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 201).principal(Some(&name)).granted(&granted);
+    let _ = audit(&cp, &ext, &request_id(), event);
     json_response(StatusCode::CREATED, &json!({"username": name}))
 }
 

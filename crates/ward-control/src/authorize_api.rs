@@ -263,10 +263,14 @@ pub(crate) async fn login(
     let password = Zeroizing::new(params.get("password").cloned().unwrap_or_default());
     let (cp2, name) = (Arc::clone(&cp), username.clone());
     let ok = tokio::task::spawn_blocking(move || cp2.check_password(&name, &password)).await.unwrap_or(false);
-    if !ok {
+    // A blocked user gets the page a wrong password gets, after the same
+    // work, whatever the password: the block protects the account.
+    let blocked = cp.principal_blocked(&username);
+    if !ok || blocked {
         let id = request_id();
         let e = OAuthError::AccessDenied("wrong username or password".into());
-        let event = Event::new(("POST", PATH), ReasonCode::LoginFailed, 401)
+        let reason = if blocked { ReasonCode::PrincipalBlocked } else { ReasonCode::LoginFailed };
+        let event = Event::new(("POST", PATH), reason, 401)
             .client(client)
             .error(&e)
             .principal(Some(&username));

@@ -61,9 +61,17 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         )
         .route("/ca/bundle.pem", get(ca_bundle))
         .route("/.well-known/spiffe-bundle", get(spiffe_bundle))
+        .route("/v1/decisions/stream", get(crate::detect_api::stream))
+        .route("/v1/decisions", get(crate::detect_api::live))
+        .route("/admin/decisions", get(crate::detect_api::list).post(crate::detect_api::add))
+        .route("/admin/decisions/{id}", axum::routing::delete(crate::detect_api::remove))
+        .route("/admin/detect/status", get(crate::detect_api::status))
+        .route("/admin/bouncers", post(crate::detect_api::add_bouncer))
+        .route("/admin/bouncers/{name}", axum::routing::delete(crate::detect_api::remove_bouncer))
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))
         .route("/admin/tokens/revoke", post(admin_api::revoke_token))
         .layer(DefaultBodyLimit::max(MAX_FORM))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::detect_api::refuse_blocked))
         .with_state(state)
 }
 
@@ -72,6 +80,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    serve_guarded(listener, tls, router, None, stop).await;
+}
+
+/// As [`serve`], closing connections from addresses `detector` blocks
+/// before their TLS handshake.
+pub async fn serve_guarded(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    detector: Option<Arc<ward_detect::Detector>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -81,6 +101,10 @@ pub async fn serve(
             _ = stop.changed() => return,
         };
         let Ok((tcp, peer)) = accepted else { continue };
+        if detector.as_ref().is_some_and(|d| d.ip_blocked(peer.ip())) {
+            drop(tcp);
+            continue;
+        }
         let (acceptor, router) = (acceptor.clone(), router.clone());
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
@@ -120,7 +144,7 @@ pub(crate) struct PeerSvid(
 
 /// The TCP peer of a connection (for the audit record's address HMAC).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Peer(std::net::IpAddr);
+pub(crate) struct Peer(pub std::net::IpAddr);
 
 /// One token-service event for the audit log.
 #[derive(Debug, Clone, Copy)]
@@ -141,6 +165,10 @@ pub(crate) struct Event<'a> {
     denied: Option<&'a str>,
     /// The caller's SVID (mTLS).
     peer: Option<&'a str>,
+    /// Roles granted to the principal or client (privilege-escalation signal).
+    granted: Option<&'a [String]>,
+    /// Roles of the subject an exchanged token acts for.
+    acts_for: Option<&'a [String]>,
 }
 
 impl<'a> Event<'a> {
@@ -157,7 +185,19 @@ impl<'a> Event<'a> {
             rotated: None,
             denied: None,
             peer: None,
+            granted: None,
+            acts_for: None,
         }
+    }
+
+    pub(crate) fn granted(mut self, roles: &'a [String]) -> Self {
+        self.granted = Some(roles);
+        self
+    }
+
+    pub(crate) fn acts_for(mut self, roles: &'a [String]) -> Self {
+        self.acts_for = Some(roles);
+        self
     }
 
     pub(crate) fn peer(mut self, spiffe_id: &'a str) -> Self {
@@ -204,6 +244,7 @@ pub(crate) fn audit(
     request_id: &str,
     e: Event<'_>,
 ) -> Result<Option<u64>, ward_audit::AuditError> {
+    observe(cp, ext, &e);
     let Some((sink, hasher)) = &cp.audit else { return Ok(None) };
     let decision = if e.status < 400 { ward_core::Effect::Allow } else { ward_core::Effect::Deny };
     let event = if e.issued.is_some() || e.rotated.is_some() || e.denied.is_some() {
@@ -254,6 +295,26 @@ pub(crate) fn audit(
         });
     }
     sink.record(r).map(Some).inspect_err(|e| tracing::error!(error = %e, "token service event could not be audited"))
+}
+
+/// Hand the event to the detector: failed logins and client
+/// authentications, replays, admin calls, role grants and exchanges.
+fn observe(cp: &ControlPlane, ext: &axum::http::Extensions, e: &Event<'_>) {
+    use ward_detect::{Privileged, Source};
+    let (Some(d), Some(peer)) = (&cp.detector, ext.get::<Peer>()) else { return };
+    if e.reason == ward_core::ReasonCode::PrincipalBlocked || e.reason == ward_core::ReasonCode::AddressBlocked {
+        return;
+    }
+    let principal = e.principal.or(e.client_id);
+    let mut event = ward_detect::Event::new(Source::TokenService, e.reason, e.status, peer.0, e.path).principal(principal);
+    if let Some(roles) = e.granted {
+        event = event.privileged(Privileged::RoleGrant(roles));
+    } else if let Some(roles) = e.acts_for {
+        event = event.privileged(Privileged::ActsFor(roles));
+    } else if e.status < 400 && e.path.starts_with("/admin/") {
+        event = event.privileged(Privileged::AdminUse);
+    }
+    d.observe(&event);
 }
 
 /// Wait until record `index` is durable (the token is released only then).
@@ -465,6 +526,14 @@ fn authenticated(
 ) -> Result<Authenticated, Box<Response>> {
     let params = form(headers, body).map_err(|e| Box::new(refuse(cp, ext, path, None, &e, false)))?;
     match authenticate(cp, headers, &params) {
+        (Ok(client), basic) if cp.principal_blocked(client.id.as_str()) => {
+            // Told like a failed authentication; recorded as what it is.
+            let e = OAuthError::InvalidClient("client blocked".into());
+            let event = Event::new(("POST", path), ward_core::ReasonCode::PrincipalBlocked, e.status())
+                .client(Some(client.id.as_str()))
+                .error(&e);
+            Err(Box::new(refuse_as(cp, ext, event, basic)))
+        }
         (Ok(client), basic) => Ok((params, client, basic)),
         // The claimed id is decoded only for the record of a failure.
         (Err(e), basic) => Err(Box::new(refuse(cp, ext, path, claimed_client(headers, &params).as_deref(), &e, basic))),
@@ -535,10 +604,14 @@ async fn token(
         Some(Ok(g)) => g,
     };
     let t = now();
+    let mut acts_for = Vec::new();
     let issued: Result<(Value, Option<String>), Refusal> = match grant_type {
         GrantType::ClientCredentials | GrantType::TokenExchange => {
             let bound = ext.get::<PeerSvid>().and_then(|p| p.1.clone());
-            service_grant(&cp, &client, &params, grant_type, t, bound.as_deref()).map(|body| (body, None))
+            service_grant(&cp, &client, &params, grant_type, t, bound.as_deref()).map(|(body, roles)| {
+                acts_for = roles;
+                (body, None)
+            })
         }
         GrantType::AuthorizationCode | GrantType::RefreshToken => {
             // These write to the store: off the runtime.
@@ -571,8 +644,11 @@ async fn token(
     // Fail closed: the token leaves only once its issuance is durably recorded.
     let unavailable = || json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"}));
     let id = request_id();
-    let event =
+    let mut event =
         Event::new(("POST", PATH), ward_core::ReasonCode::TokenIssued, 200).client(who).principal(subject.as_deref());
+    if grant_type == GrantType::TokenExchange {
+        event = event.acts_for(&acts_for);
+    }
     let Ok(index) = audit(&cp, &ext, &id, event) else {
         return unavailable();
     };
@@ -591,7 +667,7 @@ fn service_grant(
     grant_type: GrantType,
     t: u64,
     bound_to: Option<&str>,
-) -> Result<Value, Refusal> {
+) -> Result<(Value, Vec<String>), Refusal> {
     let mut audiences: Vec<String> = Vec::new();
     for key in ["resource", "audience"] {
         if let Some(v) = params.get(key) {
@@ -614,10 +690,15 @@ fn service_grant(
     let token =
         cp.sign(&minted.claims, t).ok_or_else(|| OAuthError::TemporarilyUnavailable("signing failed".into()))?;
     let mut body = grant::token_response(&token, &minted);
+    let mut subject_roles = Vec::new();
     if exchange {
         body["issued_token_type"] = json!(grant::ACCESS_TOKEN_TYPE);
+        // The exchanged token carries its subject's roles (for detection).
+        if let Some(roles) = minted.claims.get("roles").and_then(Value::as_array) {
+            subject_roles = roles.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+        }
     }
-    Ok(body)
+    Ok((body, subject_roles))
 }
 
 /// RFC 8693 token exchange: the subject token must be a valid, unrevoked

@@ -16,6 +16,7 @@
 
 mod admin_api;
 mod authorize_api;
+mod detect_api;
 pub mod ca;
 pub mod flows;
 mod http_api;
@@ -35,7 +36,7 @@ use ward_issuer::clients::{Client, ClientId, ClientSecret, GrantType};
 use ward_issuer::grant::IssuerSettings;
 use ward_issuer::keys::{KeyRing, RingKey};
 
-pub use http_api::{router, serve};
+pub use http_api::{router, serve, serve_guarded};
 pub use store::{Store, StoreError};
 
 /// Control plane settings.
@@ -161,6 +162,9 @@ pub struct ControlPlane {
     registry: registry::Registry,
     /// Denied certificates: (namespace, serial or SPIFFE ID) → until.
     denied_certs: ArcSwap<HashMap<(String, String), u64>>,
+    /// Threat detection: fed every event, enforced at accept, login and
+    /// client authentication; serves decisions to bouncers.
+    detector: Option<Arc<ward_detect::Detector>>,
 }
 
 /// The CA as the control plane holds it.
@@ -244,7 +248,28 @@ impl ControlPlane {
             ca: arc_swap::ArcSwapOption::empty(),
             denied_certs: ArcSwap::from_pointee(denied_certs),
             registry: registry::Registry::default(),
+            detector: None,
         })
+    }
+
+    /// Feed `detector` with every token-service event and enforce its
+    /// blocks (addresses at accept, principals at login and client
+    /// authentication); serve its decisions and the bouncer stream.
+    #[must_use]
+    pub fn with_detector(mut self, detector: Arc<ward_detect::Detector>) -> Self {
+        self.detector = Some(detector);
+        self
+    }
+
+    /// The detector, if detection is on.
+    #[must_use]
+    pub fn detector(&self) -> Option<&Arc<ward_detect::Detector>> {
+        self.detector.as_ref()
+    }
+
+    /// Whether `principal` (a user or client id) is blocked now.
+    pub(crate) fn principal_blocked(&self, principal: &str) -> bool {
+        self.detector.as_ref().is_some_and(|d| d.principal_blocked(principal))
     }
 
     /// Record token-service events (issued, refused, failed client

@@ -135,6 +135,9 @@ pub enum ReasonCode {
     RateLimited,
     /// The authenticated principal is blocked (by a detection or an operator).
     PrincipalBlocked,
+    /// The client address is blocked (checked per request too, for
+    /// keep-alive connections and clients behind trusted proxies).
+    AddressBlocked,
     /// A detector noticed an attack pattern (an alert; a block, if any, is its own record).
     ThreatDetected,
     /// An address, range or principal was blocked.
@@ -206,6 +209,7 @@ impl ReasonCode {
             Self::PeerCertificateRequired => "peer_certificate_required",
             Self::RateLimited => "rate_limited",
             Self::PrincipalBlocked => "principal_blocked",
+            Self::AddressBlocked => "address_blocked",
             Self::ThreatDetected => "threat_detected",
             Self::BlockAdded => "block_added",
             Self::BlockRemoved => "block_removed",
@@ -214,7 +218,7 @@ impl ReasonCode {
     }
 
     /// Every reason code, in declaration order (`ALL[r.index()] == r`).
-    pub const ALL: [Self; 60] = [
+    pub const ALL: [Self; 61] = [
         Self::AllowedByPolicy,
         Self::DefaultAllow,
         Self::TokenMissing,
@@ -271,6 +275,7 @@ impl ReasonCode {
         Self::PeerCertificateRequired,
         Self::RateLimited,
         Self::PrincipalBlocked,
+        Self::AddressBlocked,
         Self::ThreatDetected,
         Self::BlockAdded,
         Self::BlockRemoved,

@@ -21,6 +21,7 @@ use crate::crowdsec::{self, Scopes};
 use crate::decisions::{Bouncer, Decision, DecisionError, Decisions, Escalation, Origin};
 use crate::engine::{Alert, Engine, EngineSpec};
 use crate::event::Event;
+use crate::gcra::Limiter;
 use crate::scenario::Severity;
 
 /// Detection settings (from `[detect]`).
@@ -78,6 +79,10 @@ pub struct Detector {
     counters: Counters,
     dirty: AtomicBool,
     wake: Mutex<Option<mpsc::Sender<Wake>>>,
+    /// Rate limits registered by the gateway, for status: (name, shadow, limiter).
+    limits: Mutex<Vec<(String, bool, Arc<Limiter>)>>,
+    /// The state file's lock, held while the detector lives: one process per file.
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Wake {
@@ -115,6 +120,7 @@ impl Detector {
         audit: Option<(Arc<dyn AuditSink>, KeyedHasher)>,
     ) -> Result<Arc<Self>, DetectError> {
         let now = now_ms();
+        let lock = settings.state_file.as_deref().map(lock).transpose()?;
         let mut state = match &settings.state_file {
             Some(path) => load(path)?,
             None => None,
@@ -136,6 +142,8 @@ impl Detector {
             counters: Counters::default(),
             dirty: AtomicBool::new(true),
             wake: Mutex::new(None),
+            limits: Mutex::new(Vec::new()),
+            _lock: lock,
             state: Mutex::new(state),
         });
         detector.sweep(now);
@@ -431,6 +439,13 @@ impl Detector {
         self.state.lock().map(|s| s.active().cloned().collect()).unwrap_or_default()
     }
 
+    /// Show rate limit `name`'s counts in [`Self::status`].
+    pub fn register_limit(&self, name: &str, shadow: bool, limiter: Arc<Limiter>) {
+        if let Ok(mut l) = self.limits.lock() {
+            l.push((name.to_owned(), shadow, limiter));
+        }
+    }
+
     /// What `ward detect status` shows.
     #[must_use]
     pub fn status(&self) -> Value {
@@ -448,6 +463,23 @@ impl Detector {
             })
             .unwrap_or_default();
         let a = &self.counters.alerts;
+        let limits: Vec<Value> = self
+            .limits
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .map(|(name, shadow, limiter)| {
+                        json!({
+                            "name": name,
+                            "shadow": shadow,
+                            "allowed": limiter.stats.allowed.load(Ordering::Relaxed),
+                            "limited": limiter.stats.limited.load(Ordering::Relaxed),
+                            "keys": limiter.keys(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         json!({
             "events": engine.events,
             "alerts": {
@@ -466,6 +498,7 @@ impl Detector {
             "baselines": engine.baselines,
             "allowlist": self.allow.entries().iter().map(ToString::to_string).collect::<Vec<_>>(),
             "bouncers": bouncers,
+            "rate_limits": limits,
         })
     }
 
@@ -504,6 +537,17 @@ impl Detector {
         removed
     }
 
+    /// Whether `api_key` is a registered bouncer's.
+    #[must_use]
+    pub fn is_bouncer(&self, api_key: &str) -> bool {
+        let presented = sha256_hex(api_key.trim().as_bytes());
+        self.state.lock().is_ok_and(|s| {
+            s.bouncers
+                .values()
+                .fold(false, |hit, b| hit | ward_crypto::constant_time_eq(b.key_sha256.as_bytes(), presented.as_bytes()))
+        })
+    }
+
     /// Answer a bouncer's pull (`GET /v1/decisions/stream`): `None` when
     /// `api_key` is no bouncer's (403).
     #[must_use]
@@ -534,6 +578,23 @@ impl Detector {
         self.dirty.store(true, Ordering::Release);
         Some(answer)
     }
+}
+
+/// Take `<state file>.lock`: two processes writing one state file would
+/// lose each other's blocks.
+fn lock(path: &Path) -> Result<std::fs::File, DetectError> {
+    let lock_path = path.with_extension("lock");
+    let err = |message: String| DetectError::State { path: lock_path.clone(), message };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| err(e.to_string()))?;
+    file.try_lock().map_err(|_| {
+        err("held by another Ward process; give each process its own [detect] state_file".into())
+    })?;
+    Ok(file)
 }
 
 fn load(path: &Path) -> Result<Option<Decisions>, DetectError> {
@@ -670,6 +731,9 @@ mod tests {
         assert_eq!(rec.actions(), [("manual".to_owned(), "expire")], "its end is audited");
         assert_eq!(rec.0.lock().unwrap()[0].reason, ReasonCode::BlockExpired);
         assert!(d.stream(&key, true, Scopes::default()).is_some(), "bouncers survive too");
+        let held = Detector::open(settings(Some(state.clone()), &[]), None).unwrap_err();
+        assert!(held.to_string().contains("another Ward process"), "{held}");
+        drop(d);
         std::fs::write(&state, b"{not json").unwrap();
         let err = Detector::open(settings(Some(state.clone()), &[]), None).unwrap_err();
         assert!(err.to_string().contains("detect.json"), "{err}");

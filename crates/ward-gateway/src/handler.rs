@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub trusted_proxy_hops: usize,
     /// The OpenID Connect relying party for `login` routes.
     pub oidc: Option<Arc<crate::oidc::RelyingParty>>,
+    /// Blocks, rate limits and the detector.
+    pub protect: crate::protect::Protection,
 }
 
 /// One worker thread's view: the shared pipeline and the worker's own
@@ -208,9 +210,27 @@ impl Shared {
             peer_spiffe_id: trail.peer_spiffe_id.clone(),
             detection: None,
         };
-        self.audit.record(record).inspect_err(|e| {
+        let written = self.audit.record(record).inspect_err(|e| {
             tracing::error!(request_id = %trail.request_id, error = %e, "audit record could not be written");
-        })
+        });
+        self.protect.observe(
+            decision.reason,
+            status,
+            trail.client_ip,
+            &trail.path,
+            trail.route.as_deref(),
+            identity.map(|i| i.principal.as_str()),
+        );
+        written
+    }
+
+    /// Refuse a request over a rate limit: 429 with `Retry-After` and the
+    /// `RateLimit` fields; the limit's name goes to the audit record.
+    fn limited(&self, trail: &mut Trail, limited: &crate::protect::Limited<'_>) -> Response<Body> {
+        trail.policy = Some(format!("rate_limit:{}", limited.name()));
+        let response = crate::protect::too_many(limited, &trail.request_id);
+        let _ = self.audit(trail, Decision::deny(ReasonCode::RateLimited), response.status().as_u16());
+        response
     }
 
     /// Answer with what the relying party decided (a redirect or a
@@ -475,6 +495,16 @@ pub(crate) async fn handle(
     };
     let limits = &shared.limits;
 
+    // 0. A blocked address is refused at accept; this catches the requests
+    //    of connections opened before the block, and clients behind
+    //    trusted proxies. The connection is closed after the answer.
+    if shared.protect.ip_blocked(client_ip) {
+        trail.path = parts.uri.path().chars().take(256).collect();
+        let mut response = shared.reject(&trail, ReasonCode::AddressBlocked);
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
+    }
+
     // 1. Limits on what the client sent.
     if parts.headers.len() > limits.max_headers || header_footprint(&parts.headers) > limits.max_header_bytes {
         trail.path = parts.uri.path().chars().take(256).collect();
@@ -520,6 +550,10 @@ pub(crate) async fn handle(
         return Ok(shared.reject(&trail, ReasonCode::PeerCertificateRequired));
     }
     let source_principal = if route.mtls_strict == Some(false) { None } else { peer.source_principal() };
+    // Rate limits keyed by address, route or header: before any token is verified.
+    if let Some(limited) = shared.protect.limit(false, &route.name, client_ip, None, &parts.headers) {
+        return Ok(shared.limited(&mut trail, &limited));
+    }
     // 4. Authenticate. A public route does not require a token, but one
     //    that is presented must be valid (as Istio's RequestAuthentication).
     //    A login route authenticates browsers by their session, and sends
@@ -575,6 +609,15 @@ pub(crate) async fn handle(
                 }
                 Err(TokenRejected(reason)) => return Ok(shared.reject(&trail, reason)),
             }
+        }
+    }
+    // 4b. A blocked principal stops here; then limits keyed by principal or claim.
+    if let Some(identity) = &trail.identity {
+        if shared.protect.principal_blocked(identity) {
+            return Ok(shared.reject(&trail, ReasonCode::PrincipalBlocked));
+        }
+        if let Some(limited) = shared.protect.limit(true, &route.name, client_ip, Some(identity), &parts.headers) {
+            return Ok(shared.limited(&mut trail, &limited));
         }
     }
     // 5. Authorize: the policy set in force (default deny).

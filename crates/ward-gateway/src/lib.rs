@@ -28,6 +28,7 @@ mod keys;
 mod oidc;
 mod policy;
 mod pool;
+mod protect;
 mod response;
 mod server;
 mod svid;
@@ -119,6 +120,20 @@ impl Gateway {
         config: &Config,
         revocations: Option<Arc<dyn ward_core::RevocationList>>,
     ) -> Result<Self, GatewayError> {
+        Self::bind_protected(config, revocations, None).await
+    }
+
+    /// As [`Self::bind_with`], enforcing and feeding `detector` (shared
+    /// with the control plane in `ward up`). Without one, a `[detect]`
+    /// section gives the gateway its own.
+    ///
+    /// # Errors
+    /// [`GatewayError`] describing the first problem.
+    pub async fn bind_protected(
+        config: &Config,
+        revocations: Option<Arc<dyn ward_core::RevocationList>>,
+        detector: Option<Arc<ward_detect::Detector>>,
+    ) -> Result<Self, GatewayError> {
         let tls = Arc::new(ServerTls::with_denylist(&config.gateway.tls, revocations.clone())?);
         let authn = keys::authenticator(config).await?;
         let log = audit::open_log(&config.audit)?;
@@ -182,7 +197,16 @@ impl Gateway {
                     .map_err(|_| GatewayError::Config(format!("bad header name `{header}`")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let detector = match (detector, &config.detect) {
+            (Some(d), _) => Some(d),
+            (None, Some(d)) => Some(
+                ward_detect::Detector::open(d.settings.clone(), Some((Arc::clone(&audit), pii_hasher.clone())))
+                    .map_err(|e| GatewayError::Config(e.to_string()))?,
+            ),
+            (None, None) => None,
+        };
         let shared = Arc::new(Shared {
+            protect: protect::Protection::new(config, detector),
             routes,
             route_runtime,
             policies: Arc::clone(&policies),
@@ -231,6 +255,12 @@ impl Gateway {
     #[must_use]
     pub fn audit_log(&self) -> &Arc<LogSink> {
         &self.log
+    }
+
+    /// The detector this gateway enforces and feeds, if detection is on.
+    #[must_use]
+    pub fn detector(&self) -> Option<&Arc<ward_detect::Detector>> {
+        self.shared.protect.detector.as_ref()
     }
 
     /// The admin API's bound address, when `[admin]` is configured.
@@ -288,6 +318,10 @@ impl Gateway {
             }
         }
         audit::lifecycle(&*self.shared.audit, true, self.policies.load().digest());
+        let detector = self.shared.protect.detector.clone();
+        if let Some(d) = &detector {
+            d.spawn_sweeper()?;
+        }
         let watcher =
             tokio::spawn(watch_tls(Arc::clone(&self.tls), Arc::clone(&self.shared.audit), self.reload_interval));
         let policy_watcher = tokio::spawn(policy::watch(Arc::clone(&self.policies), self.policy_reload_interval));
@@ -317,6 +351,7 @@ impl Gateway {
             admin,
             stop_exports,
             exporters,
+            detector,
         })
     }
 }
@@ -350,6 +385,7 @@ pub struct RunningGateway {
     admin: Option<tokio::task::JoinHandle<()>>,
     stop_exports: tokio::sync::watch::Sender<bool>,
     exporters: Vec<std::thread::JoinHandle<()>>,
+    detector: Option<Arc<ward_detect::Detector>>,
 }
 
 impl RunningGateway {
@@ -399,6 +435,9 @@ impl RunningGateway {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         self.wait().await;
+        if let Some(d) = &self.detector {
+            d.stop();
+        }
         audit::lifecycle(&*self.audit, false, self.policies.load().digest());
         let _ = self.audit.flush().await;
         if let Err(e) = self.log.checkpoint_now().await {

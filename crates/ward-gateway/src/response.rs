@@ -22,7 +22,10 @@ pub fn status_for(reason: ReasonCode) -> StatusCode {
         | ReasonCode::DeniedByPolicy
         | ReasonCode::NoAllowPolicyMatched
         | ReasonCode::DefaultDeny
-        | ReasonCode::ExternalAuthorizerDenied => StatusCode::FORBIDDEN,
+        | ReasonCode::ExternalAuthorizerDenied
+        | ReasonCode::PrincipalBlocked
+        | ReasonCode::AddressBlocked => StatusCode::FORBIDDEN,
+        ReasonCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ReasonCode::ExternalAuthorizerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ReasonCode::PathRejected | ReasonCode::BadRequest => StatusCode::BAD_REQUEST,
         ReasonCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -42,6 +45,7 @@ fn error_word(status: StatusCode) -> &'static str {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request_header_fields_too_large",
         StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
         StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
         _ => "bad_gateway",
     }
 }

@@ -73,6 +73,12 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        // Blocked addresses and addresses at their connection cap are cut
+        // off here, before any TLS work.
+        let Ok(slot) = worker.shared.protect.admit(peer.ip()) else {
+            drop(stream);
+            continue;
+        };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached; closing new connection");
             drop(stream);
@@ -83,7 +89,7 @@ pub(crate) async fn serve(
             (acceptor.clone(), Arc::clone(&worker), Arc::clone(&builder), limits.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _slot) = (permit, slot);
             let hasher = &worker.shared.pii_hasher;
             match handshake(stream, &acceptor, &limits, plaintext_allowed).await {
                 Accepted::Refused => {}
