@@ -263,7 +263,12 @@ impl AdminTarget {
         Ok(Self { base, token: read_secret(&c.admin_token_file)?, client })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
         let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(self.token.trim());
         if let Some(b) = body {
             req = req.json(&b);
@@ -275,7 +280,7 @@ impl AdminTarget {
     }
 }
 
-fn failed(status: u16, body: &Value) -> String {
+pub(crate) fn failed(status: u16, body: &Value) -> String {
     let detail = body["message"].as_str().or(body["error"].as_str()).unwrap_or("");
     format!("the control plane answered {status} {detail}")
 }

@@ -92,6 +92,23 @@ public = true
 [policy]
 dir = "policies"
 default_action = "deny"
+
+# Threat detection: Ward's scenarios (brute force, password spraying, token
+# abuse, scanning), per-principal baselines and privilege-escalation checks
+# watch every decision; what they catch is blocked for 15 minutes, longer for
+# repeat offenders. `ward detect status`, `ward block list|add|remove`.
+# Addresses and principals on the allowlist are never blocked or limited.
+[detect]
+state_file = "detect.json"
+allowlist = []
+
+# Rate limits (GCRA): uncomment to cap each client address.
+# [[rate_limits]]
+# name = "per-ip"
+# key = "ip"        # or principal, route, claim:NAME, header:NAME
+# rate = 100
+# per = "1s"
+# burst = 50
 "#;
 
 /// The default policy `ward up` writes to `policies/default.yaml`.

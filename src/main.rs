@@ -11,6 +11,7 @@
 mod agent;
 mod audit_cmd;
 mod control_cmd;
+mod detect_cmd;
 mod init;
 mod policy_cmd;
 
@@ -67,6 +68,27 @@ enum Command {
         target: ControlTarget,
         #[command(subcommand)]
         command: ClientCommand,
+    },
+    /// Threat detection: what the detectors saw and decided (through the admin API).
+    Detect {
+        #[command(flatten)]
+        target: ControlTarget,
+        #[command(subcommand)]
+        command: DetectCommand,
+    },
+    /// Block addresses, ranges and principals by hand; list and lift blocks (through the admin API).
+    Block {
+        #[command(flatten)]
+        target: ControlTarget,
+        #[command(subcommand)]
+        command: BlockCommand,
+    },
+    /// CrowdSec bouncers allowed to read Ward's decisions (GET /v1/decisions/stream with X-Api-Key).
+    Bouncer {
+        #[command(flatten)]
+        target: ControlTarget,
+        #[command(subcommand)]
+        command: BouncerCommand,
     },
     /// Local users of the token service's login page (through its admin API).
     User {
@@ -277,6 +299,48 @@ enum CaCommand {
         /// The CA directory (default: [control] ca_dir).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DetectCommand {
+    /// Events seen, alerts by severity, active blocks, refusals, rate limits, bouncers.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum BlockCommand {
+    /// Block an address (192.0.2.1), a range (192.0.2.0/24) or a principal (principal:NAME).
+    Add {
+        /// What to block.
+        target: String,
+        /// For how long, e.g. 30m, 4h, 7d.
+        #[arg(long = "for", default_value = "4h")]
+        duration: String,
+        /// Why (goes to the audit log and `ward block list`).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a block by its id (from `ward block list`).
+    Remove {
+        /// The decision's id.
+        id: u64,
+    },
+    /// The blocks in force.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum BouncerCommand {
+    /// Register a bouncer; prints its API key once.
+    Add {
+        /// Its name.
+        name: String,
+    },
+    /// Remove a bouncer (its key stops working).
+    Delete {
+        /// Its name.
+        name: String,
     },
 }
 
@@ -502,6 +566,9 @@ fn main() -> ExitCode {
         Command::Control { config } => control(&config),
         Command::Client { target, command } => return admin_cli(target, AdminCommand::Client(command)),
         Command::User { target, command } => return admin_cli(target, AdminCommand::User(command)),
+        Command::Detect { target, command } => return admin_cli(target, AdminCommand::Detect(command)),
+        Command::Block { target, command } => return admin_cli(target, AdminCommand::Block(command)),
+        Command::Bouncer { target, command } => return admin_cli(target, AdminCommand::Bouncer(command)),
         Command::Keys { target, command } => return admin_cli(target, AdminCommand::Keys(command)),
         Command::Cert { target, command } => return admin_cli(target, AdminCommand::Cert(command)),
         Command::Sign { cert, key, file } => (|| {
@@ -768,6 +835,9 @@ enum AdminCommand {
     Keys(KeysCommand),
     Token(TokenCommand),
     Cert(CertCommand),
+    Detect(DetectCommand),
+    Block(BlockCommand),
+    Bouncer(BouncerCommand),
 }
 
 fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
@@ -845,6 +915,16 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                 AdminCommand::User(UserCommand::Create { name, roles }) => {
                     control_cmd::user_create(&target, &name, &control_cmd::read_password()?, &roles).await
                 }
+                AdminCommand::Detect(DetectCommand::Status) => detect_cmd::status(&target).await,
+                AdminCommand::Block(BlockCommand::Add { target: what, duration, reason }) => {
+                    detect_cmd::add(&target, &what, &duration, reason.as_deref()).await
+                }
+                AdminCommand::Block(BlockCommand::Remove { id }) => detect_cmd::remove(&target, id).await,
+                AdminCommand::Block(BlockCommand::List) => detect_cmd::list(&target).await,
+                AdminCommand::Bouncer(BouncerCommand::Add { name }) => detect_cmd::bouncer_add(&target, &name).await,
+                AdminCommand::Bouncer(BouncerCommand::Delete { name }) => {
+                    detect_cmd::bouncer_delete(&target, &name).await
+                }
                 AdminCommand::User(UserCommand::Passwd { name }) => {
                     control_cmd::user_passwd(&target, &name, &control_cmd::read_password()?).await
                 }
@@ -905,6 +985,7 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>, control_listen: Option<Socket
              \x20 curl --cacert {dir}/ca.crt -i https://{host}/api/hello    # no token: 401\n\
              \x20 {exe} audit tail --data-dir {dir} -n 2\n\
              \x20 {exe} audit verify --data-dir {dir}\n\
+             \x20 {exe} detect status --data-dir {dir}    # threat detection; `{exe} block list` shows blocks\n\
              \nStop with Ctrl-C.\n"
         ));
     })

@@ -90,11 +90,16 @@ fn ward_up_then_the_printed_commands_work() {
         "keys/audit-hmac.key",
         "keys/control-admin.token",
         "control/control.redb",
+        "detect.json",
     ] {
         let mode = std::fs::metadata(dir.path().join("ward-data").join(key)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{key}");
     }
     assert!(!up.printed.join("\n").contains("PRIVATE KEY"));
+    // Threat detection is on: the printed status line reports it.
+    let status = up.line(" detect status ");
+    let status = bash(dir.path(), status.split("    #").next().unwrap());
+    assert!(status.contains("events observed") && status.contains("alerts            critical 0"), "{status}");
     let ca = std::fs::read(dir.path().join("ward-data/ca.crt")).unwrap();
     up.stop();
 

@@ -106,7 +106,13 @@ pub(crate) fn rate_limits(raw: &[raw::RawRateLimit], routes: &HashSet<String>) -
         let quota = Quota { rate: r.rate, period: per, burst: r.burst.unwrap_or(r.rate) };
         let gcra = Gcra::new(quota).map_err(|e| Invalid::new(key("rate"), e.to_string()))?;
         routes_known(&r.routes, routes, &key("routes"))?;
-        out.push(RateLimitConfig { name: r.name.clone(), key: rate_key, gcra, routes: r.routes.clone(), shadow: r.shadow });
+        out.push(RateLimitConfig {
+            name: r.name.clone(),
+            key: rate_key,
+            gcra,
+            routes: r.routes.clone(),
+            shadow: r.shadow,
+        });
     }
     Ok(out)
 }

@@ -270,10 +270,7 @@ pub(crate) async fn login(
         let id = request_id();
         let e = OAuthError::AccessDenied("wrong username or password".into());
         let reason = if blocked { ReasonCode::PrincipalBlocked } else { ReasonCode::LoginFailed };
-        let event = Event::new(("POST", PATH), reason, 401)
-            .client(client)
-            .error(&e)
-            .principal(Some(&username));
+        let event = Event::new(("POST", PATH), reason, 401).client(client).error(&e).principal(Some(&username));
         let _ = audit(&cp, &ext, &id, event);
         tracing::info!(request_id = %id, "login failed");
         if !cp.flows.fail_ticket(&ticket_hash) {

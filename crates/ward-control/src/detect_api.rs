@@ -57,11 +57,7 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// `GET /v1/decisions/stream?startup=true&scopes=ip,range`.
-pub(crate) async fn stream(
-    State(cp): State<Arc<ControlPlane>>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-) -> Response {
+pub(crate) async fn stream(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     let q = query(&uri);
     let (Some(d), Some(key)) = (cp.detector(), api_key(&headers)) else { return forbidden() };
     let startup = q.get("startup").is_some_and(|v| v == "true");
@@ -73,11 +69,7 @@ pub(crate) async fn stream(
 
 /// `GET /v1/decisions?ip=…` (bouncers in live mode): the active
 /// decisions covering one address, or `null`.
-pub(crate) async fn live(
-    State(cp): State<Arc<ControlPlane>>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-) -> Response {
+pub(crate) async fn live(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     let q = query(&uri);
     let (Some(d), Some(key)) = (cp.detector(), api_key(&headers)) else { return forbidden() };
     if !d.is_bouncer(key) {
@@ -117,7 +109,11 @@ fn no_detection() -> Response {
 }
 
 /// `GET /admin/decisions`.
-pub(crate) async fn list(State(cp): State<Arc<ControlPlane>>, ext: axum::http::Extensions, headers: HeaderMap) -> Response {
+pub(crate) async fn list(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = admin(&cp, &ext, &headers, ("GET", "/admin/decisions")) {
         return *r;
     }
@@ -190,12 +186,19 @@ pub(crate) async fn remove(
             let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ReasonCode::AdminRequest, 200));
             json_response(StatusCode::OK, &decision_json(&decision))
         }
-        None => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found", "message": "no active decision with that id"})),
+        None => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "not_found", "message": "no active decision with that id"}),
+        ),
     }
 }
 
 /// `GET /admin/detect/status`.
-pub(crate) async fn status(State(cp): State<Arc<ControlPlane>>, ext: axum::http::Extensions, headers: HeaderMap) -> Response {
+pub(crate) async fn status(
+    State(cp): State<Arc<ControlPlane>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = admin(&cp, &ext, &headers, ("GET", "/admin/detect/status")) {
         return *r;
     }

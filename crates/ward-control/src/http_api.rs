@@ -306,7 +306,8 @@ fn observe(cp: &ControlPlane, ext: &axum::http::Extensions, e: &Event<'_>) {
         return;
     }
     let principal = e.principal.or(e.client_id);
-    let mut event = ward_detect::Event::new(Source::TokenService, e.reason, e.status, peer.0, e.path).principal(principal);
+    let mut event =
+        ward_detect::Event::new(Source::TokenService, e.reason, e.status, peer.0, e.path).principal(principal);
     if let Some(roles) = e.granted {
         event = event.privileged(Privileged::RoleGrant(roles));
     } else if let Some(roles) = e.acts_for {

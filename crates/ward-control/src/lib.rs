@@ -16,8 +16,8 @@
 
 mod admin_api;
 mod authorize_api;
-mod detect_api;
 pub mod ca;
+mod detect_api;
 pub mod flows;
 mod http_api;
 pub mod registry;

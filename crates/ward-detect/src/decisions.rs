@@ -277,7 +277,13 @@ mod tests {
     }
 
     fn add(d: &mut Decisions, target: &str, now: u64) -> Option<Decision> {
-        d.add(t(target), Duration::from_secs(600), &Escalation::default(), (Origin::Detection, "ward/scan", "test"), now)
+        d.add(
+            t(target),
+            Duration::from_secs(600),
+            &Escalation::default(),
+            (Origin::Detection, "ward/scan", "test"),
+            now,
+        )
     }
 
     #[test]

@@ -542,9 +542,9 @@ impl Detector {
     pub fn is_bouncer(&self, api_key: &str) -> bool {
         let presented = sha256_hex(api_key.trim().as_bytes());
         self.state.lock().is_ok_and(|s| {
-            s.bouncers
-                .values()
-                .fold(false, |hit, b| hit | ward_crypto::constant_time_eq(b.key_sha256.as_bytes(), presented.as_bytes()))
+            s.bouncers.values().fold(false, |hit, b| {
+                hit | ward_crypto::constant_time_eq(b.key_sha256.as_bytes(), presented.as_bytes())
+            })
         })
     }
 
@@ -591,9 +591,8 @@ fn lock(path: &Path) -> Result<std::fs::File, DetectError> {
         .write(true)
         .open(&lock_path)
         .map_err(|e| err(e.to_string()))?;
-    file.try_lock().map_err(|_| {
-        err("held by another Ward process; give each process its own [detect] state_file".into())
-    })?;
+    file.try_lock()
+        .map_err(|_| err("held by another Ward process; give each process its own [detect] state_file".into()))?;
     Ok(file)
 }
 

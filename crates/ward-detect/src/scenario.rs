@@ -55,7 +55,8 @@ pub enum Key {
 
 impl Key {
     /// Names accepted in configuration.
-    pub const NAMES: [(&'static str, Self); 3] = [("ip", Self::Ip), ("subnet", Self::Subnet), ("principal", Self::Principal)];
+    pub const NAMES: [(&'static str, Self); 3] =
+        [("ip", Self::Ip), ("subnet", Self::Subnet), ("principal", Self::Principal)];
 }
 
 /// A field whose distinct values are counted instead of events.
@@ -71,7 +72,8 @@ pub enum Distinct {
 
 impl Distinct {
     /// Names accepted in configuration.
-    pub const NAMES: [(&'static str, Self); 3] = [("principal", Self::Principal), ("path", Self::Path), ("ip", Self::Ip)];
+    pub const NAMES: [(&'static str, Self); 3] =
+        [("principal", Self::Principal), ("path", Self::Path), ("ip", Self::Ip)];
 }
 
 /// What an overflow does.
@@ -195,7 +197,15 @@ pub fn defaults() -> Vec<ScenarioSpec> {
         spec("ward/brute-force-ip", &LOGIN_FAILURES, Ip, None, (10, 30), High, Block),
         spec("ward/brute-force-principal", &LOGIN_FAILURES, Principal, None, (10, 120), High, Block),
         spec("ward/password-spraying", &LOGIN_FAILURES, Ip, Some(Distinct::Principal), (5, 60), High, Block),
-        spec("ward/password-spraying-subnet", &LOGIN_FAILURES, Subnet, Some(Distinct::Principal), (20, 60), High, Block),
+        spec(
+            "ward/password-spraying-subnet",
+            &LOGIN_FAILURES,
+            Subnet,
+            Some(Distinct::Principal),
+            (20, 60),
+            High,
+            Block,
+        ),
         spec("ward/token-replay", &REPLAYS, Ip, None, (0, 60), High, Alert),
         spec("ward/token-abuse", &BAD_TOKENS, Ip, None, (20, 10), High, Block),
         scan,

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Response;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ward_config::{Config, RateKey};
 use ward_core::{Identity, ReasonCode, RequestId};
 use ward_detect::conns::{ConnectionCaps, ConnectionSlot};
