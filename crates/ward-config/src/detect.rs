@@ -140,6 +140,15 @@ pub(crate) fn detect(d: &raw::RawDetect, base: &Path, routes: &HashSet<String>) 
         learning: duration(d.admin_learning.as_deref(), PrivilegeSpec::default().learning, key("admin_learning"))?,
     };
     let mut scenarios = scenario::defaults();
+    if let Some(d) = d.block_duration.as_deref() {
+        let base = duration(Some(d), Duration::ZERO, key("block_duration"))?;
+        if base.is_zero() {
+            return Err(Invalid::new(key("block_duration"), "must be greater than 0"));
+        }
+        for s in &mut scenarios {
+            s.duration = base;
+        }
+    }
     for (i, name) in d.disable.iter().enumerate() {
         let before = scenarios.len();
         scenarios.retain(|s| &s.name != name);

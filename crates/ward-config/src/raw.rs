@@ -54,6 +54,8 @@ pub(crate) struct RawDetect {
     #[serde(default)]
     pub admin_learning: Option<String>,
     #[serde(default)]
+    pub block_duration: Option<String>,
+    #[serde(default)]
     pub disable: Vec<String>,
     #[serde(default)]
     pub scenarios: Vec<RawScenario>,
@@ -304,6 +306,8 @@ pub(crate) struct RawExport {
     pub token_file: Option<String>,
     #[serde(default)]
     pub batch: Option<usize>,
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

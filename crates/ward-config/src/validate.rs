@@ -548,7 +548,28 @@ fn exports(raw: &[raw::RawExport], base: &Path) -> V<Vec<ward_export::ExportSpec
             }
             other => return Err(Invalid::new(key("kind"), format!("`{other}` is not one of file, syslog, webhook"))),
         };
-        out.push(ExportSpec { name: e.name.clone(), target, format, batch: positive(e.batch, 500, key("batch"))? });
+        const EVENTS: [&str; 10] = [
+            "request",
+            "token",
+            "login",
+            "admin",
+            "registry",
+            "key_change",
+            "policy_change",
+            "detection",
+            "startup",
+            "shutdown",
+        ];
+        if let Some(bad) = e.events.iter().find(|v| !EVENTS.contains(&v.as_str())) {
+            return Err(Invalid::new(key("events"), format!("`{bad}` is not a record kind ({})", EVENTS.join(", "))));
+        }
+        out.push(ExportSpec {
+            name: e.name.clone(),
+            target,
+            format,
+            batch: positive(e.batch, 500, key("batch"))?,
+            events: e.events.clone(),
+        });
     }
     Ok(out)
 }

@@ -23,10 +23,14 @@ fn ext(v: &str) -> String {
 pub fn to_cef(record: &Value, index: u64, origin: &str) -> String {
     let s = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
     let denied = s("decision") == "deny";
-    let severity = match (denied, s("reason").starts_with("token_")) {
-        (true, true) => 7,
-        (true, false) => 5,
-        (false, _) => 3,
+    let severity = match (crate::detection_severity(record), denied, s("reason").starts_with("token_")) {
+        (Some("critical"), ..) => 10,
+        (Some("high"), ..) => 8,
+        (Some("medium"), ..) => 5,
+        (Some(_), ..) => 3,
+        (None, true, true) => 7,
+        (None, true, false) => 5,
+        (None, false, _) => 3,
     };
     let mut out = format!(
         "CEF:0|Ward|Ward|{}|{}|{} {}|{severity}|",

@@ -102,6 +102,16 @@ pub struct ExportSpec {
     pub format: Format,
     /// Records per delivery (default 500).
     pub batch: usize,
+    /// Only records of these kinds (`event` field: `detection`, `request`,
+    /// `login`…); all when empty. Alerts to a webhook or a pager are an
+    /// exporter with `events = ["detection"]`.
+    pub events: Vec<String>,
+}
+
+/// The severity of a detection record (`low` … `critical`), if it is one.
+#[must_use]
+pub fn detection_severity(record: &Value) -> Option<&str> {
+    record.get("detection")?.get("severity")?.as_str()
 }
 
 /// A record rendered for delivery.
@@ -116,14 +126,21 @@ pub struct Rendered {
 /// Render one stored record.
 #[must_use]
 pub fn render(payload: &[u8], index: u64, origin: &str, format: Format, hostname: &str) -> Rendered {
-    let record: Value = serde_json::from_slice(payload)
-        .unwrap_or_else(|_| serde_json::json!({ "event": "unparsed", "raw": String::from_utf8_lossy(payload) }));
+    render_parsed(&parse(payload), payload, index, origin, format, hostname)
+}
+
+fn parse(payload: &[u8]) -> Value {
+    serde_json::from_slice(payload)
+        .unwrap_or_else(|_| serde_json::json!({ "event": "unparsed", "raw": String::from_utf8_lossy(payload) }))
+}
+
+fn render_parsed(record: &Value, payload: &[u8], index: u64, origin: &str, format: Format, hostname: &str) -> Rendered {
     let line = match format {
-        Format::Ocsf => ocsf::to_ocsf(&record, index, origin).to_string(),
-        Format::Cef => cef::to_cef(&record, index, origin),
+        Format::Ocsf => ocsf::to_ocsf(record, index, origin).to_string(),
+        Format::Cef => cef::to_cef(record, index, origin),
         Format::Raw => String::from_utf8_lossy(payload).into_owned(),
     };
-    let syslog = syslog::message(&record, index, origin, hostname, &line);
+    let syslog = syslog::message(record, index, origin, hostname, &line);
     Rendered { line, syslog }
 }
 
@@ -245,11 +262,19 @@ impl Exporter {
                 let _ = tokio::time::timeout(IDLE_POLL, stop.changed()).await;
                 continue;
             };
+            let wanted = &self.spec.events;
             let events: Vec<Rendered> = records
                 .iter()
-                .map(|r| render(&r.payload, r.index, &self.origin, self.spec.format, &hostname))
+                .filter_map(|r| {
+                    let record = parse(&r.payload);
+                    let kind = record.get("event").and_then(Value::as_str).unwrap_or("");
+                    (wanted.is_empty() || wanted.iter().any(|w| w == kind))
+                        .then(|| render_parsed(&record, &r.payload, r.index, &self.origin, self.spec.format, &hostname))
+                })
                 .collect();
-            if let Err(e) = self.destination.send(&events).await {
+            // A batch the filter emptied is passed over, its cursor advanced.
+            let sent = if events.is_empty() { Ok(()) } else { self.destination.send(&events).await };
+            if let Err(e) = sent {
                 self.status.failures.fetch_add(1, Ordering::AcqRel);
                 tracing::warn!(exporter = %self.spec.name, error = %e, retry_in = ?backoff, "audit export delivery failed");
                 let _ = tokio::time::timeout(backoff, stop.changed()).await;

@@ -90,8 +90,29 @@ pub fn to_ocsf(record: &Value, index: u64, origin: &str) -> Value {
     e.insert("activity_name".into(), activity_name.into());
     e.insert("type_uid".into(), (class * 100 + activity).into());
     e.insert("time".into(), epoch_millis(s("time")).map_or(Value::Null, Into::into));
-    e.insert("severity_id".into(), (if denied { 3 } else { 1 }).into());
-    e.insert("severity".into(), (if denied { "Medium" } else { "Informational" }).into());
+    let (severity_id, severity) = match crate::detection_severity(record) {
+        Some("critical") => (5, "Critical"),
+        Some("high") => (4, "High"),
+        Some("medium") => (3, "Medium"),
+        Some(_) => (2, "Low"),
+        None if denied => (3, "Medium"),
+        None => (1, "Informational"),
+    };
+    e.insert("severity_id".into(), severity_id.into());
+    e.insert("severity".into(), severity.into());
+    if let Some(d) = record.get("detection") {
+        // OCSF Detection Finding: what was found, about whom.
+        e.insert(
+            "finding_info".into(),
+            json!({
+                "title": d.get("scenario").cloned().unwrap_or(Value::Null),
+                "uid": s("request_id"),
+                "desc": d.get("detail").cloned().unwrap_or(Value::Null),
+                "types": [d.get("action").cloned().unwrap_or(Value::Null)],
+            }),
+        );
+        e.insert("unmapped".into(), json!({ "ward_detection": d }));
+    }
     e.insert("status_id".into(), (if denied { 2 } else { 1 }).into());
     e.insert("status".into(), (if denied { "Failure" } else { "Success" }).into());
     e.insert("status_code".into(), reason.into());

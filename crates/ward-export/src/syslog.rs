@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Facility 13 ("log audit"); severity 6 (informational) for allowed
-//! decisions and 4 (warning) for refusals. The structured-data ID uses
+//! decisions and 4 (warning) for refusals; detections by their own level:
+//! critical 2, high 3 (error), medium 4 (warning), low 5 (notice). The structured-data ID uses
 //! 32473, the private enterprise number RFC 5612 reserves for examples, until
 //! Ward has its own.
 
@@ -37,7 +38,14 @@ fn token(v: &str, max: usize) -> String {
 #[must_use]
 pub fn message(record: &Value, index: u64, origin: &str, hostname: &str, msg: &str) -> String {
     let s = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
-    let severity = if s("decision") == "deny" { 4 } else { 6 };
+    let severity = match crate::detection_severity(record) {
+        Some("critical") => 2,
+        Some("high") => 3,
+        Some("medium") => 4,
+        Some(_) => 5,
+        None if s("decision") == "deny" => 4,
+        None => 6,
+    };
     let time = s("time");
     let time = if time.is_empty() { "-" } else { time };
     format!(
@@ -63,6 +71,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn detections_carry_their_severity() {
+        let r = |sev: &str| json!({"event":"detection","decision":"allow","detection":{"severity":sev}});
+        assert!(message(&r("critical"), 1, "o", "h", "{}").starts_with("<106>1 "), "13*8+2");
+        assert!(message(&r("high"), 1, "o", "h", "{}").starts_with("<107>1 "));
+        assert!(message(&r("medium"), 1, "o", "h", "{}").starts_with("<108>1 "));
+        assert!(message(&r("low"), 1, "o", "h", "{}").starts_with("<109>1 "));
+    }
 
     #[test]
     fn messages_follow_rfc_5424_and_frames_count_octets() {

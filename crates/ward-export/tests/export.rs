@@ -56,7 +56,7 @@ async fn run_until(exporter: Exporter, until: u64, durable: u64) {
 }
 
 fn spec(name: &str, target: Target, format: Format) -> ExportSpec {
-    ExportSpec { name: name.into(), target, format, batch: 64 }
+    ExportSpec { name: name.into(), target, format, batch: 64, events: Vec::new() }
 }
 
 #[tokio::test]
@@ -260,4 +260,39 @@ async fn syslog_export_over_tls_reconnects_after_the_collector_drops_it() {
 fn index_of(message: &str) -> u64 {
     let at = message.find("index=\"").unwrap() + 7;
     message[at..].split('"').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_events_filter_exports_only_those_records_and_still_advances() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::from_seed(ORIGIN, &[2; 32]).unwrap();
+    let (mut log, _) = AuditLog::open(dir.path(), signer, LogOptions::new(ORIGIN)).unwrap();
+    let records: Vec<Vec<u8>> = (0..30)
+        .map(|i| {
+            if i % 3 == 0 {
+                format!(
+                    r#"{{"event":"detection","time":"2026-11-23T10:00:00.000Z","request_id":"d{i}","decision":"deny","reason":"block_added","detection":{{"scenario":"ward/scan","severity":"high","action":"block"}}}}"#
+                )
+            } else {
+                format!(r#"{{"event":"request","time":"2026-11-23T10:00:00.000Z","request_id":"r{i}","decision":"allow","reason":"allowed_by_policy"}}"#)
+            }
+            .into_bytes()
+        })
+        .collect();
+    log.append(records.iter().map(Vec::as_slice)).unwrap();
+    drop(log);
+    let out = dir.path().join("alerts.jsonl");
+    let mut spec = spec("alerts", Target::File { path: out.clone() }, Format::Ocsf);
+    spec.events = vec!["detection".into()];
+    let exporter = Exporter::new(spec, dir.path(), ORIGIN).unwrap();
+    run_until(exporter, 30, 30).await;
+    let lines: Vec<Value> =
+        std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 10);
+    for l in &lines {
+        assert_eq!((l["class_uid"].as_u64(), l["severity"].as_str()), (Some(2004), Some("High")));
+        assert_eq!(l["finding_info"]["title"], "ward/scan");
+    }
+    let cursor = std::fs::read_to_string(ward_export::cursor_path(dir.path(), "alerts")).unwrap();
+    assert_eq!(cursor.trim(), "30", "records the filter passed over are not exported again");
 }
