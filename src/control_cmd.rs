@@ -255,11 +255,24 @@ impl AdminTarget {
     /// # Errors
     /// A message naming the missing piece.
     pub fn new(config: &Config, ca_file: &Path) -> Result<Self, String> {
+        Self::at(config, ca_file, None)
+    }
+
+    /// As [`Self::new`], at `url` instead of the configured address (a
+    /// control plane started with another listen address).
+    ///
+    /// # Errors
+    /// A message naming the missing piece.
+    pub fn at(config: &Config, ca_file: &Path, url: Option<&str>) -> Result<Self, String> {
         let c = config.control.as_ref().ok_or("no [control] section in the configuration")?;
         let ca = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
         let ca = reqwest::Certificate::from_pem(&ca).map_err(|e| format!("{}: {e}", ca_file.display()))?;
         let client = reqwest::Client::builder().tls_certs_only([ca]).build().map_err(|e| e.to_string())?;
-        let base = c.issuer.clone().unwrap_or_else(|| format!("https://{}", c.listen));
+        let base = match url {
+            Some(u) if u.starts_with("https://") => u.trim_end_matches('/').to_owned(),
+            Some(u) => return Err(format!("--control {u}: an https:// URL")),
+            None => c.issuer.clone().unwrap_or_else(|| format!("https://{}", c.listen)),
+        };
         Ok(Self { base, token: read_secret(&c.admin_token_file)?, client })
     }
 

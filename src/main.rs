@@ -224,6 +224,9 @@ struct ControlTarget {
     /// The CA certificate the control plane's certificate chains to (default DATA_DIR/ca.crt).
     #[arg(long, global = true)]
     ca: Option<PathBuf>,
+    /// The control plane's URL, when it listens elsewhere than the configuration says (`ward up --control-listen`).
+    #[arg(long, global = true)]
+    control: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -796,12 +799,12 @@ fn gateway(path: &Path) -> Result<(), String> {
 }
 
 fn ca_rotate(location: ControlTarget, dir: Option<PathBuf>) -> Result<(), String> {
-    let ControlTarget { data_dir, config, ca } = location;
+    let ControlTarget { data_dir, config, ca, control: url } = location;
     let config = load(&config.unwrap_or_else(|| data_dir.join("ward.toml")))?;
     let control = config.control.as_ref().ok_or("no [control] section in the configuration")?;
     let td = control.trust_domain.clone().ok_or("[control] trust_domain is not set: this control plane runs no CA")?;
     let dir = dir.unwrap_or_else(|| control.ca_dir.clone());
-    let target = control_cmd::AdminTarget::new(&config, &ca.unwrap_or_else(|| data_dir.join("ca.crt")))?;
+    let target = control_cmd::AdminTarget::at(&config, &ca.unwrap_or_else(|| data_dir.join("ca.crt")), url.as_deref())?;
     let said = control_runtime()?.block_on(control_cmd::ca_rotate(Some(&target), &dir, &td))?;
     write_stdout(&said);
     Ok(())
@@ -842,9 +845,10 @@ enum AdminCommand {
 
 fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
     let result = (|| {
-        let ControlTarget { data_dir, config, ca } = location;
+        let ControlTarget { data_dir, config, ca, control } = location;
         let config = load(&config.unwrap_or_else(|| data_dir.join("ward.toml")))?;
-        let target = control_cmd::AdminTarget::new(&config, &ca.unwrap_or_else(|| data_dir.join("ca.crt")))?;
+        let ca = ca.unwrap_or_else(|| data_dir.join("ca.crt"));
+        let target = control_cmd::AdminTarget::at(&config, &ca, control.as_deref())?;
         control_runtime()?.block_on(async move {
             match command {
                 AdminCommand::Client(ClientCommand::Create {
@@ -963,8 +967,14 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>, control_listen: Option<Socket
     let exe = std::env::current_exe().map_or_else(|_| "ward".to_owned(), |p| shell_word(&p));
     let dir = shell_word(data_dir);
     let audit = shell_word(&config.audit.dir);
+    let configured_control = config.control.as_ref().map(|c| c.listen);
     let control_listen = config.control.is_some().then_some(control_listen);
     serve(config, control_listen, move |addr, control| {
+        // Admin commands find the control plane in ward.toml, unless it was moved.
+        let control_flag = match control {
+            Some(c) if Some(c) != configured_control => format!(" --control https://{c}"),
+            _ => String::new(),
+        };
         let control_line = control.map_or_else(String::new, |c| {
             format!("  control   https://{c}/.well-known/openid-configuration  (token service; `ward client create` adds OAuth2 clients)\n")
         });
@@ -985,7 +995,7 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>, control_listen: Option<Socket
              \x20 curl --cacert {dir}/ca.crt -i https://{host}/api/hello    # no token: 401\n\
              \x20 {exe} audit tail --data-dir {dir} -n 2\n\
              \x20 {exe} audit verify --data-dir {dir}\n\
-             \x20 {exe} detect status --data-dir {dir}    # threat detection; `{exe} block list` shows blocks\n\
+             \x20 {exe} detect status --data-dir {dir}{control_flag}    # threat detection; `ward block list` shows blocks\n\
              \nStop with Ctrl-C.\n"
         ));
     })

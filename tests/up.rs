@@ -97,7 +97,7 @@ fn ward_up_then_the_printed_commands_work() {
     }
     assert!(!up.printed.join("\n").contains("PRIVATE KEY"));
     // Threat detection is on: the printed status line reports it.
-    let status = up.line(" detect status ");
+    let status = up.printed.iter().map(|l| l.trim()).find(|l| l.contains(" detect status ")).unwrap().to_owned();
     let status = bash(dir.path(), status.split("    #").next().unwrap());
     assert!(status.contains("events observed") && status.contains("alerts            critical 0"), "{status}");
     let ca = std::fs::read(dir.path().join("ward-data/ca.crt")).unwrap();

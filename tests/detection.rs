@@ -1,0 +1,366 @@
+//! Attack simulations against a running gateway and token service sharing
+//! one detector, as `ward up` runs them: password spraying, a slow brute
+//! force from many addresses, a scan, a revoked token replayed, and rate
+//! limits under load. Every client is real (reqwest, bound to its own
+//! loopback address 127.0.0.x so the detectors see distinct sources), every
+//! block is checked on the attacker's very next request, in the audit log,
+//! and again once it has expired.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use ward_control::{ClientSpec, ControlPlane, ControlSettings, Store};
+use ward_core::{LocalRevocations, RevocationList};
+use ward_issuer::clients::GrantType;
+
+const CB: &str = "https://app.example/cb";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Blocks in these tests last 3 s, so their end can be watched.
+const DETECT: &str = r#"
+[detect]
+block_duration = "3s"
+admin_learning = "0s"
+allowlist = ["127.0.0.250", "principal:health-checker"]
+"#;
+
+struct World {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    gateway: ward_gateway::RunningGateway,
+    gport: u16,
+    cbase: String,
+    ca_pem: String,
+    cp: Arc<ControlPlane>,
+    detector: Arc<ward_detect::Detector>,
+    signer: ward_authn::TokenSigner,
+    revocations: Arc<dyn RevocationList>,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// A gateway (policy: role `reader` on `/api/`) and a control plane with a
+/// login page, one detector between them; `extra` goes into `ward.toml`.
+async fn world(extra: &str) -> World {
+    let (up, _) = common::start_upstream().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let (path, signer, ca_pem) = common::write_config(&dir, &format!("http://{up}"), extra, false);
+    let config = ward_config::load(&path).unwrap();
+    let revocations: Arc<dyn RevocationList> = Arc::new(LocalRevocations::new());
+    let gateway = ward_gateway::Gateway::bind_with(&config, Some(Arc::clone(&revocations))).await.unwrap();
+    let gport = gateway.local_addr().unwrap().port();
+    let detector = Arc::clone(gateway.detector().expect("[detect] gives the gateway a detector"));
+    let sink = Arc::clone(gateway.audit_log()) as Arc<dyn ward_audit::AuditSink>;
+    let gateway = gateway.spawn().unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cport = listener.local_addr().unwrap().port();
+    let cbase = format!("https://localhost:{cport}");
+    let hasher = ward_crypto::KeyedHasher::new(&ward_crypto::SecretBytes::new(vec![7; 32])).unwrap();
+    let cp = ControlPlane::open(Store::open(&dir.join("control.redb")).unwrap(), ControlSettings::new(&cbase))
+        .unwrap()
+        .with_audit(sink, hasher)
+        .with_revocations(Arc::clone(&revocations))
+        .with_detector(Arc::clone(&detector));
+    let web = ClientSpec {
+        id: "web".into(),
+        grants: vec![GrantType::AuthorizationCode],
+        scopes: vec!["openid".into()],
+        audiences: vec!["orders".into()],
+        token_ttl: 600,
+        jwks: None,
+        redirect_uris: vec![CB.into()],
+        roles: Vec::new(),
+    };
+    cp.create_client(&web).unwrap();
+    cp.create_user("alice", PASSWORD, &["reader".to_owned()]).unwrap();
+    let cp = Arc::new(cp);
+    let tls = ward_gateway::ServerTls::with_denylist(&config.gateway.tls, None).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let router = ward_control::router(Arc::clone(&cp));
+    let guard = Some(Arc::clone(&detector));
+    tokio::spawn(ward_control::serve_guarded(listener, Arc::clone(&tls.config), router, guard, stopped));
+    World { _tmp: tmp, dir, gateway, gport, cbase, ca_pem, cp, detector, signer, revocations, _stop: stop }
+}
+
+impl World {
+    /// A client whose connections come from `ip` (any 127.0.0.0/8 address).
+    fn client_from(&self, ip: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap()])
+            .local_address(ip.parse::<IpAddr>().unwrap())
+            .resolve("localhost", "127.0.0.1:0".parse().unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    }
+
+    fn gw(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.gport)
+    }
+
+    fn token(&self, sub: &str) -> String {
+        self.token_with_id(sub, &format!("j-{sub}"))
+    }
+
+    fn token_with_id(&self, sub: &str, jti: &str) -> String {
+        let now = common::now();
+        let claims = json!({
+            "iss": common::ISSUER, "aud": common::AUDIENCE, "sub": sub, "exp": now + 300, "iat": now,
+            "jti": jti, "roles": ["reader"],
+        });
+        self.signer.sign(claims.as_object().unwrap()).unwrap()
+    }
+
+    /// A login page for `web`: its ticket and binding cookie.
+    async fn login_page(&self, http: &reqwest::Client) -> Result<(String, String), reqwest::Error> {
+        let url = format!(
+            "{}/oauth2/authorize?client_id=web&redirect_uri={}&response_type=code&scope=openid&state=s1&nonce=n1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+            self.cbase,
+            CB.replace(':', "%3A").replace('/', "%2F")
+        );
+        let resp = http.get(url).send().await?;
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let html = resp.text().await?;
+        let at = html.find("name=\"ticket\" value=\"").unwrap() + "name=\"ticket\" value=\"".len();
+        Ok((html[at..].split('"').next().unwrap().to_owned(), cookie))
+    }
+
+    /// Submit the login form; the HTTP status (303 is a successful login).
+    async fn login(
+        &self,
+        http: &reqwest::Client,
+        (ticket, cookie): &(String, String),
+        user: &str,
+        password: &str,
+    ) -> Result<u16, reqwest::Error> {
+        let body = format!("ticket={}&username={}&password={}", enc(ticket), enc(user), enc(password));
+        let resp = http
+            .post(format!("{}/oauth2/authorize", self.cbase))
+            .header("cookie", cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await?;
+        Ok(resp.status().as_u16())
+    }
+
+    /// Every detection record so far.
+    async fn detections(&self) -> Vec<Value> {
+        self.gateway.flush_audit().await.unwrap();
+        common::read_log(&self.dir.join("audit")).into_iter().filter(|r| r["event"] == "detection").collect()
+    }
+
+    async fn records(&self) -> Vec<Value> {
+        self.gateway.flush_audit().await.unwrap();
+        common::read_log(&self.dir.join("audit"))
+    }
+}
+
+/// `application/x-www-form-urlencoded` value encoding.
+fn enc(v: &str) -> String {
+    v.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn hmac(value: &str) -> String {
+    ward_crypto::KeyedHasher::new(&ward_crypto::SecretBytes::new(vec![7; 32])).unwrap().tag_hex(value.as_bytes())
+}
+
+/// The detection records about `target` with `action`.
+fn about<'a>(records: &'a [Value], target: &str, action: &str) -> Vec<&'a Value> {
+    let tag = hmac(target);
+    records.iter().filter(|r| r["detection"]["target_hmac"] == tag && r["detection"]["action"] == action).collect()
+}
+
+/// Whether a request from `ip` to `url` is refused: a new connection is
+/// closed before its TLS handshake (an error), a kept-alive one gets 403.
+async fn refused(http: &reqwest::Client, url: &str) -> bool {
+    match http.get(url).send().await {
+        Err(_) => true,
+        Ok(r) => r.status() == 403,
+    }
+}
+
+/// Wait (at most `limit`) until `check` holds.
+async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_spraying_blocks_the_address_on_its_next_request_until_it_expires() {
+    let w = world(DETECT).await;
+    let attacker = w.client_from("127.0.0.2");
+    let bystander = w.client_from("127.0.0.3");
+    // Five distinct users fail: the bucket (capacity 5) is full, nothing is blocked yet.
+    let page = w.login_page(&attacker).await.unwrap();
+    for user in ["ann", "bob", "cy", "dee"] {
+        assert_eq!(w.login(&attacker, &page, user, "Winter2026!").await.unwrap(), 200);
+    }
+    let page = w.login_page(&attacker).await.unwrap();
+    assert_eq!(w.login(&attacker, &page, "eve", "Winter2026!").await.unwrap(), 200);
+    assert!(!w.detector.ip_blocked("127.0.0.2".parse().unwrap()));
+    // The sixth distinct user overflows it.
+    assert_eq!(w.login(&attacker, &page, "fay", "Winter2026!").await.unwrap(), 200);
+
+    // The very next request is refused, on the token service and on the gateway.
+    assert!(refused(&attacker, &format!("{}/.well-known/openid-configuration", w.cbase)).await);
+    assert!(refused(&w.client_from("127.0.0.2"), &format!("{}/.well-known/jwks.json", w.cbase)).await);
+    assert!(refused(&w.client_from("127.0.0.2"), &w.gw("/api/x")).await, "one detector for both");
+    // Nobody else is.
+    let ok = bystander.get(format!("{}/.well-known/openid-configuration", w.cbase)).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+
+    // Audited: the alert and the block, about the address (as an HMAC), HIGH.
+    let d = w.detections().await;
+    let alerts = about(&d, "127.0.0.2", "alert");
+    assert_eq!(alerts.len(), 1, "{d:?}");
+    assert_eq!(alerts[0]["detection"]["scenario"], "ward/password-spraying");
+    assert_eq!(alerts[0]["detection"]["severity"], "high");
+    assert_eq!(alerts[0]["reason"], "threat_detected");
+    let blocks = about(&d, "127.0.0.2", "block");
+    assert_eq!(blocks.len(), 1);
+    assert_eq!((blocks[0]["reason"].as_str(), blocks[0]["detection"]["target_kind"].as_str()), (Some("block_added"), Some("ip")));
+    assert!(!serde_json::to_string(&d).unwrap().contains("127.0.0.2"), "no address in clear");
+
+    // It expires (3 s) and the sweeper records its end.
+    assert!(
+        eventually(Duration::from_secs(8), async || {
+            w.client_from("127.0.0.2").get(w.gw("/api/x")).send().await.is_ok_and(|r| r.status() == 401)
+        })
+        .await,
+        "the block ends"
+    );
+    assert!(eventually(Duration::from_secs(3), async || !about(&w.detections().await, "127.0.0.2", "expire").is_empty()).await);
+    w.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_brute_force_from_many_addresses_protects_the_principal() {
+    let w = world(DETECT).await;
+    // Eleven guesses at alice's password, each from its own address: no
+    // address does much, the principal's bucket (capacity 10) overflows.
+    for i in 0..11 {
+        let ip = format!("127.0.1.{}", 10 + i);
+        let http = w.client_from(&ip);
+        let page = w.login_page(&http).await.unwrap();
+        assert_eq!(w.login(&http, &page, "alice", &format!("guess-{i}")).await.unwrap(), 200);
+    }
+    for i in 0..11 {
+        assert!(!w.detector.ip_blocked(format!("127.0.1.{}", 10 + i).parse().unwrap()), "no address is blocked");
+    }
+    // Alice's own password, from a new address, is refused like a wrong one.
+    let http = w.client_from("127.0.1.100");
+    let page = w.login_page(&http).await.unwrap();
+    assert_eq!(w.login(&http, &page, "alice", PASSWORD).await.unwrap(), 200, "the login form again, not a redirect");
+    // Her tokens are refused at the gateway too (403, principal_blocked).
+    let r = http.get(w.gw("/api/orders")).bearer_auth(w.token("alice")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let records = w.records().await;
+    let rec = records.iter().find(|r| r["request_id"] == id).unwrap();
+    assert_eq!(rec["reason"], "principal_blocked");
+    assert!(records.iter().any(|r| r["event"] == "login" && r["reason"] == "principal_blocked"));
+    let d = w.detections().await;
+    let blocks = about(&d, "alice", "block");
+    assert_eq!(blocks.len(), 1, "{d:?}");
+    assert_eq!(blocks[0]["detection"]["scenario"], "ward/brute-force-principal");
+    assert_eq!(blocks[0]["detection"]["target_kind"], "principal");
+    // Others are served meanwhile.
+    let r = http.get(w.gw("/api/orders")).bearer_auth(w.token("bob")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Once the block has expired, alice signs in.
+    assert!(
+        eventually(Duration::from_secs(8), async || {
+            let http = w.client_from("127.0.1.101");
+            let page = w.login_page(&http).await.unwrap();
+            w.login(&http, &page, "alice", PASSWORD).await.unwrap() == 303
+        })
+        .await
+    );
+    w.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_of_200_paths_is_blocked_on_its_next_request() {
+    let w = world(DETECT).await;
+    let scanner = w.client_from("127.0.0.30");
+    let mut answered = Vec::new();
+    for i in 0..200 {
+        match scanner.get(w.gw(&format!("/probe/{i}.php"))).send().await {
+            Ok(r) => answered.push(r.status().as_u16()),
+            Err(_) => answered.push(0),
+        }
+    }
+    // 31 distinct refused paths overflow the bucket (capacity 30); the 32nd
+    // request already meets the block, and so does everything after it.
+    assert!(answered[..31].iter().all(|s| *s == 403), "{answered:?}");
+    assert!(answered[31..].iter().all(|s| *s == 403 || *s == 0), "{answered:?}");
+    let records = w.records().await;
+    let reasons: Vec<&str> = records.iter().filter(|r| r["event"] == "request").filter_map(|r| r["reason"].as_str()).collect();
+    assert_eq!(reasons.iter().filter(|r| **r == "no_route").count(), 31, "the scan reached the router 31 times");
+    assert!(reasons.contains(&"address_blocked"), "the kept-alive connection was refused per request");
+    let d = w.detections().await;
+    let blocks = about(&d, "127.0.0.30", "block");
+    assert_eq!(blocks.len(), 1);
+    assert_eq!((blocks[0]["detection"]["scenario"].as_str(), blocks[0]["detection"]["severity"].as_str()), (Some("ward/scan"), Some("high")));
+    assert!(refused(&w.client_from("127.0.0.30"), &w.gw("/api/x")).await);
+    // After it expires the scanner is answered again (and would be caught again).
+    assert!(
+        eventually(Duration::from_secs(8), async || {
+            w.client_from("127.0.0.30").get(w.gw("/probe/again")).send().await.is_ok_and(|r| r.status() == 403)
+                && !w.detector.ip_blocked("127.0.0.30".parse().unwrap())
+        })
+        .await
+    );
+    w.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_revoked_token_raises_an_alert() {
+    let w = world(DETECT).await;
+    let http = w.client_from("127.0.0.40");
+    let token = w.token_with_id("carol", "carol-1");
+    assert_eq!(http.get(w.gw("/api/orders")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    w.revocations.revoke(common::ISSUER, "carol-1", u64::try_from(common::now()).unwrap() + 300);
+    let r = http.get(w.gw("/api/orders")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let d = w.detections().await;
+    let alerts = about(&d, "127.0.0.40", "alert");
+    assert_eq!(alerts.len(), 1, "{d:?}");
+    assert_eq!(alerts[0]["detection"]["scenario"], "ward/token-replay");
+    assert_eq!(alerts[0]["detection"]["severity"], "high");
+    assert!(about(&d, "127.0.0.40", "block").is_empty(), "one replay alerts; it does not block");
+    w.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlisted_clients_are_never_blocked() {
+    let w = world(DETECT).await;
+    let friend = w.client_from("127.0.0.250");
+    for i in 0..60 {
+        let r = friend.get(w.gw(&format!("/probe/{i}"))).send().await.unwrap();
+        assert_eq!(r.status(), 403, "request {i}");
+    }
+    assert!(!w.detector.ip_blocked("127.0.0.250".parse().unwrap()));
+    let d = w.detections().await;
+    assert_eq!(about(&d, "127.0.0.250", "alert").len(), 1, "noticed");
+    assert!(about(&d, "127.0.0.250", "block").is_empty(), "never blocked");
+    w.gateway.shutdown().await;
+}
