@@ -250,16 +250,9 @@ pub struct AdminTarget {
 }
 
 impl AdminTarget {
-    /// From a configuration (its `[control]` section) and the CA that signed the control plane's certificate.
-    ///
-    /// # Errors
-    /// A message naming the missing piece.
-    pub fn new(config: &Config, ca_file: &Path) -> Result<Self, String> {
-        Self::at(config, ca_file, None)
-    }
-
-    /// As [`Self::new`], at `url` instead of the configured address (a
-    /// control plane started with another listen address).
+    /// From a configuration (its `[control]` section) and the CA that
+    /// signed the control plane's certificate; at `url` instead of the
+    /// configured address when given (a control plane started elsewhere).
     ///
     /// # Errors
     /// A message naming the missing piece.

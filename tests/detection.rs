@@ -167,7 +167,13 @@ impl World {
 /// `application/x-www-form-urlencoded` value encoding.
 fn enc(v: &str) -> String {
     v.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -235,7 +241,10 @@ async fn password_spraying_blocks_the_address_on_its_next_request_until_it_expir
     assert_eq!(alerts[0]["reason"], "threat_detected");
     let blocks = about(&d, "127.0.0.2", "block");
     assert_eq!(blocks.len(), 1);
-    assert_eq!((blocks[0]["reason"].as_str(), blocks[0]["detection"]["target_kind"].as_str()), (Some("block_added"), Some("ip")));
+    assert_eq!(
+        (blocks[0]["reason"].as_str(), blocks[0]["detection"]["target_kind"].as_str()),
+        (Some("block_added"), Some("ip"))
+    );
     assert!(!serde_json::to_string(&d).unwrap().contains("127.0.0.2"), "no address in clear");
 
     // It expires (3 s) and the sweeper records its end.
@@ -246,7 +255,10 @@ async fn password_spraying_blocks_the_address_on_its_next_request_until_it_expir
         .await,
         "the block ends"
     );
-    assert!(eventually(Duration::from_secs(3), async || !about(&w.detections().await, "127.0.0.2", "expire").is_empty()).await);
+    assert!(
+        eventually(Duration::from_secs(3), async || !about(&w.detections().await, "127.0.0.2", "expire").is_empty())
+            .await
+    );
     w.gateway.shutdown().await;
 }
 
@@ -313,13 +325,17 @@ async fn a_scan_of_200_paths_is_blocked_on_its_next_request() {
     assert!(answered[..31].iter().all(|s| *s == 403), "{answered:?}");
     assert!(answered[31..].iter().all(|s| *s == 403 || *s == 0), "{answered:?}");
     let records = w.records().await;
-    let reasons: Vec<&str> = records.iter().filter(|r| r["event"] == "request").filter_map(|r| r["reason"].as_str()).collect();
+    let reasons: Vec<&str> =
+        records.iter().filter(|r| r["event"] == "request").filter_map(|r| r["reason"].as_str()).collect();
     assert_eq!(reasons.iter().filter(|r| **r == "no_route").count(), 31, "the scan reached the router 31 times");
     assert!(reasons.contains(&"address_blocked"), "the kept-alive connection was refused per request");
     let d = w.detections().await;
     let blocks = about(&d, "127.0.0.30", "block");
     assert_eq!(blocks.len(), 1);
-    assert_eq!((blocks[0]["detection"]["scenario"].as_str(), blocks[0]["detection"]["severity"].as_str()), (Some("ward/scan"), Some("high")));
+    assert_eq!(
+        (blocks[0]["detection"]["scenario"].as_str(), blocks[0]["detection"]["severity"].as_str()),
+        (Some("ward/scan"), Some("high"))
+    );
     assert!(refused(&w.client_from("127.0.0.30"), &w.gw("/api/x")).await);
     // After it expires the scanner is answered again (and would be caught again).
     assert!(
@@ -363,4 +379,126 @@ async fn allowlisted_clients_are_never_blocked() {
     assert_eq!(about(&d, "127.0.0.250", "alert").len(), 1, "noticed");
     assert!(about(&d, "127.0.0.250", "block").is_empty(), "never blocked");
     w.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_within_one_percent_under_load_and_spare_the_allowlist() {
+    let limits = "\n[[rate_limits]]\nname = \"per-ip\"\nkey = \"ip\"\nrate = 200\nper = \"1s\"\nburst = 20\n\n\
+                  [[rate_limits]]\nname = \"route-budget\"\nkey = \"route\"\nrate = 1\nper = \"1s\"\nshadow = true\n";
+    let w = Arc::new(world(&format!("{DETECT}{limits}")).await);
+    let token = Arc::new(w.token("loadgen"));
+    let run = Duration::from_secs(3);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    // Eight connections from one address, as fast as they can: far above 200/s.
+    for _ in 0..8 {
+        let (w, token) = (Arc::clone(&w), Arc::clone(&token));
+        tasks.push(tokio::spawn(async move {
+            let http = w.client_from("127.0.0.50");
+            let (mut ok, mut limited, mut headers) = (0u64, 0u64, None);
+            // (first sent, first answered, last sent, last answered)
+            let mut span: Option<(Instant, Instant, Instant, Instant)> = None;
+            while start.elapsed() < run {
+                let sent = Instant::now();
+                let r = http.get(w.gw("/api/x")).bearer_auth(token.as_str()).send().await.unwrap();
+                let answered = Instant::now();
+                span = Some(span.map_or((sent, answered, sent, answered), |(a, b, _, _)| (a, b, sent, answered)));
+                match r.status().as_u16() {
+                    200 => ok += 1,
+                    429 => {
+                        limited += 1;
+                        headers.get_or_insert_with(|| r.headers().clone());
+                    }
+                    other => panic!("unexpected {other}"),
+                }
+            }
+            (ok, limited, span.unwrap(), headers)
+        }));
+    }
+    // Meanwhile an allowlisted client is never limited.
+    let friend = w.client_from("127.0.0.250");
+    let mut friend_ok = 0;
+    while start.elapsed() < run {
+        let r = friend.get(w.gw("/api/x")).bearer_auth(token.as_str()).send().await.unwrap();
+        assert_eq!(r.status(), 200, "allowlisted clients are never limited");
+        friend_ok += 1;
+    }
+    let (mut ok, mut limited, mut headers) = (0, 0, None);
+    let mut spans = Vec::new();
+    for t in tasks {
+        let (o, l, span, h) = t.await.unwrap();
+        ok += o;
+        limited += l;
+        spans.push(span);
+        headers = headers.or(h);
+    }
+    // The gateway saw the run begin between the first send and the first
+    // answer, and end between the last send and the last answer: GCRA's
+    // count (burst + rate × span) lies between the two bounds.
+    let first_sent = spans.iter().map(|s| s.0).min().unwrap();
+    let first_answered = spans.iter().map(|s| s.1).min().unwrap();
+    let last_sent = spans.iter().map(|s| s.2).max().unwrap();
+    let last_answered = spans.iter().map(|s| s.3).max().unwrap();
+    let low = 20.0 + 200.0 * last_sent.saturating_duration_since(first_answered).as_secs_f64();
+    let high = 20.0 + 200.0 * last_answered.duration_since(first_sent).as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let got = ok as f64;
+    assert!(limited > ok, "the load was far above the limit: {ok} allowed, {limited} limited");
+    assert!(
+        got >= (low * 0.99).floor() && got <= (high * 1.01).ceil(),
+        "allowed {got}; GCRA allows {low:.1}..{high:.1}"
+    );
+    assert!(high - low < high * 0.05, "the bounds are tight enough to mean something: {low:.1}..{high:.1}");
+    assert!(friend_ok > 50, "the allowlisted client was served throughout ({friend_ok})");
+    let h = headers.unwrap();
+    assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(h["ratelimit-policy"], "\"per-ip\";q=200;w=1");
+    assert!(h["ratelimit"].to_str().unwrap().starts_with("\"per-ip\";r=0;t="), "{h:?}");
+    // The shadow limit refused nothing but counted what it would have.
+    let status = w.detector.status();
+    let shadow = status["rate_limits"].as_array().unwrap().iter().find(|l| l["name"] == "route-budget").unwrap();
+    assert!(shadow["limited"].as_u64().unwrap() > 100, "{shadow}");
+    // Refusals are audited with the limit that made them.
+    let records = w.records().await;
+    let refusal = records.iter().find(|r| r["reason"] == "rate_limited").unwrap();
+    assert_eq!((refusal["status"].as_u64(), refusal["policy"].as_str()), (Some(429), Some("rate_limit:per-ip")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_active_blocks_and_drops_expired_ones() {
+    let w = world(DETECT).await;
+    let target = |t: &str| ward_detect::Target::parse(t).unwrap();
+    let long = w.detector.block(target("127.0.0.60"), Duration::from_secs(3600), "test").unwrap();
+    w.detector.block(target("127.0.0.61"), Duration::from_millis(500), "test").unwrap();
+    w.detector.block(target("principal:mallory"), Duration::from_secs(3600), "test").unwrap();
+    let (dir, ca_pem) = (w.dir.clone(), w.ca_pem.clone());
+    let World { gateway, _tmp: tmp, cp, detector, _stop: stop, .. } = w;
+    gateway.shutdown().await;
+    drop((cp, detector, stop));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    // The same configuration again: a new gateway, a new detector, the same state file.
+    let config = ward_config::load(&dir.join("ward.toml")).unwrap();
+    let gateway = ward_gateway::Gateway::bind(&config).await.unwrap();
+    let port = gateway.local_addr().unwrap().port();
+    let detector = Arc::clone(gateway.detector().unwrap());
+    let running = gateway.spawn().unwrap();
+    let ids: Vec<u64> = detector.decisions().iter().map(|d| d.id).collect();
+    assert_eq!(ids.len(), 2, "the expired block is gone");
+    assert!(ids.contains(&long.id) && detector.principal_blocked("mallory"));
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+            .local_address(ip.parse::<IpAddr>().unwrap())
+            .resolve("localhost", "127.0.0.1:0".parse().unwrap())
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://localhost:{port}/api/x");
+    assert!(from("127.0.0.60").get(&url).send().await.is_err(), "still blocked after the restart");
+    assert_eq!(from("127.0.0.61").get(&url).send().await.unwrap().status(), 401, "served: its block expired");
+    running.shutdown().await;
+    let records = common::read_log(&dir.join("audit"));
+    assert_eq!(records.iter().filter(|r| r["reason"] == "block_expired").count(), 1, "its end is recorded");
+    drop(tmp);
 }

@@ -1,0 +1,144 @@
+//! Ward's decisions reach CrowdSec bouncers: `ward up`, the operator CLI
+//! (`ward bouncer add`, `ward block add|list|remove`, `ward detect status`)
+//! and a bouncer written in Python against CrowdSec's published bouncer
+//! API (`tests/bouncer/crowdsec_bouncer.py`), which sees new, lifted and
+//! expired decisions on its pulls.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ward up` in `dir`; the control plane's URL it printed.
+fn up(dir: &std::path::Path) -> (Up, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["up", "--data-dir", "ward-data", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut control = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("control") {
+            let url = rest.split_whitespace().next().unwrap();
+            control = Some(url.trim_end_matches("/.well-known/openid-configuration").to_owned());
+        }
+        if line.starts_with("Stop with Ctrl-C") {
+            break;
+        }
+    }
+    (Up(child), control.expect("ward up printed the control plane's URL"))
+}
+
+fn ward(dir: &std::path::Path, control: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(args)
+        .args(["--data-dir", "ward-data", "--control", control])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ward {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Bouncer {
+    child: Child,
+    out: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Bouncer {
+    fn line(&mut self) -> Value {
+        let line = self.out.next().expect("the bouncer printed a line").unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn pull(&mut self) -> Value {
+        self.child.stdin.as_mut().unwrap().write_all(b"next\n").unwrap();
+        self.line()
+    }
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect()
+}
+
+#[test]
+fn a_crowdsec_bouncer_receives_new_lifted_and_expired_decisions() {
+    let python_ok = Command::new("python3").args(["-c", "import requests"]).status().is_ok_and(|s| s.success());
+    assert!(python_ok, "python3 with requests is needed: `python3 -m pip install requests` (.ci/run installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, control) = up(dir.path());
+
+    let said = ward(dir.path(), &control, &["bouncer", "add", "firewall"]);
+    let key = said.lines().last().unwrap().trim().to_owned();
+    assert_eq!(key.len(), 64, "{said}");
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bouncer/crowdsec_bouncer.py");
+    let mut child = Command::new("python3")
+        .args([script, "--url", &control, "--key", &key, "--ca", "ward-data/ca.crt"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut bouncer = Bouncer { child, out };
+    assert_eq!(bouncer.line()["wrong_key_status"], 403, "a wrong API key is refused");
+    let first = bouncer.line();
+    assert_eq!(first["banned"], serde_json::json!([]), "startup: nothing blocked yet");
+
+    let added = ward(dir.path(), &control, &["block", "add", "192.0.2.7", "--for", "1h", "--reason", "seen probing"]);
+    assert!(added.starts_with("blocked\n") && added.contains("192.0.2.7"), "{added}");
+    let id: u64 = added.lines().nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    ward(dir.path(), &control, &["block", "add", "198.51.100.0/24", "--for", "1h"]);
+    ward(dir.path(), &control, &["block", "add", "203.0.113.9", "--for", "2s"]);
+    ward(dir.path(), &control, &["block", "add", "principal:mallory", "--for", "1h"]);
+    let list = ward(dir.path(), &control, &["block", "list"]);
+    assert_eq!(list.lines().count(), 4, "{list}");
+    assert!(list.contains("principal:mallory") && list.contains("manual"), "{list}");
+
+    let second = bouncer.pull();
+    assert_eq!(
+        strings(&second["new"]),
+        ["192.0.2.7", "198.51.100.0/24", "203.0.113.9"],
+        "principals are not for firewalls"
+    );
+    assert_eq!(strings(&second["scopes"]), ["Ip", "Range"]);
+
+    ward(dir.path(), &control, &["block", "remove", &id.to_string()]);
+    std::thread::sleep(Duration::from_millis(3200));
+    let third = bouncer.pull();
+    assert_eq!(strings(&third["deleted"]), ["192.0.2.7", "203.0.113.9"], "lifted and expired");
+    assert_eq!(strings(&third["banned"]), ["198.51.100.0/24"]);
+    let fourth = bouncer.pull();
+    assert!(fourth["new"].as_array().unwrap().is_empty() && fourth["deleted"].as_array().unwrap().is_empty());
+
+    let status = ward(dir.path(), &control, &["detect", "status"]);
+    assert!(status.contains("bouncer           firewall (last pull 20"), "{status}");
+    assert!(status.contains("active blocks     principal 1  range 1"), "{status}");
+    drop(bouncer.child.stdin.take());
+    assert!(bouncer.child.wait().unwrap().success());
+
+    // Something that is neither an address, a range nor a principal is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["block", "add", "bad target", "--data-dir", "ward-data", "--control", &control])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("400"), "{}", String::from_utf8_lossy(&out.stderr));
+}
