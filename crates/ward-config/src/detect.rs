@@ -201,6 +201,10 @@ fn anomaly(a: &raw::RawAnomaly, here: &[Seg]) -> V<AnomalySpec> {
     if !(z.is_finite() && z > 0.0) {
         return Err(Invalid::new(key("z"), "a positive number of standard deviations"));
     }
+    let min_ratio = a.min_ratio.unwrap_or(d.min_ratio);
+    if !(min_ratio.is_finite() && min_ratio >= 1.0) {
+        return Err(Invalid::new(key("min_ratio"), "a multiple of the mean, at least 1"));
+    }
     let window = duration(a.window.as_deref(), d.window, key("window"))?;
     if window < Duration::from_secs(1) {
         return Err(Invalid::new(key("window"), "at least 1s"));
@@ -211,6 +215,7 @@ fn anomaly(a: &raw::RawAnomaly, here: &[Seg]) -> V<AnomalySpec> {
         warmup: a.warmup.unwrap_or(d.warmup),
         z,
         min_count: a.min_count.unwrap_or(d.min_count),
+        min_ratio,
         cooldown: duration(a.cooldown.as_deref(), d.cooldown, key("cooldown"))?,
     })
 }

@@ -101,6 +101,8 @@ pub(crate) struct RawAnomaly {
     #[serde(default)]
     pub min_count: Option<u32>,
     #[serde(default)]
+    pub min_ratio: Option<f64>,
+    #[serde(default)]
     pub cooldown: Option<String>,
 }
 

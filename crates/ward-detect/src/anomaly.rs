@@ -4,8 +4,12 @@
 //! closes its count updates an exponentially weighted mean and variance
 //! (West's incremental form: `d = x − μ; μ += α·d; σ² = (1 − α)(σ² + α·d²)`).
 //! Once a principal has `warmup` windows of history, a window whose count
-//! passes `μ + z·σ` (σ at least √μ, the Poisson spread, and at least 1)
-//! and `min_count` raises one MEDIUM alert, at most once per `cooldown`.
+//! passes `μ + z·σ` (σ at least √μ, the Poisson spread, and at least 1),
+//! `min_ratio · μ` and `min_count` raises one MEDIUM alert, at most once per
+//! `cooldown`. The ratio keeps a principal whose rate is usually very
+//! steady from alerting when it merely doubles or triples (a user's burst
+//! of activity); an attack driven through a stolen credential is an order
+//! of magnitude above its owner's habits.
 //! Windows in which the principal sent nothing are not counted: the
 //! baseline is the principal's rate while it is active, so a service that
 //! sleeps at night does not look like an attacker every morning. A
@@ -27,6 +31,8 @@ pub struct AnomalySpec {
     pub z: f64,
     /// Fewest requests in a window that can be anomalous.
     pub min_count: u32,
+    /// A window must also exceed this multiple of the mean.
+    pub min_ratio: f64,
     /// Least time between two alerts for one principal.
     pub cooldown: Duration,
 }
@@ -39,6 +45,7 @@ impl Default for AnomalySpec {
             warmup: 30,
             z: 6.0,
             min_count: 60,
+            min_ratio: 4.0,
             cooldown: Duration::from_secs(3600),
         }
     }
@@ -69,7 +76,7 @@ pub(crate) enum Observed {
 impl AnomalySpec {
     fn threshold(&self, b: &Baseline) -> f64 {
         let spread = b.var.sqrt().max(b.mean.sqrt()).max(1.0);
-        (b.mean + self.z * spread).max(f64::from(self.min_count))
+        (b.mean + self.z * spread).max(self.min_ratio * b.mean).max(f64::from(self.min_count))
     }
 
     /// Count one request at `now` (ms).
