@@ -131,6 +131,25 @@ impl<V: Copy> PrefixSets<V> {
         }
     }
 
+    fn remove(&mut self, cidr: Cidr) {
+        fn drop_key<K: std::hash::Hash + Eq, V>(sets: &mut Vec<(u8, HashMap<K, V>)>, prefix: u8, key: &K) {
+            if let Some(i) = sets.iter().position(|(p, _)| *p == prefix) {
+                sets[i].1.remove(key);
+                if sets[i].1.is_empty() {
+                    sets.remove(i);
+                }
+            }
+        }
+        match cidr.network() {
+            IpAddr::V4(n) => drop_key(&mut self.v4, cidr.prefix(), &u32::from(n)),
+            IpAddr::V6(n) => drop_key(&mut self.v6, cidr.prefix(), &u128::from(n)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.v4.iter().map(|(_, s)| s.len()).sum::<usize>() + self.v6.iter().map(|(_, s)| s.len()).sum::<usize>()
+    }
+
     /// The first value whose block contains `ip` and passes `ok`.
     fn find(&self, ip: IpAddr, ok: impl Fn(V) -> bool) -> Option<V> {
         match canonical_ip(ip) {
@@ -253,6 +272,32 @@ impl BlockSet {
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty() && self.principals.is_empty()
     }
+
+    /// Targets held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ranges.len() + self.principals.len()
+    }
+
+    /// Block `target` until `until` (replacing an earlier time).
+    pub fn insert(&mut self, target: &Target, until: u64) {
+        match target {
+            Target::Address(c) => self.ranges.insert(*c, until, |_, new| new),
+            Target::Principal(p) => {
+                self.principals.insert(p.clone(), until);
+            }
+        }
+    }
+
+    /// Lift the block on `target`.
+    pub fn remove(&mut self, target: &Target) {
+        match target {
+            Target::Address(c) => self.ranges.remove(*c),
+            Target::Principal(p) => {
+                self.principals.remove(p);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -298,6 +343,23 @@ mod tests {
         assert_eq!(set.principal("alice", 1_000), None);
         assert_eq!(set.ip(ip("10.0.0.1"), 5_000), None, "a block ends at its time, sweeper or not");
         assert_eq!(set.principal("mallory", 5_001), None);
+    }
+
+    #[test]
+    fn blocks_are_added_and_lifted_one_by_one() {
+        let mut set = BlockSet::default();
+        set.insert(&t("10.0.0.0/24"), 5_000);
+        set.insert(&t("10.0.0.7"), 5_000);
+        set.insert(&t("principal:eve"), 5_000);
+        assert_eq!(set.len(), 3);
+        set.remove(&t("10.0.0.0/24"));
+        assert_eq!(set.ip(ip("10.0.0.9"), 1), None);
+        assert_eq!(set.ip(ip("10.0.0.7"), 1), Some(5_000));
+        set.insert(&t("10.0.0.7"), 2_000);
+        assert_eq!(set.ip(ip("10.0.0.7"), 1), Some(2_000), "insert replaces");
+        set.remove(&t("10.0.0.7"));
+        set.remove(&t("principal:eve"));
+        assert!(set.is_empty() && set.len() == 0);
     }
 
     #[test]

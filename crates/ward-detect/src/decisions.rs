@@ -125,6 +125,9 @@ pub struct Decisions {
     /// Active decision id per target (rebuilt after loading).
     #[serde(skip)]
     index: HashMap<Target, u64>,
+    /// History size that triggers the next prune.
+    #[serde(skip)]
+    prune_at: usize,
     /// Bouncers by name.
     pub bouncers: BTreeMap<String, Bouncer>,
     /// When detection first ran here (starts the admin learning period).
@@ -189,8 +192,10 @@ impl Decisions {
         let offence = u32::try_from(starts.len()).unwrap_or(u32::MAX).saturating_add(1);
         let until = now.saturating_add(ms(escalation.duration(base, offence)));
         starts.push(now);
-        if self.history.len() > 100_000 {
+        if self.history.len() > self.prune_at.max(100_000) {
             self.history.retain(|_, s| s.iter().any(|t| now.saturating_sub(*t) < window));
+            // Amortized: the next prune waits until the history has doubled.
+            self.prune_at = self.history.len() * 2;
         }
         self.next_id += 1;
         self.seq += 1;
@@ -213,7 +218,9 @@ impl Decisions {
     /// Lift decision `id`.
     pub fn remove(&mut self, id: u64, now: u64) -> Option<Decision> {
         let d = self.active.remove(&id)?;
-        self.index.remove(&d.target);
+        if self.index.get(&d.target) == Some(&d.id) {
+            self.index.remove(&d.target);
+        }
         self.end(d.clone(), now, "removed");
         Some(d)
     }
@@ -224,7 +231,10 @@ impl Decisions {
         let mut out = Vec::with_capacity(due.len());
         for id in due {
             if let Some(d) = self.active.remove(&id) {
-                self.index.remove(&d.target);
+                // A newer decision on the same target keeps its place.
+                if self.index.get(&d.target) == Some(&d.id) {
+                    self.index.remove(&d.target);
+                }
                 self.end(d.clone(), d.until, "expired");
                 out.push(d);
             }
@@ -302,6 +312,19 @@ mod tests {
         let third = add(&mut d, "192.0.2.1", 33 * M).unwrap();
         assert_eq!(third.until - third.created, 40 * M);
         assert!(third.id > second.id && second.id > first.id);
+    }
+
+    #[test]
+    fn a_new_decision_after_an_unswept_expiry_survives_the_sweep() {
+        let mut d = Decisions::default();
+        let old = add(&mut d, "192.0.2.1", 0).unwrap();
+        // Expired at 10 min but not swept yet; detected again at 11 min.
+        let new = add(&mut d, "192.0.2.1", 11 * M).unwrap();
+        assert_ne!(new.id, old.id);
+        let ended: Vec<u64> = d.expire(11 * M).iter().map(|x| x.id).collect();
+        assert_eq!(ended, [old.id]);
+        assert_eq!(d.on(&t("192.0.2.1")).map(|x| x.id), Some(new.id), "the new block stands");
+        assert!(d.block_set().ip("192.0.2.1".parse().unwrap(), 11 * M).is_some());
     }
 
     #[test]

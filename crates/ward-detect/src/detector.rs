@@ -6,11 +6,10 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 use ward_audit::{AuditRecord, AuditSink, Detection};
 use ward_core::{Effect, ReasonCode};
@@ -71,7 +70,12 @@ enum Wake {
 pub struct Detector {
     engine: Mutex<Engine>,
     state: Mutex<Decisions>,
-    blocks: ArcSwap<BlockSet>,
+    /// The blocks in force. Read on every request (a shared lock held for
+    /// one or two hash probes); changed one target at a time, so a flood of
+    /// new blocks costs O(1) each, not a rebuild.
+    blocks: RwLock<BlockSet>,
+    /// Targets in `blocks`: when none, checks skip the lock entirely.
+    blocked: AtomicUsize,
     allow: Allowlist,
     escalation: Escalation,
     audit: Option<(Arc<dyn AuditSink>, KeyedHasher)>,
@@ -134,7 +138,8 @@ impl Detector {
         let engine = Engine::new(settings.engine, state.started, admins);
         let detector = Arc::new(Self {
             engine: Mutex::new(engine),
-            blocks: ArcSwap::from_pointee(BlockSet::default()),
+            blocks: RwLock::new(BlockSet::default()),
+            blocked: AtomicUsize::new(0),
             allow: Allowlist::new(&settings.allowlist),
             escalation: settings.escalation,
             audit,
@@ -147,6 +152,7 @@ impl Detector {
             state: Mutex::new(state),
         });
         detector.sweep(now);
+        detector.republish();
         detector.persist();
         Ok(detector)
     }
@@ -164,12 +170,17 @@ impl Detector {
         let me = Arc::clone(self);
         std::thread::Builder::new().name("ward-detect".into()).spawn(move || {
             loop {
-                match rx.recv_timeout(Duration::from_secs(1)) {
-                    Ok(Wake::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        me.persist();
-                        return;
-                    }
-                    Ok(Wake::Persist) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                let mut stop = matches!(
+                    rx.recv_timeout(Duration::from_secs(1)),
+                    Ok(Wake::Stop) | Err(mpsc::RecvTimeoutError::Disconnected)
+                );
+                // Many changes at once (a distributed attack) are written once.
+                while let Ok(more) = rx.try_recv() {
+                    stop |= matches!(more, Wake::Stop);
+                }
+                if stop {
+                    me.persist();
+                    return;
                 }
                 me.sweep(now_ms());
                 me.persist();
@@ -196,16 +207,32 @@ impl Detector {
         }
     }
 
-    /// End the blocks whose time has come (audited) and republish.
+    /// Publish every active decision at once (after loading).
+    fn republish(&self) {
+        let (Ok(s), Ok(mut b)) = (self.state.lock(), self.blocks.write()) else { return };
+        *b = s.block_set();
+        self.blocked.store(b.len(), Ordering::Release);
+    }
+
+    /// Change the published blocks (`until` = `None` lifts the target's block).
+    fn publish(&self, target: &Target, until: Option<u64>) {
+        let Ok(mut b) = self.blocks.write() else { return };
+        match until {
+            Some(until) => b.insert(target, until),
+            None => b.remove(target),
+        }
+        self.blocked.store(b.len(), Ordering::Release);
+    }
+
+    /// End the blocks whose time has come (audited) and unpublish them.
     pub fn sweep(&self, now: u64) {
         let ended = match self.state.lock() {
             Ok(mut s) => {
                 let ended = s.expire(now);
-                if !ended.is_empty() {
-                    self.blocks.store(Arc::new(s.block_set()));
-                } else if self.blocks.load().is_empty() && s.active().next().is_some() {
-                    // First publication after loading.
-                    self.blocks.store(Arc::new(s.block_set()));
+                for d in &ended {
+                    // Re-detected since it expired: the newer decision stays published.
+                    let newer = s.on(&d.target).map(|n| n.until);
+                    self.publish(&d.target, newer);
                 }
                 ended
             }
@@ -301,7 +328,9 @@ impl Detector {
         let made = {
             let mut s = self.state.lock().ok()?;
             let made = change(&mut s)?;
-            self.blocks.store(Arc::new(s.block_set()));
+            // Published before the lock on the decisions is released, so a
+            // concurrent lift cannot be overtaken.
+            self.publish(&made.target, Some(made.until));
             made
         };
         self.counters.blocks.fetch_add(1, Ordering::Relaxed);
@@ -350,11 +379,12 @@ impl Detector {
     /// addresses never are.
     #[must_use]
     pub fn ip_blocked(&self, ip: IpAddr) -> bool {
-        let set = self.blocks.load();
-        if set.is_empty() {
+        if self.blocked.load(Ordering::Acquire) == 0 {
             return false;
         }
-        let blocked = set.ip(ip, now_ms()).is_some() && !self.allow.allows_ip(ip);
+        let now = now_ms();
+        let hit = self.blocks.read().map_or(true, |b| b.ip(ip, now).is_some());
+        let blocked = hit && !self.allow.allows_ip(ip);
         if blocked {
             self.counters.ip_refused.fetch_add(1, Ordering::Relaxed);
         }
@@ -364,11 +394,12 @@ impl Detector {
     /// Whether requests by `principal` are refused now.
     #[must_use]
     pub fn principal_blocked(&self, principal: &str) -> bool {
-        let set = self.blocks.load();
-        if set.is_empty() {
+        if self.blocked.load(Ordering::Acquire) == 0 {
             return false;
         }
-        let blocked = set.principal(principal, now_ms()).is_some() && !self.allow.allows_principal(principal);
+        let now = now_ms();
+        let hit = self.blocks.read().map_or(true, |b| b.principal(principal, now).is_some());
+        let blocked = hit && !self.allow.allows_principal(principal);
         if blocked {
             self.counters.principal_refused.fetch_add(1, Ordering::Relaxed);
         }
@@ -418,7 +449,8 @@ impl Detector {
         let d = {
             let mut s = self.state.lock().ok()?;
             let d = s.remove(id, now)?;
-            self.blocks.store(Arc::new(s.block_set()));
+            let newer = s.on(&d.target).map(|n| n.until);
+            self.publish(&d.target, newer);
             d
         };
         self.record_decision(&d, "unblock", ReasonCode::BlockRemoved);

@@ -7,8 +7,8 @@
 //! reason-code mask), then one hash probe per interested scenario and one
 //! for the principal's baseline. No allocation unless something fires.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,27 +86,7 @@ pub struct Alert {
     pub detail: String,
 }
 
-/// A hasher for keys that already are keyed SipHash outputs.
-#[derive(Debug, Default, Clone, Copy)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
-    }
-}
-
-type Keyed<V> = HashMap<u64, V, BuildHasherDefault<PreHashed>>;
+use crate::prehashed::Keyed;
 
 #[derive(Debug)]
 struct Compiled {

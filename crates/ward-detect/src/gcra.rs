@@ -9,11 +9,12 @@
 //! `TAT ← max(TAT, t) + T`. From idle, `burst` requests pass at once; after
 //! that one every `T`.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::prehashed::Keyed;
 
 /// A limit as configured: `rate` requests per `period`, `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +122,7 @@ const SHARDS: usize = 64;
 #[derive(Debug)]
 pub struct Limiter {
     gcra: Gcra,
-    shards: Box<[Mutex<HashMap<u64, u64>>]>,
+    shards: Box<[Mutex<Keyed<u64>>]>,
     per_shard: usize,
     hasher: std::collections::hash_map::RandomState,
     /// Verdict counts.
@@ -135,7 +136,7 @@ impl Limiter {
     /// A limiter for `gcra` keeping at most about `max_keys` keys.
     #[must_use]
     pub fn new(gcra: Gcra, max_keys: usize) -> Self {
-        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let shards = (0..SHARDS).map(|_| Mutex::new(Keyed::default())).collect();
         Self {
             gcra,
             shards,
@@ -170,23 +171,20 @@ impl Limiter {
             // A poisoned shard fails closed.
             return Verdict { allowed: false, remaining: 0, retry_after: self.gcra.interval, reset: 0 };
         };
-        if !map.contains_key(&key) && map.len() >= self.per_shard {
+        if map.len() >= self.per_shard && !map.contains_key(&key) {
             map.retain(|_, tat| *tat > now);
             if map.len() >= self.per_shard {
                 self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
                 key = OVERFLOW;
             }
         }
-        let tat = map.get(&key).copied().unwrap_or(0);
-        let (verdict, next) = self.gcra.check(tat, now);
-        if verdict.allowed {
-            map.insert(key, next);
-            drop(map);
-            self.stats.allowed.fetch_add(1, Ordering::Relaxed);
-        } else {
-            drop(map);
-            self.stats.limited.fetch_add(1, Ordering::Relaxed);
-        }
+        // One probe: the entry is read and, when allowed, advanced in place.
+        let slot = map.entry(key).or_insert(0);
+        let (verdict, next) = self.gcra.check(*slot, now);
+        *slot = next;
+        drop(map);
+        let counter = if verdict.allowed { &self.stats.allowed } else { &self.stats.limited };
+        counter.fetch_add(1, Ordering::Relaxed);
         verdict
     }
 

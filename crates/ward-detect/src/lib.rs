@@ -23,6 +23,7 @@ pub mod detector;
 pub mod engine;
 pub mod event;
 pub mod gcra;
+mod prehashed;
 pub mod scenario;
 
 pub use blocks::{Allowlist, BlockSet, Target};
