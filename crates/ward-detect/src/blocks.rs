@@ -359,7 +359,8 @@ mod tests {
         assert_eq!(set.ip(ip("10.0.0.7"), 1), Some(2_000), "insert replaces");
         set.remove(&t("10.0.0.7"));
         set.remove(&t("principal:eve"));
-        assert!(set.is_empty() && set.len() == 0);
+        assert!(set.is_empty());
+        assert_eq!(set.len(), 0);
     }
 
     #[test]
