@@ -140,7 +140,7 @@ fn minute(rng: &mut Rng, m: u64, bursts: &mut [u64; 5]) -> Vec<Step> {
             path: "/api/internal".into(),
             admin: false,
         });
-        if (m + s as u64 * 7) % 15 == 0 {
+        if (m + s as u64 * 7).is_multiple_of(15) {
             out.push(Step {
                 at: start + 500,
                 reason: ReasonCode::TokenExpired,
@@ -200,7 +200,7 @@ fn feed(engine: &mut Engine, step: &Step) -> Vec<Alert> {
 
 /// Replay `hours` of the recording (with `splice` adding events to a minute).
 fn replay(hours: u64, mut splice: impl FnMut(u64) -> Vec<Step>) -> (u64, Vec<Alert>) {
-    let mut rng = Rng(0x5EED_0F_B3A1_6A11);
+    let mut rng = Rng(0x005E_ED0F_B3A1_6A11);
     let mut bursts = [0u64; 5];
     let mut engine = engine();
     let (mut events, mut alerts) = (0u64, Vec::new());
