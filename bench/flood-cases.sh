@@ -11,8 +11,9 @@
 # The legitimate load is the harness's wrk (valid ES256 token, keep-alive,
 # from 127.0.0.1). The flood (examples/flood.rs, pinned with wrk) sends
 # requests with a tampered signature from 250 other loopback addresses
-# (127.0.2.1-250), 32 connections at once, reconnecting at once whenever a
-# connection is refused. Both servers verify the signature and ban an
+# (127.0.2.1-250), 32 connections at once, reconnecting whenever a
+# connection is refused, at most FLOOD_RATE (3000) new connections a second
+# in all, so both servers face the same flood. Both servers verify the signature and ban an
 # address after 20 bad tokens within 10 s, then refuse its connections
 # before TLS:
 #   W  Ward as case E, plus [detect]: the default `ward/token-abuse`
@@ -36,6 +37,9 @@ W_PORT=$((BASE_PORT + 10))
 H_PORT=$((BASE_PORT + 11))
 FLOOD_SOURCES=${FLOOD_SOURCES:-127.0.2.1-250}
 FLOOD_CONNS=${FLOOD_CONNS:-32}
+# New flood connections per second, the same for both servers (0: as fast as
+# each server lets them; the faster one to refuse then gets the bigger flood).
+FLOOD_RATE=${FLOOD_RATE:-3000}
 
 register_case W "Ward as E + detection (token-abuse ban), legitimate load only"
 register_case W_flood "Ward as W, under a bad-token flood from 250 addresses"
@@ -45,7 +49,7 @@ register_case H_flood "HAProxy as H, under the same flood"
 flood_start() { # NAME PORT
   start_bg "flood-$1" "$PIN_WRK" "$FLOOD_BIN" --target "127.0.0.1:$2" --ca "$CA_PEM" \
     --token-file "$TOKENS_DIR/tampered_sig.jwt" --sources "$FLOOD_SOURCES" --conns "$FLOOD_CONNS" \
-    --seconds "$((WARMUP + DURATION + 2))" --path "$PATH_REQ"
+    --seconds "$((WARMUP + DURATION + 2))" --path "$PATH_REQ" --rate "$FLOOD_RATE"
   sleep 1 # the flood is on before the legitimate load starts
 }
 
@@ -60,6 +64,7 @@ flood_stop() { # NAME
 ward_flood_case() { # NAME PORT FLOOD
   local name=$1 port=$2 flood=$3 d=$WORK/ward-$1
   ward_config "$d" "$port" 0
+  rm -rf "$d/audit" # blocks made are counted per run
   cat >>"$d/ward.toml" <<EOC
 [detect]
 state_file = "$d/detect.json"

@@ -5,8 +5,12 @@
 //!
 //! ```text
 //! flood --target 127.0.0.1:18010 --ca ca.pem --token-file bad.jwt \
-//!       --sources 127.0.2.1-250 --conns 32 --seconds 12
+//!       --sources 127.0.2.1-250 --conns 32 --seconds 12 --rate 2000
 //! ```
+//!
+//! `--rate` caps new connections per second across all of them (default:
+//! none), so every server under test faces the same flood: without it, a
+//! server that refuses faster is sent more.
 //!
 //! Prints one JSON line: requests answered by status, and connections
 //! that ended before an answer (refused at accept or during TLS).
@@ -30,12 +34,14 @@ struct Args {
     conns: usize,
     seconds: u64,
     path: String,
+    rate: Option<f64>,
 }
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let (mut target, mut ca, mut token, mut sources, mut conns, mut seconds, mut path) =
         (None, None, None, Vec::new(), 32, 10, "/api/x".to_owned());
+    let mut rate = None;
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -57,6 +63,7 @@ fn args() -> Result<Args, String> {
             "--conns" => conns = value.parse().map_err(|_| "--conns")?,
             "--seconds" => seconds = value.parse().map_err(|_| "--seconds")?,
             "--path" => path = value,
+            "--rate" => rate = Some(value.parse::<f64>().map_err(|_| "--rate")?).filter(|r| *r > 0.0),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -71,6 +78,7 @@ fn args() -> Result<Args, String> {
         conns,
         seconds,
         path,
+        rate,
     })
 }
 
@@ -136,7 +144,16 @@ fn main() -> Result<(), String> {
         for _ in 0..args.conns {
             let (args, tls, counts) = (Arc::clone(&args), tls.clone(), Arc::clone(&counts));
             tasks.push(tokio::spawn(async move {
+                #[allow(clippy::cast_precision_loss)]
+                let mut pace = args.rate.map(|r| {
+                    let mut t = tokio::time::interval(Duration::from_secs_f64(args.conns as f64 / r));
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
                 while Instant::now() < deadline {
+                    if let Some(p) = pace.as_mut() {
+                        p.tick().await;
+                    }
                     if one_connection(&args, &tls, &counts, deadline).await.is_err() {
                         counts.cut.fetch_add(1, Ordering::Relaxed);
                     }

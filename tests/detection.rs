@@ -20,6 +20,7 @@ use ward_core::{LocalRevocations, RevocationList};
 use ward_issuer::clients::GrantType;
 
 const CB: &str = "https://app.example/cb";
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 const PASSWORD: &str = "correct horse battery staple";
 
 /// Blocks in these tests last 3 s, so their end can be watched.
@@ -47,10 +48,17 @@ struct World {
 /// A gateway (policy: role `reader` on `/api/`) and a control plane with a
 /// login page, one detector between them; `extra` goes into `ward.toml`.
 async fn world(extra: &str) -> World {
+    world_with_limits(extra, "").await
+}
+
+/// As [`world`], with lines added to `[gateway.limits]`.
+async fn world_with_limits(extra: &str, limits: &str) -> World {
     let (up, _) = common::start_upstream().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
     let (path, signer, ca_pem) = common::write_config(&dir, &format!("http://{up}"), extra, false);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("[gateway.limits]\n", &format!("[gateway.limits]\n{limits}\n"))).unwrap();
     let config = ward_config::load(&path).unwrap();
     let revocations: Arc<dyn RevocationList> = Arc::new(LocalRevocations::new());
     let gateway = ward_gateway::Gateway::bind_with(&config, Some(Arc::clone(&revocations))).await.unwrap();
@@ -67,7 +75,8 @@ async fn world(extra: &str) -> World {
         .unwrap()
         .with_audit(sink, hasher)
         .with_revocations(Arc::clone(&revocations))
-        .with_detector(Arc::clone(&detector));
+        .with_detector(Arc::clone(&detector))
+        .with_admin_token(ADMIN_TOKEN);
     let web = ClientSpec {
         id: "web".into(),
         grants: vec![GrantType::AuthorizationCode],
@@ -334,7 +343,7 @@ async fn a_scan_of_200_paths_is_blocked_on_its_next_request() {
     assert_eq!(blocks.len(), 1);
     assert_eq!(
         (blocks[0]["detection"]["scenario"].as_str(), blocks[0]["detection"]["severity"].as_str()),
-        (Some("ward/scan"), Some("high"))
+        (Some("ward/scan"), Some("medium"))
     );
     assert!(refused(&w.client_from("127.0.0.30"), &w.gw("/api/x")).await);
     // After it expires the scanner is answered again (and would be caught again).
@@ -501,4 +510,92 @@ async fn a_restart_keeps_active_blocks_and_drops_expired_ones() {
     let records = common::read_log(&dir.join("audit"));
     assert_eq!(records.iter().filter(|r| r["reason"] == "block_expired").count(), 1, "its end is recorded");
     drop(tmp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privilege_escalation_signals_are_critical_alerts() {
+    let w = world(&DETECT.replace("[detect]\n", "[detect]\nadmin_routes = [\"api\"]\n")).await;
+    let http = w.client_from("127.0.0.80");
+    // An operator grants the admin role.
+    let r = http
+        .post(format!("{}/admin/users", w.cbase))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"username": "eve", "password": PASSWORD, "roles": ["admin"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // A reader role is no escalation.
+    let r = http
+        .post(format!("{}/admin/users", w.cbase))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"username": "rita", "password": PASSWORD, "roles": ["reader"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // A principal never seen on an admin route uses one (learning is over at once here).
+    assert_eq!(http.get(w.gw("/api/x")).bearer_auth(w.token("newcomer")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(w.gw("/api/y")).bearer_auth(w.token("newcomer")).send().await.unwrap().status(), 200);
+    let d = w.detections().await;
+    let critical: Vec<(&str, &str)> = d
+        .iter()
+        .filter(|r| r["detection"]["severity"] == "critical")
+        .map(|r| (r["detection"]["scenario"].as_str().unwrap(), r["detection"]["target_hmac"].as_str().unwrap()))
+        .collect();
+    let (eve, newcomer) = (hmac("eve"), hmac("newcomer"));
+    assert!(critical.contains(&("ward/privileged-role-grant", eve.as_str())), "{critical:?}");
+    assert!(!critical.iter().any(|(_, t)| *t == hmac("rita")), "a reader grant is not critical");
+    assert_eq!(
+        critical.iter().filter(|(s, t)| *s == "ward/new-admin" && *t == newcomer).count(),
+        1,
+        "once: {critical:?}"
+    );
+    // The admin API itself is an admin route: its first caller address is new too.
+    assert!(critical.iter().any(|(s, t)| *s == "ward/new-admin" && *t == hmac("127.0.0.80")), "{critical:?}");
+    w.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_are_capped_before_tls() {
+    let w = world_with_limits(DETECT, "max_connections_per_ip = 2").await;
+    let connect = |ip: &str| {
+        let (ip, port) = (ip.parse::<std::net::Ipv4Addr>().unwrap(), w.gport);
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((ip, 0).into()).unwrap();
+            socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+        }
+    };
+    // Whether the server closed the connection at once (a read sees EOF)
+    // rather than waiting for the TLS handshake.
+    let closed = |mut s: tokio::net::TcpStream| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 1];
+        matches!(tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+    };
+    let a = connect("127.0.0.90").await;
+    let b = connect("127.0.0.90").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(closed(connect("127.0.0.90").await).await, "the third connection from one address is closed");
+    assert!(!closed(connect("127.0.0.91").await).await, "another address is not");
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!closed(connect("127.0.0.90").await).await, "a slot freed by a closed connection is free again");
+    drop(b);
+    // The allowlist has no cap.
+    let held: Vec<_> = futures_join(vec![connect("127.0.0.250"), connect("127.0.0.250"), connect("127.0.0.250")]).await;
+    assert!(!closed(connect("127.0.0.250").await).await);
+    drop(held);
+    w.gateway.shutdown().await;
+}
+
+async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut out = Vec::with_capacity(futures.len());
+    for f in futures {
+        out.push(f.await);
+    }
+    out
 }

@@ -305,15 +305,17 @@ fn observe(cp: &ControlPlane, ext: &axum::http::Extensions, e: &Event<'_>) {
     if e.reason == ward_core::ReasonCode::PrincipalBlocked || e.reason == ward_core::ReasonCode::AddressBlocked {
         return;
     }
-    let principal = e.principal.or(e.client_id);
-    let mut event =
-        ward_detect::Event::new(Source::TokenService, e.reason, e.status, peer.0, e.path).principal(principal);
+    let event = ward_detect::Event::new(Source::TokenService, e.reason, e.status, peer.0, e.path);
+    if e.status < 400 && e.path.starts_with("/admin/") {
+        // The caller holds the admin token, which names nobody: it is known by its address.
+        d.observe(&event.privileged(Privileged::AdminUse));
+    }
+    // The event's principal is whom it is about (a user, a client, a grantee).
+    let mut event = event.principal(e.principal.or(e.client_id));
     if let Some(roles) = e.granted {
         event = event.privileged(Privileged::RoleGrant(roles));
     } else if let Some(roles) = e.acts_for {
         event = event.privileged(Privileged::ActsFor(roles));
-    } else if e.status < 400 && e.path.starts_with("/admin/") {
-        event = event.privileged(Privileged::AdminUse);
     }
     d.observe(&event);
 }

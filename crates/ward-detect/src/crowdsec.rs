@@ -127,7 +127,7 @@ mod tests {
         let base = std::time::Duration::from_secs(3600);
         for t in ["192.0.2.1", "198.51.100.0/24", "principal:mallory"] {
             let target = Target::parse(t).unwrap();
-            d.add(target, base, &Escalation::default(), (Origin::Manual, "manual", "x"), 1_000);
+            d.add(target, base, &Escalation::default(), (Origin::Manual, "manual", "x", crate::Severity::Low), 1_000);
         }
         let (new, ended) = d.since(0);
         let all = stream(&new, &ended, Scopes::default(), 1_000);

@@ -10,6 +10,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::blocks::{BlockSet, Target};
+use crate::scenario::Severity;
+
+const fn low() -> Severity {
+    Severity::Low
+}
 
 /// Where a decision came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +45,9 @@ pub struct Decision {
     pub reason: String,
     /// Which block of this target this is within the offence window (1 = first).
     pub offence: u32,
+    /// The severity of what caused it (`low` for an operator's block).
+    #[serde(default = "low")]
+    pub severity: Severity,
     /// Change number when it was made.
     pub seq: u64,
 }
@@ -170,7 +178,7 @@ impl Decisions {
         target: Target,
         base: Duration,
         escalation: &Escalation,
-        (origin, scenario, reason): (Origin, &str, &str),
+        (origin, scenario, reason, severity): (Origin, &str, &str, Severity),
         now: u64,
     ) -> Option<Decision> {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -208,6 +216,7 @@ impl Decisions {
             scenario: scenario.to_owned(),
             reason: reason.to_owned(),
             offence,
+            severity,
             seq: self.seq,
         };
         self.index.insert(d.target.clone(), d.id);
@@ -291,7 +300,7 @@ mod tests {
             t(target),
             Duration::from_secs(600),
             &Escalation::default(),
-            (Origin::Detection, "ward/scan", "test"),
+            (Origin::Detection, "ward/scan", "test", Severity::Medium),
             now,
         )
     }
@@ -335,9 +344,15 @@ mod tests {
         assert_eq!(e.duration(Duration::from_secs(600), 3), Duration::from_secs(3600));
         assert_eq!(e.duration(Duration::from_secs(600), 90), Duration::from_secs(3600));
         let mut d = Decisions::default();
-        d.add(t("10.0.0.1"), Duration::from_secs(60), &e, (Origin::Manual, "manual", "x"), 0);
+        d.add(t("10.0.0.1"), Duration::from_secs(60), &e, (Origin::Manual, "manual", "x", Severity::Low), 0);
         d.expire(M);
-        let later = d.add(t("10.0.0.1"), Duration::from_secs(60), &e, (Origin::Manual, "manual", "x"), 86_400_000 + M);
+        let later = d.add(
+            t("10.0.0.1"),
+            Duration::from_secs(60),
+            &e,
+            (Origin::Manual, "manual", "x", Severity::Low),
+            86_400_000 + M,
+        );
         assert_eq!(later.unwrap().offence, 1, "the first block left the window");
     }
 

@@ -316,7 +316,7 @@ impl Detector {
         );
         tracing::warn!(scenario = %alert.scenario, severity = alert.severity.as_str(), "threat detected");
         if let (Some(base), false) = (alert.block, allowlisted) {
-            let why = (Origin::Detection, &*alert.scenario, alert.detail.as_str());
+            let why = (Origin::Detection, &*alert.scenario, alert.detail.as_str(), alert.severity);
             let made = self.decide(|s| s.add(alert.target.clone(), base, &self.escalation, why, now));
             if let Some(d) = made {
                 self.record_decision(&d, "block", ReasonCode::BlockAdded);
@@ -343,7 +343,7 @@ impl Detector {
     }
 
     fn record_decision(&self, d: &Decision, action: &'static str, reason: ReasonCode) {
-        let severity = if d.origin == Origin::Manual { Severity::Low } else { Severity::High };
+        let severity = d.severity;
         self.record(
             reason,
             Detection {
@@ -432,7 +432,7 @@ impl Detector {
         }
         let exact = Escalation { factor: 1.0, max: duration, window: Duration::ZERO };
         let reason = if reason.trim().is_empty() { "blocked by an operator" } else { reason };
-        let why = (Origin::Manual, "manual", reason);
+        let why = (Origin::Manual, "manual", reason, Severity::Low);
         let now = now_ms();
         let made = self
             .decide(|s| s.add(target.clone(), duration, &exact, why, now))

@@ -17,9 +17,9 @@ use crate::event::Source;
 pub enum Severity {
     /// Worth recording.
     Low,
-    /// Unusual for this principal (anomalies).
+    /// Unusual for this principal (anomalies), or reconnaissance (scanning).
     Medium,
-    /// An attack in progress (brute force, spraying, scanning, token abuse).
+    /// An attack in progress (brute force, spraying, token abuse).
     High,
     /// Privilege escalation.
     Critical,
