@@ -61,6 +61,21 @@ flood_stop() { # NAME
   log "$1: flood: $(tail -n 1 "$WORK/logs/flood-$1.log")"
 }
 
+# The started server NAME on PORT: the correctness matrix, then the
+# measured run (with the flood on when FLOOD is 1), then stop it.
+measure() { # NAME PORT FLOOD
+  local name=$1 port=$2 flood=$3
+  if check_authz "$name" "https://127.0.0.1:$port"; then
+    if ((flood)); then flood_start "$name" "$port"; fi
+    run_case "$name" "https://127.0.0.1:$port$PATH_REQ" "$name"
+    if ((flood)); then flood_stop "$name"; fi
+  else
+    record_fail "$name" "authn/authz matrix: $CHECK_FAILS failures"
+  fi
+  stop_bg "$name"
+  return 0
+}
+
 ward_flood_case() { # NAME PORT FLOOD
   local name=$1 port=$2 flood=$3 d=$WORK/ward-$1
   ward_config "$d" "$port" 0
@@ -74,15 +89,7 @@ EOC
   "$GW_BIN" check-config "$d/ward.toml" >&2 || { record_fail "$name" "config rejected"; return 0; }
   export WARD_LOG=warn
   start_proxy "$name" "$port" "$GW_BIN" gateway --config "$d/ward.toml" || return 0
-  if ! check_authz "$name" "https://127.0.0.1:$port"; then
-    record_fail "$name" "authn/authz matrix: $CHECK_FAILS failures"
-    stop_bg "$name"
-    return 0
-  fi
-  if ((flood)); then flood_start "$name" "$port"; fi
-  run_case "$name" "https://127.0.0.1:$port$PATH_REQ" "$name"
-  if ((flood)); then flood_stop "$name"; fi
-  stop_bg "$name"
+  measure "$name" "$port" "$flood"
   if ((flood)); then
     log "$name: blocks made: $("$GW_BIN" audit tail --config "$d/ward.toml" -n 1000000 | grep -c '"block_added"' || true)"
   fi
@@ -144,16 +151,7 @@ frontend fe
 EOF
   haproxy -c -q -f "$d/haproxy.cfg" >&2 || { record_fail "$name" "invalid HAProxy config"; return 0; }
   start_proxy "$name" "$port" haproxy -db -f "$d/haproxy.cfg" || return 0
-  if ! check_authz "$name" "https://127.0.0.1:$port"; then
-    record_fail "$name" "authn/authz matrix: $CHECK_FAILS failures"
-    stop_bg "$name"
-    return 0
-  fi
-  if ((flood)); then flood_start "$name" "$port"; fi
-  run_case "$name" "https://127.0.0.1:$port$PATH_REQ" "$name"
-  if ((flood)); then flood_stop "$name"; fi
-  stop_bg "$name"
-  return 0
+  measure "$name" "$port" "$flood"
 }
 
 case_W() { ward_flood_case W "$W_PORT" 0; }

@@ -5,44 +5,13 @@
 //! expired decisions on its pulls.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `ward up` in `dir`; the control plane's URL it printed.
-fn up(dir: &std::path::Path) -> (Up, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["up", "--data-dir", "ward-data", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut control = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("control") {
-            let url = rest.split_whitespace().next().unwrap();
-            control = Some(url.trim_end_matches("/.well-known/openid-configuration").to_owned());
-        }
-        if line.starts_with("Stop with Ctrl-C") {
-            break;
-        }
-    }
-    (Up(child), control.expect("ward up printed the control plane's URL"))
-}
 
 fn ward(dir: &std::path::Path, control: &str, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ward"))
@@ -81,7 +50,8 @@ fn a_crowdsec_bouncer_receives_new_lifted_and_expired_decisions() {
     let python_ok = Command::new("python3").args(["-c", "import requests"]).status().is_ok_and(|s| s.success());
     assert!(python_ok, "python3 with requests is needed: `python3 -m pip install requests` (.ci/run installs it)");
     let dir = tempfile::tempdir().unwrap();
-    let (_up, control) = up(dir.path());
+    let up = common::WardUp::start(dir.path());
+    let control = up.control_url();
 
     let said = ward(dir.path(), &control, &["bouncer", "add", "firewall"]);
     let key = said.lines().last().unwrap().trim().to_owned();

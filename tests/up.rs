@@ -2,52 +2,14 @@
 //! (the same ones the README shows), run by bash with real curl.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
-struct Up {
-    child: Child,
-    printed: Vec<String>,
-}
+use std::process::Command;
 
-fn start(dir: &std::path::Path) -> Up {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["up", "--data-dir", "ward-data", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            let done = line.starts_with("Stop with Ctrl-C");
-            lines.push(line);
-            if done {
-                let _ = tx.send(lines);
-                return;
-            }
-        }
-    });
-    let printed = rx.recv_timeout(Duration::from_secs(60)).expect("ward up printed its instructions");
-    Up { child, printed }
-}
+use common::WardUp;
 
-impl Up {
-    fn line(&self, starts: &str) -> String {
-        self.printed.iter().map(|l| l.trim()).find(|l| l.starts_with(starts)).unwrap().to_owned()
-    }
-
-    fn stop(mut self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "ward up exits cleanly on SIGTERM: {exit:?}");
-    }
+fn start(dir: &std::path::Path) -> WardUp {
+    WardUp::start(dir)
 }
 
 fn bash(dir: &std::path::Path, script: &str) -> String {
@@ -75,8 +37,7 @@ fn ward_up_then_the_printed_commands_work() {
     assert!(out.starts_with("HTTP/2 401") || out.starts_with("HTTP/1.1 401"), "{out}");
 
     // The control plane answers discovery on its own TLS listener.
-    let control = up.line("control ");
-    let url = control.split_whitespace().nth(1).unwrap();
+    let url = format!("{}/.well-known/openid-configuration", up.control_url());
     let disco = bash(dir.path(), &format!("curl -sS --cacert ward-data/ca.crt {url}"));
     let disco: serde_json::Value = serde_json::from_str(&disco).unwrap();
     assert_eq!(disco["issuer"].as_str().map(|i| format!("{i}/.well-known/openid-configuration")), Some(url.to_owned()));
@@ -97,7 +58,7 @@ fn ward_up_then_the_printed_commands_work() {
     }
     assert!(!up.printed.join("\n").contains("PRIVATE KEY"));
     // Threat detection is on: the printed status line reports it.
-    let status = up.printed.iter().map(|l| l.trim()).find(|l| l.contains(" detect status ")).unwrap().to_owned();
+    let status = up.line_with(" detect status ");
     let status = bash(dir.path(), status.split("    #").next().unwrap());
     assert!(status.contains("events observed") && status.contains("alerts            critical 0"), "{status}");
     let ca = std::fs::read(dir.path().join("ward-data/ca.crt")).unwrap();

@@ -328,3 +328,75 @@ impl Drop for ControlProcess {
 pub fn ward_cli(dir: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_ward")).args(args).current_dir(dir).output().unwrap()
 }
+
+/// `ward up` in `dir` on ports the OS picks (`--listen` and
+/// `--control-listen` 127.0.0.1:0), with what it printed up to "Stop with
+/// Ctrl-C". Killed when dropped unless stopped.
+pub struct WardUp {
+    child: Option<std::process::Child>,
+    pub printed: Vec<String>,
+}
+
+impl WardUp {
+    pub fn start(dir: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["up", "--data-dir", "ward-data", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in std::io::BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                let done = line.starts_with("Stop with Ctrl-C");
+                lines.push(line);
+                if done {
+                    let _ = tx.send(lines);
+                    return;
+                }
+            }
+        });
+        let printed = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("ward up printed its instructions");
+        Self { child: Some(child), printed }
+    }
+
+    /// The printed line (trimmed) that starts with `prefix`.
+    pub fn line(&self, prefix: &str) -> String {
+        self.printed.iter().map(|l| l.trim()).find(|l| l.starts_with(prefix)).unwrap().to_owned()
+    }
+
+    /// The printed line (trimmed) that contains `needle`.
+    pub fn line_with(&self, needle: &str) -> String {
+        self.printed.iter().map(|l| l.trim()).find(|l| l.contains(needle)).unwrap().to_owned()
+    }
+
+    /// The control plane's URL, from the printed `control` line.
+    pub fn control_url(&self) -> String {
+        let line = self.line("control ");
+        let url = line.split_whitespace().nth(1).unwrap();
+        url.trim_end_matches("/.well-known/openid-configuration").to_owned()
+    }
+
+    /// SIGTERM, and check that it exits cleanly.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "ward up exits cleanly on SIGTERM: {exit:?}");
+    }
+}
+
+impl Drop for WardUp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

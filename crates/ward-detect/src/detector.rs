@@ -379,29 +379,34 @@ impl Detector {
     /// addresses never are.
     #[must_use]
     pub fn ip_blocked(&self, ip: IpAddr) -> bool {
-        if self.blocked.load(Ordering::Acquire) == 0 {
-            return false;
-        }
-        let now = now_ms();
-        let hit = self.blocks.read().map_or(true, |b| b.ip(ip, now).is_some());
-        let blocked = hit && !self.allow.allows_ip(ip);
-        if blocked {
-            self.counters.ip_refused.fetch_add(1, Ordering::Relaxed);
-        }
-        blocked
+        self.check(|b, now| b.ip(ip, now).is_some(), || self.allow.allows_ip(ip), &self.counters.ip_refused)
     }
 
     /// Whether requests by `principal` are refused now.
     #[must_use]
     pub fn principal_blocked(&self, principal: &str) -> bool {
+        self.check(
+            |b, now| b.principal(principal, now).is_some(),
+            || self.allow.allows_principal(principal),
+            &self.counters.principal_refused,
+        )
+    }
+
+    /// One block check: nothing to do while nothing is blocked; a poisoned
+    /// lock fails closed; the allowlist is asked only on a hit.
+    fn check(
+        &self,
+        hit: impl FnOnce(&BlockSet, u64) -> bool,
+        allowed: impl FnOnce() -> bool,
+        refused: &AtomicU64,
+    ) -> bool {
         if self.blocked.load(Ordering::Acquire) == 0 {
             return false;
         }
         let now = now_ms();
-        let hit = self.blocks.read().map_or(true, |b| b.principal(principal, now).is_some());
-        let blocked = hit && !self.allow.allows_principal(principal);
+        let blocked = self.blocks.read().map_or(true, |b| hit(&b, now)) && !allowed();
         if blocked {
-            self.counters.principal_refused.fetch_add(1, Ordering::Relaxed);
+            refused.fetch_add(1, Ordering::Relaxed);
         }
         blocked
     }
