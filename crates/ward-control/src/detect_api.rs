@@ -33,8 +33,9 @@ pub(crate) async fn refuse_blocked(
         && d.ip_blocked(ip)
     {
         let id = request_id();
-        let path = request.uri().path().to_owned();
-        let _ = audit(&cp, request.extensions(), &id, Event::new(("-", &path), ReasonCode::AddressBlocked, 403));
+        let (method, path) = (request.method().as_str().to_owned(), request.uri().path().to_owned());
+        let event = Event::new((&method, &path), ReasonCode::AddressBlocked, 403);
+        let _ = audit(&cp, request.extensions(), &id, event);
         let mut r = json_response(StatusCode::FORBIDDEN, &json!({"error": "forbidden", "request_id": id}));
         r.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
         return r;
