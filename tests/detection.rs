@@ -59,6 +59,7 @@ async fn world_with_limits(extra: &str, limits: &str) -> World {
     let (path, signer, ca_pem) = common::write_config(&dir, &format!("http://{up}"), extra, false);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("[gateway.limits]\n", &format!("[gateway.limits]\n{limits}\n"))).unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
     let config = ward_config::load(&path).unwrap();
     let revocations: Arc<dyn RevocationList> = Arc::new(LocalRevocations::new());
     let gateway = ward_gateway::Gateway::bind_with(&config, Some(Arc::clone(&revocations))).await.unwrap();
@@ -598,4 +599,72 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
         out.push(f.await);
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_a_webhook_retried_until_accepted_and_nothing_else_does() {
+    use http_body_util::BodyExt;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The alert endpoint: HTTPS, refuses the first two deliveries.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hook = format!(
+        "{DETECT}\n[[audit.export]]\nname = \"alerts\"\nkind = \"webhook\"\nurl = \"https://localhost:{port}/alerts\"\n\
+         ca_file = \"ca.pem\"\nevents = [\"detection\"]\n"
+    );
+    let w = world(&hook).await;
+    let config = ward_config::load(&w.dir.join("ward.toml")).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        ward_gateway::ServerTls::with_denylist(&config.gateway.tls, None).unwrap().config,
+    );
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (rx, n) = (Arc::clone(&received), Arc::clone(&calls));
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, rx, n) = (acceptor.clone(), Arc::clone(&rx), Arc::clone(&n));
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (rx, n) = (Arc::clone(&rx), Arc::clone(&n));
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let status = if n.fetch_add(1, Ordering::AcqRel) < 2 {
+                            503
+                        } else {
+                            rx.lock().unwrap().extend(serde_json::from_slice::<Vec<Value>>(&body).unwrap());
+                            200
+                        };
+                        let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    // Plenty of ordinary traffic, then a scan that gets blocked.
+    let http = w.client_from("127.0.0.95");
+    for _ in 0..20 {
+        assert_eq!(http.get(w.gw("/api/x")).bearer_auth(w.token("dana")).send().await.unwrap().status(), 200);
+    }
+    for i in 0..40 {
+        let _ = http.get(w.gw(&format!("/nope/{i}"))).send().await;
+    }
+    assert!(
+        eventually(Duration::from_secs(20), async || received.lock().unwrap().len() >= 2).await,
+        "the alert and the block were delivered"
+    );
+    assert!(calls.load(Ordering::Acquire) >= 3, "the first deliveries were refused and retried");
+    let got = received.lock().unwrap().clone();
+    assert!(got.iter().all(|e| e["class_uid"] == 2004), "only detections: {got:?}");
+    let titles: Vec<&str> = got.iter().filter_map(|e| e["finding_info"]["title"].as_str()).collect();
+    assert!(titles.iter().all(|t| *t == "ward/scan"), "{titles:?}");
+    assert!(got.iter().any(|e| e["severity"] == "Medium"), "{got:?}");
+    w.gateway.shutdown().await;
 }
