@@ -537,6 +537,41 @@ async fn privilege_escalation_signals_are_critical_alerts() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    // A service exchanges a token of an admin client for one acting on its behalf.
+    let client = |id: &str, grant, audience: &str, roles: &[&str]| ClientSpec {
+        id: id.into(),
+        grants: vec![grant],
+        scopes: vec!["orders:read".into()],
+        audiences: vec![audience.into()],
+        token_ttl: 600,
+        jwks: None,
+        redirect_uris: Vec::new(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    let root = w.cp.create_client(&client("root-job", GrantType::ClientCredentials, "relay", &["admin"])).unwrap();
+    let relay = w.cp.create_client(&client("relay", GrantType::TokenExchange, "db", &[])).unwrap();
+    let form =
+        |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect::<Vec<_>>().join("&");
+    let token = |id: &str, secret: &str, body: String| {
+        http.post(format!("{}/oauth2/token", w.cbase))
+            .basic_auth(id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let r = token("root-job", root.unwrap().expose(), form(&[("grant_type", "client_credentials")])).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let subject = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let at = "urn:ietf:params:oauth:token-type:access_token";
+    let exchange = form(&[
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("subject_token", &subject),
+        ("subject_token_type", at),
+        ("scope", "orders:read"),
+        ("audience", "db"),
+    ]);
+    let r = token("relay", relay.unwrap().expose(), exchange).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     // A principal never seen on an admin route uses one (learning is over at once here).
     assert_eq!(http.get(w.gw("/api/x")).bearer_auth(w.token("newcomer")).send().await.unwrap().status(), 200);
     assert_eq!(http.get(w.gw("/api/y")).bearer_auth(w.token("newcomer")).send().await.unwrap().status(), 200);
@@ -548,6 +583,8 @@ async fn privilege_escalation_signals_are_critical_alerts() {
         .collect();
     let (eve, newcomer) = (hmac("eve"), hmac("newcomer"));
     assert!(critical.contains(&("ward/privileged-role-grant", eve.as_str())), "{critical:?}");
+    let relay = hmac("relay");
+    assert!(critical.contains(&("ward/exchange-acts-for-admin", relay.as_str())), "{critical:?}");
     assert!(!critical.iter().any(|(_, t)| *t == hmac("rita")), "a reader grant is not critical");
     assert_eq!(
         critical.iter().filter(|(s, t)| *s == "ward/new-admin" && *t == newcomer).count(),
