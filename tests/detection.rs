@@ -464,6 +464,12 @@ async fn rate_limits_hold_within_one_percent_under_load_and_spare_the_allowlist(
     assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
     assert_eq!(h["ratelimit-policy"], "\"per-ip\";q=200;w=1");
     assert!(h["ratelimit"].to_str().unwrap().starts_with("\"per-ip\";r=0;t="), "{h:?}");
+    // Allowed answers say how much is left.
+    let idle = w.client_from("127.0.0.51");
+    let r = idle.get(w.gw("/api/x")).bearer_auth(token.as_str()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["ratelimit-policy"], "\"per-ip\";q=200;w=1");
+    assert_eq!(r.headers()["ratelimit"], "\"per-ip\";r=19;t=1", "a fresh client has its burst less one");
     // The shadow limit refused nothing but counted what it would have.
     let status = w.detector.status();
     let shadow = status["rate_limits"].as_array().unwrap().iter().find(|l| l["name"] == "route-budget").unwrap();

@@ -551,9 +551,10 @@ pub(crate) async fn handle(
     }
     let source_principal = if route.mtls_strict == Some(false) { None } else { peer.source_principal() };
     // Rate limits keyed by address, route or header: before any token is verified.
-    if let Some(limited) = shared.protect.limit(false, &route.name, client_ip, None, &parts.headers) {
-        return Ok(shared.limited(&mut trail, &limited));
-    }
+    let mut headroom = match shared.protect.limit(false, (&route.name, client_ip), None, &parts.headers, None) {
+        Ok(h) => h,
+        Err(limited) => return Ok(shared.limited(&mut trail, &limited)),
+    };
     // 4. Authenticate. A public route does not require a token, but one
     //    that is presented must be valid (as Istio's RequestAuthentication).
     //    A login route authenticates browsers by their session, and sends
@@ -616,8 +617,9 @@ pub(crate) async fn handle(
         if shared.protect.principal_blocked(identity) {
             return Ok(shared.reject(&trail, ReasonCode::PrincipalBlocked));
         }
-        if let Some(limited) = shared.protect.limit(true, &route.name, client_ip, Some(identity), &parts.headers) {
-            return Ok(shared.limited(&mut trail, &limited));
+        match shared.protect.limit(true, (&route.name, client_ip), Some(identity), &parts.headers, headroom) {
+            Ok(h) => headroom = h,
+            Err(limited) => return Ok(shared.limited(&mut trail, &limited)),
         }
     }
     // 5. Authorize: the policy set in force (default deny).
@@ -754,6 +756,9 @@ pub(crate) async fn handle(
     let (mut parts, body) = upstream_response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     response::add_security_headers(&mut parts.headers, &trail.request_id);
+    if let Some(h) = headroom {
+        h.add_fields(&mut parts.headers);
+    }
     if let Some(cookie) = session_cookie {
         parts.headers.append(header::SET_COOKIE, cookie);
     }

@@ -39,8 +39,9 @@ pub(crate) struct RateRule {
     policy: HeaderValue,
 }
 
-/// A request a limit refused.
-#[derive(Debug)]
+/// One limit's verdict on a request: the one that refused it, or the
+/// tightest of those that let it through (reported in `RateLimit`).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Limited<'a> {
     rule: &'a RateRule,
     verdict: Verdict,
@@ -126,18 +127,21 @@ impl Protection {
     }
 
     /// Apply the limits of one phase (`after_auth`: those keyed by
-    /// principal or claim); the first that refuses, unless in shadow mode.
-    pub(crate) fn limit(
-        &self,
+    /// principal or claim): `Err` with the first that refuses (shadow
+    /// limits never do), else the tightest that applied, if any — `tightest`
+    /// carries the previous phase's.
+    pub(crate) fn limit<'a>(
+        &'a self,
         after_auth: bool,
-        route: &str,
-        ip: IpAddr,
+        (route, ip): (&str, IpAddr),
         identity: Option<&Identity>,
         headers: &HeaderMap,
-    ) -> Option<Limited<'_>> {
+        tightest: Option<Limited<'a>>,
+    ) -> Result<Option<Limited<'a>>, Limited<'a>> {
         if self.rules.is_empty() || self.allowlisted(ip, identity) {
-            return None;
+            return Ok(tightest);
         }
+        let mut tightest = tightest;
         let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         for rule in &self.rules {
             if rule.key.needs_identity() != after_auth || rule.routes.as_ref().is_some_and(|r| !r.contains(route)) {
@@ -162,15 +166,20 @@ impl Protection {
                 },
             };
             let verdict = limiter.check_hashed(key, now);
-            if !verdict.allowed {
-                if rule.shadow {
+            if rule.shadow {
+                if !verdict.allowed {
                     tracing::debug!(limit = %rule.name, "over the limit (shadow mode: served)");
-                    continue;
                 }
-                return Some(Limited { rule, verdict });
+                continue;
+            }
+            if !verdict.allowed {
+                return Err(Limited { rule, verdict });
+            }
+            if tightest.is_none_or(|t| verdict.remaining < t.verdict.remaining) {
+                tightest = Some(Limited { rule, verdict });
             }
         }
-        None
+        Ok(tightest)
     }
 
     /// Hand one decision to the detector.
@@ -205,14 +214,8 @@ fn secs_ceil(ns: u64) -> u64 {
 pub(crate) fn too_many(limited: &Limited<'_>, request_id: &RequestId) -> Response<Body> {
     let mut r = response::error(ReasonCode::RateLimited, request_id);
     let retry = secs_ceil(limited.verdict.retry_after);
-    let h = r.headers_mut();
-    h.insert(http::header::RETRY_AFTER, HeaderValue::from(retry));
-    h.insert(HeaderName::from_static("ratelimit-policy"), limited.rule.policy.clone());
-    let reset = secs_ceil(limited.verdict.reset);
-    let text = format!("\"{}\";r=0;t={reset}", limited.rule.name);
-    if let Ok(v) = HeaderValue::from_str(&text) {
-        h.insert(HeaderName::from_static("ratelimit"), v);
-    }
+    r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry));
+    limited.add_fields(r.headers_mut());
     r
 }
 
@@ -220,6 +223,16 @@ impl Limited<'_> {
     /// The limit's name (for the audit record).
     pub(crate) fn name(&self) -> &str {
         &self.rule.name
+    }
+
+    /// `RateLimit-Policy` and `RateLimit` (remaining requests, seconds
+    /// until the quota is whole again), on refusals and allowed answers alike.
+    pub(crate) fn add_fields(&self, h: &mut HeaderMap) {
+        h.insert(HeaderName::from_static("ratelimit-policy"), self.rule.policy.clone());
+        let (remaining, reset) = (self.verdict.remaining, secs_ceil(self.verdict.reset));
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{}\";r={remaining};t={reset}", self.rule.name)) {
+            h.insert(HeaderName::from_static("ratelimit"), v);
+        }
     }
 }
 
