@@ -83,6 +83,8 @@ pub struct Detector {
     counters: Counters,
     dirty: AtomicBool,
     wake: Mutex<Option<mpsc::Sender<Wake>>>,
+    /// The sweeper thread, joined by [`Self::stop`].
+    sweeper: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Rate limits registered by the gateway, for status: (name, shadow, limiter).
     limits: Mutex<Vec<(String, bool, Arc<Limiter>)>>,
     /// The state file's lock, held while the detector lives: one process per file.
@@ -106,10 +108,6 @@ pub fn now_ms() -> u64 {
 
 fn rfc3339(ms: u64) -> String {
     ward_audit::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    ward_crypto::sha256_hex(data)
 }
 
 impl Detector {
@@ -147,6 +145,7 @@ impl Detector {
             counters: Counters::default(),
             dirty: AtomicBool::new(true),
             wake: Mutex::new(None),
+            sweeper: Mutex::new(None),
             limits: Mutex::new(Vec::new()),
             _lock: lock,
             state: Mutex::new(state),
@@ -168,7 +167,7 @@ impl Detector {
             *w = Some(tx);
         }
         let me = Arc::clone(self);
-        std::thread::Builder::new().name("ward-detect".into()).spawn(move || {
+        let handle = std::thread::Builder::new().name("ward-detect".into()).spawn(move || {
             loop {
                 let mut stop = matches!(
                     rx.recv_timeout(Duration::from_secs(1)),
@@ -186,15 +185,24 @@ impl Detector {
                 me.persist();
             }
         })?;
+        if let Ok(mut s) = self.sweeper.lock() {
+            *s = Some(handle);
+        }
         Ok(())
     }
 
-    /// Stop the sweeper (the state is written one last time).
+    /// Stop the sweeper and wait for it: the state is written one last
+    /// time, and the sweeper's hold on the detector (and its state file's
+    /// lock) is gone when this returns.
     pub fn stop(&self) {
         if let Ok(mut w) = self.wake.lock()
             && let Some(tx) = w.take()
         {
             let _ = tx.send(Wake::Stop);
+        }
+        let handle = self.sweeper.lock().ok().and_then(|mut s| s.take());
+        if let Some(h) = handle {
+            let _ = h.join();
         }
     }
 
@@ -556,7 +564,12 @@ impl Detector {
             if s.bouncers.contains_key(name) {
                 return Err(DecisionError::Invalid(format!("bouncer `{name}` exists")));
             }
-            let b = Bouncer { name: name.to_owned(), key_sha256: sha256_hex(key.as_bytes()), cursor: 0, last_pull: 0 };
+            let b = Bouncer {
+                name: name.to_owned(),
+                key_sha256: ward_crypto::sha256_hex(key.as_bytes()),
+                cursor: 0,
+                last_pull: 0,
+            };
             s.bouncers.insert(name.to_owned(), b);
         }
         self.dirty.store(true, Ordering::Release);
@@ -577,7 +590,7 @@ impl Detector {
     /// Whether `api_key` is a registered bouncer's.
     #[must_use]
     pub fn is_bouncer(&self, api_key: &str) -> bool {
-        let presented = sha256_hex(api_key.trim().as_bytes());
+        let presented = ward_crypto::sha256_hex(api_key.trim().as_bytes());
         self.state.lock().is_ok_and(|s| {
             s.bouncers.values().fold(false, |hit, b| {
                 hit | ward_crypto::constant_time_eq(b.key_sha256.as_bytes(), presented.as_bytes())
@@ -589,7 +602,7 @@ impl Detector {
     /// `api_key` is no bouncer's (403).
     #[must_use]
     pub fn stream(&self, api_key: &str, startup: bool, scopes: Scopes) -> Option<Value> {
-        let presented = sha256_hex(api_key.trim().as_bytes());
+        let presented = ward_crypto::sha256_hex(api_key.trim().as_bytes());
         let now = now_ms();
         let answer = {
             let mut s = self.state.lock().ok()?;
