@@ -165,8 +165,10 @@ impl Limiter {
 
     /// [`Self::check`] for a key already hashed with [`Self::key_of`].
     pub fn check_hashed(&self, mut key: u64, now: u64) -> Verdict {
-        #[allow(clippy::cast_possible_truncation)] // the low bits pick the shard
-        let shard = &self.shards[(key as usize) % SHARDS];
+        // Middle bits pick the shard: the map inside indexes by the low bits
+        // and tags by the top ones, which must still vary within a shard.
+        #[allow(clippy::cast_possible_truncation)]
+        let shard = &self.shards[((key >> 32) as usize) % SHARDS];
         let Ok(mut map) = shard.lock() else {
             // A poisoned shard fails closed.
             return Verdict { allowed: false, remaining: 0, retry_after: self.gcra.interval, reset: 0 };
