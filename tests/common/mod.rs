@@ -14,6 +14,8 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use ward_authn::{Algorithm, TokenSigner};
 
+pub mod world;
+
 pub const ISSUER: &str = "https://issuer.test";
 pub const AUDIENCE: &str = "orders";
 
