@@ -48,8 +48,11 @@ pub struct Decision {
     /// The severity of what caused it (`low` for an operator's block).
     #[serde(default = "low")]
     pub severity: Severity,
-    /// Change number when it was made.
+    /// Change number when it was made or last extended.
     pub seq: u64,
+    /// Change number when it was made.
+    #[serde(default)]
+    pub first_seq: u64,
 }
 
 /// How blocks grow for repeat offenders.
@@ -218,6 +221,7 @@ impl Decisions {
             offence,
             severity,
             seq: self.seq,
+            first_seq: self.seq,
         };
         self.index.insert(d.target.clone(), d.id);
         self.active.insert(d.id, d.clone());
@@ -270,7 +274,8 @@ impl Decisions {
     #[must_use]
     pub fn since(&self, cursor: u64) -> (Vec<&Decision>, Vec<&Ended>) {
         let new = self.active.values().filter(|d| d.seq > cursor).collect();
-        let ended = self.ended.iter().filter(|e| e.seq > cursor && e.decision.seq <= cursor).collect();
+        // An end is news to a bouncer that saw the decision (in any version).
+        let ended = self.ended.iter().filter(|e| e.seq > cursor && e.decision.first_seq <= cursor).collect();
         (new, ended)
     }
 
@@ -375,6 +380,18 @@ mod tests {
         assert!(new.is_empty());
         assert_eq!(ended[0].how, "expired");
         assert!(d.since(d.seq()).0.is_empty() && d.since(d.seq()).1.is_empty());
+    }
+
+    #[test]
+    fn a_decision_extended_then_lifted_between_pulls_is_reported_deleted() {
+        let mut d = Decisions::default();
+        let a = add(&mut d, "192.0.2.1", 0).unwrap();
+        let cursor = d.seq();
+        add(&mut d, "192.0.2.1", M).unwrap(); // extended
+        d.remove(a.id, 2 * M).unwrap();
+        let (new, ended) = d.since(cursor);
+        assert!(new.is_empty());
+        assert_eq!(ended.iter().map(|e| e.decision.id).collect::<Vec<_>>(), [a.id]);
     }
 
     #[test]
