@@ -2,7 +2,7 @@
 //! (`ward bouncer add`, `ward block add|list|remove`, `ward detect status`)
 //! and a bouncer written in Python against CrowdSec's published bouncer
 //! API (`tests/bouncer/crowdsec_bouncer.py`), which sees new, lifted and
-//! expired decisions on its pulls.
+//! expired decisions on its pulls; the live-mode lookup for one address.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -96,6 +96,27 @@ fn a_crowdsec_bouncer_receives_new_lifted_and_expired_decisions() {
     assert_eq!(strings(&third["banned"]), ["198.51.100.0/24"]);
     let fourth = bouncer.pull();
     assert!(fourth["new"].as_array().unwrap().is_empty() && fourth["deleted"].as_array().unwrap().is_empty());
+
+    // Live mode: the decisions covering one address.
+    let ca = std::fs::read(dir.path().join("ward-data/ca.crt")).unwrap();
+    let http =
+        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()]).build().unwrap();
+    let live = |ip: &str, key: &str| {
+        let url = format!("{control}/v1/decisions?ip={ip}");
+        let http = http.clone();
+        let key = key.to_owned();
+        async move {
+            let r = http.get(url).header("x-api-key", key).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (status, covering) = rt.block_on(live("198.51.100.77", &key));
+    assert_eq!(status, 200);
+    assert_eq!(covering[0]["value"], "198.51.100.0/24", "{covering}");
+    assert_eq!(covering[0]["scope"], "Range");
+    assert_eq!(rt.block_on(live("192.0.2.200", &key)), (200, Value::Null), "nothing covers it");
+    assert_eq!(rt.block_on(live("198.51.100.77", "wrong")).0, 403);
 
     let status = ward(dir.path(), &control, &["detect", "status"]);
     assert!(status.contains("bouncer           firewall (last pull 20"), "{status}");
