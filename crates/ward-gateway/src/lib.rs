@@ -120,20 +120,6 @@ impl Gateway {
         config: &Config,
         revocations: Option<Arc<dyn ward_core::RevocationList>>,
     ) -> Result<Self, GatewayError> {
-        Self::bind_protected(config, revocations, None).await
-    }
-
-    /// As [`Self::bind_with`], enforcing and feeding `detector` (shared
-    /// with the control plane in `ward up`). Without one, a `[detect]`
-    /// section gives the gateway its own.
-    ///
-    /// # Errors
-    /// [`GatewayError`] describing the first problem.
-    pub async fn bind_protected(
-        config: &Config,
-        revocations: Option<Arc<dyn ward_core::RevocationList>>,
-        detector: Option<Arc<ward_detect::Detector>>,
-    ) -> Result<Self, GatewayError> {
         let tls = Arc::new(ServerTls::with_denylist(&config.gateway.tls, revocations.clone())?);
         let authn = keys::authenticator(config).await?;
         let log = audit::open_log(&config.audit)?;
@@ -197,14 +183,14 @@ impl Gateway {
                     .map_err(|_| GatewayError::Config(format!("bad header name `{header}`")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let detector = match (detector, &config.detect) {
-            (Some(d), _) => Some(d),
-            (None, Some(d)) => Some(
-                ward_detect::Detector::open(d.settings.clone(), Some((Arc::clone(&audit), pii_hasher.clone())))
-                    .map_err(|e| GatewayError::Config(e.to_string()))?,
-            ),
-            (None, None) => None,
-        };
+        // A `[detect]` section gives the gateway its detector; `ward up`
+        // hands the same one to its control plane (`Gateway::detector`).
+        let detector = config
+            .detect
+            .as_ref()
+            .map(|d| ward_detect::Detector::open(d.settings.clone(), Some((Arc::clone(&audit), pii_hasher.clone()))))
+            .transpose()
+            .map_err(|e| GatewayError::Config(e.to_string()))?;
         let shared = Arc::new(Shared {
             protect: protect::Protection::new(config, detector),
             routes,
