@@ -76,14 +76,10 @@ pub(crate) async fn live(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap
     if !d.is_bouncer(key) {
         return forbidden();
     }
-    let ip = q.get("ip").and_then(|v| v.parse::<std::net::IpAddr>().ok());
-    let now = ward_detect::detector::now_ms();
-    let all = d.decisions();
-    let matching: Vec<&Decision> = all
-        .iter()
-        .filter(|dec| dec.until > now && matches!((&dec.target, ip), (Target::Address(c), Some(ip)) if c.contains(ip)))
-        .collect();
-    let answer = crowdsec::stream(&matching, &[], Scopes::default(), now);
+    let covering = q.get("ip").and_then(|v| v.parse::<std::net::IpAddr>().ok()).map(|ip| d.covering(ip));
+    let covering = covering.unwrap_or_default();
+    let matching: Vec<&Decision> = covering.iter().collect();
+    let answer = crowdsec::stream(&matching, &[], Scopes::default(), ward_detect::detector::now_ms());
     json_response(StatusCode::OK, &answer["new"])
 }
 

@@ -590,30 +590,33 @@ impl Detector {
     /// Whether `api_key` is a registered bouncer's.
     #[must_use]
     pub fn is_bouncer(&self, api_key: &str) -> bool {
-        let presented = ward_crypto::sha256_hex(api_key.trim().as_bytes());
-        self.state.lock().is_ok_and(|s| {
-            s.bouncers.values().fold(false, |hit, b| {
-                hit | ward_crypto::constant_time_eq(b.key_sha256.as_bytes(), presented.as_bytes())
+        self.state.lock().is_ok_and(|s| bouncer_of(&s, api_key).is_some())
+    }
+
+    /// The active decisions on addresses and ranges covering `ip`
+    /// (`GET /v1/decisions?ip=`), read under the lock, not copied whole.
+    #[must_use]
+    pub fn covering(&self, ip: IpAddr) -> Vec<Decision> {
+        let now = now_ms();
+        self.state
+            .lock()
+            .map(|s| {
+                s.active()
+                    .filter(|d| d.until > now && matches!(&d.target, Target::Address(c) if c.contains(ip)))
+                    .cloned()
+                    .collect()
             })
-        })
+            .unwrap_or_default()
     }
 
     /// Answer a bouncer's pull (`GET /v1/decisions/stream`): `None` when
     /// `api_key` is no bouncer's (403).
     #[must_use]
     pub fn stream(&self, api_key: &str, startup: bool, scopes: Scopes) -> Option<Value> {
-        let presented = ward_crypto::sha256_hex(api_key.trim().as_bytes());
         let now = now_ms();
         let answer = {
             let mut s = self.state.lock().ok()?;
-            // Every stored hash is compared, matching or not.
-            let mut found = None;
-            for b in s.bouncers.values() {
-                if ward_crypto::constant_time_eq(b.key_sha256.as_bytes(), presented.as_bytes()) {
-                    found = Some(b.name.clone());
-                }
-            }
-            let name = found?;
+            let name = bouncer_of(&s, api_key)?;
             let cursor = if startup { 0 } else { s.bouncers.get(&name).map_or(0, |b| b.cursor) };
             let (new, ended) = s.since(cursor);
             let ended = if startup { Vec::new() } else { ended };
@@ -628,6 +631,19 @@ impl Detector {
         self.dirty.store(true, Ordering::Release);
         Some(answer)
     }
+}
+
+/// The name of the bouncer whose key is `api_key`. Every stored hash is
+/// compared, matching or not, in constant time.
+fn bouncer_of(s: &Decisions, api_key: &str) -> Option<String> {
+    let presented = ward_crypto::sha256_hex(api_key.trim().as_bytes());
+    let mut found = None;
+    for b in s.bouncers.values() {
+        if ward_crypto::constant_time_eq(b.key_sha256.as_bytes(), presented.as_bytes()) {
+            found = Some(b.name.clone());
+        }
+    }
+    found
 }
 
 /// Take `<state file>.lock`: two processes writing one state file would
