@@ -76,6 +76,24 @@ fn spiffe_id_in(v: &Value) -> Result<ward_core::SpiffeId, Box<Response>> {
     }
 }
 
+/// An admin call about a SPIFFE ID to the CA: the admin token, a CA to
+/// answer, a JSON body and its valid `spiffe_id` — or the refusal.
+fn ca_request(
+    cp: &ControlPlane,
+    ext: &axum::http::Extensions,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: (&str, &str),
+) -> Result<(Arc<crate::LoadedCa>, Value, ward_core::SpiffeId), Box<Response>> {
+    admin(cp, ext, headers, what)?;
+    let Some(ca) = cp.ca.load_full() else {
+        return Err(Box::new(bad_request("this control plane runs no CA ([control] trust_domain)")));
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return Err(Box::new(bad_request("body must be JSON"))) };
+    let id = spiffe_id_in(&v)?;
+    Ok((ca, v, id))
+}
+
 pub(crate) fn bad_request(message: &str) -> Response {
     json_response(StatusCode::BAD_REQUEST, &json!({"error": "bad_request", "message": message}))
 }
@@ -353,15 +371,8 @@ pub(crate) async fn issue_certificate(
     body: Bytes,
 ) -> Response {
     const WHAT: (&str, &str) = ("POST", "/admin/certs");
-    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
-        return *r;
-    }
-    let Some(ca) = cp.ca.load_full() else {
-        return bad_request("this control plane runs no CA ([control] trust_domain)");
-    };
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
-    let id = match spiffe_id_in(&v) {
-        Ok(id) => id,
+    let (ca, v, id) = match ca_request(&cp, &ext, &headers, &body, WHAT) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
     if cp.is_certificate_denied(ward_core::SPIFFE_ID, id.as_str(), now()) {
@@ -464,18 +475,13 @@ pub(crate) async fn create_join_token(
     body: Bytes,
 ) -> Response {
     const WHAT: (&str, &str) = ("POST", "/admin/join-tokens");
-    if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
-        return *r;
-    }
-    let Some(ca) = cp.ca.load_full() else {
-        return bad_request("this control plane runs no CA ([control] trust_domain)");
-    };
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
-    let id = match spiffe_id_in(&v) {
-        Ok(id) if id.trust_domain() == ca.issuer.trust_domain() => id,
-        Ok(id) => return bad_request(&format!("{id} is not in trust domain {}", ca.issuer.trust_domain())),
+    let (ca, v, id) = match ca_request(&cp, &ext, &headers, &body, WHAT) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
+    if id.trust_domain() != ca.issuer.trust_domain() {
+        return bad_request(&format!("{id} is not in trust domain {}", ca.issuer.trust_domain()));
+    }
     let ttl = v["ttl"].as_u64().unwrap_or(600);
     if ttl == 0 || ttl > MAX_JOIN_TTL {
         return bad_request(&format!("ttl must be 1..={MAX_JOIN_TTL} seconds"));
