@@ -10,6 +10,10 @@ pub mod ca;
 pub mod sign;
 pub mod verify;
 
+/// For [`forward_signature_checks!`]'s paths in other crates.
+#[doc(hidden)]
+pub use rustls as __rustls;
+
 use std::fmt;
 use std::net::IpAddr;
 

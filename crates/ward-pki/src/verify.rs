@@ -121,6 +121,38 @@ pub fn serial_of(der: &[u8]) -> Result<String, SvidError> {
     Ok(cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The three signature methods every rustls certificate verifier carries
+/// (`ClientCertVerifier` and `ServerCertVerifier` alike), forwarded to the
+/// verifier that `self.<path>` reaches: `forward_signature_checks!(inner)`,
+/// `forward_signature_checks!(inner.get())`. A wrapper that adds checks to
+/// the chain keeps the wrapped verifier's handshake-signature checks.
+#[macro_export]
+macro_rules! forward_signature_checks {
+    ($($path:tt)+) => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &$crate::__rustls::pki_types::CertificateDer<'_>,
+            dss: &$crate::__rustls::DigitallySignedStruct,
+        ) -> Result<$crate::__rustls::client::danger::HandshakeSignatureValid, $crate::__rustls::Error> {
+            self.$($path)+.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &$crate::__rustls::pki_types::CertificateDer<'_>,
+            dss: &$crate::__rustls::DigitallySignedStruct,
+        ) -> Result<$crate::__rustls::client::danger::HandshakeSignatureValid, $crate::__rustls::Error> {
+            self.$($path)+.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<$crate::__rustls::SignatureScheme> {
+            self.$($path)+.supported_verify_schemes()
+        }
+    };
+}
+
 impl ClientCertVerifier for SpiffeClientVerifier {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
@@ -156,27 +188,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         Ok(verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    forward_signature_checks!(inner);
 }
 
 /// A server-certificate verifier for one expected SPIFFE ID (sidecar
