@@ -472,12 +472,6 @@ impl Detector {
         Some(d)
     }
 
-    /// The active decision on `target`.
-    #[must_use]
-    pub fn decision_on(&self, target: &Target) -> Option<Decision> {
-        self.state.lock().ok().and_then(|s| s.on(target).cloned())
-    }
-
     /// The active decisions.
     #[must_use]
     pub fn decisions(&self) -> Vec<Decision> {

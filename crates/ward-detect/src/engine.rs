@@ -133,7 +133,6 @@ pub struct Engine {
     buckets: Keyed<Bucket>,
     anomaly: Option<AnomalySpec>,
     baselines: Keyed<Baseline>,
-    privilege: PrivilegeSpec,
     privileged_roles: HashSet<String>,
     /// Principals (or addresses) seen using an admin API.
     admins: HashSet<String>,
@@ -179,7 +178,6 @@ impl Engine {
             baselines: Keyed::default(),
             privileged_roles: spec.privilege.roles.iter().cloned().collect(),
             learning_until: started.saturating_add(ms(spec.privilege.learning)),
-            privilege: spec.privilege,
             admins,
             max_keys: spec.max_keys.max(1024),
             hasher: std::collections::hash_map::RandomState::new(),
@@ -394,12 +392,6 @@ impl Engine {
                 detail,
             });
         }
-    }
-
-    /// The privilege settings in force.
-    #[must_use]
-    pub fn privilege(&self) -> &PrivilegeSpec {
-        &self.privilege
     }
 }
 

@@ -146,12 +146,6 @@ impl Limiter {
         }
     }
 
-    /// The compiled quota.
-    #[must_use]
-    pub const fn gcra(&self) -> &Gcra {
-        &self.gcra
-    }
-
     /// The 64-bit key of `key` under this limiter's seed.
     #[must_use]
     pub fn key_of<K: Hash + ?Sized>(&self, key: &K) -> u64 {
