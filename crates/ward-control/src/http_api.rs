@@ -302,9 +302,6 @@ pub(crate) fn audit(
 fn observe(cp: &ControlPlane, ext: &axum::http::Extensions, e: &Event<'_>) {
     use ward_detect::{Privileged, Source};
     let (Some(d), Some(peer)) = (&cp.detector, ext.get::<Peer>()) else { return };
-    if e.reason == ward_core::ReasonCode::PrincipalBlocked || e.reason == ward_core::ReasonCode::AddressBlocked {
-        return;
-    }
     let event = ward_detect::Event::new(Source::TokenService, e.reason, e.status, peer.0, e.path);
     if e.status < 400 && e.path.starts_with("/admin/") {
         // The caller holds the admin token, which names nobody: it is known by its address.

@@ -278,8 +278,13 @@ impl Detector {
 
     /// Observe one event: run the detectors, and audit and enforce what
     /// they raise. The block is in force before this returns, so the
-    /// offender's very next request meets it.
+    /// offender's very next request meets it. Refusals that enforce a
+    /// decision already taken (a rate limit, a block) are not new evidence
+    /// and are passed over.
     pub fn observe(&self, event: &Event<'_>) {
+        if matches!(event.reason, ReasonCode::RateLimited | ReasonCode::PrincipalBlocked | ReasonCode::AddressBlocked) {
+            return;
+        }
         let now = now_ms();
         let alerts: Vec<Alert> = {
             let Ok(mut engine) = self.engine.lock() else { return };
@@ -752,6 +757,20 @@ mod tests {
         assert_eq!((det.target_kind, det.offence, det.severity), ("ip", Some(1), "high"));
         assert_ne!(det.target_hmac, "198.51.100.7", "the address is an HMAC in the log");
         assert_eq!(det.target_hmac.len(), 32);
+    }
+
+    #[test]
+    fn refusals_that_enforce_a_decision_are_not_evidence() {
+        let (d, rec) = open(None, &[]);
+        let ip: IpAddr = "198.51.100.9".parse().unwrap();
+        for reason in [ReasonCode::AddressBlocked, ReasonCode::PrincipalBlocked, ReasonCode::RateLimited] {
+            for i in 0..50 {
+                let path = format!("/p/{i}");
+                d.observe(&Event::new(Source::Gateway, reason, 403, ip, &path));
+            }
+        }
+        assert!(rec.actions().is_empty(), "403s of blocks do not look like a scan");
+        assert!(!d.ip_blocked(ip));
     }
 
     #[test]

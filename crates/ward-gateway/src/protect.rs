@@ -193,10 +193,6 @@ impl Protection {
         principal: Option<&str>,
     ) {
         let Some(d) = &self.detector else { return };
-        // Refusals that enforce a decision already taken are not new evidence.
-        if matches!(reason, ReasonCode::RateLimited | ReasonCode::PrincipalBlocked | ReasonCode::AddressBlocked) {
-            return;
-        }
         let mut event = Event::new(Source::Gateway, reason, status, ip, path).principal(principal);
         if status < 400 && route.is_some_and(|r| self.admin_routes.contains(r)) {
             event = event.privileged(Privileged::AdminUse);
