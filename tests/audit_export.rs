@@ -1,6 +1,6 @@
 //! The gateway's audit log exported while it serves: to a real rsyslog
 //! (RFC 5424 over TLS, GnuTLS on the other end, CEF payload) and to a file
-//! of OCSF events. rsyslog and rsyslog-gnutls come from Debian (`.ci/run`
+//! of OCSF events. rsyslog and rsyslog-gnutls come from Debian (`./test`
 //! installs them).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -33,7 +33,7 @@ fn rsyslogd() -> &'static str {
         .any(|d| d.path().join("rsyslog/lmnsd_gtls.so").exists());
     assert!(
         Path::new(bin).exists() && gtls,
-        "rsyslogd with TLS support is not installed: `apt-get install rsyslog rsyslog-gnutls` (.ci/run does this)"
+        "rsyslogd with TLS support is not installed: `apt-get install rsyslog rsyslog-gnutls` (`./test` does this)"
     );
     bin
 }

@@ -47,8 +47,6 @@ fn strings(v: &Value) -> Vec<&str> {
 
 #[test]
 fn a_crowdsec_bouncer_receives_new_lifted_and_expired_decisions() {
-    let python_ok = Command::new("python3").args(["-c", "import requests"]).status().is_ok_and(|s| s.success());
-    assert!(python_ok, "python3 with requests is needed: `python3 -m pip install requests` (.ci/run installs it)");
     let dir = tempfile::tempdir().unwrap();
     let up = common::WardUp::start(dir.path());
     let control = up.control_url();
@@ -58,7 +56,7 @@ fn a_crowdsec_bouncer_receives_new_lifted_and_expired_decisions() {
     assert_eq!(key.len(), 64, "{said}");
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bouncer/crowdsec_bouncer.py");
-    let mut child = Command::new("python3")
+    let mut child = common::python(&["requests"])
         .args([script, "--url", &control, "--key", &key, "--ca", "ward-data/ca.crt"])
         .current_dir(dir.path())
         .stdin(Stdio::piped())

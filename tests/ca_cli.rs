@@ -3,7 +3,7 @@
 //! `ward cert issue` gets X.509-SVIDs through the admin API — with a new key,
 //! or over a CSR made by OpenSSL (the key never leaves its owner) — which
 //! OpenSSL verifies against the published bundle; every issuance is in the
-//! audit log with its subject and serial. `.ci/run` installs openssl and curl.
+//! audit log with its subject and serial. `./test` installs openssl and curl.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -17,7 +17,7 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> std::process::Output {
         .args(args)
         .current_dir(dir)
         .output()
-        .unwrap_or_else(|e| panic!("{program} is needed for this test (.ci/run installs it): {e}"))
+        .unwrap_or_else(|e| panic!("{program} is needed for this test (`./test` installs it): {e}"))
 }
 
 fn ward(dir: &Path, args: &[&str]) -> std::process::Output {

@@ -306,7 +306,7 @@ async fn old_tls_versions_and_plain_http_are_refused() {
             .stdin(std::process::Stdio::null())
             .output()
             .await
-            .expect("openssl must be installed (.ci/run installs it)");
+            .expect("openssl must be installed (`./test` installs it)");
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(!out.status.success(), "{flag} handshake must fail: {text}");
         assert!(text.contains("Cipher is (NONE)") && text.contains("alert"), "{flag}: {text}");

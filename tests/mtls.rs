@@ -4,7 +4,7 @@
 //! handshake fails without a certificate, with an expired one, one from
 //! another trust domain or CA, a CA certificate as the leaf, one without a
 //! URI SAN or with two. PERMISSIVE serves mTLS, TLS and plaintext on one
-//! port and tells them apart for policies. `.ci/run` installs curl and openssl.
+//! port and tells them apart for policies. `./test` installs curl and openssl.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -137,7 +137,7 @@ fn curl(d: &Path, url: &str, client: Option<&str>) -> (u16, String) {
         args.extend(["--cert".into(), format!("{c}.crt"), "--key".into(), format!("{c}.key")]);
     }
     args.push(url.to_owned());
-    let out = Command::new("curl").args(&args).current_dir(d).output().expect("curl is needed (.ci/run installs it)");
+    let out = Command::new("curl").args(&args).current_dir(d).output().expect("curl is needed (`./test` installs it)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_owned())
@@ -195,7 +195,7 @@ async fn strict_mtls_accepts_svids_of_the_trust_domain_only() {
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
-                .expect("openssl is needed (.ci/run installs it)");
+                .expect("openssl is needed (`./test` installs it)");
             {
                 use std::io::Write;
                 let _ = child

@@ -6,7 +6,7 @@
 //! set. Clients, users and tokens are managed with the real CLI (`ward
 //! client create`, `ward user create`, `ward token issue|introspect|revoke`)
 //! through the admin API.
-//! `.ci/run` installs the Python packages (`pip install authlib pyjwt cryptography requests`).
+//! `./test` installs the Python packages (`tests/requirements.txt`) into target/venv.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -15,15 +15,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn python_ready() {
-    let ok = Command::new("python3")
-        .args(["-c", "import authlib, jwt, cryptography, requests"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "the Python OAuth2 clients are missing: `pip install authlib pyjwt cryptography requests` (.ci/run does this)"
-    );
+/// The pinned Python clients (`tests/requirements.txt`; `./test` installs them).
+fn python() -> Command {
+    common::python(&["authlib", "jwt", "cryptography", "requests"])
 }
 
 const SCRIPT: &str = r#"
@@ -156,7 +150,6 @@ fn ward(dir: &Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn authlib_pyjwt_and_the_cli_against_ward_control() {
-    python_ready();
     let dir = tempfile::tempdir().unwrap();
     // `ward control` binds the port itself: take a free one from the kernel first.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -199,7 +192,7 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     assert_eq!(String::from_utf8_lossy(&no_token.stdout), "401");
 
     let base = format!("https://localhost:{port}");
-    let py = Command::new("python3")
+    let py = python()
         .args(["-c", SCRIPT, &base, dir.path().join("ca.crt").to_str().unwrap(), "billing", &secret])
         .output()
         .unwrap();
@@ -216,7 +209,7 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
 
     // private_key_jwt: Python makes the key pair, Ward gets only the public
     // JWK (`ward client create --jwks`), Authlib signs the assertions.
-    let keygen = Command::new("python3").args(["-c", KEYGEN]).current_dir(dir.path()).output().unwrap();
+    let keygen = python().args(["-c", KEYGEN]).current_dir(dir.path()).output().unwrap();
     assert!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
     let out = ward(
         dir.path(),
@@ -239,7 +232,7 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("client_secret"));
-    let py = Command::new("python3")
+    let py = python()
         .args(["-c", PRIVATE_KEY_JWT, &base, dir.path().join("ca.crt").to_str().unwrap()])
         .current_dir(dir.path())
         .output()
@@ -293,7 +286,7 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let web_secret = text.lines().find_map(|l| l.strip_prefix("client_secret=")).unwrap().to_owned();
-    let py = Command::new("python3")
+    let py = python()
         .args([
             "-c",
             AUTH_CODE,
@@ -383,10 +376,9 @@ print(json.dumps({
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_trusts_pyjwt_tokens_only_while_their_key_is_configured() {
-    python_ready();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let minted = Command::new("python3").args(["-c", MINT]).current_dir(d).output().unwrap();
+    let minted = python().args(["-c", MINT]).current_dir(d).output().unwrap();
     assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
     let tokens: serde_json::Value = serde_json::from_slice(&minted.stdout).unwrap();
     let pki = ward_pki::generate_local_pki("Minted CA", &["localhost"]).unwrap();

@@ -1,4 +1,4 @@
-//! An external TLS scanner (sslscan, from Debian; `.ci/run` installs it)
+//! An external TLS scanner (sslscan, from Debian; `./test` installs it)
 //! against the gateway's listener: only TLS 1.2 and 1.3 are enabled, every
 //! accepted suite is an AEAD with forward secrecy (TLS 1.3 suites, or ECDHE
 //! with AES-GCM or ChaCha20-Poly1305 on 1.2), no compression, no
@@ -37,7 +37,7 @@ async fn sslscan_finds_only_tls_1_2_and_1_3_with_forward_secret_aead_suites() {
         Command::new("sslscan")
             .args(["--no-colour", "--xml=-", "--sni-name=localhost", &format!("127.0.0.1:{port}")])
             .output()
-            .expect("sslscan is needed for this test (apt-get install sslscan; .ci/run does it)")
+            .expect("sslscan is needed for this test (apt-get install sslscan; `./test` does it)")
     })
     .await
     .unwrap();

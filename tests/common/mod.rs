@@ -402,3 +402,22 @@ impl Drop for WardUp {
         }
     }
 }
+
+/// The Python the interop tests drive third-party clients with: the one in
+/// `WARD_TEST_PYTHON`, else the project's `target/venv` that `./test` makes
+/// from `tests/requirements.txt`. Fails, saying how to get it, when it is
+/// missing or lacks `modules`; never falls back to whatever `python3` the
+/// machine has, so a run always uses the pinned clients.
+pub fn python(modules: &[&str]) -> std::process::Command {
+    let bin = std::env::var_os("WARD_TEST_PYTHON")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/venv/bin/python"), PathBuf::from);
+    let import = format!("import {}", modules.join(", "));
+    let ready = std::process::Command::new(&bin).args(["-c", &import]).status().is_ok_and(|s| s.success());
+    assert!(
+        ready,
+        "{} cannot `{import}`: run `./test` once (it makes target/venv from tests/requirements.txt), \
+         or point WARD_TEST_PYTHON at a Python that has them",
+        bin.display()
+    );
+    std::process::Command::new(bin)
+}

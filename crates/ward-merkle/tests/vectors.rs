@@ -1,5 +1,6 @@
-//! transparency-dev's RFC 6962 proof vectors (`$WARD_CORPORA/merkle`): every
-//! happy path verifies, every mutated proof is refused.
+//! transparency-dev's RFC 6962 proof vectors (`tests/vectors/`, kept in the
+//! project with their source and licence): every happy path verifies, every
+//! mutated proof is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -9,13 +10,12 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use ward_merkle::{Hash, verify_consistency, verify_inclusion};
 
+/// How many vectors of each kind the copy holds: a lost file fails the test.
+const VECTORS_PER_KIND: usize = 98;
+
 fn corpus(kind: &str) -> Vec<(String, Value)> {
-    let root = std::env::var_os("WARD_CORPORA")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora"), PathBuf::from);
-    let dir = root.join("merkle/testdata").join(kind);
-    if !dir.is_dir() {
-        panic!("Merkle vectors not found at {dir:?}; set WARD_CORPORA to ../shared/corpora (.ci/run does)");
-    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(kind);
+    assert!(dir.is_dir(), "Merkle vectors not found at {dir:?} (they are part of the repository)");
     let mut out = Vec::new();
     let mut pending = vec![dir.clone()];
     while let Some(d) = pending.pop() {
@@ -29,7 +29,7 @@ fn corpus(kind: &str) -> Vec<(String, Value)> {
             }
         }
     }
-    assert!(!out.is_empty(), "no vectors in {dir:?}");
+    assert_eq!(out.len(), VECTORS_PER_KIND, "vectors in {dir:?}");
     out
 }
 

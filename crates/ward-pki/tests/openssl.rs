@@ -2,7 +2,7 @@
 //! chain verifies for both TLS purposes, and the leaf has exactly the
 //! X509-SVID.md §4 constraints (one URI SAN, CA:FALSE, critical key usage
 //! with digitalSignature only, serverAuth + clientAuth, no name constraints
-//! anywhere). `.ci/run` installs openssl.
+//! anywhere). `./test` installs openssl.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
@@ -13,7 +13,7 @@ use ward_pki::ca;
 fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
     let out =
         Command::new("openssl").args(args).current_dir(dir).output().unwrap_or_else(|e| {
-            panic!("openssl is needed for this test (apt-get install openssl; .ci/run does it): {e}")
+            panic!("openssl is needed for this test (apt-get install openssl; `./test` does it): {e}")
         });
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
