@@ -69,7 +69,7 @@ fn authenticator(key: VerifyingKey, cache: bool) -> Authenticator {
         issuer: "https://issuer.test".into(),
         audiences: vec!["orders".into()],
         leeway: std::time::Duration::from_secs(60),
-        max_lifetime: None,
+        max_lifetime: ProviderSettings::DEFAULT_MAX_LIFETIME,
         max_token_bytes: 8192,
     };
     let provider = Provider::new(settings, KeyStore::fixed(vec![(Some("k1".into()), key)]));

@@ -238,7 +238,14 @@ pub async fn start(
     let cp = Arc::new(cp);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let router = ward_control::router(cp);
-    let task = tokio::spawn(ward_control::serve_guarded(listener, Arc::clone(&tls.config), router, detector, stopped));
+    let task = tokio::spawn(ward_control::serve_guarded(
+        listener,
+        Arc::clone(&tls.config),
+        tls.recheck.clone(),
+        router,
+        detector,
+        stopped,
+    ));
     Ok(RunningControl { addr, issuer, stop, task, own_detector })
 }
 

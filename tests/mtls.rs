@@ -837,3 +837,197 @@ fn serve_with_svid_clients(
     tokio::spawn(ward_control::serve(listener, Arc::new(tls), ward_control::router(Arc::new(cp)), stopped));
     stop
 }
+
+/// One request on a new connection made with `config` (which keeps the TLS
+/// sessions it is given, so a second call resumes): how the handshake went
+/// as the client saw it, and the HTTP status, or `None` when the server
+/// refused the connection (a TLS 1.3 client learns of a refused certificate
+/// only after its side of the handshake is done).
+async fn one_request(
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    port: u16,
+    head: &str,
+    body: &str,
+) -> (Option<rustls::HandshakeKind>, Option<u16>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let Ok(mut tls) = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(config)).connect(name, tcp).await else {
+        return (None, None);
+    };
+    let kind = tls.get_ref().1.handshake_kind();
+    let request = format!(
+        "{head} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if tls.write_all(request.as_bytes()).await.is_err() {
+        return (kind, None);
+    }
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    let status = String::from_utf8_lossy(&answer).split(' ').nth(1).and_then(|s| s.parse().ok());
+    (kind, status)
+}
+
+/// A rustls client of one TLS version presenting `svid` (chain PEM, key PEM),
+/// with rustls's in-memory session cache (TLS 1.3 tickets, TLS 1.2 session
+/// IDs and tickets).
+fn resuming_client(
+    server_ca_pem: &str,
+    svid: (&str, &str),
+    version: &'static rustls::SupportedProtocolVersion,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(server_ca_pem.as_bytes()).unwrap()).unwrap();
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(svid.0.as_bytes()).collect::<Result<Vec<_>, _>>();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(svid.1.as_bytes()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain.unwrap(), key)
+            .unwrap();
+    std::sync::Arc::new(config)
+}
+
+/// Resumed TLS sessions are judged as of now: a client that made a session
+/// with a valid SVID and kept it is refused once that certificate is denied
+/// (by serial or by SPIFFE ID) or has expired, on the gateway (STRICT) and on
+/// the control plane (whose `/svid/renew` would otherwise renew an expired
+/// SVID), over TLS 1.3 tickets and TLS 1.2 resumption alike. A valid SVID
+/// still resumes, so the refusals are not resumption being off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_sessions_are_refused_once_the_svid_is_denied_or_expired() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::HandshakeKind::{Full, Resumed};
+    const ADMIN: &str = "resume-test-admin-token-0123456789abcdef01234567";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let ca_dir = ward_control::ca::CaDir::new(&d.join("ca"), TD);
+    ca_dir.init().unwrap();
+    std::fs::copy(d.join("ca/bundle.pem"), d.join("bundle.pem")).unwrap();
+    let (issuer, _) = ca_dir.load().unwrap();
+    let list: Arc<dyn ward_core::RevocationList> = Arc::new(ward_core::LocalRevocations::new());
+    let pki = ward_pki::generate_local_pki("resumption test CA", &["localhost", "127.0.0.1"]).unwrap();
+    common::write_gateway_files(&d, &pki);
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::write(d.join("policies/p.yaml"), POLICIES).unwrap();
+    let (up, _) = common::start_upstream().await;
+    let head = common::gateway_toml("127.0.0.1:0");
+    std::fs::write(
+        d.join("ward.toml"),
+        format!(
+            "{head}[gateway.mtls]\nmode = \"STRICT\"\nbundle_file = \"bundle.pem\"\ntrust_domain = \"{TD}\"\n\
+             [[upstreams]]\nname = \"app\"\nurl = \"http://{up}\"\n\
+             [[routes]]\nname = \"open\"\nprefix = \"/open/\"\nupstream = \"app\"\npublic = true\n"
+        ),
+    )
+    .unwrap();
+    let config = ward_config::load(&d.join("ward.toml")).unwrap();
+    let gateway = ward_gateway::Gateway::bind_with(&config, Some(Arc::clone(&list))).await.unwrap();
+    let gport = gateway.local_addr().unwrap().port();
+    let running = gateway.spawn().unwrap();
+
+    // The control plane as `ward control` serves it with a CA: PERMISSIVE
+    // SVIDs of the trust domain, the same deny-list.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cport = listener.local_addr().unwrap().port();
+    let base = format!("https://localhost:{cport}");
+    let cp = ward_control::ControlPlane::open(
+        ward_control::Store::open(&d.join("control.redb")).unwrap(),
+        ward_control::ControlSettings::new(&base),
+    )
+    .unwrap()
+    .with_admin_token(ADMIN)
+    .with_revocations(Arc::clone(&list))
+    .with_ca(ward_control::ca::CaDir::new(&d.join("ca"), TD))
+    .unwrap();
+    let mut settings = config.gateway.tls.clone();
+    settings.mtls.as_mut().unwrap().mode = ward_config::MtlsMode::Permissive;
+    let tls = ward_gateway::ServerTls::with_denylist(&settings, Some(Arc::clone(&list))).unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let router = ward_control::router(Arc::new(cp));
+    tokio::spawn(ward_control::serve_guarded(
+        listener,
+        Arc::clone(&tls.config),
+        tls.recheck.clone(),
+        router,
+        None,
+        stopped,
+    ));
+    let admin = common::client(&pki.ca.cert_pem);
+    let revoke = |body: serde_json::Value| {
+        let (admin, base) = (admin.clone(), base.clone());
+        async move {
+            let r = admin.post(format!("{base}/admin/certs/revoke")).bearer_auth(ADMIN).json(&body).send().await;
+            assert_eq!(r.unwrap().status(), 200);
+        }
+    };
+    let renewal = || {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = CertificateParams::default().serialize_request(&key).unwrap().pem().unwrap();
+        serde_json::json!({ "csr": csr }).to_string()
+    };
+
+    // Every listener × version × case gets its own SVID (its own SPIFFE ID)
+    // and its own client, which keeps the session of its first connection.
+    struct Flow {
+        name: String,
+        svid: ward_pki::ca::Svid,
+        client: Arc<rustls::ClientConfig>,
+        port: u16,
+        head: &'static str,
+        ok: u16,
+        case: &'static str,
+    }
+    let mut flows = Vec::new();
+    for (listener, port, head, ok) in
+        [("gateway", gport, "GET /open/x", 200), ("control", cport, "POST /svid/renew", 201)]
+    {
+        for (v, version) in [("tls13", &rustls::version::TLS13), ("tls12", &rustls::version::TLS12)] {
+            for case in ["serial", "spiffe-id", "expired", "valid"] {
+                let name = format!("{listener}/{v}/{case}");
+                let id = SpiffeId::parse(&format!("spiffe://{TD}/{name}")).unwrap();
+                let ttl = if case == "expired" { Duration::from_secs(4) } else { ca::DEFAULT_SVID_TTL };
+                let (svid, key) = issuer.issue(&id, ttl).unwrap();
+                let client = resuming_client(&pki.ca.cert_pem, (&svid.chain_pem, &key), version);
+                flows.push(Flow { name, svid, client, port, head, ok, case });
+            }
+        }
+    }
+    for f in &flows {
+        let got = one_request(&f.client, f.port, f.head, &renewal()).await;
+        assert_eq!(got, (Some(Full), Some(f.ok)), "{}: the first connection, a full handshake, is served", f.name);
+    }
+    for f in &flows {
+        match f.case {
+            "serial" => revoke(serde_json::json!({ "serial": f.svid.serial })).await,
+            "spiffe-id" => revoke(serde_json::json!({ "spiffe_id": format!("spiffe://{TD}/{}", f.name) })).await,
+            _ => {}
+        }
+    }
+    let expiry = flows.iter().filter(|f| f.case == "expired").map(|f| f.svid.not_after).max().unwrap();
+    let wait = (expiry - time::OffsetDateTime::now_utc()).whole_milliseconds() + 1500;
+    tokio::time::sleep(Duration::from_millis(u64::try_from(wait.max(0)).unwrap())).await;
+
+    for f in &flows {
+        let (kind, status) = one_request(&f.client, f.port, f.head, &renewal()).await;
+        if f.case == "valid" {
+            assert_eq!((kind, status), (Some(Resumed), Some(f.ok)), "{}: a valid SVID resumes and is served", f.name);
+        } else {
+            // The server takes the session back, then refuses the connection.
+            assert_eq!(
+                (kind, status),
+                (Some(Resumed), None),
+                "{}: a resumed denied or expired SVID is refused",
+                f.name
+            );
+        }
+    }
+    running.shutdown().await;
+}

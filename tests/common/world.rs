@@ -88,7 +88,14 @@ pub async fn world_with_limits(extra: &str, limits: &str) -> World {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let router = ward_control::router(Arc::clone(&cp));
     let guard = Some(Arc::clone(&detector));
-    tokio::spawn(ward_control::serve_guarded(listener, Arc::clone(&tls.config), router, guard, stopped));
+    tokio::spawn(ward_control::serve_guarded(
+        listener,
+        Arc::clone(&tls.config),
+        tls.recheck.clone(),
+        router,
+        guard,
+        stopped,
+    ));
     World { _tmp: tmp, dir, gateway, gport, cbase, ca_pem, cp, detector, signer, revocations, _stop: stop }
 }
 

@@ -30,11 +30,23 @@ pub struct ProviderSettings {
     pub audiences: Vec<String>,
     /// Clock skew allowed on `exp`, `nbf` and `iat` (default 60 s).
     pub leeway: Duration,
-    /// Longest accepted token lifetime (`exp - iat`), if limited.
-    pub max_lifetime: Option<Duration>,
+    /// Longest accepted token lifetime: `exp - iat`, or `exp - now` for a
+    /// token without `iat` (default [`Self::DEFAULT_MAX_LIFETIME`]). Every
+    /// provider has one, so a token signed with a far-future `exp` (a leaked
+    /// or forged long-lived token) is refused, not honoured forever.
+    pub max_lifetime: Duration,
     /// Largest accepted token, in bytes (default 8 KiB).
     pub max_token_bytes: usize,
 }
+
+impl ProviderSettings {
+    /// The default [`Self::max_lifetime`]: 24 hours.
+    pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+}
+
+/// The largest NumericDate Ward reads: 9999-12-31T23:59:59Z. Anything later
+/// (or negative, or not a finite number) is a malformed token, never clamped.
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
 
 /// One trusted issuer and its keys.
 #[derive(Debug)]
@@ -244,16 +256,23 @@ fn is_jwt_type(typ: &str) -> bool {
     t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("at+jwt")
 }
 
+/// A NumericDate claim (RFC 7519 §2) in whole seconds, or
+/// [`ReasonCode::TokenMalformed`] for anything but a number in
+/// `0..=MAX_NUMERIC_DATE`. A float is checked before it is converted: the
+/// conversion saturates, so `1e30` would otherwise become `i64::MAX`.
 fn numeric_date(claims: &Claims, name: &str) -> Result<Option<i64>, ReasonCode> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => {
+    let Some(value) = claims.get(name) else { return Ok(None) };
+    let secs = match value {
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Some(i),
             // NumericDate may have a fraction; whole seconds are enough here.
-            let secs = n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64));
-            secs.map(Some).ok_or(ReasonCode::TokenMissingClaim)
-        }
-        Some(_) => Err(ReasonCode::TokenMissingClaim),
-    }
+            // INVARIANT: the range check precedes the cast, so it is exact.
+            #[allow(clippy::cast_possible_truncation)]
+            None => n.as_f64().filter(|f| (0.0..=MAX_NUMERIC_DATE as f64).contains(f)).map(|f| f.floor() as i64),
+        },
+        _ => None,
+    };
+    secs.filter(|s| (0..=MAX_NUMERIC_DATE).contains(s)).map(Some).ok_or(ReasonCode::TokenMalformed)
 }
 
 fn check_claims(provider: &Provider, claims: Claims, now: i64) -> Result<Identity, ReasonCode> {
@@ -286,12 +305,10 @@ fn check_claims(provider: &Provider, claims: Claims, now: i64) -> Result<Identit
     {
         return Err(ReasonCode::TokenIssuedInFuture);
     }
-    if let Some(max) = s.max_lifetime {
-        let start = iat.unwrap_or(now);
-        let max = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
-        if exp.saturating_sub(start) > max {
-            return Err(ReasonCode::TokenLifetimeTooLong);
-        }
+    let start = iat.unwrap_or(now);
+    let max = i64::try_from(s.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+    if exp.saturating_sub(start) > max {
+        return Err(ReasonCode::TokenLifetimeTooLong);
     }
     let principal = match claims.get("sub") {
         Some(Value::String(sub)) if !sub.is_empty() => Principal::new(sub.as_str()),

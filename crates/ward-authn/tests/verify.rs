@@ -23,7 +23,7 @@ fn settings() -> ProviderSettings {
         issuer: "https://issuer.test".into(),
         audiences: vec!["orders".into()],
         leeway: Duration::from_secs(60),
-        max_lifetime: None,
+        max_lifetime: ProviderSettings::DEFAULT_MAX_LIFETIME,
         max_token_bytes: 8192,
     }
 }
@@ -81,7 +81,32 @@ async fn valid_token_is_accepted_and_every_bad_token_has_its_reason() {
         ("wrong issuer", s.sign(&claims(json!({"iss": "https://evil.test"}))).unwrap(), ReasonCode::TokenBadIssuer),
         ("wrong audience", s.sign(&claims(json!({"aud": "payments"}))).unwrap(), ReasonCode::TokenBadAudience),
         ("no exp", s.sign(&claims(json!({"exp": null}))).unwrap(), ReasonCode::TokenMissingClaim),
-        ("string exp", s.sign(&claims(json!({"exp": "later"}))).unwrap(), ReasonCode::TokenMissingClaim),
+        ("string exp", s.sign(&claims(json!({"exp": "later"}))).unwrap(), ReasonCode::TokenMalformed),
+        // NumericDates out of range are malformed, never clamped (a saturating
+        // float conversion once made 1e30 a token that never expired).
+        ("exp 1e30", s.sign(&claims(json!({"exp": 1e30}))).unwrap(), ReasonCode::TokenMalformed),
+        (
+            "exp 10^30",
+            s.sign(&claims(serde_json::from_str(r#"{"exp": 1000000000000000000000000000000}"#).unwrap())).unwrap(),
+            ReasonCode::TokenMalformed,
+        ),
+        ("exp u64::MAX", s.sign(&claims(json!({"exp": u64::MAX}))).unwrap(), ReasonCode::TokenMalformed),
+        ("exp i64::MAX", s.sign(&claims(json!({"exp": i64::MAX}))).unwrap(), ReasonCode::TokenMalformed),
+        (
+            "exp after 9999",
+            s.sign(&claims(json!({"exp": ward_authn::MAX_NUMERIC_DATE + 1}))).unwrap(),
+            ReasonCode::TokenMalformed,
+        ),
+        ("negative exp", s.sign(&claims(json!({"exp": -1}))).unwrap(), ReasonCode::TokenMalformed),
+        ("nbf 1e30", s.sign(&claims(json!({"nbf": 1e30}))).unwrap(), ReasonCode::TokenMalformed),
+        ("iat -1e30", s.sign(&claims(json!({"iat": -1e30}))).unwrap(), ReasonCode::TokenMalformed),
+        // Every provider has a longest lifetime (24 h unless configured).
+        ("25 h lifetime", s.sign(&claims(json!({"exp": NOW + 25 * 3600}))).unwrap(), ReasonCode::TokenLifetimeTooLong),
+        (
+            "no iat, 25 h ahead",
+            s.sign(&claims(json!({"iat": null, "exp": NOW + 25 * 3600}))).unwrap(),
+            ReasonCode::TokenLifetimeTooLong,
+        ),
         ("no sub", s.sign(&claims(json!({"sub": null}))).unwrap(), ReasonCode::TokenMissingClaim),
         ("garbage", "not.a.jwt".into(), ReasonCode::TokenMalformed),
         ("two segments", "abc.def".into(), ReasonCode::TokenMalformed),
@@ -92,6 +117,12 @@ async fn valid_token_is_accepted_and_every_bad_token_has_its_reason() {
     for (name, token, want) in cases {
         assert_eq!(check(&auth, &token).await, Err(want), "{name}");
     }
+
+    // A fractional NumericDate is read in whole seconds; 23 h is within the cap.
+    let fractional = s.sign(&claims(json!({"exp": NOW as f64 + 300.5}))).unwrap();
+    assert!(check(&auth, &fractional).await.is_ok());
+    let long = s.sign(&claims(json!({"exp": NOW + 23 * 3600}))).unwrap();
+    assert!(check(&auth, &long).await.is_ok());
 
     // Leeway: expired 30 s ago is still inside the 60 s leeway.
     let recent = s.sign(&claims(json!({"exp": NOW - 30}))).unwrap();

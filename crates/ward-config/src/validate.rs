@@ -1050,17 +1050,18 @@ fn provider(p: &raw::RawProvider, base: &Path, here: &[Seg]) -> V<ProviderConfig
         });
     }
     let max_token_bytes = positive(p.max_token_bytes, 8192, at(here, &[Seg::Key("max_token_bytes")]))?;
+    let lifetime_at = || at(here, &[Seg::Key("max_lifetime")]);
+    let max_lifetime = duration(p.max_lifetime.as_deref(), ProviderSettings::DEFAULT_MAX_LIFETIME, lifetime_at())?;
+    if max_lifetime.is_zero() {
+        return Err(Invalid::new(lifetime_at(), "must be more than 0s"));
+    }
     Ok(ProviderConfig {
         settings: ProviderSettings {
             name: p.name.clone(),
             issuer: p.issuer.clone(),
             audiences: p.audiences.clone(),
             leeway: duration(p.leeway.as_deref(), Duration::from_secs(60), at(here, &[Seg::Key("leeway")]))?,
-            max_lifetime: p
-                .max_lifetime
-                .as_deref()
-                .map(|v| duration(Some(v), Duration::ZERO, at(here, &[Seg::Key("max_lifetime")])))
-                .transpose()?,
+            max_lifetime,
             max_token_bytes,
         },
         jwks_file: p.jwks_file.as_deref().map(|f| resolve(base, f)),

@@ -75,21 +75,25 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .with_state(state)
 }
 
-/// Serve `router` over TLS on `listener` until `stop` turns true.
+/// Serve `router` over TLS on `listener` until `stop` turns true. Without
+/// the listener's client verifier at hand, a resumed session that carries a
+/// client certificate is refused (it cannot be judged again).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    serve_guarded(listener, tls, router, None, stop).await;
+    serve_guarded(listener, tls, ward_pki::verify::PeerRecheck::new(None), router, None, stop).await;
 }
 
-/// As [`serve`], closing connections from addresses `detector` blocks
-/// before their TLS handshake.
+/// As [`serve`], judging resumed sessions' client certificates again with
+/// `recheck` (the verifier `tls` was built with), and closing connections
+/// from addresses `detector` blocks before their TLS handshake.
 pub async fn serve_guarded(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    recheck: ward_pki::verify::PeerRecheck,
     router: Router,
     detector: Option<Arc<ward_detect::Detector>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -105,13 +109,18 @@ pub async fn serve_guarded(
             drop(tcp);
             continue;
         }
-        let (acceptor, router) = (acceptor.clone(), router.clone());
+        let (acceptor, recheck, router) = (acceptor.clone(), recheck.clone(), router.clone());
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
             let Ok(Ok(tls)) = handshake else {
                 tracing::debug!(%peer, "control plane TLS handshake failed");
                 return;
             };
+            // A resumed session's SVID is judged as of now (expired, denied).
+            if let Err(e) = recheck.check(tls.get_ref().1) {
+                tracing::warn!(%peer, error = %e, "resumed TLS session refused: its client certificate is no longer valid");
+                return;
+            }
             // A client that presented an SVID (the listener verifies it when the
             // control plane runs a CA) may renew it.
             let leaf = tls.get_ref().1.peer_certificates().and_then(|certs| certs.first());

@@ -266,13 +266,16 @@ impl Gateway {
         let listener = self.listener.into_std()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let permits = Arc::new(Semaphore::new(self.shared.limits.max_connections));
-        let acceptor = TlsAcceptor::from(Arc::clone(&self.tls.config));
-        let plaintext_allowed = self.tls.mtls == Some(ward_config::MtlsMode::Permissive);
+        let door = server::TlsDoor {
+            acceptor: TlsAcceptor::from(Arc::clone(&self.tls.config)),
+            recheck: self.tls.recheck.clone(),
+            plaintext_allowed: self.tls.mtls == Some(ward_config::MtlsMode::Permissive),
+        };
         let mut finished = Vec::with_capacity(self.upstreams.len());
         for (i, (upstreams, authorizers)) in self.upstreams.into_iter().zip(self.authorizers).enumerate() {
             let listener = listener.try_clone()?;
             let worker = Arc::new(Worker { shared: Arc::clone(&self.shared), upstreams, authorizers });
-            let (acceptor, permits, mut stopped) = (acceptor.clone(), Arc::clone(&permits), stopped.clone());
+            let (door, permits, mut stopped) = (door.clone(), Arc::clone(&permits), stopped.clone());
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (done, finish) = tokio::sync::oneshot::channel::<()>();
             std::thread::Builder::new().name(format!("ward-worker-{i}")).spawn(move || {
@@ -285,7 +288,7 @@ impl Gateway {
                     let stop = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
-                    server::serve(listener, acceptor, plaintext_allowed, worker, permits, stop).await;
+                    server::serve(listener, door, worker, permits, stop).await;
                 });
                 let _ = done.send(());
             })?;

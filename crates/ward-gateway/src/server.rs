@@ -45,12 +45,21 @@ pub(crate) fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// The TLS side of a listener, shared by its workers.
+#[derive(Clone)]
+pub(crate) struct TlsDoor {
+    pub(crate) acceptor: TlsAcceptor,
+    /// Resumed sessions' client certificates, judged again as of now.
+    pub(crate) recheck: ward_pki::verify::PeerRecheck,
+    /// PERMISSIVE: plain HTTP is served too.
+    pub(crate) plaintext_allowed: bool,
+}
+
 /// One worker's accept loop. Every worker accepts from its own copy of the
 /// listening socket; `permits` (shared by all workers) caps the connections.
 pub(crate) async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
-    plaintext_allowed: bool,
+    door: TlsDoor,
     worker: Arc<Worker>,
     permits: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
@@ -85,13 +94,12 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (acceptor, worker, builder, limits) =
-            (acceptor.clone(), Arc::clone(&worker), Arc::clone(&builder), limits.clone());
+        let (door, worker, builder, limits) = (door.clone(), Arc::clone(&worker), Arc::clone(&builder), limits.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let (_permit, _slot) = (permit, slot);
             let hasher = &worker.shared.pii_hasher;
-            match handshake(stream, &acceptor, &limits, plaintext_allowed).await {
+            match handshake(stream, &door, &limits).await {
                 Accepted::Refused => {}
                 Accepted::Tls(tls) => {
                     let tls = *tls;
@@ -146,18 +154,14 @@ enum Accepted {
     Refused,
 }
 
-/// Complete the TLS handshake within the deadline; plain HTTP is served
-/// when `plaintext_allowed` (PERMISSIVE), else refused politely.
-async fn handshake(
-    mut stream: TcpStream,
-    acceptor: &TlsAcceptor,
-    limits: &Limits,
-    plaintext_allowed: bool,
-) -> Accepted {
+/// Complete the TLS handshake within the deadline, then judge a resumed
+/// session's client certificate as of now; plain HTTP is served when
+/// `door.plaintext_allowed` (PERMISSIVE), else refused politely.
+async fn handshake(mut stream: TcpStream, door: &TlsDoor, limits: &Limits) -> Accepted {
     let mut first = [0u8; 1];
     match tokio::time::timeout(limits.handshake_timeout, stream.peek(&mut first)).await {
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
-        Ok(Ok(1)) if plaintext_allowed => return Accepted::Plain(stream),
+        Ok(Ok(1)) if door.plaintext_allowed => return Accepted::Plain(stream),
         Ok(Ok(1)) => {
             // Plain HTTP (or anything else) on the TLS port.
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(PLAINTEXT_REFUSAL)).await;
@@ -166,8 +170,15 @@ async fn handshake(
         }
         _ => return Accepted::Refused,
     }
-    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => Accepted::Tls(Box::new(tls)),
+    match tokio::time::timeout(limits.handshake_timeout, door.acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => match door.recheck.check(tls.get_ref().1) {
+            Ok(()) => Accepted::Tls(Box::new(tls)),
+            Err(e) => {
+                let peer = tls.get_ref().0.peer_addr().ok();
+                tracing::warn!(error = %e, ?peer, "resumed TLS session refused: its client certificate is no longer valid");
+                Accepted::Refused
+            }
+        },
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
             Accepted::Refused

@@ -76,6 +76,9 @@ pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     /// Client certificates: none (`DISABLE`), `STRICT` or `PERMISSIVE`.
     pub mtls: Option<ward_config::MtlsMode>,
+    /// Judges resumed sessions' client certificates again, as of now, with
+    /// the same verifier (bundle, trust domain, deny-list) as full handshakes.
+    pub recheck: ward_pki::verify::PeerRecheck,
     resolver: Arc<ReloadingResolver>,
     cert_file: PathBuf,
     key_file: PathBuf,
@@ -114,8 +117,8 @@ impl ServerTls {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)
             .map_err(|e| GatewayError::Tls(e.to_string()))?;
-        let builder = match &settings.mtls {
-            None => builder.with_no_client_auth(),
+        let (builder, verifier) = match &settings.mtls {
+            None => (builder.with_no_client_auth(), None),
             Some(m) => {
                 // The bundle is re-read when it changes (CA rotation).
                 let optional = m.mode == ward_config::MtlsMode::Permissive;
@@ -126,7 +129,8 @@ impl ServerTls {
                     denied,
                 )
                 .map_err(GatewayError::Tls)?;
-                builder.with_client_cert_verifier(Arc::new(verifier))
+                let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(verifier);
+                (builder.with_client_cert_verifier(Arc::clone(&verifier)), Some(verifier))
             }
         };
         let mut config = builder.with_cert_resolver(resolver.clone());
@@ -135,6 +139,7 @@ impl ServerTls {
         Ok(Self {
             config: Arc::new(config),
             mtls: settings.mtls.as_ref().map(|m| m.mode),
+            recheck: ward_pki::verify::PeerRecheck::new(verifier),
             resolver,
             cert_file: settings.cert_file.clone(),
             key_file: settings.key_file.clone(),

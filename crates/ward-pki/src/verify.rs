@@ -191,6 +191,61 @@ impl ClientCertVerifier for SpiffeClientVerifier {
     forward_signature_checks!(inner);
 }
 
+/// Judges a finished handshake's client certificate as of *now*.
+///
+/// rustls verifies a client certificate only on a full handshake. A resumed
+/// session (a TLS 1.2 session ID or a TLS 1.3 ticket) brings back the chain
+/// verified when the session was made: without this check, a certificate
+/// denied or expired since then would keep being served for as long as the
+/// client kept its session. Every accept loop calls [`Self::check`] after the
+/// handshake and before serving a byte, so every connection, resumed or not,
+/// is judged on the certificate's validity, the trust bundle and the
+/// deny-list in force now. Cloning is cheap (one `Arc`).
+#[derive(Debug, Clone)]
+pub struct PeerRecheck {
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+impl PeerRecheck {
+    /// Re-run `verifier` (the listener's own client verifier) on resumed
+    /// sessions. With `None` (a listener built without one), a resumed session
+    /// that carries a client certificate cannot be judged and is refused.
+    #[must_use]
+    pub fn new(verifier: Option<Arc<dyn ClientCertVerifier>>) -> Self {
+        Self { verifier }
+    }
+
+    /// `Ok` when `conn` (a completed handshake) may be served.
+    ///
+    /// # Errors
+    /// The verifier's error for a resumed session whose certificate is no
+    /// longer valid (expired, denied, no longer chaining to the bundle);
+    /// [`CertificateError::ApplicationVerificationFailure`] for a resumed
+    /// session with a certificate and no verifier to judge it, or without one
+    /// where the verifier requires it.
+    pub fn check(&self, conn: &rustls::ServerConnection) -> Result<(), Error> {
+        self.check_at(conn, UnixTime::now())
+    }
+
+    /// [`Self::check`] as of `now`.
+    ///
+    /// # Errors
+    /// As [`Self::check`].
+    pub fn check_at(&self, conn: &rustls::ServerConnection, now: UnixTime) -> Result<(), Error> {
+        if conn.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
+            // A full handshake: the verifier has just judged the chain.
+            return Ok(());
+        }
+        let refuse = || Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure);
+        match (conn.peer_certificates(), &self.verifier) {
+            (Some([leaf, intermediates @ ..]), Some(v)) => v.verify_client_cert(leaf, intermediates, now).map(|_| ()),
+            (Some([_, ..]), None) => Err(refuse()),
+            (None | Some([]), Some(v)) if v.client_auth_mandatory() => Err(refuse()),
+            (None | Some([]), _) => Ok(()),
+        }
+    }
+}
+
 /// A server-certificate verifier for one expected SPIFFE ID (sidecar
 /// egress): the chain must verify to the bundle for serverAuth, and the
 /// leaf's one URI SAN must be exactly `expected`. The DNS name the client

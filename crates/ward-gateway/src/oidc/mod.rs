@@ -241,7 +241,7 @@ impl RelyingParty {
             issuer: self.settings.issuer.clone(),
             audiences: vec![self.settings.client_id.clone()],
             leeway: Duration::from_secs(60),
-            max_lifetime: None,
+            max_lifetime: ProviderSettings::DEFAULT_MAX_LIFETIME,
             max_token_bytes: 16 * 1024,
         };
         let store = KeyStore::with_source(Vec::new(), Arc::new(source), Duration::from_secs(30));
