@@ -387,6 +387,15 @@ pub async fn token_introspect(target: &AdminTarget, token: &str) -> Result<Strin
 /// `ward token revoke`.
 pub async fn token_revoke(target: &AdminTarget, body: Value) -> Result<String, String> {
     match target.call(reqwest::Method::POST, "/admin/tokens/revoke", Some(body)).await? {
+        (200, v) if v.get("cut_off").is_some() => Ok(format!(
+            "ended every token issued until {} ({} refresh token families, {} of their access tokens)\n",
+            v["cut_off"], v["families"], v["access_tokens"]
+        )),
+        (200, v) if v.get("family").is_some() => Ok(format!(
+            "revoked refresh token family {} and {} of its access tokens\n",
+            v["family"].as_str().unwrap_or("?"),
+            v["access_tokens"]
+        )),
         (200, v) => Ok(format!("revoked {} (until {})\n", v["revoked"].as_str().unwrap_or("?"), v["until"])),
         (s, v) => Err(failed(s, &v)),
     }

@@ -540,14 +540,22 @@ enum TokenCommand {
     },
     /// Show what the control plane knows of a token (RFC 7662); the token is read from standard input.
     Introspect,
-    /// Revoke a token (read from standard input), or one by id with --jti and --exp; gateways refuse it at once.
+    /// Revoke a token read from standard input (an access token, or a refresh token: its whole family ends),
+    /// one by id with --jti and --exp, or every token of a user (--user) or a client (--client); gateways
+    /// refuse them at once.
     Revoke {
         /// The token id (`jti`), instead of the token.
-        #[arg(long, requires = "exp")]
+        #[arg(long, requires = "exp", conflicts_with_all = ["user", "client"])]
         jti: Option<String>,
         /// Its expiry (unix time), with --jti.
         #[arg(long, requires = "jti")]
         exp: Option<u64>,
+        /// End every token issued to this user so far, and their refresh token families.
+        #[arg(long, conflicts_with = "client")]
+        user: Option<String>,
+        /// End every token issued to this client so far (its own and its users'), and their families.
+        #[arg(long)]
+        client: Option<String>,
     },
 }
 
@@ -909,8 +917,14 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                 AdminCommand::Token(TokenCommand::Introspect) => {
                     control_cmd::token_introspect(&target, &control_cmd::read_token()?).await
                 }
-                AdminCommand::Token(TokenCommand::Revoke { jti: Some(jti), exp: Some(exp) }) => {
+                AdminCommand::Token(TokenCommand::Revoke { jti: Some(jti), exp: Some(exp), .. }) => {
                     control_cmd::token_revoke(&target, serde_json::json!({"jti": jti, "exp": exp})).await
+                }
+                AdminCommand::Token(TokenCommand::Revoke { user: Some(user), .. }) => {
+                    control_cmd::token_revoke(&target, serde_json::json!({"user": user})).await
+                }
+                AdminCommand::Token(TokenCommand::Revoke { client: Some(client), .. }) => {
+                    control_cmd::token_revoke(&target, serde_json::json!({"client": client})).await
                 }
                 AdminCommand::Token(TokenCommand::Revoke { .. }) => {
                     let token = control_cmd::read_token()?;

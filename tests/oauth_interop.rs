@@ -90,29 +90,55 @@ const AUTH_CODE: &str = r#"
 import json, re, ssl, sys
 import jwt, requests
 from authlib.integrations.requests_client import OAuth2Session
+from authlib.integrations.base_client.errors import OAuthError
 from authlib.common.security import generate_token
 base, ca, secret, password = sys.argv[1:5]
 redirect = "http://127.0.0.1:8400/cb"
 s = OAuth2Session("webapp", secret, scope="openid orders:read", redirect_uri=redirect, code_challenge_method="S256")
-verifier = generate_token(48)
-uri, state = s.create_authorization_url(base + "/oauth2/authorize", code_verifier=verifier, nonce="n-4711")
-browser = requests.Session()
-page = browser.get(uri, verify=ca)
-assert page.status_code == 200, page.text
-ticket = re.search(r'name="ticket" value="([^"]+)"', page.text).group(1)
-answer = browser.post(base + "/oauth2/authorize", data={"ticket": ticket, "username": "alice", "password": password},
-                      allow_redirects=False, verify=ca)
-assert answer.status_code == 303, answer.text
-location = answer.headers["Location"]
-tok = s.fetch_token(base + "/oauth2/token", authorization_response=location, state=state, code_verifier=verifier, verify=ca)
+
+def login():
+    verifier = generate_token(48)
+    uri, state = s.create_authorization_url(base + "/oauth2/authorize", code_verifier=verifier, nonce="n-4711")
+    browser = requests.Session()
+    page = browser.get(uri, verify=ca)
+    assert page.status_code == 200, page.text
+    ticket = re.search(r'name="ticket" value="([^"]+)"', page.text).group(1)
+    answer = browser.post(base + "/oauth2/authorize", data={"ticket": ticket, "username": "alice", "password": password},
+                          allow_redirects=False, verify=ca)
+    assert answer.status_code == 303, answer.text
+    location = answer.headers["Location"]
+    tok = s.fetch_token(base + "/oauth2/token", authorization_response=location, state=state, code_verifier=verifier,
+                        verify=ca)
+    return location, tok
+
+def refreshes(token):
+    try:
+        s.refresh_token(base + "/oauth2/token", refresh_token=token, verify=ca)
+        return "refreshed"
+    except OAuthError as e:
+        return e.error
+
+location, tok = login()
 jwks = jwt.PyJWKClient(base + "/.well-known/jwks.json", ssl_context=ssl.create_default_context(cafile=ca))
 id_claims = jwt.decode(tok["id_token"], jwks.get_signing_key_from_jwt(tok["id_token"]).key, algorithms=["EdDSA"],
                        audience="webapp", issuer=base)
 access = jwt.decode(tok["access_token"], jwks.get_signing_key_from_jwt(tok["access_token"]).key, algorithms=["EdDSA"],
                     audience="orders", issuer=base)
 fresh = s.refresh_token(base + "/oauth2/token", refresh_token=tok["refresh_token"], verify=ca)
+# RFC 7662 and RFC 7009 through Authlib: the live refresh token is reported as
+# one to its client; revoking it ends the family (it no longer refreshes).
+seen = s.introspect_token(base + "/oauth2/introspect", token=fresh["refresh_token"], verify=ca).json()
+revoked = s.revoke_token(base + "/oauth2/revoke", token=fresh["refresh_token"], token_type_hint="refresh_token",
+                         verify=ca)
+after = s.introspect_token(base + "/oauth2/introspect", token=fresh["refresh_token"], verify=ca).json()
+# Two more families, for the CLI: one revoked by `ward token revoke`, one ended by `ward user passwd`.
+_, second = login()
+_, third = login()
 print(json.dumps({"location": location.split("?")[0], "id": id_claims, "access": access,
-                  "rotated": fresh["refresh_token"] != tok["refresh_token"], "fresh_type": fresh["token_type"]}))
+                  "rotated": fresh["refresh_token"] != tok["refresh_token"], "fresh_type": fresh["token_type"],
+                  "seen": seen, "revoke_status": revoked.status_code, "refresh_after_revoke": refreshes(fresh["refresh_token"]),
+                  "after": after, "fresh_access": fresh["access_token"],
+                  "second": second, "third": third}))
 "#;
 
 fn write_config(dir: &Path, port: u16) {
@@ -307,6 +333,15 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     );
     assert_eq!(v["access"]["roles"], serde_json::json!(["reader"]), "the user's roles, for policies");
     assert_eq!((v["rotated"].as_bool(), v["fresh_type"].as_str()), (Some(true), Some("Bearer")));
+    // Refresh-token introspection and revocation through Authlib (RFC 7662, RFC 7009 §2).
+    assert_eq!(
+        (v["seen"]["active"].as_bool(), v["seen"]["token_use"].as_str(), v["seen"]["sub"].as_str()),
+        (Some(true), Some("refresh_token"), Some("alice")),
+        "{v}"
+    );
+    assert_eq!(v["revoke_status"], 200);
+    assert_eq!(v["refresh_after_revoke"], "invalid_grant", "a revoked refresh token no longer refreshes");
+    assert_eq!(v["after"], serde_json::json!({"active": false}));
 
     // Tokens through the CLI: issue, introspect, revoke (tokens go through stdin, never argv).
     let issued = ward(dir.path(), &[&["token", "issue", "--client", "billing"][..], &cfg[..]].concat());
@@ -338,6 +373,35 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     );
     let after: serde_json::Value = serde_json::from_slice(&piped(&["token", "introspect"], &token).stdout).unwrap();
     assert_eq!(after["active"], false);
+    // The access token of the family Authlib revoked went with it.
+    let gone: serde_json::Value =
+        serde_json::from_slice(&piped(&["token", "introspect"], v["fresh_access"].as_str().unwrap()).stdout).unwrap();
+    assert_eq!(gone["active"], false, "the family's access token is revoked with it");
+    // `ward token revoke` takes a refresh token: its family ends.
+    let (second_refresh, second_access) =
+        (v["second"]["refresh_token"].as_str().unwrap(), v["second"]["access_token"].as_str().unwrap());
+    let seen: serde_json::Value =
+        serde_json::from_slice(&piped(&["token", "introspect"], second_refresh).stdout).unwrap();
+    assert_eq!((seen["active"].as_bool(), seen["token_use"].as_str()), (Some(true), Some("refresh_token")), "{seen}");
+    let revoked = piped(&["token", "revoke"], second_refresh);
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert!(String::from_utf8_lossy(&revoked.stdout).starts_with("revoked refresh token family"));
+    for t in [second_refresh, second_access] {
+        let after: serde_json::Value = serde_json::from_slice(&piped(&["token", "introspect"], t).stdout).unwrap();
+        assert_eq!(after["active"], false, "the family and its access token end");
+    }
+    // `ward user passwd` ends every family the old password opened.
+    let (third_refresh, third_access) =
+        (v["third"]["refresh_token"].as_str().unwrap(), v["third"]["access_token"].as_str().unwrap());
+    let seen: serde_json::Value =
+        serde_json::from_slice(&piped(&["token", "introspect"], third_refresh).stdout).unwrap();
+    assert_eq!(seen["active"], true);
+    let passwd = piped(&["user", "passwd", "--name", "alice"], "another horse battery staple\n");
+    assert!(passwd.status.success(), "{}", String::from_utf8_lossy(&passwd.stderr));
+    for t in [third_refresh, third_access] {
+        let after: serde_json::Value = serde_json::from_slice(&piped(&["token", "introspect"], t).stdout).unwrap();
+        assert_eq!(after["active"], false, "a password change ends the user's tokens");
+    }
     let over =
         ward(dir.path(), &[&["token", "issue", "--client", "billing", "--scope", "admin"][..], &cfg[..]].concat());
     assert!(!over.status.success(), "the client's limits hold for operators too");

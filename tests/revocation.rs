@@ -22,6 +22,10 @@ spec:
   - from: [{source: {requestPrincipals: ["*"]}}]
 "#;
 
+const ADMIN: &str = "revocation-admin-token-0123456789abcdef012345";
+const CB: &str = "https://app.example/cb";
+const PASSWORD: &str = "correct horse battery staple";
+
 struct Env {
     _dir: tempfile::TempDir,
     dir: std::path::PathBuf,
@@ -50,6 +54,7 @@ async fn setup(publish_lead: u64) -> Env {
     let settings = ControlSettings { publish_lead, ..ControlSettings::new(&issuer) };
     let cp = ControlPlane::open(Store::open(&d.join("control.redb")).unwrap(), settings)
         .unwrap()
+        .with_admin_token(ADMIN)
         .with_revocations(Arc::clone(&revocations));
     let secret = cp
         .create_client(&ClientSpec {
@@ -215,4 +220,178 @@ async fn keys_rotate_under_load_without_a_failed_request() {
     )
     .unwrap();
     assert!(kids.contains(header["kid"].as_str().unwrap()), "the last rotated key signs now");
+}
+
+/// `application/x-www-form-urlencoded`.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let url = reqwest::Url::parse_with_params("http://form.invalid/", pairs).unwrap();
+    url.query().unwrap_or_default().to_owned()
+}
+
+/// A browser-like client (no redirects followed) trusting the test CA.
+fn browser(env: &Env) -> reqwest::Client {
+    let ca = std::fs::read(env.dir.join("ca.crt")).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Alice logs in through the login page for `web` (PKCE) and the code is
+/// redeemed: the token response (access, refresh and ID tokens).
+async fn login(env: &Env, web_secret: &str) -> Value {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let verifier = b64(&ward_crypto::random_bytes::<32>().unwrap());
+    let challenge = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref());
+    let http = browser(env);
+    let authorize = reqwest::Url::parse_with_params(
+        &format!("{}/oauth2/authorize", env.issuer),
+        [
+            ("client_id", "web"),
+            ("redirect_uri", CB),
+            ("response_type", "code"),
+            ("scope", "openid orders:read"),
+            ("state", "s1"),
+            ("nonce", "n1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .unwrap();
+    let page = http.get(authorize).send().await.unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let at = html.find("name=\"ticket\" value=\"").unwrap() + "name=\"ticket\" value=\"".len();
+    let ticket = html[at..].split('"').next().unwrap().to_owned();
+    let done = http
+        .post(format!("{}/oauth2/authorize", env.issuer))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("ticket", ticket.as_str()), ("username", "alice"), ("password", PASSWORD)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    let location = reqwest::Url::parse(done.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let form =
+        [("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier)];
+    let r = http.post(format!("{}/oauth2/token", env.issuer)).basic_auth("web", Some(web_secret));
+    let r = r.header("content-type", "application/x-www-form-urlencoded").body(self::form(&form));
+    let v: Value = r.send().await.unwrap().json().await.unwrap();
+    assert!(v["refresh_token"].is_string(), "{v}");
+    v
+}
+
+/// A client-authenticated form POST to the control plane: status and JSON.
+async fn post_as(env: &Env, who: (&str, &str), path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = env.client.post(format!("{}{path}", env.issuer)).basic_auth(who.0, Some(who.1));
+    let r = r.header("content-type", "application/x-www-form-urlencoded").body(self::form(form));
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+/// RFC 7009 §2 for refresh tokens, and ending a principal's tokens: revoking
+/// a refresh token ends its family and the access tokens issued from it (at
+/// the gateway too); only the client it was issued to can, and another
+/// client learns nothing; introspection reports a live refresh token to its
+/// own client only; a password change ends the user's families and tokens;
+/// an operator ends every token of a client. Tokens issued afterwards —
+/// even within the same second — are good.
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_tokens_password_changes_and_principals_end_what_they_issued() {
+    let env = setup(600).await;
+    let spec = |id: &str, grants| ClientSpec {
+        id: id.into(),
+        grants,
+        scopes: vec!["openid".into(), "orders:read".into()],
+        audiences: vec!["orders".into()],
+        token_ttl: 600,
+        redirect_uris: vec![CB.into()],
+        roles: Vec::new(),
+        jwks: None,
+    };
+    use ward_issuer::clients::GrantType::{AuthorizationCode, ClientCredentials, RefreshToken};
+    let web = env.cp.create_client(&spec("web", vec![AuthorizationCode, RefreshToken])).unwrap().unwrap();
+    let web = web.expose().to_owned();
+    let other = env.cp.create_client(&spec("other", vec![ClientCredentials])).unwrap().unwrap();
+    let other = other.expose().to_owned();
+    env.cp.create_user("alice", PASSWORD, &["reader".to_owned()]).unwrap();
+    let gport = env.gport;
+    let at_gateway = async |token: &str| {
+        let r = env.client.get(format!("https://localhost:{gport}/api/items")).bearer_auth(token).send().await;
+        r.unwrap().status().as_u16()
+    };
+    let refresh = async |token: &str| {
+        post_as(&env, ("web", &web), "/oauth2/token", &[("grant_type", "refresh_token"), ("refresh_token", token)])
+            .await
+    };
+    let introspect =
+        async |who: (&str, &str), token: &str| post_as(&env, who, "/oauth2/introspect", &[("token", token)]).await.1;
+
+    let first = login(&env, &web).await;
+    let (access, rt) = (first["access_token"].as_str().unwrap(), first["refresh_token"].as_str().unwrap());
+    assert_eq!(at_gateway(access).await, 200);
+    let seen = introspect(("web", &web), rt).await;
+    assert_eq!((seen["active"].as_bool(), seen["token_use"].as_str()), (Some(true), Some("refresh_token")), "{seen}");
+    assert_eq!(seen["client_id"], "web");
+    assert_eq!(introspect(("other", &other), rt).await, serde_json::json!({"active": false}), "not its token");
+    assert_eq!(introspect(("other", &other), access).await, serde_json::json!({"active": false}), "not its token");
+    assert_eq!(introspect(("web", &web), access).await["token_use"], "access_token");
+
+    // Another client's attempt: answered like any token, changes nothing.
+    assert_eq!(
+        post_as(&env, ("other", &other), "/oauth2/revoke", &[("token", rt)]).await,
+        (200, serde_json::json!({}))
+    );
+    assert_eq!(post_as(&env, ("other", &other), "/oauth2/revoke", &[("token", access)]).await.0, 200);
+    assert_eq!(at_gateway(access).await, 200, "still good");
+    let (status, rotated) = refresh(rt).await;
+    assert_eq!(status, 200, "still refreshes: {rotated}");
+    let (access2, rt2) = (rotated["access_token"].as_str().unwrap(), rotated["refresh_token"].as_str().unwrap());
+
+    // Its own client revokes the (rotated) refresh token: the family ends.
+    let hinted = [("token", rt2), ("token_type_hint", "refresh_token")];
+    assert_eq!(post_as(&env, ("web", &web), "/oauth2/revoke", &hinted).await, (200, serde_json::json!({})));
+    assert_eq!(refresh(rt2).await.1["error"], "invalid_grant");
+    assert_eq!(introspect(("web", &web), rt2).await, serde_json::json!({"active": false}));
+    for t in [access, access2] {
+        assert_eq!(at_gateway(t).await, 401, "every access token of the family is refused");
+        assert_eq!(introspect(("web", &web), t).await["active"], false);
+    }
+
+    // A password change ends alice's families and tokens; a new login works at once.
+    let second = login(&env, &web).await;
+    let (access3, rt3) = (second["access_token"].as_str().unwrap(), second["refresh_token"].as_str().unwrap());
+    assert_eq!(at_gateway(access3).await, 200);
+    env.cp.set_password("alice", "a new horse battery staple").unwrap();
+    assert_eq!(at_gateway(access3).await, 401, "cut off by the password change");
+    assert_eq!(refresh(rt3).await.1["error"], "invalid_grant");
+    env.cp.set_password("alice", PASSWORD).unwrap();
+    let third = login(&env, &web).await;
+    assert_eq!(at_gateway(third["access_token"].as_str().unwrap()).await, 200, "a login after the change is good");
+    assert_eq!(refresh(third["refresh_token"].as_str().unwrap()).await.0, 200);
+
+    // An operator ends every token of a client (here `svc`'s client_credentials tokens).
+    let svc_token = token(&env).await;
+    assert_eq!(at_gateway(&svc_token).await, 200);
+    let ended = env
+        .client
+        .post(format!("{}/admin/tokens/revoke", env.issuer))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"client": "svc"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 200);
+    assert_eq!(at_gateway(&svc_token).await, 401, "every token issued to svc so far is refused");
+    assert_eq!(at_gateway(&token(&env).await).await, 200, "a token issued afterwards is good");
+
+    let dir = env.dir.clone();
+    env.running.shutdown().await;
+    let records = common::read_log(&dir.join("audit"));
+    let refused = records.iter().filter(|r| r["event"] == "request" && r["reason"] == "token_revoked").count();
+    assert!(refused >= 4, "the refusals are audited as token_revoked ({refused})");
 }

@@ -302,11 +302,14 @@ pub(crate) async fn introspect_token(
     }
     let Some(token) = token_in(&body) else { return bad_request("expected {\"token\": …}") };
     let _ = audit(&cp, &ext, &request_id(), Event::new(WHAT, ward_core::ReasonCode::AdminRequest, 200));
-    crate::http_api::bytes_response(StatusCode::OK, crate::http_api::introspection(&cp, &token, now()))
+    crate::http_api::bytes_response(StatusCode::OK, crate::http_api::introspection(&cp, &token, None, now()))
 }
 
-/// `POST /admin/tokens/revoke` `{token}` or `{jti, exp}`: revoke any token
-/// Ward issued (incident response), enforced by the gateways at once.
+/// `POST /admin/tokens/revoke` `{token}` (an access or a refresh token),
+/// `{jti, exp}`, `{user}` or `{client}`: revoke any token Ward issued
+/// (incident response), enforced by the gateways at once. A refresh token
+/// ends its family; a user or a client has every token issued to them so
+/// far ended (a cut-off) and their refresh token families with it.
 pub(crate) async fn revoke_token(
     State(cp): State<Arc<ControlPlane>>,
     ext: axum::http::Extensions,
@@ -317,9 +320,44 @@ pub(crate) async fn revoke_token(
     if let Err(r) = admin(&cp, &ext, &headers, WHAT) {
         return *r;
     }
-    let by_id = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| Some((v.get("jti")?.as_str()?.to_owned(), v.get("exp")?.as_u64()?)));
+    let v = serde_json::from_slice::<Value>(&body).unwrap_or_default();
+    let owner = match (v.get("user").and_then(Value::as_str), v.get("client").and_then(Value::as_str)) {
+        (Some(user), None) => Some((ward_core::TokenOwner::Subject, user.to_owned())),
+        (None, Some(client)) => Some((ward_core::TokenOwner::Client, client.to_owned())),
+        (None, None) => None,
+        _ => return bad_request("name a user or a client, not both"),
+    };
+    if let Some((owner, name)) = owner {
+        let (cp2, name2) = (Arc::clone(&cp), name.clone());
+        return match tokio::task::spawn_blocking(move || cp2.end_tokens_of(owner, &name2, now())).await {
+            Ok(Ok(ended)) => {
+                let e = Event::new(WHAT, ward_core::ReasonCode::RevocationRecorded, 200);
+                let e = match owner {
+                    ward_core::TokenOwner::Subject => e.principal(Some(&name)),
+                    ward_core::TokenOwner::Client => e.client(Some(&name)),
+                };
+                let _ = audit(&cp, &ext, &request_id(), e);
+                json_response(
+                    StatusCode::OK,
+                    &json!({"cut_off": ended.cut_off, "families": ended.families, "access_tokens": ended.access}),
+                )
+            }
+            _ => unavailable(),
+        };
+    }
+    if let Some(token) = token_in(&body).filter(|t| t.starts_with(ward_issuer::opaque::REFRESH_PREFIX)) {
+        let cp2 = Arc::clone(&cp);
+        return match tokio::task::spawn_blocking(move || cp2.revoke_refresh_token(&token, None, now())).await {
+            Ok(Ok(crate::RefreshRevocation::Ended { family, access })) => {
+                let e = Event::new(WHAT, ward_core::ReasonCode::RevocationRecorded, 200);
+                let _ = audit(&cp, &ext, &request_id(), e);
+                json_response(StatusCode::OK, &json!({"family": family, "access_tokens": access}))
+            }
+            Ok(Ok(_)) => bad_request("not a refresh token Ward issued"),
+            _ => unavailable(),
+        };
+    }
+    let by_id = Some(&v).and_then(|v| Some((v.get("jti")?.as_str()?.to_owned(), v.get("exp")?.as_u64()?)));
     let target = match (by_id, token_in(&body)) {
         (Some(pair), None) => pair,
         (None, Some(token)) => {
@@ -328,7 +366,7 @@ pub(crate) async fn revoke_token(
             };
             (v.jti.clone(), v.exp)
         }
-        _ => return bad_request("expected {\"token\": …} or {\"jti\": …, \"exp\": …}"),
+        _ => return bad_request("expected {\"token\": …}, {\"jti\": …, \"exp\": …}, {\"user\": …} or {\"client\": …}"),
     };
     let (cp2, (jti, exp)) = (Arc::clone(&cp), target);
     let jti2 = jti.clone();

@@ -774,7 +774,7 @@ impl ControlPlane {
                 v
             }
         };
-        (v.exp > now && v.nbf <= now && !self.is_revoked(&v.jti)).then_some(v)
+        (v.exp > now && v.nbf <= now && !self.is_revoked(&v.jti) && !self.is_cut_off(&v.claims)).then_some(v)
     }
 
     /// Signature (by a published key) and issuer, without time checks.
@@ -800,7 +800,7 @@ async fn introspect(
     body: Bytes,
 ) -> Response {
     const PATH: &str = "/oauth2/introspect";
-    let (params, _, basic) = match authenticated(&cp, &ext, &headers, &body, PATH) {
+    let (params, client, basic) = match authenticated(&cp, &ext, &headers, &body, PATH) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -808,20 +808,60 @@ async fn introspect(
         let e = OAuthError::InvalidRequest("token missing".into());
         return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
     };
-    bytes_response(StatusCode::OK, introspection(&cp, token, now()))
+    bytes_response(StatusCode::OK, introspection(&cp, token, Some(client.id.as_str()), now()))
 }
 
-/// The RFC 7662 answer for `token`.
-pub(crate) fn introspection(cp: &ControlPlane, token: &str, now: u64) -> bytes::Bytes {
-    match cp.verify_token(token, now) {
-        None => bytes::Bytes::from_static(br#"{"active":false}"#),
-        Some(v) => v.introspection.clone(),
+/// The RFC 7662 answer for `token` (an access token or a refresh token),
+/// as `asker` may see it: a client learns of a token only if it was issued
+/// to it or names it as an audience (a resource server), RFC 7662 §4;
+/// anything else is `{"active":false}`, like an unknown token. `None` is an
+/// operator (the admin API), who sees every token.
+pub(crate) fn introspection(cp: &ControlPlane, token: &str, asker: Option<&str>, now: u64) -> bytes::Bytes {
+    const INACTIVE: &[u8] = br#"{"active":false}"#;
+    if token.starts_with(ward_issuer::opaque::REFRESH_PREFIX) {
+        return match cp.refresh_token(token, now) {
+            Ok(Some((grant, true))) if asker.is_none_or(|a| a == grant.client_id) => {
+                bytes::Bytes::from(refresh_answer(&cp.settings.issuer, &grant).to_string())
+            }
+            _ => bytes::Bytes::from_static(INACTIVE),
+        };
     }
+    match cp.verify_token(token, now) {
+        Some(v) if asker.is_none_or(|a| may_introspect(a, &v.claims)) => v.introspection.clone(),
+        _ => bytes::Bytes::from_static(INACTIVE),
+    }
+}
+
+/// Whether client `asker` may learn about a token with `claims`: it was
+/// issued to it, or it is one of the token's audiences.
+fn may_introspect(asker: &str, claims: &Claims) -> bool {
+    claims.get("client_id").and_then(Value::as_str) == Some(asker)
+        || match claims.get("aud") {
+            Some(Value::String(a)) => a == asker,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(asker)),
+            _ => false,
+        }
+}
+
+/// A live refresh token's RFC 7662 answer (`token_use` tells it from an
+/// access token; `exp` is when its family ends).
+fn refresh_answer(issuer: &str, g: &ward_issuer::refresh::RefreshGrant) -> Value {
+    let scope = g.scopes.iter().map(String::as_str).collect::<Vec<_>>().join(" ");
+    json!({
+        "active": true,
+        "token_use": "refresh_token",
+        "client_id": g.client_id,
+        "sub": g.subject,
+        "scope": scope,
+        "iss": issuer,
+        "exp": g.family_expires,
+        "auth_time": g.auth_time,
+    })
 }
 
 /// `{"active":true,…}` with the claims RFC 7662 §2.2 names (and `act`, `auth_time`).
 fn active_answer(c: &Claims) -> Value {
-    let mut v = json!({ "active": true, "token_type": "Bearer" });
+    let mut v = json!({ "active": true, "token_type": "Bearer", "token_use": "access_token" });
     for k in ["scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti", "act", "auth_time", "cnf"] {
         if let Some(x) = c.get(k) {
             v[k] = x.clone();
@@ -845,22 +885,45 @@ async fn revoke(
         let e = OAuthError::InvalidRequest("token missing".into());
         return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);
     };
-    // RFC 7009 §2.2: an invalid or unknown token is not an error.
+    // RFC 7009 §2.2: an invalid or unknown token is not an error. Another
+    // client's token is left alone and answered the same way, so the answer
+    // never tells whether a token is valid (the attempt is audited).
+    let other_client = || {
+        let e = OAuthError::UnauthorizedClient("token was issued to another client".into());
+        let event = Event::new(("POST", PATH), ward_core::ReasonCode::TokenRequestRefused, 200)
+            .client(Some(client.id.as_str()))
+            .error(&e);
+        let _ = audit(&cp, &ext, &request_id(), event);
+        json_response(StatusCode::OK, &json!({}))
+    };
+    let recorded = || {
+        let e =
+            Event::new(("POST", PATH), ward_core::ReasonCode::RevocationRecorded, 200).client(Some(client.id.as_str()));
+        let _ = audit(&cp, &ext, &request_id(), e);
+        json_response(StatusCode::OK, &json!({}))
+    };
+    let unavailable = || json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"}));
+    if token.starts_with(ward_issuer::opaque::REFRESH_PREFIX) {
+        // §2: a refresh token's revocation ends its family, and the access
+        // tokens issued from it.
+        let (cp2, token, id) = (Arc::clone(&cp), zeroize::Zeroizing::new(token.clone()), client.id.clone());
+        let done = tokio::task::spawn_blocking(move || cp2.revoke_refresh_token(&token, Some(id.as_str()), now()));
+        return match done.await {
+            Ok(Ok(crate::RefreshRevocation::Ended { .. })) => recorded(),
+            Ok(Ok(crate::RefreshRevocation::OtherClient)) => other_client(),
+            Ok(Ok(_)) => json_response(StatusCode::OK, &json!({})),
+            _ => unavailable(),
+        };
+    }
     let Some(verified) = cp.verify_token(token, now()) else {
         return json_response(StatusCode::OK, &json!({}));
     };
     if verified.claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str()) {
-        let e = OAuthError::UnauthorizedClient("token was issued to another client".into());
-        return refuse(&cp, &ext, PATH, Some(client.id.as_str()), &e, basic);
+        return other_client();
     }
     let (cp2, jti, exp) = (Arc::clone(&cp), verified.jti.clone(), verified.exp);
     match tokio::task::spawn_blocking(move || cp2.revoke(&jti, exp)).await {
-        Ok(Ok(())) => {
-            let e = Event::new(("POST", PATH), ward_core::ReasonCode::RevocationRecorded, 200)
-                .client(Some(client.id.as_str()));
-            let _ = audit(&cp, &ext, &request_id(), e);
-            json_response(StatusCode::OK, &json!({}))
-        }
-        _ => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "temporarily_unavailable"})),
+        Ok(Ok(())) => recorded(),
+        _ => unavailable(),
     }
 }

@@ -165,7 +165,43 @@ pub struct ControlPlane {
     /// Threat detection: fed every event, enforced at accept, login and
     /// client authentication; serves decisions to bouncers.
     detector: Option<Arc<ward_detect::Detector>>,
+    /// Cut-offs of users and clients, as the gateways hold them (this
+    /// plane's own tokens only), checked by introspection and exchange.
+    cut_offs: ward_core::LocalRevocations,
 }
+
+/// What revoking a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefreshRevocation {
+    /// Ward issued no such refresh token (or it was purged): nothing to do.
+    Unknown,
+    /// It was issued to another client than the one asking: nothing done.
+    OtherClient,
+    /// Its family ended: every refresh token of it, and the live access
+    /// tokens it produced (this many), revoked and pushed to the gateways.
+    Ended {
+        /// The family.
+        family: String,
+        /// Access tokens revoked with it.
+        access: usize,
+    },
+}
+
+/// What ending every token of a user or a client did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokensEnded {
+    /// Tokens issued at or before this moment (seconds) are refused.
+    pub cut_off: u64,
+    /// Refresh token families ended.
+    pub families: usize,
+    /// Live access tokens of those families revoked one by one.
+    pub access: usize,
+}
+
+/// How long past the longest token lifetime a cut-off is kept (the
+/// verifiers' clock leeway).
+const CUT_OFF_MARGIN: u64 = 120;
 
 /// The CA as the control plane holds it.
 #[derive(Debug)]
@@ -228,6 +264,10 @@ impl ControlPlane {
         store.purge_refresh(t)?;
         let denied_certs: HashMap<(String, String), u64> =
             store.revoked_certs(t)?.into_iter().map(|(ns, v, until)| ((ns, v), until)).collect();
+        let cut_offs = ward_core::LocalRevocations::new();
+        for (owner, name, at, until) in store.cut_offs(t)? {
+            ward_core::RevocationList::cut_off(&cut_offs, &settings.issuer, owner, &name, at, until);
+        }
         let issuer = IssuerSettings { issuer: settings.issuer.clone(), max_ttl: settings.max_ttl };
         let parsed = verifiers(&ring, t, settings.max_ttl);
         Ok(Self {
@@ -249,6 +289,7 @@ impl ControlPlane {
             denied_certs: ArcSwap::from_pointee(denied_certs),
             registry: registry::Registry::default(),
             detector: None,
+            cut_offs,
         })
     }
 
@@ -292,6 +333,12 @@ impl ControlPlane {
         }
         for ((namespace, value), until) in self.denied_certs.load().iter() {
             list.revoke(namespace, value, *until);
+        }
+        let issuer = self.settings.issuer.as_str();
+        for owner in [ward_core::TokenOwner::Subject, ward_core::TokenOwner::Client] {
+            for (name, at, until) in self.cut_offs.cut_offs_of(issuer, owner) {
+                list.cut_off(issuer, owner, &name, at, until);
+            }
         }
         self.revocations = Some(list);
         self
@@ -431,6 +478,10 @@ impl ControlPlane {
         let mut next = HashMap::clone(&self.clients.load());
         next.remove(id);
         self.clients.store(Arc::new(next));
+        if existed {
+            // Whatever it was issued (its own tokens and its users' families) ends with it.
+            self.end_tokens_of(ward_core::TokenOwner::Client, id, now())?;
+        }
         Ok(existed)
     }
 
@@ -466,7 +517,10 @@ impl ControlPlane {
         };
         let phc =
             ward_issuer::users::hash_password(password).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
-        Ok(self.store.put_user(name, &store::UserRecord { phc, roles: user.roles })?)
+        self.store.put_user(name, &store::UserRecord { phc, roles: user.roles })?;
+        // A new password ends every session the old one opened.
+        self.end_tokens_of(ward_core::TokenOwner::Subject, name, now())?;
+        Ok(())
     }
 
     /// Whether `password` is `name`'s. An unknown user costs the same
@@ -553,15 +607,104 @@ impl ControlPlane {
         first
     }
 
+    /// Revoke the refresh token `token` (RFC 7009 §2): its whole family
+    /// ends, with the live access tokens it produced. With `client`, only a
+    /// token issued to that client is touched.
+    ///
+    /// # Errors
+    /// [`ControlError`] from the store.
+    pub fn revoke_refresh_token(
+        &self,
+        token: &str,
+        client: Option<&str>,
+        now: u64,
+    ) -> Result<RefreshRevocation, ControlError> {
+        let Some((grant, _)) = self.store.refresh_token(&ward_issuer::opaque::hash(token), now)? else {
+            return Ok(RefreshRevocation::Unknown);
+        };
+        if client.is_some_and(|c| c != grant.client_id) {
+            return Ok(RefreshRevocation::OtherClient);
+        }
+        let access = self.store.revoke_family(&grant.family, now)?;
+        self.revoke_all(&access)?;
+        Ok(RefreshRevocation::Ended { family: grant.family, access: access.len() })
+    }
+
+    /// What the refresh token `token` stands for and whether it is live
+    /// (unused, its family neither revoked nor ended).
+    ///
+    /// # Errors
+    /// [`ControlError`] from the store.
+    pub(crate) fn refresh_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Option<(ward_issuer::refresh::RefreshGrant, bool)>, ControlError> {
+        Ok(self.store.refresh_token(&ward_issuer::opaque::hash(token), now)?)
+    }
+
+    /// End every token of a user (`TokenOwner::Subject`) or of a client
+    /// (`TokenOwner::Client`: everything issued to it): a cut-off at `now`
+    /// (persisted, pushed to the gateways) refuses every such token issued
+    /// until then, and their refresh token families end. Tokens issued
+    /// afterwards are good.
+    ///
+    /// # Errors
+    /// [`ControlError`] from the store.
+    pub fn end_tokens_of(
+        &self,
+        owner: ward_core::TokenOwner,
+        name: &str,
+        now: u64,
+    ) -> Result<TokensEnded, ControlError> {
+        use ward_core::RevocationList as _;
+        let until = now.saturating_add(self.settings.max_ttl).saturating_add(CUT_OFF_MARGIN);
+        self.store.put_cut_off(owner, name, now, until)?;
+        self.cut_offs.cut_off(&self.settings.issuer, owner, name, now, until);
+        if let Some(list) = &self.revocations {
+            list.cut_off(&self.settings.issuer, owner, name, now, until);
+        }
+        let (families, access) = self.store.revoke_families_of(owner, name, now)?;
+        self.revoke_all(&access)?;
+        Ok(TokensEnded { cut_off: now, families, access: access.len() })
+    }
+
+    /// Whether `claims` (one of this plane's tokens) fall under a cut-off.
+    pub(crate) fn is_cut_off(&self, claims: &ward_core::Claims) -> bool {
+        ward_core::is_cut_off(&self.cut_offs, &self.settings.issuer, claims)
+    }
+
     /// Sign `claims` with the key that signs at `now`.
     pub(crate) fn sign(&self, claims: &ward_core::Claims, now: u64) -> Option<String> {
         self.sign_typed(claims, now, "JWT")
     }
 
-    /// As [`Self::sign`] with an explicit JWS `typ`.
+    /// As [`Self::sign`] with an explicit JWS `typ`. A token is never born
+    /// under a cut-off: one minted in the same second as a cut-off of its
+    /// user or client gets `iat` one second after it (`nbf` stays).
     pub(crate) fn sign_typed(&self, claims: &ward_core::Claims, now: u64, typ: &str) -> Option<String> {
+        let claims = self.after_cut_offs(claims);
         let ring = self.ring.read().ok()?;
-        ring.signing_key(now).ok()?.signer().sign_typed(claims, typ).ok()
+        ring.signing_key(now).ok()?.signer().sign_typed(&claims, typ).ok()
+    }
+
+    fn after_cut_offs<'c>(&self, claims: &'c ward_core::Claims) -> std::borrow::Cow<'c, ward_core::Claims> {
+        use ward_core::RevocationList as _;
+        let latest = [ward_core::TokenOwner::Subject, ward_core::TokenOwner::Client]
+            .into_iter()
+            .filter_map(|owner| {
+                let name = claims.get(owner.claim())?.as_str()?;
+                self.cut_offs.cut_off_at(&self.settings.issuer, owner, name)
+            })
+            .max();
+        match (latest, claims.get("iat").and_then(serde_json::Value::as_u64)) {
+            (Some(at), Some(iat)) if iat <= at => {
+                let mut newer = claims.clone();
+                newer.insert("iat".into(), serde_json::json!(at.saturating_add(1)));
+                std::borrow::Cow::Owned(newer)
+            }
+            _ => std::borrow::Cow::Borrowed(claims),
+        }
     }
 
     /// Serve the service registry with `rules` (needs a CA: callers are SVIDs).

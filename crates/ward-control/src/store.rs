@@ -14,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use ward_core::TokenOwner;
 use ward_issuer::clients::{Client, ClientId, GrantType};
 use ward_issuer::keys::RingKey;
 use ward_issuer::refresh::RefreshGrant;
@@ -31,6 +32,8 @@ const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
 const REFRESH: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_tokens");
 /// Refresh token families by id.
 const FAMILIES: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_families");
+/// Cut-offs: `<claim>\n<name>` (`sub` or `client_id`) → (cut-off, kept until).
+const CUT_OFFS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("token_cut_offs");
 
 /// A store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -532,6 +535,122 @@ impl Store {
         };
         txn.commit().map_err(err)?;
         Ok(access)
+    }
+
+    /// What the refresh token hashing to `hash` stands for, and whether it
+    /// can still be used at `now` (not rotated yet, its family neither
+    /// revoked nor ended). `None` for a token Ward never issued or purged.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn refresh_token(&self, hash: &[u8; 32], now: u64) -> Result<Option<(RefreshGrant, bool)>, StoreError> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let Some(record) = txn.open_table(REFRESH).map_err(err)?.get(hex(hash).as_str()).map_err(err)? else {
+            return Ok(None);
+        };
+        let record: RefreshRecord = serde_json::from_slice(record.value()).map_err(err)?;
+        let family = txn.open_table(FAMILIES).map_err(err)?.get(record.grant.family.as_str()).map_err(err)?;
+        let live = match family {
+            Some(f) => {
+                let f: FamilyRecord = serde_json::from_slice(f.value()).map_err(err)?;
+                !f.revoked && f.expires > now && !record.used
+            }
+            None => false,
+        };
+        Ok(Some((record.grant, live)))
+    }
+
+    /// Revoke every live family of `owner` `name` (the user's, or those
+    /// issued to the client), in one transaction: how many, and their live
+    /// access tokens (`jti`, `exp`), to be revoked too.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn revoke_families_of(
+        &self,
+        owner: TokenOwner,
+        name: &str,
+        now: u64,
+    ) -> Result<(usize, Vec<(String, u64)>), StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        let ended = {
+            let mut ids = BTreeSet::new();
+            for row in txn.open_table(REFRESH).map_err(err)?.iter().map_err(err)? {
+                let (_, v) = row.map_err(err)?;
+                let r: RefreshRecord = serde_json::from_slice(v.value()).map_err(err)?;
+                let of = match owner {
+                    TokenOwner::Subject => &r.grant.subject,
+                    TokenOwner::Client => &r.grant.client_id,
+                };
+                if of == name {
+                    ids.insert(r.grant.family);
+                }
+            }
+            let mut families = txn.open_table(FAMILIES).map_err(err)?;
+            let (mut count, mut access) = (0, Vec::new());
+            for id in ids {
+                let Some(bytes) = families.get(id.as_str()).map_err(err)?.map(|v| v.value().to_vec()) else { continue };
+                let mut f: FamilyRecord = serde_json::from_slice(&bytes).map_err(err)?;
+                if f.revoked || f.expires <= now {
+                    continue;
+                }
+                f.revoked = true;
+                count += 1;
+                access.extend(f.access.iter().filter(|(_, e)| *e > now).cloned());
+                families.insert(id.as_str(), serde_json::to_vec(&f).map_err(err)?.as_slice()).map_err(err)?;
+            }
+            (count, access)
+        };
+        txn.commit().map_err(err)?;
+        Ok(ended)
+    }
+
+    /// Record a cut-off for `owner` `name`: their tokens issued at or before
+    /// `at` are refused, until `until`. An earlier one is never restored.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn put_cut_off(&self, owner: TokenOwner, name: &str, at: u64, until: u64) -> Result<(), StoreError> {
+        let key = format!("{}\n{name}", owner.claim());
+        let txn = self.db.begin_write().map_err(err)?;
+        {
+            let mut table = txn.open_table(CUT_OFFS).map_err(err)?;
+            let (old_at, old_until) = table.get(key.as_str()).map_err(err)?.map_or((0, 0), |v| v.value());
+            table.insert(key.as_str(), (at.max(old_at), until.max(old_until))).map_err(err)?;
+        }
+        txn.commit().map_err(err)
+    }
+
+    /// Cut-offs still kept at `now`: (owner, name, cut-off, until); ended ones are deleted.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn cut_offs(&self, now: u64) -> Result<Vec<(TokenOwner, String, u64, u64)>, StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        let mut live = Vec::new();
+        {
+            let mut table = txn.open_table(CUT_OFFS).map_err(err)?;
+            let mut ended = Vec::new();
+            for row in table.iter().map_err(err)? {
+                let (k, v) = row.map_err(err)?;
+                let (at, until) = v.value();
+                let (owner, name) = match k.value().split_once('\n') {
+                    Some(("sub", name)) => (TokenOwner::Subject, name),
+                    Some(("client_id", name)) => (TokenOwner::Client, name),
+                    _ => return Err(StoreError(format!("unreadable cut-off `{}`", k.value()))),
+                };
+                if until > now {
+                    live.push((owner, name.to_owned(), at, until));
+                } else {
+                    ended.push(k.value().to_owned());
+                }
+            }
+            for k in ended {
+                table.remove(k.as_str()).map_err(err)?;
+            }
+        }
+        txn.commit().map_err(err)?;
+        Ok(live)
     }
 
     /// Delete ended families and their refresh tokens; how many tokens went.

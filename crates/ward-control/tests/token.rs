@@ -144,13 +144,19 @@ async fn refusals_carry_the_rfc_error_codes_and_no_reasons() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    // Another client cannot revoke billing's token.
+    // Another client cannot revoke billing's token, and is answered exactly
+    // as for a token that does not exist (it learns nothing of its validity).
     let (_, body, _) = post(&r, "/oauth2/token", Some(("billing", &secret)), &[cc]).await;
     let token = body["access_token"].as_str().unwrap().to_owned();
     let (s, body, _) = post(&r, "/oauth2/revoke", Some(("shipping", &other)), &[("token", &token)]).await;
-    assert_eq!((s, body["error"].as_str()), (400, Some("unauthorized_client")));
+    let (s2, body2, _) = post(&r, "/oauth2/revoke", Some(("shipping", &other)), &[("token", "no.such.token")]).await;
+    assert_eq!((s, &body), (s2, &body2));
+    assert_eq!((s, body), (200, serde_json::json!({})));
+    // Nor can it introspect it (RFC 7662 §4): not issued to it, not its audience.
     let (_, info, _) = post(&r, "/oauth2/introspect", Some(("shipping", &other)), &[("token", &token)]).await;
-    assert_eq!(info["active"], true, "still valid");
+    assert_eq!(info, serde_json::json!({"active": false}));
+    let (_, info, _) = post(&r, "/oauth2/introspect", Some(("billing", &secret)), &[("token", &token)]).await;
+    assert_eq!(info["active"], true, "still valid, for its own client");
     // A Basic header whose parts are form-encoded (RFC 6749 §2.3.1) works.
     let encoded = STANDARD.encode(format!("billing:{}", secret.replace('-', "%2D")));
     let resp = r
@@ -202,6 +208,8 @@ fn clients_keys_and_revocations_survive_a_restart() {
     cp.deny_certificate(ward_core::X509_SERIAL, "4a0b", t + 100).unwrap();
     cp.deny_certificate(ward_core::SPIFFE_ID, "spiffe://td/x", t + 100).unwrap();
     assert!(cp.deny_certificate("other", "x", t + 100).is_err());
+    let ended = cp.end_tokens_of(ward_core::TokenOwner::Subject, "alice", t).unwrap();
+    assert_eq!((ended.cut_off, ended.families), (t, 0));
     let kids = cp.key_ids();
     drop(cp);
     use std::os::unix::fs::PermissionsExt;
@@ -218,8 +226,17 @@ fn clients_keys_and_revocations_survive_a_restart() {
     let pushed = std::sync::Arc::new(ward_core::LocalRevocations::new());
     let cp = cp.with_revocations(pushed.clone());
     assert!(ward_core::RevocationList::is_revoked(&*pushed, ward_core::X509_SERIAL, "4a0b"), "pushed at start");
+    let alice = |iat: u64| {
+        let v = serde_json::json!({"sub": "alice", "client_id": "web", "iat": iat});
+        v.as_object().unwrap().clone()
+    };
+    let issuer = "https://ward.local";
+    assert!(ward_core::is_cut_off(&*pushed, issuer, &alice(t)), "the cut-off survives and is pushed at start");
+    assert!(!ward_core::is_cut_off(&*pushed, issuer, &alice(t + 1)));
     assert!(cp.delete_client("billing").unwrap());
     assert!(cp.client_ids().is_empty());
+    let billing = serde_json::json!({"sub": "billing", "client_id": "billing", "iat": t});
+    assert!(ward_core::is_cut_off(&*pushed, issuer, billing.as_object().unwrap()), "a deleted client's tokens end");
 }
 
 #[tokio::test]

@@ -593,12 +593,15 @@ pub(crate) async fn handle(
                             .as_deref()
                             .is_some_and(|have| ward_crypto::constant_time_eq(have.as_bytes(), want.as_bytes()))
                     });
+                    // Revoked one by one (`jti`), or cut off with every token of
+                    // its user or client issued up to a moment.
                     let revoked = shared.revocations.as_ref().is_some_and(|list| {
                         identity
                             .claims
                             .get("jti")
                             .and_then(|j| j.as_str())
                             .is_some_and(|jti| list.is_revoked(&identity.issuer, jti))
+                            || ward_core::is_cut_off(&**list, &identity.issuer, &identity.claims)
                     });
                     trail.identity = Some(identity);
                     if revoked {
