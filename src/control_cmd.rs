@@ -186,7 +186,7 @@ pub async fn start(
     let tls = ward_gateway::ServerTls::with_denylist(&tls_settings, revocations.clone()).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(listen.unwrap_or(c.listen))
         .await
-        .map_err(|e| format!("control plane: {}: {e}", listen.unwrap_or(c.listen)))?;
+        .map_err(|e| format!("cannot listen on {} (control plane): {e}", listen.unwrap_or(c.listen)))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let issuer = c.issuer.clone().unwrap_or_else(|| format!("https://{addr}"));
     let token = read_secret(&c.admin_token_file)?;

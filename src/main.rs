@@ -1013,6 +1013,13 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>, control_listen: Option<Socket
              \nStop with Ctrl-C.\n"
         ));
     })
+    .map_err(|e| {
+        if e.starts_with("cannot listen on") {
+            format!("{e}\n(is another Ward running? `ward up --listen ADDR --control-listen ADDR` picks other addresses)")
+        } else {
+            e
+        }
+    })
 }
 
 fn check_config(path: &Path) -> Result<(), String> {

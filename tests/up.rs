@@ -102,3 +102,26 @@ fn check_config_reports_file_line_and_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ward.toml:1:1") && err.contains("missing field `tls`"), "{err}");
 }
+
+/// A port that is taken: `ward up` fails at once and names the busy
+/// address (for the gateway and for the control plane), with a hint.
+#[test]
+fn ward_up_on_a_taken_port_names_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    for (flag, gateway, control) in
+        [("--listen", busy.as_str(), "127.0.0.1:0"), ("--control-listen", "127.0.0.1:0", busy.as_str())]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["up", "--data-dir", "ward-data", "--listen", gateway, "--control-listen", control])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: {said}");
+        assert!(said.contains(&format!("cannot listen on {busy}")), "{flag}: the busy address is named: {said}");
+        assert!(said.contains("--listen ADDR"), "{flag}: and how to pick another: {said}");
+        assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "{flag}: nothing says it is up");
+    }
+}

@@ -76,9 +76,24 @@ pub enum GatewayError {
     /// The audit log cannot be opened.
     #[error("audit: {0}")]
     Audit(String),
-    /// Binding the listener or another I/O failure.
+    /// A listener could not be bound (the address is taken, or not ours).
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener: `gateway` or `admin API`.
+        what: &'static str,
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another I/O failure.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+async fn bind(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { what, addr, source })
 }
 
 /// A gateway whose listener is bound and whose configuration is loaded, but
@@ -208,9 +223,9 @@ impl Gateway {
             trusted_proxy_hops: config.gateway.trusted_proxy_hops,
             oidc: config.oidc.as_ref().map(oidc::RelyingParty::new).transpose()?.map(Arc::new),
         });
-        let listener = TcpListener::bind(config.gateway.listen).await?;
+        let listener = bind("gateway", config.gateway.listen).await?;
         let admin = match &config.admin {
-            Some(a) => Some(TcpListener::bind(a.listen).await?),
+            Some(a) => Some(bind("admin API", a.listen).await?),
             None => None,
         };
         Ok(Self {
