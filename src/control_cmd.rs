@@ -243,7 +243,6 @@ pub async fn start(
         Arc::clone(&tls.config),
         tls.recheck.clone(),
         router,
-        detector,
         stopped,
     ));
     Ok(RunningControl { addr, issuer, stop, task, own_detector })

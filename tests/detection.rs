@@ -424,3 +424,47 @@ async fn alerts_reach_a_webhook_retried_until_accepted_and_nothing_else_does() {
     assert!(got.iter().any(|e| e["severity"] == "Medium"), "{got:?}");
     w.gateway.shutdown().await;
 }
+
+/// An operator whose own address is blocked still reaches the admin API
+/// with the admin token — to see the block and lift it — while the same
+/// address without the token (or with a wrong one) gets nothing but 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_operator_still_reaches_the_admin_api_and_unblocks_itself() {
+    let w = world(DETECT).await;
+    let operator = w.client_from("127.0.0.4");
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN_TOKEN);
+    let block = admin(operator.post(format!("{}/admin/decisions", w.cbase)))
+        .json(&json!({"target": "127.0.0.4", "duration": "1h", "reason": "framed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(block.status(), 201);
+    let id = block.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    assert!(w.detector.ip_blocked("127.0.0.4".parse().unwrap()));
+
+    // Without the admin token, or with a wrong one, the address is refused.
+    let discovery = format!("{}/.well-known/openid-configuration", w.cbase);
+    assert!(refused(&w.client_from("127.0.0.4"), &discovery).await);
+    let wrong = w.client_from("127.0.0.4").get(format!("{}/admin/detect/status", w.cbase)).bearer_auth("not-it");
+    assert_eq!(wrong.send().await.unwrap().status(), 403);
+    assert!(refused(&w.client_from("127.0.0.4"), &w.gw("/api/x")).await, "the gateway refuses it at accept");
+
+    // With it, on a new connection: status, the list, and the removal.
+    let status = admin(w.client_from("127.0.0.4").get(format!("{}/admin/detect/status", w.cbase)));
+    assert_eq!(status.send().await.unwrap().status(), 200);
+    let list = admin(w.client_from("127.0.0.4").get(format!("{}/admin/decisions", w.cbase))).send().await.unwrap();
+    assert_eq!(list.status(), 200);
+    let listed: Value = list.json().await.unwrap();
+    assert!(listed.as_array().unwrap().iter().any(|d| d["id"] == id && d["target"] == "127.0.0.4"), "{listed}");
+    let lifted = admin(w.client_from("127.0.0.4").delete(format!("{}/admin/decisions/{id}", w.cbase)));
+    assert_eq!(lifted.send().await.unwrap().status(), 200);
+    assert!(!w.detector.ip_blocked("127.0.0.4".parse().unwrap()));
+    let ok = w.client_from("127.0.0.4").get(&discovery).send().await.unwrap();
+    assert_eq!(ok.status(), 200, "unblocked");
+
+    // The admin calls from the blocked address are audited as admin requests.
+    let records = w.records().await;
+    let admin_calls = records.iter().filter(|r| r["event"] == "admin" || r["reason"] == "admin_request").count();
+    assert!(admin_calls >= 3, "{admin_calls} admin records");
+    w.gateway.shutdown().await;
+}

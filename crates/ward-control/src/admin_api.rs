@@ -22,17 +22,23 @@ pub(crate) fn admin(
     headers: &HeaderMap,
     what: (&str, &str),
 ) -> Result<(), Box<Response>> {
-    let presented =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(t) if cp.is_admin(t) => Ok(()),
-        _ => {
-            let id = request_id();
-            tracing::warn!(request_id = %id, "admin API call without a valid admin token");
-            let _ = audit(cp, ext, &id, Event::new(what, ward_core::ReasonCode::AdminRequest, 401));
-            Err(Box::new(json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "request_id": id}))))
-        }
+    if is_operator(cp, headers) {
+        return Ok(());
     }
+    let id = request_id();
+    tracing::warn!(request_id = %id, "admin API call without a valid admin token");
+    let _ = audit(cp, ext, &id, Event::new(what, ward_core::ReasonCode::AdminRequest, 401));
+    Err(Box::new(json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "request_id": id}))))
+}
+
+/// Whether `headers` carry the admin API's bearer token (compared in
+/// constant time).
+pub(crate) fn is_operator(cp: &ControlPlane, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| cp.is_admin(t))
 }
 
 fn client_json(c: &Client) -> Value {

@@ -18,20 +18,22 @@ use ward_detect::crowdsec::{self, Scopes};
 use ward_detect::{Decision, DecisionError, Detector, Target};
 
 use crate::ControlPlane;
-use crate::admin_api::{admin, bad_request};
+use crate::admin_api::{admin, bad_request, is_operator};
 use crate::http_api::{Event, Peer, audit, json_response, request_id};
 
-/// Refuse requests from blocked addresses on connections opened before
-/// the block (new connections are closed before their handshake).
+/// Refuse requests from blocked addresses (403, connection closed) —
+/// except those carrying the admin token, so that an operator whose address
+/// is blocked can still see and lift blocks. Admin calls are audited as
+/// always; the credential is compared in constant time, and a wrong one is
+/// refused here like no credential at all.
 pub(crate) async fn refuse_blocked(
     State(cp): State<Arc<ControlPlane>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let ip = request.extensions().get::<Peer>().map(|p| p.0);
-    if let (Some(d), Some(ip)) = (cp.detector(), ip)
-        && d.ip_blocked(ip)
-    {
+    let blocked = matches!((cp.detector(), ip), (Some(d), Some(ip)) if d.ip_blocked(ip));
+    if blocked && !is_operator(&cp, request.headers()) {
         let id = request_id();
         let (method, path) = (request.method().as_str().to_owned(), request.uri().path().to_owned());
         let event = Event::new((&method, &path), ReasonCode::AddressBlocked, 403);

@@ -84,18 +84,22 @@ pub async fn serve(
     router: Router,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    serve_guarded(listener, tls, ward_pki::verify::PeerRecheck::new(None), router, None, stop).await;
+    serve_guarded(listener, tls, ward_pki::verify::PeerRecheck::new(None), router, stop).await;
 }
 
 /// As [`serve`], judging resumed sessions' client certificates again with
-/// `recheck` (the verifier `tls` was built with), and closing connections
-/// from addresses `detector` blocks before their TLS handshake.
+/// `recheck` (the verifier `tls` was built with).
+///
+/// Blocked addresses are not cut off here, before TLS, as the gateway does:
+/// an operator whose own address was blocked (a brute-force block caught
+/// them, or an attacker framed them) must still reach the admin API to see
+/// and lift blocks. The router's first layer refuses every request from a
+/// blocked address that does not carry the admin token.
 pub async fn serve_guarded(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     recheck: ward_pki::verify::PeerRecheck,
     router: Router,
-    detector: Option<Arc<ward_detect::Detector>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -105,10 +109,6 @@ pub async fn serve_guarded(
             _ = stop.changed() => return,
         };
         let Ok((tcp, peer)) = accepted else { continue };
-        if detector.as_ref().is_some_and(|d| d.ip_blocked(peer.ip())) {
-            drop(tcp);
-            continue;
-        }
         let (acceptor, recheck, router) = (acceptor.clone(), recheck.clone(), router.clone());
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
