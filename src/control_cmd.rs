@@ -10,8 +10,90 @@ use serde_json::{Value, json};
 use ward_config::Config;
 use ward_control::{ControlPlane, ControlSettings, Store};
 
+/// The name of the token provider through which the gateway of `ward up`
+/// trusts the control plane of the same process.
+pub const EMBEDDED_PROVIDER: &str = "ward-control";
+
+/// The control plane's listener, bound before anything else starts so that
+/// its issuer (`https://<bound address>` unless configured) is known.
+#[derive(Debug)]
+pub struct BoundControl {
+    listener: tokio::net::TcpListener,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its issuer URL.
+    pub issuer: String,
+}
+
+/// Bind the control plane's listener (`listen` overrides the configured address).
+///
+/// # Errors
+/// A message naming the busy or unusable address.
+pub async fn bind(config: &Config, listen: Option<SocketAddr>) -> Result<BoundControl, String> {
+    let c = config.control.as_ref().ok_or("no [control] section in the configuration")?;
+    let at = listen.unwrap_or(c.listen);
+    let listener =
+        tokio::net::TcpListener::bind(at).await.map_err(|e| format!("cannot listen on {at} (control plane): {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let issuer = c.issuer.clone().unwrap_or_else(|| format!("https://{addr}"));
+    Ok(BoundControl { listener, addr, issuer })
+}
+
+/// The JWK set of the control plane in this process, for the gateway of
+/// `ward up`: read from its key ring (no HTTP), ready once it has started.
+#[derive(Debug, Default)]
+pub struct LocalJwks(std::sync::OnceLock<Arc<ControlPlane>>);
+
+impl LocalJwks {
+    /// The control plane has started: serve its keys from now on.
+    pub fn ready(&self, cp: Arc<ControlPlane>) {
+        let _ = self.0.set(cp);
+    }
+}
+
+impl ward_authn::JwksSource for LocalJwks {
+    fn fetch(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, ward_authn::SourceError>> + Send + '_>> {
+        Box::pin(async move {
+            let fail = |why: &str| ward_authn::SourceError(why.to_owned());
+            let cp = self.0.get().ok_or_else(|| fail("the control plane has not started"))?;
+            let set = cp.jwks(ward_control::now()).ok_or_else(|| fail("the control plane's key ring is unreadable"))?;
+            serde_json::to_vec(&set).map_err(|e| fail(&e.to_string()))
+        })
+    }
+}
+
+/// The token provider through which the gateway of `ward up` trusts `bound`
+/// (its issuer, `[control] audiences`, its longest token lifetime as the
+/// cap), with keys from `jwks` — or `None` when a configured provider
+/// already names that issuer.
+#[must_use]
+pub fn embedded_provider(
+    config: &Config,
+    bound: &BoundControl,
+    jwks: Arc<LocalJwks>,
+) -> Option<ward_gateway::EmbeddedProvider> {
+    let c = config.control.as_ref()?;
+    if config.providers.iter().any(|p| p.settings.issuer == bound.issuer) {
+        return None;
+    }
+    Some(ward_gateway::EmbeddedProvider {
+        settings: ward_authn::ProviderSettings {
+            name: EMBEDDED_PROVIDER.to_owned(),
+            issuer: bound.issuer.clone(),
+            audiences: c.audiences.clone(),
+            leeway: std::time::Duration::from_secs(60),
+            max_lifetime: c.max_ttl,
+            max_token_bytes: 8192,
+        },
+        source: jwks,
+        refresh_interval: std::time::Duration::from_secs(30),
+    })
+}
+
 /// A running control plane.
 pub struct RunningControl {
+    /// The control plane itself.
+    pub cp: Arc<ControlPlane>,
     /// Where it listens.
     pub addr: SocketAddr,
     /// Its issuer URL.
@@ -160,14 +242,14 @@ pub async fn cert_issue(
     Ok(said)
 }
 
-/// Start the control plane `config` describes, on the current runtime,
-/// serving the gateway's certificate. `listen` overrides the configured address.
+/// Start the control plane `config` describes on its `bound` listener, on
+/// the current runtime, serving the gateway's certificate.
 ///
 /// # Errors
 /// A message naming what is missing or unusable.
 pub async fn start(
     config: &Config,
-    listen: Option<SocketAddr>,
+    bound: BoundControl,
     audit: Arc<dyn ward_audit::AuditSink>,
     revocations: Option<Arc<dyn ward_core::RevocationList>>,
     detector: Option<Arc<ward_detect::Detector>>,
@@ -184,11 +266,7 @@ pub async fn start(
         });
     }
     let tls = ward_gateway::ServerTls::with_denylist(&tls_settings, revocations.clone()).map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind(listen.unwrap_or(c.listen))
-        .await
-        .map_err(|e| format!("cannot listen on {} (control plane): {e}", listen.unwrap_or(c.listen)))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let issuer = c.issuer.clone().unwrap_or_else(|| format!("https://{addr}"));
+    let BoundControl { listener, addr, issuer } = bound;
     let token = read_secret(&c.admin_token_file)?;
     let settings = ControlSettings {
         issuer: issuer.clone(),
@@ -237,7 +315,7 @@ pub async fn start(
     }
     let cp = Arc::new(cp);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let router = ward_control::router(cp);
+    let router = ward_control::router(Arc::clone(&cp));
     let task = tokio::spawn(ward_control::serve_guarded(
         listener,
         Arc::clone(&tls.config),
@@ -245,7 +323,7 @@ pub async fn start(
         router,
         stopped,
     ));
-    Ok(RunningControl { addr, issuer, stop, task, own_detector })
+    Ok(RunningControl { cp, addr, issuer, stop, task, own_detector })
 }
 
 /// How the admin CLI reaches the control plane.

@@ -773,16 +773,34 @@ fn serve(
         // One process: revocations reach the gateway's workers in memory.
         let revocations: std::sync::Arc<dyn ward_core::RevocationList> =
             std::sync::Arc::new(ward_core::LocalRevocations::new());
+        // The control plane's listener first: its issuer is the gateway's
+        // embedded token provider, so the gateway trusts its own control
+        // plane's tokens (keys read from its key ring, no HTTP).
+        let bound = match control {
+            Some(listen) => Some(control_cmd::bind(&config, listen).await?),
+            None => None,
+        };
+        let jwks = std::sync::Arc::new(control_cmd::LocalJwks::default());
+        let embedded =
+            bound.as_ref().and_then(|b| control_cmd::embedded_provider(&config, b, std::sync::Arc::clone(&jwks)));
+        let trusts_control = embedded.is_some();
         let gateway =
-            Gateway::bind_with(&config, Some(std::sync::Arc::clone(&revocations))).await.map_err(|e| e.to_string())?;
+            Gateway::bind_embedded(&config, Some(std::sync::Arc::clone(&revocations)), embedded.into_iter().collect())
+                .await
+                .map_err(|e| e.to_string())?;
         let addr = gateway.local_addr().map_err(|e| e.to_string())?;
-        let control = match control {
-            Some(listen) => {
+        let control = match bound {
+            Some(bound) => {
                 let sink = std::sync::Arc::clone(gateway.audit_log()) as std::sync::Arc<dyn ward_audit::AuditSink>;
                 // One detector for both: login failures at the token service
                 // block the address at the gateway too.
                 let detector = gateway.detector().cloned();
-                Some(control_cmd::start(&config, listen, sink, Some(revocations), detector).await?)
+                let running = control_cmd::start(&config, bound, sink, Some(revocations), detector).await?;
+                jwks.ready(std::sync::Arc::clone(&running.cp));
+                if trusts_control {
+                    gateway.refresh_provider(control_cmd::EMBEDDED_PROVIDER).await.map_err(|e| e.to_string())?;
+                }
+                Some(running)
             }
             None => None,
         };
@@ -829,7 +847,8 @@ fn control(path: &Path) -> Result<(), String> {
         // Alone, the control plane writes the audit log itself (a gateway
         // process cannot share the directory: one writer per log).
         let log = ward_gateway::open_audit_log(&config.audit).map_err(|e| e.to_string())?;
-        let running = control_cmd::start(&config, None, log.clone(), None, None).await?;
+        let bound = control_cmd::bind(&config, None).await?;
+        let running = control_cmd::start(&config, bound, log.clone(), None, None).await?;
         tracing::info!(addr = %running.addr, issuer = %running.issuer, "control plane listening");
         terminated().await;
         running.stop().await;

@@ -125,3 +125,55 @@ fn ward_up_on_a_taken_port_names_the_address() {
         assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "{flag}: nothing says it is up");
     }
 }
+
+/// The embedded default is one system: a `client_credentials` token from
+/// the control plane of `ward up` is accepted by its gateway, refused once
+/// revoked through `/oauth2/revoke` (`token_revoked`), and a token of an
+/// issuer nobody configured is refused as `token_bad_issuer`. The shell
+/// lines are the README walkthrough's, with this run's addresses.
+#[test]
+fn the_gateway_of_ward_up_trusts_its_own_control_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = start(dir.path());
+    let control = up.control_url();
+    let gateway = up.line("gateway ").split_whitespace().nth(1).unwrap().to_owned();
+    let ward = env!("CARGO_BIN_EXE_ward");
+    let script = format!(
+        r#"set -e
+SECRET=$({ward} client create --data-dir ward-data --control {control} --id demo --audience ward-demo --role reader | sed -n 's/^client_secret=//p')
+TOKEN=$(curl -sS --cacert ward-data/ca.crt -u "demo:$SECRET" -d grant_type=client_credentials {control}/oauth2/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+curl -sS --cacert ward-data/ca.crt -H "Authorization: Bearer $TOKEN" {gateway}/api/hello -o /dev/null -w '%{{http_code}}\n'
+curl -sS --cacert ward-data/ca.crt -u "demo:$SECRET" -d "token=$TOKEN" {control}/oauth2/revoke -o /dev/null -w '%{{http_code}}\n'
+curl -sS --cacert ward-data/ca.crt -H "Authorization: Bearer $TOKEN" {gateway}/api/hello -o /dev/null -w '%{{http_code}}\n'
+"#
+    );
+    let said = bash(dir.path(), &script);
+    assert_eq!(said.lines().collect::<Vec<_>>(), ["200", "200", "401"], "accepted, revoked, refused: {said}");
+
+    // A token signed by a key nobody configured, naming an unknown issuer.
+    let stranger = ward_authn::TokenSigner::from_pkcs8(
+        ward_authn::Algorithm::EdDsa,
+        &ward_authn::TokenSigner::generate_pkcs8(ward_authn::Algorithm::EdDsa).unwrap(),
+    )
+    .unwrap();
+    let now = common::now();
+    let claims = serde_json::json!({"iss": "https://stranger.example", "sub": "eve", "aud": "ward-demo",
+        "exp": now + 300, "iat": now, "roles": ["reader"]});
+    let forged = stranger.sign(claims.as_object().unwrap()).unwrap();
+    let status = bash(
+        dir.path(),
+        &format!(
+            "curl -sS --cacert ward-data/ca.crt -H 'Authorization: Bearer {forged}' {gateway}/api/hello -o /dev/null -w '%{{http_code}}'"
+        ),
+    );
+    assert_eq!(status, "401");
+    up.stop();
+    let tail = bash(dir.path(), &format!("{ward} audit tail --data-dir ward-data -n 50"));
+    let reasons: Vec<String> = tail
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "request")
+        .map(|r| r["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(reasons, ["allowed_by_policy", "token_revoked", "token_bad_issuer"]);
+}

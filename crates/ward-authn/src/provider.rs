@@ -213,6 +213,12 @@ impl Authenticator {
         let provider = self.providers.get(index).ok_or(ReasonCode::TokenBadIssuer)?;
         let keys = provider.keys.snapshot();
         let Some(key) = keys.select(header.kid.as_deref()) else {
+            // A token of another issuer names a key nobody here has: say so,
+            // and do not let it make the provider fetch its keys again.
+            let peek: IssuerOnly<'_> = serde_json::from_slice(&payload).map_err(|_| ReasonCode::TokenMalformed)?;
+            if peek.iss.as_deref() != Some(provider.settings.issuer.as_str()) {
+                return Err(ReasonCode::TokenBadIssuer.into());
+            }
             return Err(Failure::UnknownKey { provider: index, generation: keys.generation() });
         };
         if key.algorithm() != alg {

@@ -146,6 +146,8 @@ pub(crate) struct RawControl {
     pub ca_dir: Option<String>,
     #[serde(default)]
     pub registry: Vec<RawRegistryRule>,
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -109,6 +109,11 @@ pub struct ControlConfig {
     pub ca_dir: PathBuf,
     /// Who may register and discover which service (`[[control.registry]]`).
     pub registry: Vec<RegistryRule>,
+    /// The audiences the gateway of the same process (`ward up`) accepts in
+    /// this control plane's tokens (default `["ward-demo"]`): there, the
+    /// gateway trusts its control plane's issuer and keys without a
+    /// `[[providers]]` entry.
+    pub audiences: Vec<String>,
 }
 
 /// One service of the registry: the SPIFFE IDs that may register it, and
@@ -793,7 +798,12 @@ fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
         }
         registry.push(RegistryRule { name: r.name.clone(), writers: r.writers.clone(), readers: r.readers.clone() });
     }
+    let audiences = raw.audiences.clone().unwrap_or_else(|| vec!["ward-demo".to_owned()]);
+    if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+        return Err(Invalid::new(key("audiences"), "at least one audience, none empty"));
+    }
     Ok(ControlConfig {
+        audiences,
         listen,
         issuer,
         store: resolve(base, raw.store.as_deref().unwrap_or("control/control.redb")),

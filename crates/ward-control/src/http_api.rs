@@ -376,9 +376,8 @@ async fn discovery(State(cp): State<Arc<ControlPlane>>) -> Response {
 }
 
 async fn jwks(State(cp): State<Arc<ControlPlane>>) -> Response {
-    let set = match cp.ring.read() {
-        Ok(ring) => ring.jwks(now(), cp.settings.max_ttl),
-        Err(_) => return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"})),
+    let Some(set) = cp.jwks(now()) else {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "service_unavailable"}));
     };
     let mut r = json_response(StatusCode::OK, &set);
     // Verifiers may cache the set for half the publish lead: a new key is

@@ -674,6 +674,14 @@ impl ControlPlane {
         ward_core::is_cut_off(&self.cut_offs, &self.settings.issuer, claims)
     }
 
+    /// The JWK set verifiers need at `now` (published keys, including those
+    /// about to sign and those whose tokens may still be live); `None` if
+    /// the key ring cannot be read.
+    #[must_use]
+    pub fn jwks(&self, now: u64) -> Option<serde_json::Value> {
+        self.ring.read().ok().map(|ring| ring.jwks(now, self.settings.max_ttl))
+    }
+
     /// Sign `claims` with the key that signs at `now`.
     pub(crate) fn sign(&self, claims: &ward_core::Claims, now: u64) -> Option<String> {
         self.sign_typed(claims, now, "JWT")

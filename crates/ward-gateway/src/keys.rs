@@ -117,13 +117,29 @@ fn configured_keys(p: &ProviderConfig) -> Result<Vec<(Option<String>, VerifyingK
 }
 
 /// Build the authenticator: load every configured key, fetch every JWK set
+/// A token provider whose keys come from elsewhere in the process — the
+/// control plane of `ward up` — rather than from a `[[providers]]` entry.
+#[derive(Debug)]
+pub struct EmbeddedProvider {
+    /// Its issuer, audiences and limits.
+    pub settings: ward_authn::ProviderSettings,
+    /// Where its JWK set comes from.
+    pub source: Arc<dyn JwksSource>,
+    /// How often the set is fetched again (and the least time between two
+    /// fetches for an unknown `kid`).
+    pub refresh_interval: std::time::Duration,
+}
+
 /// once (a JWK set *file* that cannot be read is a start-up error; an
 /// unreachable URL is logged and retried), and start the refresh tasks.
 ///
 /// # Errors
 /// [`GatewayError::Keys`] for unusable key material.
-pub async fn authenticator(config: &Config) -> Result<Arc<Authenticator>, GatewayError> {
-    let mut providers = Vec::with_capacity(config.providers.len());
+pub async fn authenticator(
+    config: &Config,
+    embedded: Vec<EmbeddedProvider>,
+) -> Result<Arc<Authenticator>, GatewayError> {
+    let mut providers = Vec::with_capacity(config.providers.len() + embedded.len());
     let mut refresh = Vec::new();
     for p in &config.providers {
         let keys = configured_keys(p)?;
@@ -151,6 +167,12 @@ pub async fn authenticator(config: &Config) -> Result<Arc<Authenticator>, Gatewa
             refresh.push((providers.len(), p.jwks_refresh_interval));
         }
         providers.push(Provider::new(p.settings.clone(), store));
+    }
+    for e in embedded {
+        // Nothing is fetched yet: the source's owner starts after the gateway
+        // is bound and then calls `Gateway::refresh_provider`.
+        refresh.push((providers.len(), e.refresh_interval));
+        providers.push(Provider::new(e.settings, KeyStore::with_source(Vec::new(), e.source, e.refresh_interval)));
     }
     let cache = (config.cache_entries > 0).then(|| TokenCache::new(config.cache_entries));
     let auth = Arc::new(Authenticator::new(providers, cache));

@@ -50,7 +50,7 @@ use ward_policy::RouteTable;
 
 pub use audit::open_log as open_audit_log;
 pub use idle::IdleTimeout;
-pub use keys::{FileSource, HttpsSource};
+pub use keys::{EmbeddedProvider, FileSource, HttpsSource};
 pub use policy::ReloadOutcome;
 pub use pool::{PooledBody, UpstreamError};
 pub use tls::{ServerTls, load_certified_key, provider as crypto_provider};
@@ -135,8 +135,22 @@ impl Gateway {
         config: &Config,
         revocations: Option<Arc<dyn ward_core::RevocationList>>,
     ) -> Result<Self, GatewayError> {
+        Self::bind_embedded(config, revocations, Vec::new()).await
+    }
+
+    /// As [`Self::bind_with`], also trusting `embedded` token providers
+    /// (after the configured ones): the control plane of the same process.
+    /// Their keys are loaded by [`Self::refresh_provider`] once it runs.
+    ///
+    /// # Errors
+    /// [`GatewayError`] describing the first problem.
+    pub async fn bind_embedded(
+        config: &Config,
+        revocations: Option<Arc<dyn ward_core::RevocationList>>,
+        embedded: Vec<keys::EmbeddedProvider>,
+    ) -> Result<Self, GatewayError> {
         let tls = Arc::new(ServerTls::with_denylist(&config.gateway.tls, revocations.clone())?);
-        let authn = keys::authenticator(config).await?;
+        let authn = keys::authenticator(config, embedded).await?;
         let log = audit::open_log(&config.audit)?;
         let audit: Arc<dyn AuditSink> = Arc::clone(&log) as Arc<dyn AuditSink>;
         // Every later change of a provider's fetched JWK set is a key operation.
@@ -241,6 +255,17 @@ impl Gateway {
             admin,
             exporters,
         })
+    }
+
+    /// Fetch token provider `name`'s JWK set now (an embedded provider,
+    /// whose source has just become ready).
+    ///
+    /// # Errors
+    /// [`GatewayError::Keys`] for an unknown provider or a failed fetch.
+    pub async fn refresh_provider(&self, name: &str) -> Result<(), GatewayError> {
+        let p = self.shared.authn.providers().iter().find(|p| p.settings().name == name);
+        let p = p.ok_or_else(|| GatewayError::Keys(format!("no token provider `{name}`")))?;
+        p.keys().refresh().await.map_err(|e| GatewayError::Keys(format!("provider `{name}`: {e}")))
     }
 
     /// The bound address (useful with port 0).
