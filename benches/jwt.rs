@@ -71,6 +71,7 @@ fn authenticator(key: VerifyingKey, cache: bool) -> Authenticator {
         leeway: std::time::Duration::from_secs(60),
         max_lifetime: ProviderSettings::DEFAULT_MAX_LIFETIME,
         max_token_bytes: 8192,
+        require_at_jwt: false,
     };
     let provider = Provider::new(settings, KeyStore::fixed(vec![(Some("k1".into()), key)]));
     Authenticator::new(vec![provider], cache.then(|| TokenCache::new(10_000)))

@@ -84,6 +84,7 @@ pub fn embedded_provider(
             leeway: std::time::Duration::from_secs(60),
             max_lifetime: c.max_ttl,
             max_token_bytes: 8192,
+            require_at_jwt: true,
         },
         source: jwks,
         refresh_interval: std::time::Duration::from_secs(30),

@@ -134,11 +134,22 @@ after = s.introspect_token(base + "/oauth2/introspect", token=fresh["refresh_tok
 # Two more families, for the CLI: one revoked by `ward token revoke`, one ended by `ward user passwd`.
 _, second = login()
 _, third = login()
+# RFC 8693 through Authlib: the client's own access token is exchanged; its ID
+# token, declared as an access token, is refused (its `aud` is this client).
+def exchange(subject):
+    try:
+        t = s.fetch_token(base + "/oauth2/token", grant_type="urn:ietf:params:oauth:grant-type:token-exchange",
+                          subject_token=subject, subject_token_type="urn:ietf:params:oauth:token-type:access_token",
+                          scope="orders:read", verify=ca)
+        return t.get("issued_token_type", "issued")
+    except OAuthError as e:
+        return e.error
+exchanged = {"access_token": exchange(second["access_token"]), "id_token": exchange(second["id_token"])}
 print(json.dumps({"location": location.split("?")[0], "id": id_claims, "access": access,
                   "rotated": fresh["refresh_token"] != tok["refresh_token"], "fresh_type": fresh["token_type"],
                   "seen": seen, "revoke_status": revoked.status_code, "refresh_after_revoke": refreshes(fresh["refresh_token"]),
                   "after": after, "fresh_access": fresh["access_token"],
-                  "second": second, "third": third}))
+                  "second": second, "third": third, "exchanged": exchanged}))
 "#;
 
 fn write_config(dir: &Path, port: u16) {
@@ -298,6 +309,8 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
                 "authorization_code",
                 "--grant",
                 "refresh_token",
+                "--grant",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
                 "--scope",
                 "orders:read",
                 "--audience",
@@ -342,6 +355,11 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     assert_eq!(v["revoke_status"], 200);
     assert_eq!(v["refresh_after_revoke"], "invalid_grant", "a revoked refresh token no longer refreshes");
     assert_eq!(v["after"], serde_json::json!({"active": false}));
+    // Token exchange: an access token is, an ID token never is.
+    assert_eq!(
+        v["exchanged"],
+        serde_json::json!({"access_token": "urn:ietf:params:oauth:token-type:access_token", "id_token": "invalid_grant"})
+    );
 
     // Tokens through the CLI: issue, introspect, revoke (tokens go through stdin, never argv).
     let issued = ward(dir.path(), &[&["token", "issue", "--client", "billing"][..], &cfg[..]].concat());

@@ -90,6 +90,7 @@ audiences = ["orders"]
 jwks_url = "{issuer}/.well-known/jwks.json"
 jwks_ca_file = "ca.crt"
 jwks_refresh_interval = "1s"
+require_at_jwt = true
 [[upstreams]]
 name = "app"
 url = "http://{up}"
@@ -281,7 +282,7 @@ async fn login(env: &Env, web_secret: &str) -> Value {
     let r = http.post(format!("{}/oauth2/token", env.issuer)).basic_auth("web", Some(web_secret));
     let r = r.header("content-type", "application/x-www-form-urlencoded").body(self::form(&form));
     let v: Value = r.send().await.unwrap().json().await.unwrap();
-    assert!(v["refresh_token"].is_string(), "{v}");
+    assert!(v["access_token"].is_string(), "the code was redeemed");
     v
 }
 
@@ -394,4 +395,74 @@ async fn refresh_tokens_password_changes_and_principals_end_what_they_issued() {
     let records = common::read_log(&dir.join("audit"));
     let refused = records.iter().filter(|r| r["event"] == "request" && r["reason"] == "token_revoked").count();
     assert!(refused >= 4, "the refusals are audited as token_revoked ({refused})");
+}
+
+/// Access tokens and ID tokens are told apart (RFC 9068 `typ: at+jwt`): an
+/// ID token is refused at the gateway (`token_bad_type`), by introspection,
+/// and as the subject of a token exchange — even by the client it was issued
+/// to. A subject token is exchangeable only by the client it was issued to
+/// or meant for, and never moves to a new audience by default.
+#[tokio::test(flavor = "multi_thread")]
+async fn id_tokens_are_never_access_tokens_and_exchanges_stay_with_their_token() {
+    use ward_issuer::clients::GrantType::{AuthorizationCode, TokenExchange};
+    let env = setup(600).await;
+    let spec = |id: &str, grants, audiences: &[&str]| ClientSpec {
+        id: id.into(),
+        grants,
+        scopes: vec!["openid".into(), "orders:read".into()],
+        audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+        token_ttl: 600,
+        redirect_uris: vec![CB.into()],
+        roles: Vec::new(),
+        jwks: None,
+    };
+    let web = env.cp.create_client(&spec("web", vec![AuthorizationCode, TokenExchange], &["orders"])).unwrap();
+    let web = web.unwrap().expose().to_owned();
+    let backend = env.cp.create_client(&spec("backend", vec![TokenExchange], &["orders", "db"])).unwrap();
+    let backend = backend.unwrap().expose().to_owned();
+    env.cp.create_user("alice", PASSWORD, &["reader".to_owned()]).unwrap();
+    let tokens = login(&env, &web).await;
+    let (access, id_token) = (tokens["access_token"].as_str().unwrap(), tokens["id_token"].as_str().unwrap());
+    let typ = |jwt: &str| {
+        use base64::Engine;
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap();
+        serde_json::from_slice::<Value>(&h).unwrap()["typ"].as_str().unwrap().to_owned()
+    };
+    assert_eq!((typ(access).as_str(), typ(id_token).as_str()), ("at+jwt", "JWT"));
+    let gport = env.gport;
+    let at_gateway = async |token: &str| {
+        let r = env.client.get(format!("https://localhost:{gport}/api/items")).bearer_auth(token).send().await;
+        r.unwrap().status().as_u16()
+    };
+    assert_eq!(at_gateway(access).await, 200);
+    assert_eq!(at_gateway(id_token).await, 401, "an ID token is not an access token");
+    assert_eq!(post_as(&env, ("web", &web), "/oauth2/introspect", &[("token", id_token)]).await.1["active"], false);
+
+    const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+    const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+    let exchange = async |who: (&str, &str), subject: &str, audience: Option<&str>| {
+        let mut form = vec![("grant_type", EXCHANGE), ("subject_token", subject), ("subject_token_type", AT)];
+        if let Some(a) = audience {
+            form.push(("audience", a));
+        }
+        post_as(&env, who, "/oauth2/token", &form).await
+    };
+    // The ID token, declared as an access token: refused even to its own client (its `aud`).
+    assert_eq!(exchange(("web", &web), id_token, None).await.1["error"], "invalid_grant");
+    // Another client holding web's access token (meant for `orders`) cannot exchange it.
+    assert_eq!(exchange(("backend", &backend), access, None).await.1["error"], "invalid_grant");
+    assert_eq!(exchange(("backend", &backend), access, Some("db")).await.1["error"], "invalid_grant");
+    // Its own client can; by default the audience stays, and it cannot move it elsewhere.
+    let (status, kept) = exchange(("web", &web), access, None).await;
+    assert_eq!(status, 200, "{kept}");
+    let kept_token = kept["access_token"].as_str().unwrap();
+    let seen = post_as(&env, ("web", &web), "/oauth2/introspect", &[("token", kept_token)]).await.1;
+    assert_eq!((seen["aud"].as_str(), seen["token_use"].as_str()), (Some("orders"), Some("access_token")), "{seen}");
+    assert_eq!(exchange(("web", &web), access, Some("db")).await.1["error"], "invalid_target");
+    assert_eq!(at_gateway(kept_token).await, 200);
+
+    let dir = env.dir.clone();
+    env.running.shutdown().await;
+    let records = common::read_log(&dir.join("audit"));
+    assert!(records.iter().any(|r| r["event"] == "request" && r["reason"] == "token_bad_type"), "audited");
 }

@@ -19,5 +19,5 @@ pub use cache::TokenCache;
 pub use jwk::{Jwk, JwkError, JwkSet};
 pub use jws::{Algorithm, KeyError, VerifyingKey, verify_signature};
 pub use keystore::{JwksSource, KeyObserver, KeySet, KeyStore, SourceError};
-pub use provider::{Authenticator, MAX_NUMERIC_DATE, Provider, ProviderSettings, TokenRejected};
+pub use provider::{Authenticator, MAX_NUMERIC_DATE, Provider, ProviderSettings, TokenRejected, is_access_token_type};
 pub use signer::{SignerError, TokenSigner};

@@ -37,6 +37,11 @@ pub struct ProviderSettings {
     pub max_lifetime: Duration,
     /// Largest accepted token, in bytes (default 8 KiB).
     pub max_token_bytes: usize,
+    /// Accept only RFC 9068 access tokens: the JWS `typ` must be `at+jwt`
+    /// (or `application/at+jwt`), so an ID token or any other JWT the same
+    /// issuer signs is refused (`token_bad_type`). On for Ward's own control
+    /// plane; off by default, as many providers type access tokens `JWT`.
+    pub require_at_jwt: bool,
 }
 
 impl ProviderSettings {
@@ -211,6 +216,9 @@ impl Authenticator {
 
         let index = self.select_provider(&payload, allowed)?;
         let provider = self.providers.get(index).ok_or(ReasonCode::TokenBadIssuer)?;
+        if provider.settings.require_at_jwt && !header.typ.as_deref().is_some_and(is_access_token_type) {
+            return Err(ReasonCode::TokenBadType.into());
+        }
         let keys = provider.keys.snapshot();
         let Some(key) = keys.select(header.kid.as_deref()) else {
             // A token of another issuer names a key nobody here has: say so,
@@ -255,6 +263,12 @@ fn b64(segment: &str) -> Result<Vec<u8>, ReasonCode> {
         return Err(ReasonCode::TokenMalformed);
     }
     URL_SAFE_NO_PAD.decode(segment).map_err(|_| ReasonCode::TokenMalformed)
+}
+
+/// RFC 9068 §2.1: `at+jwt`, or the full media type.
+#[must_use]
+pub fn is_access_token_type(typ: &str) -> bool {
+    typ.strip_prefix("application/").unwrap_or(typ).eq_ignore_ascii_case("at+jwt")
 }
 
 fn is_jwt_type(typ: &str) -> bool {

@@ -25,6 +25,7 @@ fn settings() -> ProviderSettings {
         leeway: Duration::from_secs(60),
         max_lifetime: ProviderSettings::DEFAULT_MAX_LIFETIME,
         max_token_bytes: 8192,
+        require_at_jwt: false,
     }
 }
 

@@ -363,6 +363,8 @@ pub(crate) struct RawProvider {
     #[serde(default)]
     pub max_lifetime: Option<String>,
     #[serde(default)]
+    pub require_at_jwt: Option<bool>,
+    #[serde(default)]
     pub max_token_bytes: Option<usize>,
 }
 

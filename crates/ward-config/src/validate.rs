@@ -1073,6 +1073,7 @@ fn provider(p: &raw::RawProvider, base: &Path, here: &[Seg]) -> V<ProviderConfig
             leeway: duration(p.leeway.as_deref(), Duration::from_secs(60), at(here, &[Seg::Key("leeway")]))?,
             max_lifetime,
             max_token_bytes,
+            require_at_jwt: p.require_at_jwt.unwrap_or(false),
         },
         jwks_file: p.jwks_file.as_deref().map(|f| resolve(base, f)),
         jwks_url: p.jwks_url.clone(),

@@ -281,7 +281,7 @@ pub(crate) async fn issue_token(
         Ok(m) => m,
         Err(e) => return bad_request(e.detail()),
     };
-    let Some(token) = cp.sign(&minted.claims, t) else { return unavailable() };
+    let Some(token) = cp.sign_access(&minted.claims, t) else { return unavailable() };
     let event = Event::new(WHAT, ward_core::ReasonCode::TokenIssued, 200).client(Some(id));
     let Ok(index) = audit(&cp, &ext, &request_id(), event) else { return unavailable() };
     if !crate::http_api::durable(&cp, index).await {

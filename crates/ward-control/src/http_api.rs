@@ -696,7 +696,7 @@ fn service_grant(
         minted.claims.insert("cnf".into(), json!({ "x5t#S256": x5t }));
     }
     let token =
-        cp.sign(&minted.claims, t).ok_or_else(|| OAuthError::TemporarilyUnavailable("signing failed".into()))?;
+        cp.sign_access(&minted.claims, t).ok_or_else(|| OAuthError::TemporarilyUnavailable("signing failed".into()))?;
     let mut body = grant::token_response(&token, &minted);
     let mut subject_roles = Vec::new();
     if exchange {
@@ -776,11 +776,16 @@ impl ControlPlane {
         (v.exp > now && v.nbf <= now && !self.is_revoked(&v.jti) && !self.is_cut_off(&v.claims)).then_some(v)
     }
 
-    /// Signature (by a published key) and issuer, without time checks.
+    /// Type (`at+jwt`), signature (by a published key) and issuer, without time checks.
     fn verify_signature_and_issuer(&self, token: &str) -> Option<Claims> {
         let (signing_input, sig) = token.rsplit_once('.')?;
         let (header, payload) = signing_input.split_once('.')?;
         let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+        // Access tokens only: an ID token (or any other JWT these keys sign)
+        // is never introspected, exchanged or revoked as one.
+        if !header["typ"].as_str().is_some_and(ward_authn::is_access_token_type) {
+            return None;
+        }
         let alg = ward_issuer::keys::issued_algorithm(header["alg"].as_str()?)?;
         let verifiers = self.verifiers.load();
         let (_, key) = verifiers.iter().find(|(kid, _)| kid.as_deref() == header["kid"].as_str())?;

@@ -199,6 +199,9 @@ pub struct TokensEnded {
     pub access: usize,
 }
 
+/// The JWS `typ` of every access token Ward issues (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
 /// How long past the longest token lifetime a cut-off is kept (the
 /// verifiers' clock leeway).
 const CUT_OFF_MARGIN: u64 = 120;
@@ -682,8 +685,15 @@ impl ControlPlane {
         self.ring.read().ok().map(|ring| ring.jwks(now, self.settings.max_ttl))
     }
 
-    /// Sign `claims` with the key that signs at `now`.
-    pub(crate) fn sign(&self, claims: &ward_core::Claims, now: u64) -> Option<String> {
+    /// Sign an access token's `claims` with the key that signs at `now`,
+    /// typed `at+jwt` (RFC 9068 §2.1): no other token Ward signs (ID tokens,
+    /// registry entries) can be taken for one, here or at a gateway.
+    pub(crate) fn sign_access(&self, claims: &ward_core::Claims, now: u64) -> Option<String> {
+        self.sign_typed(claims, now, ACCESS_TOKEN_TYP)
+    }
+
+    /// Sign an OpenID Connect ID token's `claims` (typed `JWT`).
+    pub(crate) fn sign_id_token(&self, claims: &ward_core::Claims, now: u64) -> Option<String> {
         self.sign_typed(claims, now, "JWT")
     }
 

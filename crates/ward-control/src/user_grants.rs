@@ -76,14 +76,14 @@ fn user_tokens(
     // The user's roles as they are now: a role taken away is gone at the next refresh.
     let roles = cp.user_roles(subject);
     minted.set_roles(&roles);
-    let access_token = cp.sign(&minted.claims, now).ok_or_else(|| unavailable("signing failed"))?;
+    let access_token = cp.sign_access(&minted.claims, now).ok_or_else(|| unavailable("signing failed"))?;
     let id_token = if access.scopes.contains(OPENID) {
         let id_jti = new_jti().ok_or_else(|| unavailable("no randomness"))?;
         let mut claims = authorize::id_token_claims(&cp.issuer, client, subject, auth_time, nonce, now, &id_jti);
         if !roles.is_empty() {
             claims.insert("roles".into(), json!(roles));
         }
-        Some(cp.sign(&claims, now).ok_or_else(|| unavailable("signing failed"))?)
+        Some(cp.sign_id_token(&claims, now).ok_or_else(|| unavailable("signing failed"))?)
     } else {
         None
     };

@@ -254,14 +254,22 @@ mod tests {
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// Token exchange (RFC 8693) for an authenticated `client` acting for the
-/// subject of an already verified Ward token (`subject`): the new token keeps
-/// the subject, adds the client to the `act` chain, and can only narrow —
-/// scopes within the subject token's and the client's, audiences within the
-/// client's, lifetime within the subject token's.
+/// subject of an already verified Ward access token (`subject`): the new
+/// token keeps the subject, adds the client to the `act` chain, and can only
+/// narrow — scopes within the subject token's and the client's, lifetime
+/// within the subject token's.
+///
+/// Only a client the subject token was issued to (`client_id`) or meant for
+/// (one of its `aud`: a service that received it) may exchange it; another
+/// client holding it — stolen, leaked, replayed — gets `invalid_grant`.
+/// Without an `audience`, the new token keeps the subject token's audiences:
+/// a token never moves to a new audience by default. A requested audience
+/// must be one of the subject token's, or one the client is registered for
+/// (the operator's explicit permission to call that audience for its users).
 ///
 /// # Errors
-/// [`OAuthError`] when the client may not exchange, or asks for more than
-/// the subject token or the client allows.
+/// [`OAuthError`] when the client may not exchange this token, or asks for
+/// more than the subject token or the client allows.
 pub fn token_exchange(
     settings: &IssuerSettings,
     client: &Client,
@@ -289,7 +297,34 @@ pub fn token_exchange(
         &allowed,
         &format!("client {} exchanging the subject token", client.id),
     )?;
-    let audiences = narrow_audience(&request.audiences, client)?;
+    let held_audiences: Vec<String> = match subject.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    };
+    let issued_to = subject.get("client_id").and_then(Value::as_str);
+    if issued_to != Some(client.id.as_str()) && !held_audiences.iter().any(|a| a == client.id.as_str()) {
+        return Err(OAuthError::InvalidGrant(format!(
+            "the subject token was neither issued to client {} nor meant for it",
+            client.id
+        )));
+    }
+    let audiences = if request.audiences.is_empty() {
+        held_audiences
+    } else {
+        if let Some(extra) =
+            request.audiences.iter().find(|a| !held_audiences.contains(a) && !client.audiences.contains(a))
+        {
+            return Err(OAuthError::InvalidTarget(format!(
+                "audience `{extra}` is neither the subject token's nor one client {} is registered for",
+                client.id
+            )));
+        }
+        request.audiences.clone()
+    };
+    if audiences.is_empty() {
+        return Err(OAuthError::InvalidTarget("the subject token has no audience".into()));
+    }
     let exp = subject_exp.min(now + client.token_ttl.min(settings.max_ttl).max(1));
     if exp <= now {
         return Err(OAuthError::InvalidGrant("subject token expired".into()));
@@ -387,5 +422,32 @@ mod exchange_tests {
             token_exchange(&settings(), &backend(), &expired, &TokenRequest::default(), 1000, "j").unwrap_err().code(),
             "invalid_grant"
         );
+    }
+
+    #[test]
+    fn only_the_token_s_client_or_audience_exchanges_it_and_audiences_never_move_by_default() {
+        // Meant for `backend` (its aud): without an audience the new token keeps it.
+        let s = subject("orders:read", 2000, None);
+        let d = token_exchange(&settings(), &backend(), &s, &TokenRequest::default(), 1000, "j").unwrap();
+        assert_eq!(d.claims["aud"], json!("backend"), "no new audience by default");
+        // Issued to `backend` (its client_id), for another audience.
+        let mut own = subject("orders:read", 2000, None);
+        own.insert("aud".into(), json!("ward-demo"));
+        own.insert("client_id".into(), json!("backend"));
+        let kept = token_exchange(&settings(), &backend(), &own, &TokenRequest::default(), 1000, "j").unwrap();
+        assert_eq!(kept.claims["aud"], json!("ward-demo"));
+        let moved = TokenRequest { audiences: vec!["db".into()], ..TokenRequest::default() };
+        let m = token_exchange(&settings(), &backend(), &own, &moved, 1000, "j").unwrap();
+        assert_eq!(m.claims["aud"], json!("db"), "an audience the client is registered for, asked for explicitly");
+        // Another client's token, meant for someone else: whoever holds it cannot exchange it.
+        let mut theirs = subject("orders:read", 2000, None);
+        theirs.insert("aud".into(), json!("ward-demo"));
+        theirs.insert("client_id".into(), json!("web"));
+        for req in [TokenRequest::default(), moved] {
+            assert_eq!(
+                token_exchange(&settings(), &backend(), &theirs, &req, 1000, "j").unwrap_err().code(),
+                "invalid_grant"
+            );
+        }
     }
 }

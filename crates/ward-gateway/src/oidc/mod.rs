@@ -243,6 +243,7 @@ impl RelyingParty {
             leeway: Duration::from_secs(60),
             max_lifetime: ProviderSettings::DEFAULT_MAX_LIFETIME,
             max_token_bytes: 16 * 1024,
+            require_at_jwt: false,
         };
         let store = KeyStore::with_source(Vec::new(), Arc::new(source), Duration::from_secs(30));
         store.refresh().await.map_err(|e| e.to_string())?;
