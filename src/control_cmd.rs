@@ -394,18 +394,24 @@ pub struct NewClient<'a> {
     pub redirect_uris: &'a [String],
     /// Roles of its own tokens.
     pub roles: &'a [String],
+    /// A public client (no secret; authorization_code with PKCE).
+    pub public: bool,
 }
 
 /// `ward client create`.
 pub async fn client_create(target: &AdminTarget, c: &NewClient<'_>) -> Result<String, String> {
     let body = json!({"client_id": c.id, "grants": c.grants, "scopes": c.scopes, "audiences": c.audiences,
-                      "token_ttl": c.ttl, "jwks": c.jwks, "redirect_uris": c.redirect_uris, "roles": c.roles});
+                      "token_ttl": c.ttl, "jwks": c.jwks, "redirect_uris": c.redirect_uris, "roles": c.roles,
+                      "public": c.public});
     match target.call(reqwest::Method::POST, "/admin/clients", Some(body)).await? {
         (201, v) => Ok(match v["client_secret"].as_str() {
             Some(secret) => format!(
                 "client_id={}\nclient_secret={secret}\n(the secret is shown once; Ward keeps only its hash)\n",
                 v["client_id"].as_str().unwrap_or(c.id)
             ),
+            None if c.public => {
+                format!("client_id={}\n(a public client: no secret; authorization code with PKCE)\n", c.id)
+            }
             None => format!("client_id={}\n(authenticates with private_key_jwt and its registered keys)\n", c.id),
         }),
         (s, v) => Err(failed(s, &v)),

@@ -257,6 +257,9 @@ enum ClientCommand {
         /// A role its own tokens carry in `roles` (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// A public client (native app, single-page app): no secret, authorization_code with PKCE only.
+        #[arg(long, conflicts_with = "jwks")]
+        public: bool,
     },
     /// List clients (never their secrets).
     List,
@@ -887,6 +890,7 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                     jwks,
                     redirect_uris,
                     roles,
+                    public,
                 }) => {
                     let ttl = parse_duration(&ttl).map_err(|e| format!("--ttl: {e}"))?.as_secs();
                     let jwks = jwks
@@ -905,6 +909,7 @@ fn admin_cli(location: ControlTarget, command: AdminCommand) -> ExitCode {
                         jwks,
                         redirect_uris: &redirect_uris,
                         roles: &roles,
+                        public,
                     };
                     control_cmd::client_create(&target, &spec).await
                 }

@@ -96,7 +96,7 @@ base, ca, secret, password = sys.argv[1:5]
 redirect = "http://127.0.0.1:8400/cb"
 s = OAuth2Session("webapp", secret, scope="openid orders:read", redirect_uri=redirect, code_challenge_method="S256")
 
-def login():
+def login(s=s):
     verifier = generate_token(48)
     uri, state = s.create_authorization_url(base + "/oauth2/authorize", code_verifier=verifier, nonce="n-4711")
     browser = requests.Session()
@@ -120,7 +120,7 @@ def refreshes(token):
 
 location, tok = login()
 jwks = jwt.PyJWKClient(base + "/.well-known/jwks.json", ssl_context=ssl.create_default_context(cafile=ca))
-id_claims = jwt.decode(tok["id_token"], jwks.get_signing_key_from_jwt(tok["id_token"]).key, algorithms=["EdDSA"],
+id_claims = jwt.decode(tok["id_token"], jwks.get_signing_key_from_jwt(tok["id_token"]).key, algorithms=["RS256"],
                        audience="webapp", issuer=base)
 access = jwt.decode(tok["access_token"], jwks.get_signing_key_from_jwt(tok["access_token"]).key, algorithms=["EdDSA"],
                     audience="orders", issuer=base)
@@ -145,11 +145,20 @@ def exchange(subject):
     except OAuthError as e:
         return e.error
 exchanged = {"access_token": exchange(second["access_token"]), "id_token": exchange(second["id_token"])}
+# A public client (no secret: token_endpoint_auth_method=none) with PKCE, on a
+# loopback redirect URI with a port of its own choosing (RFC 8252 §7.3).
+native = OAuth2Session("native", scope="openid orders:read", redirect_uri="http://127.0.0.1:47913/cb",
+                       code_challenge_method="S256", token_endpoint_auth_method="none")
+native_location, native_tok = login(native)
+native_fresh = native.refresh_token(base + "/oauth2/token", refresh_token=native_tok["refresh_token"], verify=ca)
+public = {"location": native_location.split("?")[0], "aud": jwt.decode(native_tok["id_token"],
+          jwks.get_signing_key_from_jwt(native_tok["id_token"]).key, algorithms=["RS256"], audience="native",
+          issuer=base)["aud"], "rotated": native_fresh["refresh_token"] != native_tok["refresh_token"]}
 print(json.dumps({"location": location.split("?")[0], "id": id_claims, "access": access,
                   "rotated": fresh["refresh_token"] != tok["refresh_token"], "fresh_type": fresh["token_type"],
                   "seen": seen, "revoke_status": revoked.status_code, "refresh_after_revoke": refreshes(fresh["refresh_token"]),
                   "after": after, "fresh_access": fresh["access_token"],
-                  "second": second, "third": third, "exchanged": exchanged}))
+                  "second": second, "third": third, "exchanged": exchanged, "public": public}))
 "#;
 
 fn write_config(dir: &Path, port: u16) {
@@ -325,6 +334,26 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let web_secret = text.lines().find_map(|l| l.strip_prefix("client_secret=")).unwrap().to_owned();
+    let native = [
+        "client",
+        "create",
+        "--id",
+        "native",
+        "--public",
+        "--grant",
+        "authorization_code",
+        "--grant",
+        "refresh_token",
+        "--scope",
+        "orders:read",
+        "--audience",
+        "orders",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+    ];
+    let out = ward(dir.path(), &[&native[..], &cfg[..]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("client_secret"), "a public client has no secret");
     let py = python()
         .args([
             "-c",
@@ -355,6 +384,12 @@ fn authlib_pyjwt_and_the_cli_against_ward_control() {
     assert_eq!(v["revoke_status"], 200);
     assert_eq!(v["refresh_after_revoke"], "invalid_grant", "a revoked refresh token no longer refreshes");
     assert_eq!(v["after"], serde_json::json!({"active": false}));
+    // A public client with PKCE through Authlib, on a loopback port of its choosing.
+    assert_eq!(
+        v["public"],
+        serde_json::json!({"location": "http://127.0.0.1:47913/cb", "aud": "native", "rotated": true}),
+        "{v}"
+    );
     // Token exchange: an access token is, an ID token never is.
     assert_eq!(
         v["exchanged"],

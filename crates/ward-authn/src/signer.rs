@@ -1,10 +1,13 @@
-//! Signing tokens with the local issuer's key (ES256 or EdDSA).
+//! Signing tokens with the local issuer's key (ES256 or EdDSA), and
+//! OpenID Connect ID tokens with RS256 (OIDC Core §15.1: every relying
+//! party must be able to verify RS256).
 
 use std::fmt;
 
 use aws_lc_rs::digest;
+use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
@@ -19,8 +22,8 @@ pub enum SignerError {
     /// The PKCS#8 document is not a key for the algorithm.
     #[error("the private key is not a valid PKCS#8 {0} key")]
     InvalidKey(Algorithm),
-    /// Only ES256 and EdDSA keys are issued by Ward.
-    #[error("Ward signs with ES256 or EdDSA, not {0}")]
+    /// Only ES256, EdDSA and (2048-bit or larger) RS256 keys are issued by Ward.
+    #[error("Ward signs with ES256, EdDSA or RS256, not {0}")]
     UnsupportedAlgorithm(Algorithm),
     /// Key generation or signing failed in the crypto library.
     #[error("signing failed")]
@@ -30,7 +33,11 @@ pub enum SignerError {
 enum Pair {
     Es256(EcdsaKeyPair),
     EdDsa(Ed25519KeyPair),
+    Rs256(RsaKeyPair),
 }
+
+/// The smallest RSA modulus Ward signs with, in bytes (2048 bits).
+const MIN_RSA_BYTES: usize = 256;
 
 /// The local issuer's signing key.
 pub struct TokenSigner {
@@ -59,6 +66,10 @@ impl TokenSigner {
             Algorithm::EdDsa => {
                 Ed25519KeyPair::generate_pkcs8(&rng).map(|d| d.as_ref().to_vec()).map_err(|_| SignerError::Crypto)
             }
+            Algorithm::Rs256 => RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .and_then(|k| k.as_der())
+                .map(|d| d.as_ref().to_vec())
+                .map_err(|_| SignerError::Crypto),
             other => Err(SignerError::UnsupportedAlgorithm(other)),
         }
     }
@@ -77,6 +88,13 @@ impl TokenSigner {
             Algorithm::EdDsa => {
                 Pair::EdDsa(Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| SignerError::InvalidKey(alg))?)
             }
+            Algorithm::Rs256 => {
+                let pair = RsaKeyPair::from_pkcs8(pkcs8).map_err(|_| SignerError::InvalidKey(alg))?;
+                if pair.public_modulus_len() < MIN_RSA_BYTES {
+                    return Err(SignerError::InvalidKey(alg));
+                }
+                Pair::Rs256(pair)
+            }
             other => return Err(SignerError::UnsupportedAlgorithm(other)),
         };
         let mut signer = Self { pair, kid: String::new(), rng: SystemRandom::new() };
@@ -90,6 +108,7 @@ impl TokenSigner {
         match self.pair {
             Pair::Es256(_) => Algorithm::Es256,
             Pair::EdDsa(_) => Algorithm::EdDsa,
+            Pair::Rs256(_) => Algorithm::Rs256,
         }
     }
 
@@ -128,6 +147,14 @@ impl TokenSigner {
             Pair::EdDsa(p) => {
                 json!({"crv": "Ed25519", "kty": "OKP", "x": URL_SAFE_NO_PAD.encode(p.public_key().as_ref())})
             }
+            Pair::Rs256(p) => {
+                let (n, e) = (p.public_key().modulus(), p.public_key().exponent());
+                json!({
+                    "e": URL_SAFE_NO_PAD.encode(e.big_endian_without_leading_zero()),
+                    "kty": "RSA",
+                    "n": URL_SAFE_NO_PAD.encode(n.big_endian_without_leading_zero()),
+                })
+            }
         }
     }
 
@@ -159,6 +186,12 @@ impl TokenSigner {
         let sig = match &self.pair {
             Pair::Es256(p) => p.sign(&self.rng, token.as_bytes()).map_err(|_| SignerError::Crypto)?.as_ref().to_vec(),
             Pair::EdDsa(p) => p.sign(token.as_bytes()).as_ref().to_vec(),
+            Pair::Rs256(p) => {
+                let mut sig = vec![0; p.public_modulus_len()];
+                p.sign(&signature::RSA_PKCS1_SHA256, &self.rng, token.as_bytes(), &mut sig)
+                    .map_err(|_| SignerError::Crypto)?;
+                sig
+            }
         };
         token.push('.');
         token.push_str(&URL_SAFE_NO_PAD.encode(sig));

@@ -44,6 +44,7 @@ pub(crate) fn is_operator(cp: &ControlPlane, headers: &HeaderMap) -> bool {
 fn client_json(c: &Client) -> Value {
     json!({
         "client_id": c.id.as_str(),
+        "public": c.is_public(),
         "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "scopes": c.scopes,
         "audiences": c.audiences,
@@ -140,7 +141,15 @@ pub(crate) async fn create_client(
         roles,
     };
     let granted = spec.roles.clone();
-    let secret = match blocking(&cp, move |cp| cp.create_client(&spec)).await {
+    let public = v["public"].as_bool().unwrap_or(false);
+    let created =
+        blocking(
+            &cp,
+            move |cp| {
+                if public { cp.create_public_client(&spec).map(|()| None) } else { cp.create_client(&spec) }
+            },
+        );
+    let secret = match created.await {
         Ok(s) => s,
         Err(r) => return *r,
     };

@@ -38,6 +38,7 @@ const MAX_FORM: usize = 16 * 1024;
 pub fn router(state: Arc<ControlPlane>) -> Router {
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
+        .route("/.well-known/oauth-authorization-server", get(discovery))
         .route("/.well-known/jwks.json", get(jwks))
         .route(crate::authorize_api::PATH, get(crate::authorize_api::show).post(crate::authorize_api::login))
         .route("/oauth2/token", post(token))
@@ -370,9 +371,12 @@ fn oauth_error_with(e: &OAuthError, basic_used: bool, id: &str) -> Response {
     r
 }
 
+/// OpenID Connect discovery and RFC 8414 metadata (one document).
 async fn discovery(State(cp): State<Arc<ControlPlane>>) -> Response {
+    let clients = cp.clients.load();
+    let scopes: Vec<String> = clients.values().flat_map(|c| c.scopes.iter().cloned()).collect();
     let alg = cp.settings.key_alg.as_str();
-    json_response(StatusCode::OK, &ward_issuer::discovery::document(&cp.settings.issuer, &[alg]))
+    json_response(StatusCode::OK, &ward_issuer::discovery::document(&cp.settings.issuer, alg, &scopes))
 }
 
 async fn jwks(State(cp): State<Arc<ControlPlane>>) -> Response {
@@ -479,7 +483,16 @@ fn authenticate(
             Some(i) => (i.clone(), zeroize::Zeroizing::new(s.clone())),
             None => return (Err(OAuthError::InvalidRequest("client_secret without client_id".into())), false),
         },
-        (None, None) => return (Err(OAuthError::InvalidClient("no client authentication".into())), false),
+        (None, None) => {
+            // `none` (RFC 6749 §2.1, OAuth 2.0 for native apps): only a
+            // registered public client is known by its id alone.
+            let clients = cp.clients.load();
+            let public = params.get("client_id").and_then(|i| clients.get(i)).filter(|c| c.is_public());
+            return match public {
+                Some(c) => (Ok(Arc::clone(c)), false),
+                None => (Err(OAuthError::InvalidClient("no client authentication".into())), false),
+            };
+        }
     };
     let clients = cp.clients.load();
     let result = match clients.get(&id) {
@@ -808,6 +821,11 @@ async fn introspect(
         Ok(x) => x,
         Err(r) => return *r,
     };
+    if client.is_public() {
+        // Introspection is for resource servers, which authenticate (RFC 7662 §2.1).
+        let e = OAuthError::InvalidClient("a public client cannot introspect".into());
+        return refuse(&cp, &ext, PATH, Some(client.id.as_str()), &e, basic);
+    }
     let Some(token) = params.get("token") else {
         let e = OAuthError::InvalidRequest("token missing".into());
         return refuse(&cp, &ext, PATH, claimed_client(&headers, &params).as_deref(), &e, basic);

@@ -137,7 +137,7 @@ pub struct ControlPlane {
     issuer: IssuerSettings,
     store: Store,
     clients: ArcSwap<HashMap<String, Arc<Client>>>,
-    ring: RwLock<KeyRing>,
+    ring: RwLock<Rings>,
     /// The published keys, parsed for verification (introspection, revocation).
     verifiers: ArcSwap<Vec<(Option<String>, VerifyingKey)>>,
     revoked: ArcSwap<HashMap<String, u64>>,
@@ -240,8 +240,44 @@ pub(crate) struct Verified {
     pub introspection: bytes::Bytes,
 }
 
-fn verifiers(ring: &KeyRing, now: u64, max_ttl: u64) -> Vec<(Option<String>, VerifyingKey)> {
-    JwkSet::parse(ring.jwks(now, max_ttl).to_string().as_bytes())
+/// The signing keys: access tokens (EdDSA or ES256, `[control] key_alg`)
+/// and OpenID Connect ID tokens (RS256, which every relying party can
+/// verify), rotated together, published in one JWK set.
+#[derive(Debug)]
+struct Rings {
+    access: KeyRing,
+    id: KeyRing,
+}
+
+impl Rings {
+    /// Split stored keys by use, creating the first key of a ring that has none.
+    fn load(store: &Store, keys: Vec<RingKey>, access_alg: Algorithm, now: u64) -> Result<Self, ControlError> {
+        let (mut id, mut access): (Vec<RingKey>, Vec<RingKey>) =
+            keys.into_iter().partition(|k| k.signer().algorithm() == Algorithm::Rs256);
+        for (ring, alg) in [(&mut access, access_alg), (&mut id, Algorithm::Rs256)] {
+            if ring.is_empty() {
+                let first = RingKey::generate(alg, now, now).map_err(|e| ControlError::Invalid(e.to_string()))?;
+                store.put_key(&first)?;
+                ring.push(first);
+            }
+        }
+        let ring = |keys| KeyRing::from_keys(keys).map_err(|e| ControlError::Invalid(e.to_string()));
+        Ok(Self { access: ring(access)?, id: ring(id)? })
+    }
+
+    fn jwks(&self, now: u64, max_ttl: u64) -> serde_json::Value {
+        let mut keys = Vec::new();
+        for ring in [&self.access, &self.id] {
+            if let serde_json::Value::Array(k) = ring.jwks(now, max_ttl)["keys"].take() {
+                keys.extend(k);
+            }
+        }
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+fn verifiers(rings: &Rings, now: u64, max_ttl: u64) -> Vec<(Option<String>, VerifyingKey)> {
+    JwkSet::parse(rings.jwks(now, max_ttl).to_string().as_bytes())
         .and_then(|set| set.verifying_keys())
         .unwrap_or_default()
 }
@@ -256,13 +292,7 @@ impl ControlPlane {
         let clients: HashMap<String, Arc<Client>> =
             store.clients()?.into_iter().map(|c| (c.id.as_str().to_owned(), Arc::new(c))).collect();
         let t = now();
-        let mut keys = store.keys()?;
-        if keys.is_empty() {
-            let first = RingKey::generate(settings.key_alg, t, t).map_err(|e| ControlError::Invalid(e.to_string()))?;
-            store.put_key(&first)?;
-            keys.push(first);
-        }
-        let ring = KeyRing::from_keys(keys).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let ring = Rings::load(&store, store.keys()?, settings.key_alg, t)?;
         let revoked: HashMap<String, u64> = store.revoked(t)?.into_iter().collect();
         store.purge_refresh(t)?;
         let denied_certs: HashMap<(String, String), u64> =
@@ -407,6 +437,32 @@ impl ControlPlane {
     /// # Errors
     /// [`ControlError`] for a bad or duplicate id, unusable keys, or a store failure.
     pub fn create_client(&self, spec: &ClientSpec) -> Result<Option<ClientSecret>, ControlError> {
+        self.create(spec, false)
+    }
+
+    /// Register a public client (a native app or a single-page app): no
+    /// secret and no keys, `token_endpoint_auth_method` `none`. It may use
+    /// only the authorization-code grant, always with PKCE, and refresh
+    /// tokens; it can revoke its tokens but not introspect.
+    ///
+    /// # Errors
+    /// [`ControlError::Invalid`] for any other grant, keys, roles, or as
+    /// [`Self::create_client`].
+    pub fn create_public_client(&self, spec: &ClientSpec) -> Result<(), ControlError> {
+        if !spec.grants.contains(&GrantType::AuthorizationCode)
+            || spec.grants.iter().any(|g| !matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken))
+        {
+            return Err(ControlError::Invalid(
+                "a public client uses authorization_code (and refresh_token) only: it cannot keep a secret".into(),
+            ));
+        }
+        if spec.jwks.is_some() || !spec.roles.is_empty() {
+            return Err(ControlError::Invalid("a public client has no keys and no roles of its own".into()));
+        }
+        self.create(spec, true).map(|_| ())
+    }
+
+    fn create(&self, spec: &ClientSpec, public: bool) -> Result<Option<ClientSecret>, ControlError> {
         let id = ClientId::new(&spec.id).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
         if self.clients.load().contains_key(id.as_str()) {
             return Err(ControlError::Invalid(format!("client `{id}` exists")));
@@ -423,6 +479,7 @@ impl ControlPlane {
             return Err(ControlError::Invalid(format!("token_ttl must be 1..={} seconds", self.settings.max_ttl)));
         }
         let (secret, hash) = match &spec.jwks {
+            _ if public => (None, None),
             Some(jwks) => {
                 let keys = JwkSet::parse(jwks.as_bytes())
                     .and_then(|s| s.verifying_keys())
@@ -544,7 +601,10 @@ impl ControlPlane {
     /// The ids of the published signing keys.
     #[must_use]
     pub fn key_ids(&self) -> Vec<String> {
-        self.ring.read().map(|r| r.keys().iter().map(|k| k.kid().to_owned()).collect()).unwrap_or_default()
+        self.ring
+            .read()
+            .map(|r| r.access.keys().iter().chain(r.id.keys()).map(|k| k.kid().to_owned()).collect())
+            .unwrap_or_default()
     }
 
     /// Registered client ids.
@@ -562,15 +622,20 @@ impl ControlPlane {
     /// # Errors
     /// [`ControlError`] from key generation or the store.
     pub fn rotate_keys(&self, now: u64) -> Result<String, ControlError> {
-        let key = RingKey::generate(self.settings.key_alg, now, now + self.settings.publish_lead)
-            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let activates = now + self.settings.publish_lead;
+        let fail = |e: &dyn std::fmt::Display| ControlError::Invalid(e.to_string());
+        let key = RingKey::generate(self.settings.key_alg, now, activates).map_err(|e| fail(&e))?;
+        let id_key = RingKey::generate(Algorithm::Rs256, now, activates).map_err(|e| fail(&e))?;
         let kid = key.kid().to_owned();
         self.store.put_key(&key)?;
-        let mut ring = self.ring.write().map_err(|_| ControlError::Invalid("key ring lock poisoned".into()))?;
-        ring.rotate(key).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        let removed = ring.prune(now, self.settings.max_ttl);
-        self.verifiers.store(Arc::new(verifiers(&ring, now, self.settings.max_ttl)));
-        drop(ring);
+        self.store.put_key(&id_key)?;
+        let mut rings = self.ring.write().map_err(|_| ControlError::Invalid("key ring lock poisoned".into()))?;
+        rings.access.rotate(key).map_err(|e| fail(&e))?;
+        rings.id.rotate(id_key).map_err(|e| fail(&e))?;
+        let mut removed = rings.access.prune(now, self.settings.max_ttl);
+        removed.extend(rings.id.prune(now, self.settings.max_ttl));
+        self.verifiers.store(Arc::new(verifiers(&rings, now, self.settings.max_ttl)));
+        drop(rings);
         if !removed.is_empty() {
             self.store.delete_keys(&removed)?;
         }
@@ -692,9 +757,12 @@ impl ControlPlane {
         self.sign_typed(claims, now, ACCESS_TOKEN_TYP)
     }
 
-    /// Sign an OpenID Connect ID token's `claims` (typed `JWT`).
+    /// Sign an OpenID Connect ID token's `claims` (typed `JWT`) with the
+    /// RS256 ID-token key (OIDC Core §15.1, Discovery §3).
     pub(crate) fn sign_id_token(&self, claims: &ward_core::Claims, now: u64) -> Option<String> {
-        self.sign_typed(claims, now, "JWT")
+        let claims = self.after_cut_offs(claims);
+        let rings = self.ring.read().ok()?;
+        rings.id.signing_key(now).ok()?.signer().sign_typed(&claims, "JWT").ok()
     }
 
     /// As [`Self::sign`] with an explicit JWS `typ`. A token is never born
@@ -702,8 +770,8 @@ impl ControlPlane {
     /// user or client gets `iat` one second after it (`nbf` stays).
     pub(crate) fn sign_typed(&self, claims: &ward_core::Claims, now: u64, typ: &str) -> Option<String> {
         let claims = self.after_cut_offs(claims);
-        let ring = self.ring.read().ok()?;
-        ring.signing_key(now).ok()?.signer().sign_typed(&claims, typ).ok()
+        let rings = self.ring.read().ok()?;
+        rings.access.signing_key(now).ok()?.signer().sign_typed(&claims, typ).ok()
     }
 
     fn after_cut_offs<'c>(&self, claims: &'c ward_core::Claims) -> std::borrow::Cow<'c, ward_core::Claims> {

@@ -58,6 +58,10 @@ struct ClientRecord {
     redirect_uris: Vec<String>,
     #[serde(default)]
     roles: Vec<String>,
+    /// A public client (no secret, no keys) — said explicitly, so that a
+    /// record missing its secret is an error, never a public client.
+    #[serde(default)]
+    public: bool,
 }
 
 /// A local user: the argon2id hash (PHC string) and the roles their tokens carry.
@@ -148,6 +152,7 @@ fn to_record(c: &Client) -> ClientRecord {
         token_ttl: c.token_ttl,
         redirect_uris: c.redirect_uris.clone(),
         roles: c.roles.clone(),
+        public: c.is_public(),
     }
 }
 
@@ -163,6 +168,11 @@ fn from_record(r: ClientRecord) -> Result<Client, StoreError> {
             Some(<[u8; 32]>::try_from(bytes).map_err(|_| StoreError(format!("client {}: bad secret hash", r.id)))?)
         }
     };
+    // INVARIANT: a client with neither a secret nor keys is public only if
+    // it was stored as one; anything else is damage, not a way in.
+    if (secret_hash.is_none() && r.public_jwks.is_none()) != r.public {
+        return Err(StoreError(format!("client {}: its authentication method is inconsistent", r.id)));
+    }
     Ok(Client {
         id: ClientId::new(&r.id).map_err(|_| StoreError(format!("bad client id `{}`", r.id)))?,
         secret_hash,
@@ -293,7 +303,7 @@ impl Store {
         for row in table.iter().map_err(err)? {
             let (kid, v) = row.map_err(err)?;
             let record: KeyRecord = serde_json::from_slice(v.value()).map_err(err)?;
-            let alg = ward_issuer::keys::issued_algorithm(&record.alg).ok_or_else(|| {
+            let alg = ward_issuer::keys::stored_algorithm(&record.alg).ok_or_else(|| {
                 StoreError(format!("key {}: algorithm `{}` is not issued by Ward", kid.value(), record.alg))
             })?;
             let pkcs8 = Zeroizing::new(STANDARD.decode(&record.pkcs8).map_err(err)?);

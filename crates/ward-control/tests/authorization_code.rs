@@ -460,3 +460,134 @@ async fn the_login_form_is_bound_to_its_browser_and_limits_attempts() {
     let html = b.login(&ticket, "<script>alert(1)</script>", "x").await.text().await.unwrap();
     assert!(!html.contains("<script>"));
 }
+
+/// Public clients (native apps, SPAs): registered without a secret, they use
+/// the code flow with PKCE and `token_endpoint_auth_method=none`, may revoke
+/// but not introspect, and cannot have any other grant. A loopback redirect
+/// URI matches on any port (RFC 8252 §7.3) and that port is kept; an OpenID
+/// request must name its redirect URI (OIDC Core 3.1.2.1). ID tokens are
+/// RS256 (the discovery document says so, and lists the scopes).
+#[tokio::test]
+async fn public_clients_use_pkce_without_a_secret_and_loopback_ports_are_free() {
+    let r = start().await;
+    let (web_secret, _) = setup(&r);
+    let native = ClientSpec {
+        id: "native".into(),
+        grants: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        scopes: vec!["orders:read".into()],
+        audiences: vec!["orders".into()],
+        token_ttl: 300,
+        jwks: None,
+        redirect_uris: vec!["http://127.0.0.1/cb".into()],
+        roles: Vec::new(),
+    };
+    r.cp.create_public_client(&native).unwrap();
+    for grants in [vec![GrantType::ClientCredentials], vec![GrantType::AuthorizationCode, GrantType::TokenExchange]] {
+        let bad = ClientSpec { id: "bad".into(), grants, ..native.clone() };
+        assert!(r.cp.create_public_client(&bad).is_err(), "a public client cannot keep a secret");
+    }
+
+    // Any port on the loopback literal; the URI asked for is the one answered.
+    let (verifier, challenge) = pkce();
+    let redirect = "http://127.0.0.1:43127/cb";
+    let params = [
+        ("client_id", "native"),
+        ("redirect_uri", redirect),
+        ("response_type", "code"),
+        ("scope", "openid orders:read"),
+        ("state", "s"),
+        ("nonce", "n"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let mut b = Browser::new(&r);
+    let page = b.authorize(&params).await;
+    assert_eq!(page.status(), 200);
+    let ticket = ticket_in(&page.text().await.unwrap());
+    let done = b.login(&ticket, "alice", PASSWORD).await;
+    assert_eq!(done.status(), 303);
+    let (to, answer) = location(&done);
+    assert_eq!(to, redirect, "the port asked for is kept");
+    let code = answer["code"].clone();
+
+    // `none`: the client_id alone, and the PKCE verifier.
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+        ("client_id", "native"),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let (s, body, _) = post(&r, "/oauth2/token", None, &form).await;
+    assert_eq!(s, 200, "{body}");
+    let refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
+    let jwks: Value =
+        r.client.get(format!("{}/.well-known/jwks.json", r.base)).send().await.unwrap().json().await.unwrap();
+    let id_token = body["id_token"].as_str().unwrap();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(id_token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!((header["alg"].as_str(), header["typ"].as_str()), (Some("RS256"), Some("JWT")));
+    assert_eq!(verify_with(&jwks, id_token).unwrap()["aud"], "native");
+    let access = body["access_token"].as_str().unwrap().to_owned();
+
+    // A confidential client is never authenticated by its id alone.
+    let (s, body, _) = post(
+        &r,
+        "/oauth2/token",
+        None,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh_token), ("client_id", "web")],
+    )
+    .await;
+    assert_eq!((s, body["error"].as_str()), (401, Some("invalid_client")));
+    // The public client refreshes, cannot introspect, revokes its own tokens.
+    let refresh = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str()), ("client_id", "native")];
+    let (s, body, _) = post(&r, "/oauth2/token", None, &refresh).await;
+    assert_eq!(s, 200, "{body}");
+    let rotated = body["refresh_token"].as_str().unwrap().to_owned();
+    let (s, body, _) = post(&r, "/oauth2/introspect", None, &[("token", &access), ("client_id", "native")]).await;
+    assert_eq!((s, body["error"].as_str()), (401, Some("invalid_client")), "introspection is for resource servers");
+    let (s, _, _) = post(&r, "/oauth2/revoke", None, &[("token", &rotated), ("client_id", "native")]).await;
+    assert_eq!(s, 200);
+    let again = [("grant_type", "refresh_token"), ("refresh_token", rotated.as_str()), ("client_id", "native")];
+    assert_eq!(post(&r, "/oauth2/token", None, &again).await.1["error"], "invalid_grant", "revoked");
+    let jti = verify_with(&jwks, &access).unwrap()["jti"].as_str().unwrap().to_owned();
+    assert!(r.cp.is_revoked(&jti), "the family's access token went with it");
+    assert!(!active(&r, &web_secret, &access).await, "and web may not see it anyway");
+
+    // PKCE is not optional for it either (a failed redemption burns the code).
+    let mut b = Browser::new(&r);
+    let ticket = ticket_in(&b.authorize(&params).await.text().await.unwrap());
+    let code = location(&b.login(&ticket, "alice", PASSWORD).await).1["code"].clone();
+    let no_verifier = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+        ("client_id", "native"),
+    ];
+    let (s, body, _) = post(&r, "/oauth2/token", None, &no_verifier).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_request")), "PKCE is not optional");
+
+    // OIDC Core 3.1.2.1: an OpenID request names its redirect URI, even for
+    // a client with only one: an error page, no redirect.
+    let mut b = Browser::new(&r);
+    let without: Vec<(&str, &str)> = params.iter().copied().filter(|(k, _)| *k != "redirect_uri").collect();
+    let page = b.authorize(&without).await;
+    assert_eq!(page.status(), 400);
+    assert!(page.headers().get("location").is_none());
+    // Elsewhere than the loopback literal, or another path: refused, no redirect.
+    for evil in ["http://127.0.0.1:43127/cb/x", "http://localhost:43127/cb", "http://127.0.0.1:43127@evil.example/cb"] {
+        let asked: Vec<(&str, &str)> =
+            params.iter().map(|&(k, v)| if k == "redirect_uri" { (k, evil) } else { (k, v) }).collect();
+        let page = Browser::new(&r).authorize(&asked).await;
+        assert_eq!(page.status(), 400, "{evil}");
+    }
+
+    // Discovery (and RFC 8414 metadata, the same document).
+    for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
+        let d: Value = r.client.get(format!("{}{path}", r.base)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(d["issuer"], r.base.as_str(), "{path}");
+        assert_eq!(d["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
+        assert_eq!(d["scopes_supported"], serde_json::json!(["openid", "orders:read", "orders:write"]));
+        assert!(d["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&serde_json::json!("none")));
+    }
+}

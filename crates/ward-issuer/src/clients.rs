@@ -151,6 +151,16 @@ impl Client {
         }
     }
 
+    /// A public client (a native app or a single-page app, RFC 6749 §2.1):
+    /// no secret and no keys, so it authenticates with nothing but its
+    /// `client_id` (`token_endpoint_auth_method` `none`). Ward registers
+    /// such clients only for the authorization-code grant with PKCE (and
+    /// refresh tokens, rotated with reuse detection).
+    #[must_use]
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none() && self.public_jwks.is_none()
+    }
+
     /// Whether it may use `grant`.
     ///
     /// # Errors

@@ -18,6 +18,14 @@ use serde_json::{Value, json};
 use ward_authn::{Algorithm, SignerError, TokenSigner};
 use zeroize::Zeroizing;
 
+/// The algorithm of a key Ward keeps: those of access tokens
+/// ([`issued_algorithm`]) and RS256, which signs only OpenID Connect ID
+/// tokens (OIDC Core §15.1 requires relying parties to verify it).
+#[must_use]
+pub fn stored_algorithm(name: &str) -> Option<Algorithm> {
+    issued_algorithm(name).or((name == "RS256").then_some(Algorithm::Rs256))
+}
+
 /// The algorithms Ward signs with (`TokenSigner` supports no others), by
 /// JOSE name: what a stored key or one of Ward's own token headers may say.
 #[must_use]

@@ -72,24 +72,52 @@ pub fn check_registered_redirect(uri: &str) -> Result<(), OAuthError> {
 }
 
 /// The redirect URI of an authorization request, which must equal one of
-/// the client's registered URIs exactly.
+/// the client's registered URIs exactly — except for the port of a loopback
+/// IP literal (`http://127.0.0.1` or `http://[::1]`), which a native app
+/// picks when it starts (RFC 8252 §7.3): there any port matches, and the
+/// URI asked for (with its port) is the one used. `openid` requests must
+/// name their redirect URI (OIDC Core 3.1.2.1), even a client with only one.
 ///
 /// # Errors
 /// [`OAuthError::InvalidRequest`] — the caller must show an error page and
 /// must not redirect to an unregistered URI.
-pub fn match_redirect<'a>(requested: Option<&str>, registered: &'a [String]) -> Result<&'a str, OAuthError> {
+pub fn match_redirect(requested: Option<&str>, registered: &[String], openid: bool) -> Result<String, OAuthError> {
     match requested {
         Some(r) => registered
             .iter()
-            .find(|x| x.as_str() == r)
-            .map(String::as_str)
+            .find(|x| x.as_str() == r || loopback_parts(x).is_some_and(|reg| loopback_parts(r) == Some(reg)))
+            .map(|_| r.to_owned())
             .ok_or_else(|| OAuthError::InvalidRequest("redirect_uri is not registered for this client".into())),
+        None if openid => Err(OAuthError::InvalidRequest("redirect_uri required in an OpenID request".into())),
         // Without one, only a client with exactly one registered URI (RFC 6749 §3.1.2.3).
         None => match registered {
-            [only] => Ok(only.as_str()),
+            [only] => Ok(only.clone()),
             _ => Err(OAuthError::InvalidRequest("redirect_uri required".into())),
         },
     }
+}
+
+/// A loopback redirect URI without its port: the host (`127.0.0.1` or
+/// `[::1]`) and everything after the port, which must start a path or a
+/// query. `None` for anything else — `localhost` (a name, which RFC 8252
+/// §8.3 advises against, is matched exactly), another host, a port that is
+/// not 1–65535, or whatever follows the host that is not a path (a user
+/// info `@`, a longer host name).
+fn loopback_parts(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("http://")?;
+    let host = ["127.0.0.1", "[::1]"].into_iter().find(|h| rest.starts_with(h))?;
+    let after = rest.get(host.len()..)?;
+    let after = match after.strip_prefix(':') {
+        Some(p) => {
+            let digits = p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len());
+            if !p.get(..digits)?.parse::<u16>().is_ok_and(|port| port > 0) {
+                return None;
+            }
+            p.get(digits..)?
+        }
+        None => after,
+    };
+    (after.starts_with('/') || after.starts_with('?')).then_some((host, after))
 }
 
 #[cfg(test)]
@@ -118,7 +146,8 @@ mod tests {
     #[test]
     fn redirect_uris_match_exactly_and_register_safely() {
         let registered = vec!["https://app.example/cb".to_owned(), "http://127.0.0.1:8400/cb".to_owned()];
-        assert_eq!(match_redirect(Some("https://app.example/cb"), &registered), Ok("https://app.example/cb"));
+        let m = |r: Option<&str>, reg: &[String]| match_redirect(r, reg, false);
+        assert_eq!(m(Some("https://app.example/cb"), &registered).as_deref(), Ok("https://app.example/cb"));
         for evil in [
             "https://app.example/cb/../evil",
             "https://app.example/cb/extra",
@@ -130,10 +159,40 @@ mod tests {
             "https://evil.example/cb",
             "https://app.example/cb#",
         ] {
-            assert!(match_redirect(Some(evil), &registered).is_err(), "{evil}");
+            assert!(m(Some(evil), &registered).is_err(), "{evil}");
         }
-        assert!(match_redirect(None, &registered).is_err(), "ambiguous without one");
-        assert_eq!(match_redirect(None, &registered[..1]), Ok("https://app.example/cb"));
+        assert!(m(None, &registered).is_err(), "ambiguous without one");
+        assert_eq!(m(None, &registered[..1]).as_deref(), Ok("https://app.example/cb"));
+        assert!(match_redirect(None, &registered[..1], true).is_err(), "OpenID requests name it (OIDC Core 3.1.2.1)");
+
+        // RFC 8252 §7.3: a loopback IP literal matches on any port, and the
+        // URI asked for is the one used; nothing else about it may change.
+        let native = vec!["http://127.0.0.1/cb".to_owned(), "http://[::1]:8400/cb?x=1".to_owned()];
+        for ok in
+            ["http://127.0.0.1:51234/cb", "http://127.0.0.1/cb", "http://127.0.0.1:1/cb", "http://[::1]:65535/cb?x=1"]
+        {
+            assert_eq!(m(Some(ok), &native).as_deref(), Ok(ok), "{ok}");
+        }
+        for evil in [
+            "http://127.0.0.1:0/cb",
+            "http://127.0.0.1:65536/cb",
+            "http://127.0.0.1:80@evil.example/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "http://127.0.0.1:8400/cb/extra",
+            "http://127.0.0.1:8400/other",
+            "http://127.0.0.2:8400/cb",
+            "http://localhost:8400/cb",
+            "https://127.0.0.1:8400/cb",
+            "http://[::1]:8400/cb",
+            "http://[::1]:8400/cb?x=2",
+            "http://127.0.0.1:/cb",
+        ] {
+            assert!(m(Some(evil), &native).is_err(), "{evil}");
+        }
+        // Names and other hosts still match exactly, port included.
+        let named = vec!["http://localhost:8400/cb".to_owned(), "https://app.example:8443/cb".to_owned()];
+        assert!(m(Some("http://localhost:9999/cb"), &named).is_err());
+        assert!(m(Some("https://app.example:9443/cb"), &named).is_err());
 
         for ok in ["https://app.example/cb", "http://127.0.0.1:8400/cb", "http://localhost/cb", "http://[::1]:9/x"] {
             assert!(check_registered_redirect(ok).is_ok(), "{ok}");

@@ -96,7 +96,10 @@ pub fn verify_with(jwks: &Value, token: &str) -> Option<Value> {
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split('.').next()?).ok()?).ok()?;
     let keys = JwkSet::parse(jwks.to_string().as_bytes()).ok()?.verifying_keys().ok()?;
     let (_, key) = keys.iter().find(|(kid, _)| kid.as_deref() == header["kid"].as_str())?;
-    verify_signature(Algorithm::EdDsa, key, input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).ok()?)
+    // The key pins its algorithm; the header must name the same one.
+    let alg: Algorithm = header["alg"].as_str()?.parse().ok()?;
+    (key.algorithm() == alg).then_some(())?;
+    verify_signature(alg, key, input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).ok()?)
         .then(|| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split('.').nth(1)?).ok()?).ok())?
 }
 
