@@ -176,12 +176,19 @@ async fn a_rotated_key_is_published_before_it_signs() {
     let secret = r.cp.create_client(&spec("billing")).unwrap().unwrap().expose().to_owned();
     let before: Value =
         r.client.get(format!("{}/.well-known/jwks.json", r.base)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(before["keys"].as_array().unwrap().len(), 1);
+    // The access-token key and the RS256 ID-token key.
+    let algs = |set: &Value| {
+        let mut a: Vec<String> =
+            set["keys"].as_array().unwrap().iter().map(|k| k["alg"].as_str().unwrap().to_owned()).collect();
+        a.sort();
+        a
+    };
+    assert_eq!(algs(&before), ["EdDSA", "RS256"]);
     let new_kid = r.cp.rotate_keys(ward_control::now()).unwrap();
     let after: Value =
         r.client.get(format!("{}/.well-known/jwks.json", r.base)).send().await.unwrap().json().await.unwrap();
     let kids: Vec<&str> = after["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
-    assert_eq!(kids.len(), 2);
+    assert_eq!(algs(&after), ["EdDSA", "EdDSA", "RS256", "RS256"], "both rings rotate, old keys still published");
     assert!(kids.contains(&new_kid.as_str()));
     // Still signed by the old key during the publish lead.
     let (_, body, _) =

@@ -325,8 +325,10 @@ mod tests {
             ("s1", Some("n1"), &["orders".into()][..])
         );
         assert!(r.redirect_uri_sent);
-        let implicit = check(&[("redirect_uri", "")]).unwrap();
-        assert!(!implicit.redirect_uri_sent, "the only registered URI is used");
+        let implicit = check(&[("redirect_uri", ""), ("scope", "orders:read")]).unwrap();
+        assert!(!implicit.redirect_uri_sent, "outside OpenID, the only registered URI is used");
+        let openid = check(&[("redirect_uri", "")]).map(|_| ()).map_err(|e| e.error().code());
+        assert_eq!(openid, Err("invalid_request"), "an OpenID request names its redirect URI");
     }
 
     #[test]
