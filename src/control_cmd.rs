@@ -65,24 +65,35 @@ impl ward_authn::JwksSource for LocalJwks {
 /// The token provider through which the gateway of `ward up` trusts `bound`
 /// (its issuer, `[control] audiences`, its longest token lifetime as the
 /// cap), with keys from `jwks` — or `None` when a configured provider
-/// already names that issuer.
-#[must_use]
+/// already names that issuer. Either way every provider of this control
+/// plane's issuer accepts only its access tokens (`require_at_jwt`): its ID
+/// tokens are signed by the same issuer and must never pass for one.
 pub fn embedded_provider(
-    config: &Config,
+    config: &mut Config,
     bound: &BoundControl,
     jwks: Arc<LocalJwks>,
 ) -> Option<ward_gateway::EmbeddedProvider> {
     let c = config.control.as_ref()?;
-    if config.providers.iter().any(|p| p.settings.issuer == bound.issuer) {
+    let audiences = c.audiences.clone();
+    let max_lifetime = c.max_ttl;
+    let mut configured = false;
+    for p in config.providers.iter_mut().filter(|p| p.settings.issuer == bound.issuer) {
+        if !p.settings.require_at_jwt {
+            tracing::info!(provider = %p.settings.name, "provider of this control plane's issuer: require_at_jwt on");
+        }
+        p.settings.require_at_jwt = true;
+        configured = true;
+    }
+    if configured {
         return None;
     }
     Some(ward_gateway::EmbeddedProvider {
         settings: ward_authn::ProviderSettings {
             name: EMBEDDED_PROVIDER.to_owned(),
             issuer: bound.issuer.clone(),
-            audiences: c.audiences.clone(),
+            audiences,
             leeway: std::time::Duration::from_secs(60),
-            max_lifetime: c.max_ttl,
+            max_lifetime,
             max_token_bytes: 8192,
             require_at_jwt: true,
         },
@@ -322,6 +333,7 @@ pub async fn start(
         Arc::clone(&tls.config),
         tls.recheck.clone(),
         router,
+        detector,
         stopped,
     ));
     Ok(RunningControl { cp, addr, issuer, stop, task, own_detector })

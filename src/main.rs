@@ -767,7 +767,7 @@ async fn terminated() {
 /// Run the gateway — and the control plane when `control` is given (with
 /// an optional listen override) — until SIGTERM or Ctrl-C.
 fn serve(
-    config: Config,
+    mut config: Config,
     control: Option<Option<SocketAddr>>,
     announce: impl FnOnce(SocketAddr, Option<SocketAddr>),
 ) -> Result<(), String> {
@@ -785,7 +785,7 @@ fn serve(
         };
         let jwks = std::sync::Arc::new(control_cmd::LocalJwks::default());
         let embedded =
-            bound.as_ref().and_then(|b| control_cmd::embedded_provider(&config, b, std::sync::Arc::clone(&jwks)));
+            bound.as_ref().and_then(|b| control_cmd::embedded_provider(&mut config, b, std::sync::Arc::clone(&jwks)));
         let trusts_control = embedded.is_some();
         let gateway =
             Gateway::bind_embedded(&config, Some(std::sync::Arc::clone(&revocations)), embedded.into_iter().collect())

@@ -952,7 +952,14 @@ async fn resumed_sessions_are_refused_once_the_svid_is_denied_or_expired() {
     let tls = ward_gateway::ServerTls::with_denylist(&settings, Some(Arc::clone(&list))).unwrap();
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let router = ward_control::router(Arc::new(cp));
-    tokio::spawn(ward_control::serve_guarded(listener, Arc::clone(&tls.config), tls.recheck.clone(), router, stopped));
+    tokio::spawn(ward_control::serve_guarded(
+        listener,
+        Arc::clone(&tls.config),
+        tls.recheck.clone(),
+        router,
+        None,
+        stopped,
+    ));
     let admin = common::client(&pki.ca.cert_pem);
     let revoke = |body: serde_json::Value| {
         let (admin, base) = (admin.clone(), base.clone());

@@ -26,6 +26,7 @@ struct Env {
     issuer: String,
     http: reqwest::Client,
     running: ward_gateway::RunningGateway,
+    cp: Arc<ControlPlane>,
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -38,7 +39,11 @@ async fn setup() -> Env {
     // Ward's control plane as the OpenID provider.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("https://localhost:{}", listener.local_addr().unwrap().port());
-    let cp = ControlPlane::open(Store::open(&d.join("control.redb")).unwrap(), ControlSettings::new(&issuer)).unwrap();
+    // The provider and the gateway share one revocation list, as in `ward up`.
+    let revocations: Arc<dyn ward_core::RevocationList> = Arc::new(ward_core::LocalRevocations::new());
+    let cp = ControlPlane::open(Store::open(&d.join("control.redb")).unwrap(), ControlSettings::new(&issuer))
+        .unwrap()
+        .with_revocations(Arc::clone(&revocations));
     cp.create_user("alice", PASSWORD, &["reader".to_owned()]).unwrap();
     // The gateway binds its port itself: the redirect URI registered at the
     // provider needs it first.
@@ -61,7 +66,8 @@ async fn setup() -> Env {
     common::write_private(&d.join("session.key"), &ward_crypto::random_bytes::<32>().unwrap());
     let tls = common::server_tls(&pki);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(ward_control::serve(listener, tls, ward_control::router(Arc::new(cp)), stopped));
+    let cp = Arc::new(cp);
+    tokio::spawn(ward_control::serve(listener, tls, ward_control::router(Arc::clone(&cp)), stopped));
 
     let (up, _) = common::start_upstream().await;
     std::fs::create_dir_all(d.join("policies")).unwrap();
@@ -111,11 +117,11 @@ upstream = "app"
     )
     .unwrap();
     let config = ward_config::load(&d.join("ward.toml")).unwrap();
-    let running = ward_gateway::Gateway::bind(&config).await.unwrap().spawn().unwrap();
+    let running = ward_gateway::Gateway::bind_with(&config, Some(revocations)).await.unwrap().spawn().unwrap();
     let ca = reqwest::Certificate::from_pem(pki.ca.cert_pem.as_bytes()).unwrap();
     let http =
         reqwest::Client::builder().tls_certs_only([ca]).redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Env { dir: d.to_owned(), _dir: dir, gateway, issuer, http, running, _stop: stop }
+    Env { dir: d.to_owned(), _dir: dir, gateway, issuer, http, running, cp, _stop: stop }
 }
 
 /// A browser: one cookie jar (cookies ignore ports, as browsers do), redirects by hand.
@@ -295,4 +301,24 @@ async fn browsers_log_in_through_the_provider_and_keep_a_sealed_session() {
     for expected in ["login_required", "login_succeeded", "login_failed", "session_ended", "allowed_by_policy"] {
         assert!(reasons.iter().any(|r| r == expected), "{expected} audited: {reasons:?}");
     }
+}
+
+/// A browser session is as old as its login: ending the user's tokens (a
+/// password change) ends it too, on its next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_user_s_tokens_ends_their_browser_sessions() {
+    let env = setup().await;
+    let mut b = Browser::new(&env);
+    let first = b.get(&format!("{}/app/orders", env.gateway)).await;
+    let callback = b.log_in(first).await;
+    assert_eq!(b.get(&callback).await.status(), 303);
+    assert_eq!(b.get(&format!("{}/app/orders", env.gateway)).await.status(), 200);
+    env.cp.set_password("alice", "a brand new password").unwrap();
+    let after = b.get(&format!("{}/app/orders", env.gateway)).await;
+    assert_eq!(after.status(), 401, "the session ended with the password");
+    let dir = env.dir.clone();
+    env.running.shutdown().await;
+    let records = common::read_log(&dir.join("audit"));
+    let last = records.iter().rfind(|r| r["event"] == "request").unwrap();
+    assert_eq!(last["reason"], "token_revoked");
 }

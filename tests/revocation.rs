@@ -242,6 +242,21 @@ fn browser(env: &Env) -> reqwest::Client {
 /// Alice logs in through the login page for `web` (PKCE) and the code is
 /// redeemed: the token response (access, refresh and ID tokens).
 async fn login(env: &Env, web_secret: &str) -> Value {
+    let (code, verifier) = code_for(env).await;
+    let (status, v) = redeem(env, web_secret, &code, &verifier).await;
+    assert_eq!(status, 200, "the code was redeemed: {}", v["error"]);
+    v
+}
+
+/// Redeem an authorization code for `web`: the status and the answer.
+async fn redeem(env: &Env, web_secret: &str, code: &str, verifier: &str) -> (u16, Value) {
+    let form =
+        [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CB), ("code_verifier", verifier)];
+    post_as(env, ("web", web_secret), "/oauth2/token", &form).await
+}
+
+/// Alice logs in through the login page for `web` (PKCE): the code and its verifier.
+async fn code_for(env: &Env) -> (String, String) {
     use base64::Engine;
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     let verifier = b64(&ward_crypto::random_bytes::<32>().unwrap());
@@ -277,13 +292,7 @@ async fn login(env: &Env, web_secret: &str) -> Value {
     assert_eq!(done.status(), 303);
     let location = reqwest::Url::parse(done.headers()["location"].to_str().unwrap()).unwrap();
     let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-    let form =
-        [("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &verifier)];
-    let r = http.post(format!("{}/oauth2/token", env.issuer)).basic_auth("web", Some(web_secret));
-    let r = r.header("content-type", "application/x-www-form-urlencoded").body(self::form(&form));
-    let v: Value = r.send().await.unwrap().json().await.unwrap();
-    assert!(v["access_token"].is_string(), "the code was redeemed");
-    v
+    (code, verifier)
 }
 
 /// A client-authenticated form POST to the control plane: status and JSON.
@@ -299,8 +308,8 @@ async fn post_as(env: &Env, who: (&str, &str), path: &str, form: &[(&str, &str)]
 /// the gateway too); only the client it was issued to can, and another
 /// client learns nothing; introspection reports a live refresh token to its
 /// own client only; a password change ends the user's families and tokens;
-/// an operator ends every token of a client. Tokens issued afterwards —
-/// even within the same second — are good.
+/// an operator ends every token of a client. Tokens issued from the next
+/// second on are good.
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_tokens_password_changes_and_principals_end_what_they_issued() {
     let env = setup(600).await;
@@ -363,14 +372,20 @@ async fn refresh_tokens_password_changes_and_principals_end_what_they_issued() {
         assert_eq!(introspect(("web", &web), t).await["active"], false);
     }
 
-    // A password change ends alice's families and tokens; a new login works at once.
+    // A password change ends alice's families and tokens — and a code from a
+    // login before it, held and redeemed afterwards; a new login works from
+    // the next second on.
     let second = login(&env, &web).await;
     let (access3, rt3) = (second["access_token"].as_str().unwrap(), second["refresh_token"].as_str().unwrap());
     assert_eq!(at_gateway(access3).await, 200);
+    let (held, held_verifier) = code_for(&env).await;
     env.cp.set_password("alice", "a new horse battery staple").unwrap();
     assert_eq!(at_gateway(access3).await, 401, "cut off by the password change");
     assert_eq!(refresh(rt3).await.1["error"], "invalid_grant");
+    let (status, answer) = redeem(&env, &web, &held, &held_verifier).await;
+    assert_eq!((status, answer["error"].as_str()), (400, Some("invalid_grant")), "a held code dies with its login");
     env.cp.set_password("alice", PASSWORD).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let third = login(&env, &web).await;
     assert_eq!(at_gateway(third["access_token"].as_str().unwrap()).await, 200, "a login after the change is good");
     assert_eq!(refresh(third["refresh_token"].as_str().unwrap()).await.0, 200);
@@ -388,6 +403,7 @@ async fn refresh_tokens_password_changes_and_principals_end_what_they_issued() {
         .unwrap();
     assert_eq!(ended.status(), 200);
     assert_eq!(at_gateway(&svc_token).await, 401, "every token issued to svc so far is refused");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(at_gateway(&token(&env).await).await, 200, "a token issued afterwards is good");
 
     let dir = env.dir.clone();

@@ -87,7 +87,15 @@ pub async fn world_with_limits(extra: &str, limits: &str) -> World {
     let tls = ward_gateway::ServerTls::with_denylist(&config.gateway.tls, None).unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let router = ward_control::router(Arc::clone(&cp));
-    tokio::spawn(ward_control::serve_guarded(listener, Arc::clone(&tls.config), tls.recheck.clone(), router, stopped));
+    let guard = Some(Arc::clone(&detector));
+    tokio::spawn(ward_control::serve_guarded(
+        listener,
+        Arc::clone(&tls.config),
+        tls.recheck.clone(),
+        router,
+        guard,
+        stopped,
+    ));
     World { _tmp: tmp, dir, gateway, gport, cbase, ca_pem, cp, detector, signer, revocations, _stop: stop }
 }
 

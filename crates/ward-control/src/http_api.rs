@@ -85,33 +85,50 @@ pub async fn serve(
     router: Router,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    serve_guarded(listener, tls, ward_pki::verify::PeerRecheck::new(None), router, stop).await;
+    serve_guarded(listener, tls, ward_pki::verify::PeerRecheck::new(None), router, None, stop).await;
 }
+
+/// Connections a blocked address may hold open at once on the control
+/// plane: enough for an operator's CLI, too few to make a flood of TLS
+/// handshakes worth anything.
+pub const BLOCKED_CONNECTIONS: u32 = 4;
 
 /// As [`serve`], judging resumed sessions' client certificates again with
 /// `recheck` (the verifier `tls` was built with).
 ///
-/// Blocked addresses are not cut off here, before TLS, as the gateway does:
-/// an operator whose own address was blocked (a brute-force block caught
-/// them, or an attacker framed them) must still reach the admin API to see
-/// and lift blocks. The router's first layer refuses every request from a
-/// blocked address that does not carry the admin token.
+/// Addresses `detector` blocks are not simply cut off here, before TLS, as
+/// the gateway does: an operator whose own address was blocked (a
+/// brute-force block caught them, or an attacker framed them) must still
+/// reach the admin API to see and lift blocks. A blocked address may hold
+/// at most [`BLOCKED_CONNECTIONS`] connections (more are closed at accept),
+/// and the router's first layer refuses every request from it that does
+/// not carry the admin token.
 pub async fn serve_guarded(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     recheck: ward_pki::verify::PeerRecheck,
     router: Router,
+    detector: Option<Arc<ward_detect::Detector>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let blocked = ward_detect::conns::ConnectionCaps::new(BLOCKED_CONNECTIONS);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.changed() => return,
         };
         let Ok((tcp, peer)) = accepted else { continue };
+        let slot = match &detector {
+            Some(d) if d.ip_blocked(peer.ip()) => match blocked.admit(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => continue,
+            },
+            _ => None,
+        };
         let (acceptor, recheck, router) = (acceptor.clone(), recheck.clone(), router.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
             let Ok(Ok(tls)) = handshake else {
                 tracing::debug!(%peer, "control plane TLS handshake failed");

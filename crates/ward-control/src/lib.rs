@@ -590,7 +590,12 @@ impl ControlPlane {
         const DUMMY: &str =
             "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$qK2Qh2NB1TQp8t6Xb4hI0u3GQ7m7C3tZrX3g0b1Jf0s";
         match self.store.user(name) {
-            Ok(Some(user)) => ward_issuer::users::verify_password(password, &user.phc),
+            // The hash must still be the user's once the (slow) check is done:
+            // a password changed meanwhile makes the old one worthless at once.
+            Ok(Some(user)) => {
+                ward_issuer::users::verify_password(password, &user.phc)
+                    && self.store.user(name).ok().flatten().is_some_and(|now| now.phc == user.phc)
+            }
             _ => {
                 let _ = ward_issuer::users::verify_password(password, DUMMY);
                 false
@@ -714,8 +719,10 @@ impl ControlPlane {
     /// End every token of a user (`TokenOwner::Subject`) or of a client
     /// (`TokenOwner::Client`: everything issued to it): a cut-off at `now`
     /// (persisted, pushed to the gateways) refuses every such token issued
-    /// until then, and their refresh token families end. Tokens issued
-    /// afterwards are good.
+    /// until then — and every token of a login until then — and their
+    /// refresh token families end. Times are whole seconds: what is issued
+    /// in the second of the cut-off is refused too (fail closed); from the
+    /// next second on, new tokens and logins are good.
     ///
     /// # Errors
     /// [`ControlError`] from the store.
@@ -735,6 +742,16 @@ impl ControlPlane {
         let (families, access) = self.store.revoke_families_of(owner, name, now)?;
         self.revoke_all(&access)?;
         Ok(TokensEnded { cut_off: now, families, access: access.len() })
+    }
+
+    /// Whether a login of `subject` through `client` at `auth_time` was
+    /// ended by a cut-off of either since.
+    pub(crate) fn login_ended(&self, subject: &str, client: &str, auth_time: u64) -> bool {
+        use ward_core::RevocationList as _;
+        let issuer = &self.settings.issuer;
+        [(ward_core::TokenOwner::Subject, subject), (ward_core::TokenOwner::Client, client)]
+            .into_iter()
+            .any(|(owner, name)| self.cut_offs.cut_off_at(issuer, owner, name).is_some_and(|at| auth_time <= at))
     }
 
     /// Whether `claims` (one of this plane's tokens) fall under a cut-off.
@@ -760,37 +777,14 @@ impl ControlPlane {
     /// Sign an OpenID Connect ID token's `claims` (typed `JWT`) with the
     /// RS256 ID-token key (OIDC Core §15.1, Discovery §3).
     pub(crate) fn sign_id_token(&self, claims: &ward_core::Claims, now: u64) -> Option<String> {
-        let claims = self.after_cut_offs(claims);
         let rings = self.ring.read().ok()?;
-        rings.id.signing_key(now).ok()?.signer().sign_typed(&claims, "JWT").ok()
+        rings.id.signing_key(now).ok()?.signer().sign_typed(claims, "JWT").ok()
     }
 
-    /// As [`Self::sign`] with an explicit JWS `typ`. A token is never born
-    /// under a cut-off: one minted in the same second as a cut-off of its
-    /// user or client gets `iat` one second after it (`nbf` stays).
+    /// Sign `claims` with the access-token ring's key and an explicit JWS `typ`.
     pub(crate) fn sign_typed(&self, claims: &ward_core::Claims, now: u64, typ: &str) -> Option<String> {
-        let claims = self.after_cut_offs(claims);
         let rings = self.ring.read().ok()?;
-        rings.access.signing_key(now).ok()?.signer().sign_typed(&claims, typ).ok()
-    }
-
-    fn after_cut_offs<'c>(&self, claims: &'c ward_core::Claims) -> std::borrow::Cow<'c, ward_core::Claims> {
-        use ward_core::RevocationList as _;
-        let latest = [ward_core::TokenOwner::Subject, ward_core::TokenOwner::Client]
-            .into_iter()
-            .filter_map(|owner| {
-                let name = claims.get(owner.claim())?.as_str()?;
-                self.cut_offs.cut_off_at(&self.settings.issuer, owner, name)
-            })
-            .max();
-        match (latest, claims.get("iat").and_then(serde_json::Value::as_u64)) {
-            (Some(at), Some(iat)) if iat <= at => {
-                let mut newer = claims.clone();
-                newer.insert("iat".into(), serde_json::json!(at.saturating_add(1)));
-                std::borrow::Cow::Owned(newer)
-            }
-            _ => std::borrow::Cow::Borrowed(claims),
-        }
+        rings.access.signing_key(now).ok()?.signer().sign_typed(claims, typ).ok()
     }
 
     /// Serve the service registry with `rules` (needs a CA: callers are SVIDs).

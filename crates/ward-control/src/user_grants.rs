@@ -157,6 +157,15 @@ pub(crate) fn authorization_code(
         cp.flows.forget_code(&hash);
         return Err(Refusal { error: e, reason: ReasonCode::TokenRequestRefused, subject: Some(grant.subject) });
     }
+    // A code from a login that a cut-off has since ended (a password change,
+    // `ward token revoke --user`) buys nothing, however long it was held.
+    if cp.login_ended(&grant.subject, client.id.as_str(), grant.auth_time) {
+        return Err(Refusal {
+            error: OAuthError::InvalidGrant("the login behind this code was ended".into()),
+            reason: ReasonCode::TokenRequestRefused,
+            subject: Some(grant.subject),
+        });
+    }
     let r = &grant.request;
     let access = Access { subject: &grant.subject, client, audiences: &r.audiences, scopes: &r.scopes };
     let tokens = user_tokens(cp, &access, grant.auth_time, r.nonce.as_deref(), now)?;

@@ -70,13 +70,17 @@ pub trait RevocationList: Send + Sync + fmt::Debug {
 
 /// Whether `claims` (a verified token of `issuer`) fall under a cut-off of
 /// `list`: issued (`iat`) at or before a cut-off of its subject or of its
-/// client. A token without a numeric `iat` cannot be shown to be newer than
-/// a cut-off, so it falls under any cut-off there is.
+/// client — or descended from a login (`auth_time`) at or before it, so a
+/// token minted later from an old login (a held authorization code, a
+/// session) dies with the rest. A token without a numeric `iat` cannot be
+/// shown to be newer than a cut-off, so it falls under any cut-off there is.
 pub fn is_cut_off(list: &dyn RevocationList, issuer: &str, claims: &Claims) -> bool {
     [TokenOwner::Subject, TokenOwner::Client].into_iter().any(|owner| {
         let Some(Value::String(name)) = claims.get(owner.claim()) else { return false };
-        list.cut_off_at(issuer, owner, name)
-            .is_some_and(|at| claims.get("iat").and_then(Value::as_u64).is_none_or(|iat| iat <= at))
+        list.cut_off_at(issuer, owner, name).is_some_and(|at| {
+            claims.get("iat").and_then(Value::as_u64).is_none_or(|iat| iat <= at)
+                || claims.get("auth_time").and_then(Value::as_u64).is_some_and(|t| t <= at)
+        })
     })
 }
 
@@ -203,6 +207,10 @@ mod tests {
         assert!(is_cut_off(&list, "https://a", &old), "issued at the cut-off");
         assert!(!is_cut_off(&list, "https://a", &new), "issued after it");
         assert!(is_cut_off(&list, "https://a", &no_iat), "no iat: cannot be shown newer");
+        let old_login = claims(serde_json::json!({"sub": "alice", "iat": 500, "auth_time": 90}));
+        assert!(is_cut_off(&list, "https://a", &old_login), "minted later from a login before the cut-off");
+        let new_login = claims(serde_json::json!({"sub": "alice", "iat": 500, "auth_time": 101}));
+        assert!(!is_cut_off(&list, "https://a", &new_login));
         assert!(!is_cut_off(&list, "https://b", &old), "per issuer");
         let bob = claims(serde_json::json!({"sub": "bob", "client_id": "web", "iat": 50}));
         assert!(!is_cut_off(&list, "https://a", &bob), "per subject");

@@ -566,7 +566,15 @@ pub(crate) async fn handle(
             let rp = shared.oidc.as_ref();
             match rp.and_then(|rp| rp.session(&parts.headers, now_secs())) {
                 Some((identity, refreshed)) => {
+                    // Sessions of a user whose tokens were ended since the login end too.
+                    let cut = shared
+                        .revocations
+                        .as_ref()
+                        .is_some_and(|list| ward_core::is_cut_off(&**list, &identity.issuer, &identity.claims));
                     trail.identity = Some(identity);
+                    if cut {
+                        return Ok(shared.reject(&trail, ReasonCode::TokenRevoked));
+                    }
                     session_cookie = refreshed;
                 }
                 None => match rp {

@@ -421,11 +421,18 @@ impl RelyingParty {
 
     fn identity(&self, s: &Session) -> Identity {
         let absolute = i64::try_from(self.settings.session_absolute.as_secs()).unwrap_or(i64::MAX);
+        // A session is as old as its login: `iat` and `auth_time` are kept
+        // (the login time stands in where the ID token's were trimmed), so a
+        // cut-off of the user after the login ends the session.
+        let mut claims = s.claims.clone();
+        for k in ["iat", "auth_time"] {
+            claims.entry(k).or_insert_with(|| serde_json::json!(s.created));
+        }
         Identity {
             principal: Principal::new(s.sub.as_str()),
             issuer: Arc::from(s.iss.as_str()),
             provider: Arc::from("oidc-session"),
-            claims: Arc::new(s.claims.clone()),
+            claims: Arc::new(claims),
             expires_at: s.created.saturating_add(absolute),
         }
     }
