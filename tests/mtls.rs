@@ -543,24 +543,7 @@ async fn denied_serials_and_spiffe_ids_are_refused_on_the_next_handshake() {
     }
 
     // The gateway (same process, same list), STRICT, with the gateway files written by `gateway()`'s helper.
-    common::write_gateway_files(&d, &pki);
-    std::fs::create_dir_all(d.join("policies")).unwrap();
-    std::fs::write(d.join("policies/p.yaml"), POLICIES).unwrap();
-    let (up, _) = common::start_upstream().await;
-    let head = common::gateway_toml("127.0.0.1:0");
-    std::fs::write(
-        d.join("ward.toml"),
-        format!(
-            "{head}[gateway.mtls]\nmode = \"STRICT\"\nbundle_file = \"bundle.pem\"\ntrust_domain = \"{TD}\"\n\
-             [[upstreams]]\nname = \"app\"\nurl = \"http://{up}\"\n\
-             [[routes]]\nname = \"open\"\nprefix = \"/open/\"\nupstream = \"app\"\npublic = true\n"
-        ),
-    )
-    .unwrap();
-    let config = ward_config::load(&d.join("ward.toml")).unwrap();
-    let gateway = ward_gateway::Gateway::bind_with(&config, Some(Arc::clone(&list))).await.unwrap();
-    let port = gateway.local_addr().unwrap().port();
-    let running = gateway.spawn().unwrap();
+    let (running, port, _) = strict_gateway(&d, &pki, &list).await;
     let probe = |who: &'static str| {
         let d = d.clone();
         async move {
@@ -838,6 +821,34 @@ fn serve_with_svid_clients(
     stop
 }
 
+/// A STRICT gateway in `d` (SVIDs of `bundle.pem`, route `/open/` public)
+/// refusing the certificates `list` denies, as `ward up` shares the control
+/// plane's list: the running gateway, its port and its configuration.
+async fn strict_gateway(
+    d: &Path,
+    pki: &ward_pki::LocalPki,
+    list: &std::sync::Arc<dyn ward_core::RevocationList>,
+) -> (ward_gateway::RunningGateway, u16, ward_config::Config) {
+    common::write_gateway_files(d, pki);
+    std::fs::create_dir_all(d.join("policies")).unwrap();
+    std::fs::write(d.join("policies/p.yaml"), POLICIES).unwrap();
+    let (up, _) = common::start_upstream().await;
+    let head = common::gateway_toml("127.0.0.1:0");
+    std::fs::write(
+        d.join("ward.toml"),
+        format!(
+            "{head}[gateway.mtls]\nmode = \"STRICT\"\nbundle_file = \"bundle.pem\"\ntrust_domain = \"{TD}\"\n\
+             [[upstreams]]\nname = \"app\"\nurl = \"http://{up}\"\n\
+             [[routes]]\nname = \"open\"\nprefix = \"/open/\"\nupstream = \"app\"\npublic = true\n"
+        ),
+    )
+    .unwrap();
+    let config = ward_config::load(&d.join("ward.toml")).unwrap();
+    let gateway = ward_gateway::Gateway::bind_with(&config, Some(std::sync::Arc::clone(list))).await.unwrap();
+    let port = gateway.local_addr().unwrap().port();
+    (gateway.spawn().unwrap(), port, config)
+}
+
 /// One request on a new connection made with `config` (which keeps the TLS
 /// sessions it is given, so a second call resumes): how the handshake went
 /// as the client saw it, and the HTTP status, or `None` when the server
@@ -914,24 +925,7 @@ async fn resumed_sessions_are_refused_once_the_svid_is_denied_or_expired() {
     let (issuer, _) = ca_dir.load().unwrap();
     let list: Arc<dyn ward_core::RevocationList> = Arc::new(ward_core::LocalRevocations::new());
     let pki = ward_pki::generate_local_pki("resumption test CA", &["localhost", "127.0.0.1"]).unwrap();
-    common::write_gateway_files(&d, &pki);
-    std::fs::create_dir_all(d.join("policies")).unwrap();
-    std::fs::write(d.join("policies/p.yaml"), POLICIES).unwrap();
-    let (up, _) = common::start_upstream().await;
-    let head = common::gateway_toml("127.0.0.1:0");
-    std::fs::write(
-        d.join("ward.toml"),
-        format!(
-            "{head}[gateway.mtls]\nmode = \"STRICT\"\nbundle_file = \"bundle.pem\"\ntrust_domain = \"{TD}\"\n\
-             [[upstreams]]\nname = \"app\"\nurl = \"http://{up}\"\n\
-             [[routes]]\nname = \"open\"\nprefix = \"/open/\"\nupstream = \"app\"\npublic = true\n"
-        ),
-    )
-    .unwrap();
-    let config = ward_config::load(&d.join("ward.toml")).unwrap();
-    let gateway = ward_gateway::Gateway::bind_with(&config, Some(Arc::clone(&list))).await.unwrap();
-    let gport = gateway.local_addr().unwrap().port();
-    let running = gateway.spawn().unwrap();
+    let (running, gport, config) = strict_gateway(&d, &pki, &list).await;
 
     // The control plane as `ward control` serves it with a CA: PERMISSIVE
     // SVIDs of the trust domain, the same deny-list.
