@@ -72,6 +72,7 @@ fn authenticator(key: VerifyingKey, cache: bool) -> Authenticator {
         max_lifetime: ProviderSettings::DEFAULT_MAX_LIFETIME,
         max_token_bytes: 8192,
         require_at_jwt: false,
+        id_tokens: false,
     };
     let provider = Provider::new(settings, KeyStore::fixed(vec![(Some("k1".into()), key)]));
     Authenticator::new(vec![provider], cache.then(|| TokenCache::new(10_000)))

@@ -96,6 +96,7 @@ pub fn embedded_provider(
             max_lifetime,
             max_token_bytes: 8192,
             require_at_jwt: true,
+            id_tokens: false,
         },
         source: jwks,
         refresh_interval: std::time::Duration::from_secs(30),
@@ -277,7 +278,12 @@ pub async fn start(
             trust_domain: td.clone(),
         });
     }
-    let tls = ward_gateway::ServerTls::with_denylist(&tls_settings, revocations.clone()).map_err(|e| e.to_string())?;
+    // Alone, the control plane still refuses denied certificates at the
+    // handshake and on resumption: its own list, fed by its revocations.
+    let revocations: Arc<dyn ward_core::RevocationList> =
+        revocations.unwrap_or_else(|| Arc::new(ward_core::LocalRevocations::new()));
+    let tls = ward_gateway::ServerTls::with_denylist(&tls_settings, Some(Arc::clone(&revocations)))
+        .map_err(|e| e.to_string())?;
     let BoundControl { listener, addr, issuer } = bound;
     let token = read_secret(&c.admin_token_file)?;
     let settings = ControlSettings {
@@ -312,9 +318,7 @@ pub async fn start(
     if let Some(d) = &detector {
         cp = cp.with_detector(Arc::clone(d));
     }
-    if let Some(list) = revocations {
-        cp = cp.with_revocations(list);
-    }
+    cp = cp.with_revocations(revocations);
     if let Some(td) = &c.trust_domain {
         cp = cp.with_ca(ward_control::ca::CaDir::new(&c.ca_dir, td)).map_err(|e| e.to_string())?;
         let rules = c.registry.iter().map(|r| ward_control::registry::Rule {
@@ -328,6 +332,7 @@ pub async fn start(
     let cp = Arc::new(cp);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let router = ward_control::router(Arc::clone(&cp));
+    tokio::spawn(ward_control::maintain(Arc::clone(&cp), stopped.clone()));
     let task = tokio::spawn(ward_control::serve_guarded(
         listener,
         Arc::clone(&tls.config),

@@ -553,11 +553,29 @@ async fn denied_serials_and_spiffe_ids_are_refused_on_the_next_handshake() {
         }
     };
     assert_eq!((probe("a").await, probe("b").await, probe("other").await), (200, 200, 200));
+    // A client of `a` that keeps its connection open across the denial.
+    let kept = {
+        let chain = std::fs::read_to_string(d.join("a.crt")).unwrap();
+        let key = std::fs::read_to_string(d.join("a.key")).unwrap();
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.cert_pem.as_bytes()).unwrap()])
+            .identity(reqwest::Identity::from_pem(format!("{chain}{key}").as_bytes()).unwrap())
+            .build()
+            .unwrap()
+    };
+    let kept_get = || kept.get(format!("https://localhost:{port}/open/x")).send();
+    assert_eq!(kept_get().await.unwrap().status(), 200);
 
     // One certificate, by serial.
     let (s, _) = call("/admin/certs/revoke", serde_json::json!({"serial": serials[0]})).await;
     assert_eq!(s, 200);
     assert_eq!((probe("a").await, probe("b").await), (0, 200), "only that certificate");
+    let refused = kept_get().await.unwrap();
+    assert_eq!(refused.status(), 401, "the connection kept alive from before is refused too");
+    let id = refused.headers()["x-request-id"].to_str().unwrap().to_owned();
+    running.flush_audit().await.unwrap();
+    let records = common::read_log(&d.join("audit"));
+    assert!(records.iter().any(|r| r["request_id"] == id.as_str() && r["reason"] == "certificate_denied"));
     // A whole workload, by SPIFFE ID: its other SVIDs too, and no new ones.
     let (s, _) = call("/admin/certs/revoke", serde_json::json!({"spiffe_id": CART})).await;
     assert_eq!(s, 200);

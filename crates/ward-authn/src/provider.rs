@@ -42,6 +42,12 @@ pub struct ProviderSettings {
     /// issuer signs is refused (`token_bad_type`). On for Ward's own control
     /// plane; off by default, as many providers type access tokens `JWT`.
     pub require_at_jwt: bool,
+    /// Verify OpenID Connect ID tokens (a relying party's login) rather than
+    /// access tokens. Off everywhere else: a token carrying `at_hash` or
+    /// `c_hash` — claims only ID tokens carry (OIDC Core §3.1.3.6,
+    /// §3.3.2.11), and every ID token Ward issues has `at_hash` — is refused
+    /// as an access token (`token_bad_type`), whatever its `typ`.
+    pub id_tokens: bool,
 }
 
 impl ProviderSettings {
@@ -297,6 +303,9 @@ fn numeric_date(claims: &Claims, name: &str) -> Result<Option<i64>, ReasonCode> 
 
 fn check_claims(provider: &Provider, claims: Claims, now: i64) -> Result<Identity, ReasonCode> {
     let s = &provider.settings;
+    if !s.id_tokens && (claims.contains_key("at_hash") || claims.contains_key("c_hash")) {
+        return Err(ReasonCode::TokenBadType);
+    }
     let leeway = i64::try_from(s.leeway.as_secs()).unwrap_or(i64::MAX);
     match claims.get("iss") {
         Some(Value::String(iss)) if *iss == s.issuer => {}

@@ -26,6 +26,7 @@ fn settings() -> ProviderSettings {
         max_lifetime: ProviderSettings::DEFAULT_MAX_LIFETIME,
         max_token_bytes: 8192,
         require_at_jwt: false,
+        id_tokens: false,
     }
 }
 
@@ -302,4 +303,24 @@ async fn multiple_providers_are_chosen_by_issuer() {
         auth.authenticate(&tb, NOW, |i| i == 0).await.map(|_| ()),
         Err(TokenRejected(ReasonCode::TokenBadIssuer))
     );
+}
+
+/// An ID token (it carries `at_hash` or `c_hash`, claims only ID tokens
+/// have) is never an access token — even typed `JWT`, for the right
+/// audience, on a provider that does not require `at+jwt` — unless the
+/// provider verifies ID tokens (a relying party's login).
+#[tokio::test]
+async fn id_tokens_are_refused_as_access_tokens_whatever_their_type() {
+    let s = signer();
+    let auth = Authenticator::new(vec![Provider::new(settings(), fixed_store(&s))], None);
+    for claim in ["at_hash", "c_hash"] {
+        let id_token = s.sign(&claims(json!({ claim: "x4Q8WCLeCqbEM2Y4hV1Fvg" }))).unwrap();
+        assert_eq!(check(&auth, &id_token).await, Err(ReasonCode::TokenBadType), "{claim}");
+    }
+    let relying_party = Authenticator::new(
+        vec![Provider::new(ProviderSettings { id_tokens: true, ..settings() }, fixed_store(&s))],
+        None,
+    );
+    let id_token = s.sign(&claims(json!({"at_hash": "x4Q8WCLeCqbEM2Y4hV1Fvg"}))).unwrap();
+    assert_eq!(check(&relying_party, &id_token).await, Ok("alice".into()));
 }

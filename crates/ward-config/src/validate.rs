@@ -1074,6 +1074,7 @@ fn provider(p: &raw::RawProvider, base: &Path, here: &[Seg]) -> V<ProviderConfig
             max_lifetime,
             max_token_bytes,
             require_at_jwt: p.require_at_jwt.unwrap_or(false),
+            id_tokens: false,
         },
         jwks_file: p.jwks_file.as_deref().map(|f| resolve(base, f)),
         jwks_url: p.jwks_url.clone(),

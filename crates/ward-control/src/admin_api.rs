@@ -34,11 +34,12 @@ pub(crate) fn admin(
 /// Whether `headers` carry the admin API's bearer token (compared in
 /// constant time).
 pub(crate) fn is_operator(cp: &ControlPlane, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| cp.is_admin(t))
+    // Exactly one Authorization header: with two, which one a proxy in
+    // front checked is anyone's guess.
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (first, second) = (values.next(), values.next());
+    second.is_none()
+        && first.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|t| cp.is_admin(t))
 }
 
 fn client_json(c: &Client) -> Value {
@@ -280,7 +281,7 @@ pub(crate) async fn issue_token(
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };
     let Some(id) = v["client_id"].as_str() else { return bad_request("client_id missing") };
     let Some(audiences) = strings(&v, "audiences") else { return bad_request("audiences must be a list of strings") };
-    let Some(client) = cp.clients.load().get(id).map(|c| Client::clone(c)) else {
+    let Some(client) = cp.client(id).map(|c| Client::clone(&c)) else {
         return bad_request(&format!("no client `{id}`"));
     };
     let request = ward_issuer::grant::TokenRequest { scope: v["scope"].as_str().map(str::to_owned), audiences };

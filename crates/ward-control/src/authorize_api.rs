@@ -27,8 +27,9 @@ use ward_issuer::authorize::{self, AuthorizationRequest, AuthorizeError, CodeGra
 use ward_issuer::opaque;
 use zeroize::Zeroizing;
 
-use crate::flows::{TICKET_TTL, Ticket};
-use crate::http_api::{Event, audit, form, request_id};
+use crate::flows::{Attempt, Source, TICKET_TTL, Ticket};
+use crate::http_api::{Event, Peer, audit, form, request_id};
+use crate::login_guard::Busy;
 use crate::{ControlPlane, now};
 
 /// Where the endpoint lives.
@@ -180,11 +181,19 @@ pub(crate) async fn show(
         Err(e) => return refused(&cp, &ext, &AuthorizeError::NoRedirect(e), None),
     };
     let claimed = params.get("client_id").filter(|c| ward_issuer::ClientId::new(c).is_ok()).cloned();
-    let clients = cp.clients.load();
-    let request = match authorize::check_request(&params, |id| clients.get(id).map(|c| ward_issuer::Client::clone(c))) {
+    let request = match authorize::check_request(&params, |id| cp.client(id).map(|c| ward_issuer::Client::clone(&c))) {
         Ok((_, r)) => r,
         Err(e) => return refused(&cp, &ext, &e, claimed.as_deref()),
     };
+    let ip = ext.get::<Peer>().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0);
+    if let Err(retry) = cp.logins.page(ip) {
+        let id = request_id();
+        let event = Event::new(("GET", PATH), ReasonCode::RateLimited, 429).client(Some(&request.client_id));
+        let _ = audit(&cp, &ext, &id, event);
+        let mut r = error_page(StatusCode::TOO_MANY_REQUESTS, "Too many sign-in pages opened; try again later.", &id);
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
+        return r;
+    }
     let t = now();
     // One binding cookie per browser, reused by its other login pages (and
     // sent again, so it lives as long as the newest page).
@@ -200,14 +209,17 @@ pub(crate) async fn show(
     };
     let redirect_uri = request.redirect_uri.clone();
     let body = login_form(&request, &ticket, "", false);
-    let held = Ticket { request, cookie_hash: opaque::hash(&cookie_value), expires: t + TICKET_TTL, failures: 0 };
-    if !cp.flows.put_ticket(ticket_hash, held, t) {
-        return error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many sign-ins in progress; try again later.",
-            &request_id(),
-        );
+    let client = request.client_id.clone();
+    let held = Ticket { request, cookie_hash: opaque::hash(&cookie_value), expires: t + TICKET_TTL, attempts: 0 };
+    if !cp.flows.put_ticket(ticket_hash, held, Source::of(ip), t) {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, "Try again later.", &request_id());
     }
+    let _ = audit(
+        &cp,
+        &ext,
+        &request_id(),
+        Event::new(("GET", PATH), ReasonCode::LoginPageShown, 200).client(Some(&client)),
+    );
     let mut r = html(StatusCode::OK, body, Some(&redirect_uri));
     let set =
         format!("{COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={TICKET_TTL}", cookie_value.as_str());
@@ -243,26 +255,53 @@ pub(crate) async fn login(
     let ticket_hash = opaque::hash(params.get("ticket").map_or("", String::as_str));
     let cookie_hash = opaque::hash(&cookie(&headers).unwrap_or_default());
     let t = now();
-    let Some(ticket) = cp.flows.ticket(&ticket_hash, &cookie_hash, t) else {
-        return expired(&cp, None, "unknown or expired login ticket, or another browser's cookie");
-    };
-    let request = ticket.request;
-    let client = Some(request.client_id.as_str());
     if params.contains_key("cancel") {
+        let Some(ticket) = cp.flows.ticket(&ticket_hash, &cookie_hash, t) else {
+            return expired(&cp, None, "unknown or expired login ticket, or another browser's cookie");
+        };
+        let request = ticket.request;
         cp.flows.take_ticket(&ticket_hash);
         let e = OAuthError::AccessDenied("the user cancelled".into());
         let _ = audit(
             &cp,
             &ext,
             &request_id(),
-            Event::new(("POST", PATH), ReasonCode::AuthorizationRefused, 303).client(client).error(&e),
+            Event::new(("POST", PATH), ReasonCode::AuthorizationRefused, 303)
+                .client(Some(&request.client_id))
+                .error(&e),
         );
         return redirect_error(&cp, &request.redirect_uri, Some(&request.state), &e);
     }
+    // The slots for the (slow, memory-hungry) check first, then the attempt
+    // is reserved on the page — both before any hashing, so neither parallel
+    // posts nor a flood of logins get more checks than the bounds allow.
+    let ip = ext.get::<Peer>().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0);
+    let permit = match cp.logins.hash(ip) {
+        Ok(p) => p,
+        Err(busy) => {
+            let id = request_id();
+            let status = match busy {
+                Busy::Source => StatusCode::TOO_MANY_REQUESTS,
+                Busy::Everyone => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let _ = audit(&cp, &ext, &id, Event::new(("POST", PATH), ReasonCode::RateLimited, status.as_u16()));
+            let mut r = error_page(status, "Too many sign-ins at once; wait a moment and try again.", &id);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    };
+    let (ticket, last) = match cp.flows.reserve_attempt(&ticket_hash, &cookie_hash, t) {
+        Attempt::Reserved(ticket, last) => (ticket, last),
+        Attempt::Unknown => return expired(&cp, None, "unknown or expired login ticket, or another browser's cookie"),
+        Attempt::Exhausted => return expired(&cp, None, "every attempt of this login ticket is used"),
+    };
+    let request = ticket.request;
+    let client = Some(request.client_id.as_str());
     let username = params.get("username").cloned().unwrap_or_default();
     let password = Zeroizing::new(params.get("password").cloned().unwrap_or_default());
     let (cp2, name) = (Arc::clone(&cp), username.clone());
     let ok = tokio::task::spawn_blocking(move || cp2.check_password(&name, &password)).await.unwrap_or(false);
+    drop(permit);
     // A blocked user gets the page a wrong password gets, after the same
     // work, whatever the password: the block protects the account.
     let blocked = cp.principal_blocked(&username);
@@ -273,7 +312,8 @@ pub(crate) async fn login(
         let event = Event::new(("POST", PATH), reason, 401).client(client).error(&e).principal(Some(&username));
         let _ = audit(&cp, &ext, &id, event);
         tracing::info!(request_id = %id, "login failed");
-        if !cp.flows.fail_ticket(&ticket_hash) {
+        if last {
+            cp.flows.take_ticket(&ticket_hash);
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "Too many failed attempts. Go back to the application and start again.",

@@ -72,6 +72,7 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))
         .route("/admin/tokens/revoke", post(admin_api::revoke_token))
         .layer(DefaultBodyLimit::max(MAX_FORM))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), refuse_denied_certificates))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::detect_api::refuse_blocked))
         .with_state(state)
 }
@@ -147,6 +148,8 @@ pub async fn serve_guarded(
                 leaf.map(|l| ward_pki::verify::x5t_s256(l)),
                 leaf.and_then(|l| ward_pki::verify::serial_of(l).ok()),
                 leaf.and_then(|l| ward_pki::verify::spki_of(l).ok()),
+                // Unreadable validity counts as expired (fail closed).
+                leaf.map(|l| ward_pki::verify::validity_of(l).map_or(i64::MIN, |(_, not_after)| not_after)),
             );
             let router = router.layer(axum::Extension(Peer(peer.ip()))).layer(axum::Extension(svid));
             let service = hyper_util::service::TowerToHyperService::new(router);
@@ -167,7 +170,57 @@ pub(crate) struct PeerSvid(
     pub Option<String>,
     /// Its public key (SubjectPublicKeyInfo, base64), for registry entries.
     pub Option<String>,
+    /// Its `notAfter` (seconds since the epoch).
+    pub Option<i64>,
 );
+
+impl PeerSvid {
+    /// Why the connection's certificate may no longer be used, if it may
+    /// not: denied by serial or by SPIFFE ID, or expired — judged on every
+    /// request, so a keep-alive connection opened before the denial (or
+    /// the expiry) gets no further than a new one.
+    pub(crate) fn refusal(&self, cp: &ControlPlane, now: u64) -> Option<&'static str> {
+        let denied = |ns: &str, v: &Option<String>| v.as_deref().is_some_and(|v| cp.is_certificate_denied(ns, v, now));
+        if denied(ward_core::X509_SERIAL, &self.2) {
+            return Some("certificate denied by serial");
+        }
+        if self.0.as_ref().is_some_and(|id| cp.is_certificate_denied(ward_core::SPIFFE_ID, id.as_str(), now)) {
+            return Some("certificate denied by SPIFFE ID");
+        }
+        if self.4.is_some_and(|not_after| i64::try_from(now).unwrap_or(i64::MAX) > not_after) {
+            return Some("certificate expired");
+        }
+        None
+    }
+}
+
+/// Refuse every request on a connection whose client certificate is
+/// denied or expired now (401, connection closed): the one denial check
+/// every mTLS-authenticated path (registry, SVID renewal, certificate-bound
+/// tokens) stands behind, in `ward up` and `ward control` alike.
+pub(crate) async fn refuse_denied_certificates(
+    State(cp): State<Arc<ControlPlane>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let why = request.extensions().get::<PeerSvid>().and_then(|p| p.refusal(&cp, crate::now()));
+    if let Some(why) = why {
+        let id = request_id();
+        let (method, path) = (request.method().as_str().to_owned(), request.uri().path().to_owned());
+        let peer = request.extensions().get::<PeerSvid>().and_then(|p| p.0.as_ref()).map(|s| s.as_str().to_owned());
+        let event = Event::new((&method, &path), ward_core::ReasonCode::CertificateDenied, 401);
+        let event = match &peer {
+            Some(p) => event.peer(p),
+            None => event,
+        };
+        let _ = audit(&cp, request.extensions(), &id, event);
+        tracing::info!(request_id = %id, reason = why, "request on a connection with a refused client certificate");
+        let mut r = json_response(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "request_id": id}));
+        r.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        return r;
+    }
+    next.run(request).await
+}
 
 /// The TCP peer of a connection (for the audit record's address HMAC).
 #[derive(Debug, Clone, Copy)]
@@ -334,8 +387,21 @@ fn observe(cp: &ControlPlane, ext: &axum::http::Extensions, e: &Event<'_>) {
         // The caller holds the admin token, which names nobody: it is known by its address.
         d.observe(&event.privileged(Privileged::AdminUse));
     }
-    // The event's principal is whom it is about (a user, a client, a grantee).
-    let mut event = event.principal(e.principal.or(e.client_id));
+    // The event's principal is whom it is about (a user, a client, a
+    // grantee), in this issuer's namespace. A failure names it only if that
+    // user or client exists: a name anyone can type must not be counted
+    // (or blocked) on someone's behalf.
+    let about = match e.reason {
+        ward_core::ReasonCode::LoginFailed => e.principal.filter(|name| cp.store.user(name).ok().flatten().is_some()),
+        ward_core::ReasonCode::ClientAuthenticationFailed => e.client_id.filter(|id| cp.client(id).is_some()),
+        _ => e.principal.or(e.client_id),
+    };
+    let tried = match e.reason {
+        ward_core::ReasonCode::LoginFailed => e.principal,
+        ward_core::ReasonCode::ClientAuthenticationFailed => e.client_id,
+        _ => None,
+    };
+    let mut event = event.principal(about).claimed(tried).issuer(Some(&cp.settings.issuer));
     if let Some(roles) = e.granted {
         event = event.privileged(Privileged::RoleGrant(roles));
     } else if let Some(roles) = e.acts_for {
@@ -390,8 +456,7 @@ fn oauth_error_with(e: &OAuthError, basic_used: bool, id: &str) -> Response {
 
 /// OpenID Connect discovery and RFC 8414 metadata (one document).
 async fn discovery(State(cp): State<Arc<ControlPlane>>) -> Response {
-    let clients = cp.clients.load();
-    let scopes: Vec<String> = clients.values().flat_map(|c| c.scopes.iter().cloned()).collect();
+    let scopes: Vec<String> = cp.clients().into_iter().flat_map(|c| c.scopes.into_iter()).collect();
     let alg = cp.settings.key_alg.as_str();
     json_response(StatusCode::OK, &ward_issuer::discovery::document(&cp.settings.issuer, alg, &scopes))
 }
@@ -503,17 +568,15 @@ fn authenticate(
         (None, None) => {
             // `none` (RFC 6749 §2.1, OAuth 2.0 for native apps): only a
             // registered public client is known by its id alone.
-            let clients = cp.clients.load();
-            let public = params.get("client_id").and_then(|i| clients.get(i)).filter(|c| c.is_public());
+            let public = params.get("client_id").and_then(|i| cp.client(i)).filter(|c| c.is_public());
             return match public {
-                Some(c) => (Ok(Arc::clone(c)), false),
+                Some(c) => (Ok(c), false),
                 None => (Err(OAuthError::InvalidClient("no client authentication".into())), false),
             };
         }
     };
-    let clients = cp.clients.load();
-    let result = match clients.get(&id) {
-        Some(c) => c.authenticate(&secret).map(|()| Arc::clone(c)),
+    let result = match cp.client(&id) {
+        Some(c) => c.authenticate(&secret).map(|()| c),
         None => {
             // Same work and the same answer as a wrong secret.
             let _ = ward_issuer::clients::ClientSecret::generate();
@@ -607,19 +670,23 @@ fn private_key_jwt(cp: &ControlPlane, params: &HashMap<String, String>) -> Resul
     if params.get("client_id").is_some_and(|c| *c != sub) {
         return Err(OAuthError::InvalidRequest("client_id differs from the assertion's subject".into()));
     }
-    let client = cp
-        .clients
-        .load()
-        .get(&sub)
-        .cloned()
-        .ok_or_else(|| OAuthError::InvalidClient(format!("unknown client `{sub}`")))?;
+    let client = cp.client(&sub).ok_or_else(|| OAuthError::InvalidClient(format!("unknown client `{sub}`")))?;
     let endpoint = format!("{}/oauth2/token", cp.settings.issuer);
     let t = now();
     // At most an hour ahead: Authlib and others default to 3600 s; the jti stays
     // in the replay set until the assertion expires.
     let verified = ward_issuer::assertion::verify(&client, assertion, &[&endpoint, &cp.settings.issuer], t, 3600)?;
-    if !cp.first_use(&sub, &verified.jti, verified.exp, t) {
-        return Err(OAuthError::InvalidClient(format!("client {sub}: assertion {} replayed", verified.jti)));
+    match cp.first_use(&sub, &verified.jti, verified.exp, t) {
+        crate::replay::Seen::First => {}
+        crate::replay::Seen::Replayed => {
+            return Err(OAuthError::InvalidClient(format!("client {sub}: assertion {} replayed", verified.jti)));
+        }
+        crate::replay::Seen::Full => {
+            return Err(OAuthError::InvalidClient(format!(
+                "client {sub}: {} live assertions held; use shorter-lived ones",
+                crate::replay::PER_CLIENT
+            )));
+        }
     }
     Ok(client)
 }
@@ -859,7 +926,10 @@ pub(crate) fn introspection(cp: &ControlPlane, token: &str, asker: Option<&str>,
     const INACTIVE: &[u8] = br#"{"active":false}"#;
     if token.starts_with(ward_issuer::opaque::REFRESH_PREFIX) {
         return match cp.refresh_token(token, now) {
-            Ok(Some((grant, true))) if asker.is_none_or(|a| a == grant.client_id) => {
+            Ok(Some((grant, true)))
+                if asker.is_none_or(|a| a == grant.client_id)
+                    && !cp.login_ended(&grant.subject, &grant.client_id, grant.auth_time) =>
+            {
                 bytes::Bytes::from(refresh_answer(&cp.settings.issuer, &grant).to_string())
             }
             _ => bytes::Bytes::from_static(INACTIVE),

@@ -20,8 +20,10 @@ pub mod ca;
 mod detect_api;
 pub mod flows;
 mod http_api;
+pub mod login_guard;
 pub mod registry;
 mod registry_api;
+pub mod replay;
 pub mod store;
 mod user_grants;
 
@@ -136,38 +138,47 @@ pub struct ControlPlane {
     settings: ControlSettings,
     issuer: IssuerSettings,
     store: Store,
-    clients: ArcSwap<HashMap<String, Arc<Client>>>,
+    /// Registered clients by id. Read on every client authentication;
+    /// written (under `client_writes`) by an insert or a removal in place.
+    clients: RwLock<HashMap<String, Arc<Client>>>,
+    /// Held across a client's store write and its map update, so that a
+    /// create and a delete of one id cannot interleave (a deleted client
+    /// coming back in memory, or a duplicate id passing the check).
+    client_writes: std::sync::Mutex<()>,
     ring: RwLock<Rings>,
     /// The published keys, parsed for verification (introspection, revocation).
     verifiers: ArcSwap<Vec<(Option<String>, VerifyingKey)>>,
-    revoked: ArcSwap<HashMap<String, u64>>,
     /// SHA-256 of the admin API's bearer token (no admin API without one).
     admin_token: Option<[u8; 32]>,
     /// Tokens whose signature was already verified: SHA-256 of the token →
     /// its claims (bounded; expiry and revocation are still checked on every use).
     verified: std::sync::Mutex<HashMap<[u8; 32], Arc<Verified>>>,
     /// Client assertion ids seen while they are valid (replay protection).
-    assertions: std::sync::Mutex<HashMap<String, u64>>,
+    assertions: replay::ReplaySet,
     /// Gateways' revocation list, told about every revocation.
     revocations: Option<Arc<dyn ward_core::RevocationList>>,
     /// Where token-service events go, and the key client addresses are hashed with.
     audit: Option<(Arc<dyn AuditSink>, ward_crypto::KeyedHasher)>,
     /// Login tickets and authorization codes in flight.
     flows: flows::Flows,
+    /// Login pages per source and password checks in flight.
+    logins: login_guard::LoginGuard,
     /// The trust domain's CA directory, if configured.
     ca_dir: Option<ca::CaDir>,
     /// Its intermediate, ready to sign, and the trust bundle.
     ca: arc_swap::ArcSwapOption<LoadedCa>,
     /// The service registry.
     registry: registry::Registry,
-    /// Denied certificates: (namespace, serial or SPIFFE ID) → until.
-    denied_certs: ArcSwap<HashMap<(String, String), u64>>,
     /// Threat detection: fed every event, enforced at accept, login and
     /// client authentication; serves decisions to bouncers.
     detector: Option<Arc<ward_detect::Detector>>,
-    /// Cut-offs of users and clients, as the gateways hold them (this
-    /// plane's own tokens only), checked by introspection and exchange.
-    cut_offs: ward_core::LocalRevocations,
+    /// What this plane revoked, as the gateways hold it: its tokens' ids
+    /// (under its issuer), denied certificates (under
+    /// [`ward_core::X509_SERIAL`] and [`ward_core::SPIFFE_ID`]) and the
+    /// cut-offs of its users and clients. One list, written in place under
+    /// its lock (parallel revocations never lose one another), swept of
+    /// what has expired as it grows and by [`Self::maintain`].
+    local: ward_core::LocalRevocations,
 }
 
 /// What revoking a refresh token did.
@@ -205,6 +216,29 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// How long past the longest token lifetime a cut-off is kept (the
 /// verifiers' clock leeway).
 const CUT_OFF_MARGIN: u64 = 120;
+
+/// How often [`maintain`] sweeps.
+pub const MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sweep `cp` every [`MAINTENANCE_INTERVAL`] (see [`ControlPlane::sweep`])
+/// until `stop` turns true.
+pub async fn maintain(cp: Arc<ControlPlane>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let cp = Arc::clone(&cp);
+        match tokio::task::spawn_blocking(move || cp.sweep(now())).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "control plane swept"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "control plane sweep failed; retrying at the next one"),
+            Err(e) => tracing::warn!(error = %e, "control plane sweep did not finish"),
+        }
+    }
+}
 
 /// The CA as the control plane holds it.
 #[derive(Debug)]
@@ -293,13 +327,17 @@ impl ControlPlane {
             store.clients()?.into_iter().map(|c| (c.id.as_str().to_owned(), Arc::new(c))).collect();
         let t = now();
         let ring = Rings::load(&store, store.keys()?, settings.key_alg, t)?;
-        let revoked: HashMap<String, u64> = store.revoked(t)?.into_iter().collect();
+        use ward_core::RevocationList as _;
         store.purge_refresh(t)?;
-        let denied_certs: HashMap<(String, String), u64> =
-            store.revoked_certs(t)?.into_iter().map(|(ns, v, until)| ((ns, v), until)).collect();
-        let cut_offs = ward_core::LocalRevocations::new();
+        let local = ward_core::LocalRevocations::new();
+        for (jti, exp) in store.revoked(t)? {
+            local.revoke(&settings.issuer, &jti, exp);
+        }
+        for (namespace, value, until) in store.revoked_certs(t)? {
+            local.revoke(&namespace, &value, until);
+        }
         for (owner, name, at, until) in store.cut_offs(t)? {
-            ward_core::RevocationList::cut_off(&cut_offs, &settings.issuer, owner, &name, at, until);
+            local.cut_off(&settings.issuer, owner, &name, at, until);
         }
         let issuer = IssuerSettings { issuer: settings.issuer.clone(), max_ttl: settings.max_ttl };
         let parsed = verifiers(&ring, t, settings.max_ttl);
@@ -308,21 +346,21 @@ impl ControlPlane {
             settings,
             issuer,
             store,
-            clients: ArcSwap::from_pointee(clients),
+            clients: RwLock::new(clients),
+            client_writes: std::sync::Mutex::new(()),
             ring: RwLock::new(ring),
-            revoked: ArcSwap::from_pointee(revoked),
             admin_token: None,
             verified: std::sync::Mutex::new(HashMap::new()),
-            assertions: std::sync::Mutex::new(HashMap::new()),
+            assertions: replay::ReplaySet::default(),
             revocations: None,
             audit: None,
             flows: flows::Flows::default(),
+            logins: login_guard::LoginGuard::default(),
             ca_dir: None,
             ca: arc_swap::ArcSwapOption::empty(),
-            denied_certs: ArcSwap::from_pointee(denied_certs),
             registry: registry::Registry::default(),
             detector: None,
-            cut_offs,
+            local,
         })
     }
 
@@ -341,9 +379,10 @@ impl ControlPlane {
         self.detector.as_ref()
     }
 
-    /// Whether `principal` (a user or client id) is blocked now.
+    /// Whether `principal` (one of this plane's users or clients) is blocked
+    /// now: by name, or in this issuer's namespace.
     pub(crate) fn principal_blocked(&self, principal: &str) -> bool {
-        self.detector.as_ref().is_some_and(|d| d.principal_blocked(principal))
+        self.detector.as_ref().is_some_and(|d| d.principal_blocked_in(&self.settings.issuer, principal))
     }
 
     /// Record token-service events (issued, refused, failed client
@@ -361,15 +400,12 @@ impl ControlPlane {
     /// shared store when scaled out.
     #[must_use]
     pub fn with_revocations(mut self, list: Arc<dyn ward_core::RevocationList>) -> Self {
-        for (jti, exp) in self.revoked.load().iter() {
-            list.revoke(&self.settings.issuer, jti, *exp);
-        }
-        for ((namespace, value), until) in self.denied_certs.load().iter() {
-            list.revoke(namespace, value, *until);
+        for (namespace, id, until) in self.local.revoked_entries() {
+            list.revoke(&namespace, &id, until);
         }
         let issuer = self.settings.issuer.as_str();
         for owner in [ward_core::TokenOwner::Subject, ward_core::TokenOwner::Client] {
-            for (name, at, until) in self.cut_offs.cut_offs_of(issuer, owner) {
+            for (name, at, until) in self.local.cut_offs_of(issuer, owner) {
                 list.cut_off(issuer, owner, &name, at, until);
             }
         }
@@ -420,7 +456,10 @@ impl ControlPlane {
     /// Registered clients (no secrets: those are only ever stored hashed).
     #[must_use]
     pub fn clients(&self) -> Vec<Client> {
-        let mut v: Vec<Client> = self.clients.load().values().map(|c| Client::clone(c)).collect();
+        let mut v: Vec<Client> = self
+            .clients
+            .read()
+            .map_or_else(|_| Vec::new(), |clients| clients.values().map(|c| Client::clone(c)).collect());
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -464,9 +503,6 @@ impl ControlPlane {
 
     fn create(&self, spec: &ClientSpec, public: bool) -> Result<Option<ClientSecret>, ControlError> {
         let id = ClientId::new(&spec.id).map_err(|e| ControlError::Invalid(e.detail().to_owned()))?;
-        if self.clients.load().contains_key(id.as_str()) {
-            return Err(ControlError::Invalid(format!("client `{id}` exists")));
-        }
         check_roles(&spec.roles)?;
         for uri in &spec.redirect_uris {
             ward_issuer::pkce::check_registered_redirect(uri)
@@ -505,28 +541,19 @@ impl ControlPlane {
             redirect_uris: spec.redirect_uris.clone(),
             roles: spec.roles.clone(),
         };
+        let _writing = self.client_writes.lock().map_err(|_| ControlError::Invalid("client lock poisoned".into()))?;
+        if self.client(client.id.as_str()).is_some() {
+            return Err(ControlError::Invalid(format!("client `{}` exists", client.id)));
+        }
         self.store.put_client(&client)?;
-        let mut next = HashMap::clone(&self.clients.load());
-        next.insert(client.id.as_str().to_owned(), Arc::new(client));
-        self.clients.store(Arc::new(next));
+        let mut clients = self.clients.write().map_err(|_| ControlError::Invalid("client lock poisoned".into()))?;
+        clients.insert(client.id.as_str().to_owned(), Arc::new(client));
         Ok(secret)
     }
 
-    /// Remember a client assertion's `jti` until it expires; false if it
-    /// was already used (a replay).
-    pub(crate) fn first_use(&self, client: &str, jti: &str, exp: u64, now: u64) -> bool {
-        let Ok(mut seen) = self.assertions.lock() else { return false };
-        if seen.len() > 100_000 {
-            seen.retain(|_, e| *e > now);
-        }
-        let key = format!("{client}\n{jti}");
-        match seen.get(&key) {
-            Some(e) if *e > now => false,
-            _ => {
-                seen.insert(key, exp);
-                true
-            }
-        }
+    /// Remember a client assertion's `jti` until it expires.
+    pub(crate) fn first_use(&self, client: &str, jti: &str, exp: u64, now: u64) -> replay::Seen {
+        self.assertions.remember(client, jti, exp, now)
     }
 
     /// Remove a client; whether it existed.
@@ -534,10 +561,13 @@ impl ControlPlane {
     /// # Errors
     /// [`ControlError`] from the store.
     pub fn delete_client(&self, id: &str) -> Result<bool, ControlError> {
-        let existed = self.store.delete_client(id)?;
-        let mut next = HashMap::clone(&self.clients.load());
-        next.remove(id);
-        self.clients.store(Arc::new(next));
+        let existed = {
+            let _writing =
+                self.client_writes.lock().map_err(|_| ControlError::Invalid("client lock poisoned".into()))?;
+            let existed = self.store.delete_client(id)?;
+            self.clients.write().map_err(|_| ControlError::Invalid("client lock poisoned".into()))?.remove(id);
+            existed
+        };
         if existed {
             // Whatever it was issued (its own tokens and its users' families) ends with it.
             self.end_tokens_of(ward_core::TokenOwner::Client, id, now())?;
@@ -615,7 +645,8 @@ impl ControlPlane {
     /// Registered client ids.
     #[must_use]
     pub fn client_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.clients.load().keys().cloned().collect();
+        let mut ids: Vec<String> =
+            self.clients.read().map_or_else(|_| Vec::new(), |clients| clients.keys().cloned().collect());
         ids.sort();
         ids
     }
@@ -652,13 +683,12 @@ impl ControlPlane {
     /// # Errors
     /// [`ControlError`] from the store.
     pub fn revoke(&self, jti: &str, exp: u64) -> Result<(), ControlError> {
+        use ward_core::RevocationList as _;
         self.store.revoke(jti, exp)?;
         if let Some(list) = &self.revocations {
             list.revoke(&self.settings.issuer, jti, exp);
         }
-        let mut next = HashMap::clone(&self.revoked.load());
-        next.insert(jti.to_owned(), exp);
-        self.revoked.store(Arc::new(next));
+        self.local.revoke(&self.settings.issuer, jti, exp);
         Ok(())
     }
 
@@ -733,9 +763,12 @@ impl ControlPlane {
         now: u64,
     ) -> Result<TokensEnded, ControlError> {
         use ward_core::RevocationList as _;
-        let until = now.saturating_add(self.settings.max_ttl).saturating_add(CUT_OFF_MARGIN);
+        // Kept as long as anything it ends can live: access tokens, and
+        // refresh families (and the gateways' sessions riding on them).
+        let longest = self.settings.max_ttl.max(self.settings.refresh_ttl).max(self.settings.code_ttl);
+        let until = now.saturating_add(longest).saturating_add(CUT_OFF_MARGIN);
         self.store.put_cut_off(owner, name, now, until)?;
-        self.cut_offs.cut_off(&self.settings.issuer, owner, name, now, until);
+        self.local.cut_off(&self.settings.issuer, owner, name, now, until);
         if let Some(list) = &self.revocations {
             list.cut_off(&self.settings.issuer, owner, name, now, until);
         }
@@ -751,12 +784,12 @@ impl ControlPlane {
         let issuer = &self.settings.issuer;
         [(ward_core::TokenOwner::Subject, subject), (ward_core::TokenOwner::Client, client)]
             .into_iter()
-            .any(|(owner, name)| self.cut_offs.cut_off_at(issuer, owner, name).is_some_and(|at| auth_time <= at))
+            .any(|(owner, name)| self.local.cut_off_at(issuer, owner, name).is_some_and(|at| auth_time <= at))
     }
 
     /// Whether `claims` (one of this plane's tokens) fall under a cut-off.
     pub(crate) fn is_cut_off(&self, claims: &ward_core::Claims) -> bool {
-        ward_core::is_cut_off(&self.cut_offs, &self.settings.issuer, claims)
+        ward_core::is_cut_off(&self.local, &self.settings.issuer, claims)
     }
 
     /// The JWK set verifiers need at `now` (published keys, including those
@@ -806,25 +839,50 @@ impl ControlPlane {
         if namespace != ward_core::X509_SERIAL && namespace != ward_core::SPIFFE_ID {
             return Err(ControlError::Invalid(format!("unknown certificate namespace `{namespace}`")));
         }
+        use ward_core::RevocationList as _;
         self.store.revoke_cert(namespace, value, until)?;
         if let Some(list) = &self.revocations {
             list.revoke(namespace, value, until);
         }
-        let mut next = HashMap::clone(&self.denied_certs.load());
-        next.insert((namespace.to_owned(), value.to_owned()), until);
-        self.denied_certs.store(Arc::new(next));
+        self.local.revoke(namespace, value, until);
         Ok(())
     }
 
     /// Whether certificates of `namespace` `value` are denied at `now`.
     #[must_use]
     pub fn is_certificate_denied(&self, namespace: &str, value: &str, now: u64) -> bool {
-        self.denied_certs.load().get(&(namespace.to_owned(), value.to_owned())).is_some_and(|until| *until > now)
+        self.local.revoked_until(namespace, value).is_some_and(|until| until > now)
+    }
+
+    /// Sweep what has ended by `now` from memory (revocations, denials and
+    /// cut-offs, client-assertion ids, login tickets and codes) and from the
+    /// store. Blocking (the store): run it off the async runtime — [`maintain`]
+    /// does, every [`MAINTENANCE_INTERVAL`].
+    ///
+    /// # Errors
+    /// [`ControlError`] from the store (memory is swept regardless).
+    pub fn sweep(&self, now: u64) -> Result<usize, ControlError> {
+        self.local.prune(now);
+        self.assertions.expire(now);
+        self.flows.expire(now);
+        Ok(self.store.purge(now)?)
+    }
+
+    /// Login tickets held now (pages waiting for their user).
+    #[must_use]
+    pub fn login_tickets(&self) -> usize {
+        self.flows.tickets()
     }
 
     /// Whether `jti` is revoked.
     #[must_use]
     pub fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked.load().contains_key(jti)
+        ward_core::RevocationList::is_revoked(&self.local, &self.settings.issuer, jti)
+    }
+
+    /// The registered client `id`.
+    pub(crate) fn client(&self, id: &str) -> Option<Arc<Client>> {
+        // A poisoned lock knows no client (fail closed).
+        self.clients.read().ok()?.get(id).cloned()
     }
 }

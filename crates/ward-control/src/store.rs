@@ -12,7 +12,7 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use ward_core::TokenOwner;
 use ward_issuer::clients::{Client, ClientId, GrantType};
@@ -661,6 +661,39 @@ impl Store {
         }
         txn.commit().map_err(err)?;
         Ok(live)
+    }
+
+    /// Delete everything that has ended by `now`: revoked token ids and
+    /// denied certificates past their time, cut-offs no token can fall
+    /// under any more, unused join tokens that expired, and ended refresh
+    /// token families. How many entries went.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn purge(&self, now: u64) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write().map_err(err)?;
+        let mut removed = 0;
+        {
+            for table in [REVOKED, REVOKED_CERTS] {
+                let mut t = txn.open_table(table).map_err(err)?;
+                let before = t.len().map_err(err)?;
+                t.retain(|_, until| until > now).map_err(err)?;
+                removed += before - t.len().map_err(err)?;
+            }
+            let mut t = txn.open_table(CUT_OFFS).map_err(err)?;
+            let before = t.len().map_err(err)?;
+            t.retain(|_, (_, until)| until > now).map_err(err)?;
+            removed += before - t.len().map_err(err)?;
+            let mut t = txn.open_table(JOIN_TOKENS).map_err(err)?;
+            let before = t.len().map_err(err)?;
+            // An unreadable expiry is dropped too: it could never be redeemed.
+            t.retain(|_, v| v.split_once('\n').and_then(|(e, _)| e.parse::<u64>().ok()).is_some_and(|e| e > now))
+                .map_err(err)?;
+            removed += before - t.len().map_err(err)?;
+        }
+        txn.commit().map_err(err)?;
+        let removed = usize::try_from(removed).unwrap_or(usize::MAX);
+        Ok(removed.saturating_add(self.purge_refresh(now)?))
     }
 
     /// Delete ended families and their refresh tokens; how many tokens went.

@@ -80,6 +80,12 @@ fn user_tokens(
     let id_token = if access.scopes.contains(OPENID) {
         let id_jti = new_jti().ok_or_else(|| unavailable("no randomness"))?;
         let mut claims = authorize::id_token_claims(&cp.issuer, client, subject, auth_time, nonce, now, &id_jti);
+        // OIDC Core §3.1.3.6: the left half of the access token's SHA-256
+        // (RS256). It also marks the token as an ID token for every gateway,
+        // which refuses one as an access token whatever its audience.
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes());
+        let half = digest.as_ref().get(..16).unwrap_or_default();
+        claims.insert("at_hash".into(), json!(URL_SAFE_NO_PAD.encode(half)));
         if !roles.is_empty() {
             claims.insert("roles".into(), json!(roles));
         }
@@ -188,6 +194,19 @@ pub(crate) fn authorization_code(
             access: access_of(&tokens),
         };
         cp.store.start_family(&new).map_err(|_| unavailable("store"))?;
+        // A cut-off made while this redemption ran found no family to end:
+        // look again now that it exists (a cut-off's in-memory entry is set
+        // before it ends the stored families, so one of the two sees it).
+        if cp.login_ended(&grant.subject, client.id.as_str(), grant.auth_time) {
+            if let Ok(access) = cp.store.revoke_family(&fid, now) {
+                let _ = cp.revoke_all(&access);
+            }
+            return Err(Refusal {
+                error: OAuthError::InvalidGrant("the login behind this code was ended".into()),
+                reason: ReasonCode::TokenRequestRefused,
+                subject: Some(grant.subject),
+            });
+        }
         refresh_token = Some(token);
         family = Some(fid);
     }
@@ -219,6 +238,11 @@ pub(crate) fn refresh_token(
     let outcome = cp
         .store
         .use_refresh(&opaque::hash(presented), now, |g| {
+            // A family whose login a cut-off ended refreshes nothing, even
+            // one started while the cut-off was being made.
+            if cp.login_ended(&g.subject, &g.client_id, g.auth_time) {
+                return Err(OAuthError::InvalidGrant("the login behind this refresh token was ended".into()));
+            }
             let scopes = refresh::check(g, client, scope, now)?;
             let access = Access { subject: &g.subject, client, audiences: &g.audiences, scopes: &scopes };
             let tokens = user_tokens(cp, &access, g.auth_time, None, now).map_err(|r| r.error)?;

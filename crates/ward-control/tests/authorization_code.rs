@@ -236,6 +236,7 @@ async fn code_flow_with_pkce_id_token_and_refresh_rotation() {
     assert_eq!(
         seen,
         [
+            ("login", "login_page_shown", None, false),
             ("login", "login_failed", Some("access_denied"), true),
             ("login", "login_failed", Some("access_denied"), true),
             ("login", "login_succeeded", None, true),
@@ -247,9 +248,9 @@ async fn code_flow_with_pkce_id_token_and_refresh_rotation() {
             ("token", "token_request_refused", Some("invalid_grant"), false),
         ]
     );
-    let alice = records[2]["principal_hmac"].as_str().unwrap();
-    assert_eq!(records[0]["principal_hmac"], alice, "failed logins name the principal (as an HMAC) for detection");
-    assert_ne!(records[1]["principal_hmac"], alice);
+    let alice = records[3]["principal_hmac"].as_str().unwrap();
+    assert_eq!(records[1]["principal_hmac"], alice, "failed logins name the principal (as an HMAC) for detection");
+    assert_ne!(records[2]["principal_hmac"], alice);
     assert!(!records.iter().any(|x| x.to_string().contains(PASSWORD) || x.to_string().contains(&r1)));
 }
 

@@ -146,6 +146,11 @@ pub enum ReasonCode {
     BlockRemoved,
     /// A block reached its end.
     BlockExpired,
+    /// The token service showed a login page (a login ticket was made).
+    LoginPageShown,
+    /// A client certificate that was denied (by serial or SPIFFE ID) or has
+    /// expired was refused on a connection that had already been accepted.
+    CertificateDenied,
 }
 
 impl ReasonCode {
@@ -214,11 +219,13 @@ impl ReasonCode {
             Self::BlockAdded => "block_added",
             Self::BlockRemoved => "block_removed",
             Self::BlockExpired => "block_expired",
+            Self::LoginPageShown => "login_page_shown",
+            Self::CertificateDenied => "certificate_denied",
         }
     }
 
     /// Every reason code, in declaration order (`ALL[r.index()] == r`).
-    pub const ALL: [Self; 61] = [
+    pub const ALL: [Self; 63] = [
         Self::AllowedByPolicy,
         Self::DefaultAllow,
         Self::TokenMissing,
@@ -280,6 +287,8 @@ impl ReasonCode {
         Self::BlockAdded,
         Self::BlockRemoved,
         Self::BlockExpired,
+        Self::LoginPageShown,
+        Self::CertificateDenied,
     ];
 
     /// The code's position in [`Self::ALL`] (below 128: detectors keep
@@ -319,6 +328,7 @@ impl ReasonCode {
                 | Self::LoginFailed
                 | Self::TokenBindingMismatch
                 | Self::PeerCertificateRequired
+                | Self::CertificateDenied
         )
     }
 }

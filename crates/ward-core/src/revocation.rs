@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -87,9 +88,20 @@ pub fn is_cut_off(list: &dyn RevocationList, issuer: &str, claims: &Claims) -> b
 /// Names → (cut-off, kept until), of one issuer and one [`TokenOwner`].
 type CutOffs = HashMap<String, (u64, u64)>;
 
+/// Writes between two prunes at least (a small list is not swept on
+/// every write).
+const PRUNE_EVERY: usize = 1024;
+
 /// The in-process list: per issuer (or certificate namespace), the revoked
 /// ids and until when. Looked up by `&str` on every request, without
 /// allocating.
+///
+/// Every write is one insert under the write lock — never a copy of the
+/// list, so parallel writers cannot lose each other's entries — and entries
+/// past their time are swept as the list grows: a sweep comes after as many
+/// writes as there were live entries at the last one, so its cost spreads
+/// over the writes (amortised O(1)) and the list holds at most about twice
+/// its live entries. [`Self::prune`] sweeps on demand (a periodic task).
 #[derive(Debug, Default)]
 pub struct LocalRevocations {
     revoked: RwLock<HashMap<String, HashMap<String, u64>>>,
@@ -98,6 +110,14 @@ pub struct LocalRevocations {
     /// Whether any cut-off was ever made: until then a lookup reads one
     /// atomic, so the request path pays nothing for the feature unused.
     any_cut_off: AtomicBool,
+    /// Writes since the last sweep.
+    writes: AtomicUsize,
+    /// Writes that trigger the next sweep.
+    sweep_after: AtomicUsize,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl LocalRevocations {
@@ -120,11 +140,47 @@ impl LocalRevocations {
         )
     }
 
-    /// Drop entries that expired before `now`.
-    pub fn prune(&self, now: u64) {
+    /// Until when `issuer`'s (or the namespace's) `id` is revoked, if it is
+    /// listed (a poisoned lock fails closed: listed for ever).
+    #[must_use]
+    pub fn revoked_until(&self, issuer: &str, id: &str) -> Option<u64> {
+        self.revoked.read().map_or(Some(u64::MAX), |r| r.get(issuer).and_then(|ids| ids.get(id)).copied())
+    }
+
+    /// Every revoked id: (issuer or namespace, id, until).
+    #[must_use]
+    pub fn revoked_entries(&self) -> Vec<(String, String, u64)> {
+        self.revoked.read().map_or_else(
+            |_| Vec::new(),
+            |r| {
+                r.iter()
+                    .flat_map(|(iss, ids)| ids.iter().map(move |(id, until)| (iss.clone(), id.clone(), *until)))
+                    .collect()
+            },
+        )
+    }
+
+    /// Entries held (revoked ids and cut-offs), expired or not.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        let revoked = self.revoked.read().map_or(0, |r| r.values().map(HashMap::len).sum());
+        let cut = self.cut_offs.read().map_or(0, |c| c.values().flat_map(|o| o.iter().map(HashMap::len)).sum());
+        revoked + cut
+    }
+
+    /// Whether nothing is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drop entries that expired before `now`; how many are left.
+    pub fn prune(&self, now: u64) -> usize {
+        let mut left = 0;
         if let Ok(mut r) = self.revoked.write() {
             for ids in r.values_mut() {
                 ids.retain(|_, exp| *exp > now);
+                left += ids.len();
             }
             r.retain(|_, ids| !ids.is_empty());
         }
@@ -132,9 +188,21 @@ impl LocalRevocations {
             for owners in c.values_mut() {
                 for names in owners.iter_mut() {
                     names.retain(|_, (_, until)| *until > now);
+                    left += names.len();
                 }
             }
             c.retain(|_, owners| owners.iter().any(|names| !names.is_empty()));
+        }
+        self.writes.store(0, Ordering::Relaxed);
+        self.sweep_after.store(left.max(PRUNE_EVERY), Ordering::Relaxed);
+        left
+    }
+
+    /// Count a write; sweep when enough have come since the last sweep.
+    fn wrote(&self) {
+        let writes = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        if writes >= self.sweep_after.load(Ordering::Relaxed).max(PRUNE_EVERY) {
+            self.prune(unix_now());
         }
     }
 }
@@ -147,8 +215,11 @@ impl RevocationList for LocalRevocations {
 
     fn revoke(&self, issuer: &str, jti: &str, exp: u64) {
         if let Ok(mut r) = self.revoked.write() {
-            r.entry(issuer.to_owned()).or_default().insert(jti.to_owned(), exp);
+            let until = r.entry(issuer.to_owned()).or_default().entry(jti.to_owned()).or_insert(exp);
+            // Revoked twice: the longer one stands.
+            *until = (*until).max(exp);
         }
+        self.wrote();
     }
 
     fn cut_off(&self, issuer: &str, owner: TokenOwner, name: &str, at: u64, until: u64) {
@@ -160,6 +231,7 @@ impl RevocationList for LocalRevocations {
             let entry = names.entry(name.to_owned()).or_insert((at, until));
             *entry = (entry.0.max(at), entry.1.max(until));
         }
+        self.wrote();
     }
 
     fn cut_off_at(&self, issuer: &str, owner: TokenOwner, name: &str) -> Option<u64> {
@@ -223,5 +295,53 @@ mod tests {
         assert!(is_cut_off(&list, "https://a", &old));
         list.prune(1000);
         assert!(!is_cut_off(&list, "https://a", &old), "dropped once every such token has expired");
+    }
+
+    #[test]
+    fn parallel_writers_lose_nothing() {
+        let list = std::sync::Arc::new(LocalRevocations::new());
+        let far = unix_now() + 3600;
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let list = std::sync::Arc::clone(&list);
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        list.revoke("https://a", &format!("{t}-{i}"), far);
+                        list.cut_off("https://a", TokenOwner::Subject, &format!("{t}-{i}"), 1, far);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for t in 0..16 {
+            for i in 0..500 {
+                assert!(list.is_revoked("https://a", &format!("{t}-{i}")), "{t}-{i} lost");
+                assert_eq!(list.cut_off_at("https://a", TokenOwner::Subject, &format!("{t}-{i}")), Some(1));
+            }
+        }
+        assert_eq!(list.len(), 16_000);
+    }
+
+    #[test]
+    fn expired_entries_are_swept_as_the_list_grows() {
+        let list = LocalRevocations::new();
+        // 100,000 revocations of tokens that are already past their expiry:
+        // sweeps keep the list near the sweep threshold, not at 100,000.
+        for i in 0..100_000 {
+            list.revoke("https://a", &format!("j{i}"), 1);
+            assert!(list.len() <= 2 * PRUNE_EVERY, "{} held after {i} writes", list.len());
+        }
+        // Live ones all stay.
+        let far = unix_now() + 3600;
+        for i in 0..5_000 {
+            list.revoke("https://a", &format!("live{i}"), far);
+        }
+        assert!((0..5_000).all(|i| list.is_revoked("https://a", &format!("live{i}"))));
+        assert!(list.len() <= 5_000 + 2 * PRUNE_EVERY);
+        assert_eq!(list.revoked_until("https://a", "live0"), Some(far));
+        list.revoke("https://a", "live0", 5);
+        assert_eq!(list.revoked_until("https://a", "live0"), Some(far), "a shorter revocation never shortens one");
     }
 }

@@ -24,7 +24,9 @@ use ward_core::net::canonical_ip;
 pub enum Target {
     /// An address or a range (a single address is a /32 or /128).
     Address(Cidr),
-    /// An authenticated principal (a token's `sub`, a login name, a client id).
+    /// An authenticated principal (a token's `sub`, a login name, a client
+    /// id): `ISSUER#NAME` in one issuer's namespace (what detections
+    /// block), or `NAME` under every issuer (an operator's choice).
     Principal(String),
 }
 
@@ -200,10 +202,18 @@ impl Allowlist {
         !self.ranges.is_empty() && self.ranges.find(ip, |()| true).is_some()
     }
 
-    /// Whether `principal` is allowlisted.
+    /// Whether `principal` is allowlisted: by itself, or — for a principal
+    /// in an issuer's namespace (`ISSUER#NAME`) — by its bare name, which
+    /// allowlists that name under every issuer.
     #[must_use]
     pub fn allows_principal(&self, principal: &str) -> bool {
-        !self.principals.is_empty() && self.principals.contains(principal)
+        if self.principals.is_empty() {
+            return false;
+        }
+        self.principals.contains(principal)
+            || principal
+                .split_once('#')
+                .is_some_and(|(issuer, name)| issuer.contains("://") && self.principals.contains(name))
     }
 
     /// Whether blocking `target` would touch the allowlist: the target is

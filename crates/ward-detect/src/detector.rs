@@ -405,6 +405,18 @@ impl Detector {
         )
     }
 
+    /// Whether requests by `name`, vouched for by `issuer`, are refused
+    /// now: blocked by name alone (an operator's `principal:NAME`, every
+    /// issuer) or in that issuer's namespace (`principal:ISSUER#NAME`, what
+    /// detections raise). Nothing is formatted while nothing is blocked.
+    #[must_use]
+    pub fn principal_blocked_in(&self, issuer: &str, name: &str) -> bool {
+        if self.blocked.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        self.principal_blocked(name) || self.principal_blocked(&crate::event::qualified(Some(issuer), name))
+    }
+
     /// One block check: nothing to do while nothing is blocked; a poisoned
     /// lock fails closed; the allowlist is asked only on a hit.
     fn check(

@@ -212,6 +212,11 @@ impl Engine {
         self.hasher.hash_one((tag, s))
     }
 
+    /// A principal's key: the same name under two issuers is two principals.
+    fn hash_principal(&self, tag: u64, issuer: Option<&str>, p: &str) -> u64 {
+        self.hasher.hash_one((tag, issuer, p))
+    }
+
     /// Observe one event at `now` (ms since the Unix epoch); the alerts it raised.
     pub fn observe(&mut self, e: &Event<'_>, now: u64) -> &[Alert] {
         self.out.clear();
@@ -221,9 +226,9 @@ impl Engine {
         }
         if e.source == Source::Gateway
             && let Some(spec) = self.anomaly
-            && let Some(p) = e.principal
+            && e.principal.is_some()
         {
-            self.baseline(&spec, p, now);
+            self.baseline(&spec, e, now);
         }
         if let Some(what) = e.privileged {
             self.privileged(what, e, now);
@@ -242,14 +247,14 @@ impl Engine {
             Key::Ip => self.hash_ip(tag, e.ip),
             Key::Subnet => self.hash_ip(tag, subnet(e.ip).network()),
             Key::Principal => match e.principal {
-                Some(p) => self.hash_str(tag, p),
+                Some(p) => self.hash_principal(tag, e.issuer, p),
                 None => return,
             },
         };
         let distinct = match sc.spec.distinct {
             None => None,
-            Some(Distinct::Principal) => match e.principal {
-                Some(p) => Some(self.hash_str(u64::MAX, p)),
+            Some(Distinct::Principal) => match e.principal.or(e.claimed) {
+                Some(p) => Some(self.hash_principal(u64::MAX, e.issuer, p)),
                 None => return,
             },
             Some(Distinct::Path) => Some(self.hash_str(u64::MAX, e.path)),
@@ -290,7 +295,7 @@ impl Engine {
         let target = match sc.spec.key {
             Key::Ip => Target::Address(Cidr::around(e.ip, 128)),
             Key::Subnet => Target::Address(subnet(e.ip)),
-            Key::Principal => Target::Principal(e.principal.unwrap_or_default().to_owned()),
+            Key::Principal => Target::Principal(e.principal_target().unwrap_or_default()),
         };
         let what = match sc.spec.distinct {
             Some(Distinct::Principal) => "distinct principals",
@@ -328,8 +333,9 @@ impl Engine {
         }
     }
 
-    fn baseline(&mut self, spec: &AnomalySpec, principal: &str, now: u64) {
-        let key = self.hash_str(u64::MAX - 1, principal);
+    fn baseline(&mut self, spec: &AnomalySpec, e: &Event<'_>, now: u64) {
+        let principal = e.principal.unwrap_or_default();
+        let key = self.hash_principal(u64::MAX - 1, e.issuer, principal);
         if self.baselines.len() >= self.max_keys && !self.baselines.contains_key(&key) {
             let idle = ms(spec.window).saturating_mul(u64::from(spec.warmup).max(60));
             self.baselines.retain(|_, b| now.saturating_sub(b.last_seen) < idle);
@@ -342,7 +348,7 @@ impl Engine {
             self.out.push(Alert {
                 scenario: Arc::from(names::ANOMALY),
                 severity: Severity::Medium,
-                target: Target::Principal(principal.to_owned()),
+                target: Target::Principal(e.principal_target().unwrap_or_default()),
                 block: None,
                 count,
                 detail: format!(
@@ -354,8 +360,8 @@ impl Engine {
     }
 
     fn privileged(&mut self, what: Privileged<'_>, e: &Event<'_>, now: u64) {
-        let target = || match e.principal {
-            Some(p) => Target::Principal(p.to_owned()),
+        let target = || match e.principal_target() {
+            Some(p) => Target::Principal(p),
             None => Target::Address(Cidr::around(e.ip, 128)),
         };
         let privileged = |roles: &[String]| -> Vec<String> {
@@ -448,16 +454,56 @@ mod tests {
     }
 
     #[test]
-    fn slow_brute_force_from_many_addresses_protects_the_principal() {
+    fn names_nobody_holds_count_for_spraying_but_never_as_principals() {
+        let mut e = engine();
+        let mut fired = Vec::new();
+        // 30 failures, from 30 addresses, on a name no account holds.
+        for i in 0..30u64 {
+            let event = Event::new(
+                Source::TokenService,
+                ReasonCode::ClientAuthenticationFailed,
+                401,
+                ip(&format!("203.0.{i}.9")),
+                "/oauth2/token",
+            )
+            .claimed(Some("alice"));
+            fired.extend(e.observe(&event, T0 + i).iter().cloned());
+        }
+        assert!(fired.is_empty(), "nothing about `alice`: {fired:?}");
+        // One address trying six names nobody holds is still spraying.
+        let mut alerts = Vec::new();
+        for (i, name) in ["a1", "a2", "a3", "a4", "a5", "a6"].iter().enumerate() {
+            let event =
+                Event::new(Source::TokenService, ReasonCode::LoginFailed, 401, ip("198.51.100.9"), "/oauth2/authorize")
+                    .claimed(Some(name));
+            alerts.extend(e.observe(&event, T0 + 100 + i as u64).iter().cloned());
+        }
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].target, Target::parse("198.51.100.9").unwrap());
+    }
+
+    #[test]
+    fn slow_brute_force_from_many_addresses_alerts_on_the_principal_in_its_namespace() {
         let mut e = engine();
         let mut fired = Vec::new();
         for i in 0..11u64 {
             let from = format!("203.0.{i}.9");
-            fired.extend(e.observe(&login_failed(&from, "alice"), T0 + i * 5_000).iter().cloned());
+            let event = login_failed(&from, "alice").issuer(Some("https://ward.example"));
+            fired.extend(e.observe(&event, T0 + i * 5_000).iter().cloned());
         }
         assert_eq!(fired.len(), 1, "{fired:?}");
         assert_eq!(&*fired[0].scenario, "ward/brute-force-principal");
-        assert_eq!(fired[0].target, Target::Principal("alice".into()));
+        assert_eq!(fired[0].target, Target::Principal("https://ward.example#alice".into()));
+        assert_eq!(fired[0].block, None, "an alert: blocking would lock the owner out");
+        // The same name under another issuer is another principal.
+        let mut e = engine();
+        let mut fired = Vec::new();
+        for i in 0..11u64 {
+            let iss = if i % 2 == 0 { "https://a.example" } else { "https://b.example" };
+            let event = login_failed(&format!("203.0.{i}.9"), "alice").issuer(Some(iss));
+            fired.extend(e.observe(&event, T0 + i * 5_000).iter().cloned());
+        }
+        assert!(fired.is_empty(), "{fired:?}");
     }
 
     #[test]

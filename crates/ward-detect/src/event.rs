@@ -44,8 +44,20 @@ pub struct Event<'a> {
     /// The client's address.
     pub ip: IpAddr,
     /// The principal the request was made as or about (a token's `sub`, a
-    /// login name, a client id), when known.
+    /// login name, a client id), when known — and verified, or at least
+    /// existing: an event about a name nobody holds must not carry it, or
+    /// anyone could have any account blocked.
     pub principal: Option<&'a str>,
+    /// The name a failed login or client authentication tried, whether or
+    /// not anyone holds it: counted only as one of the distinct names an
+    /// address tries (password spraying blocks the address), never as a
+    /// principal.
+    pub claimed: Option<&'a str>,
+    /// Whose namespace the principal is in: the issuer that vouched for
+    /// it (a token's `iss`, the token service's own issuer for its users
+    /// and clients). Blocks of a principal name it, so they hold for that
+    /// issuer's principal only.
+    pub issuer: Option<&'a str>,
     /// The normalised request path.
     pub path: &'a str,
     /// A privileged action, if this was one.
@@ -56,7 +68,7 @@ impl<'a> Event<'a> {
     /// An event with no principal and nothing privileged.
     #[must_use]
     pub const fn new(source: Source, reason: ReasonCode, status: u16, ip: IpAddr, path: &'a str) -> Self {
-        Self { source, reason, status, ip, principal: None, path, privileged: None }
+        Self { source, reason, status, ip, principal: None, claimed: None, issuer: None, path, privileged: None }
     }
 
     /// The same event about `principal`.
@@ -66,10 +78,42 @@ impl<'a> Event<'a> {
         self
     }
 
+    /// The same event with the name it tried (see [`Event::claimed`]).
+    #[must_use]
+    pub const fn claimed(mut self, name: Option<&'a str>) -> Self {
+        self.claimed = name;
+        self
+    }
+
+    /// The same event with its principal in `issuer`'s namespace.
+    #[must_use]
+    pub const fn issuer(mut self, issuer: Option<&'a str>) -> Self {
+        self.issuer = issuer;
+        self
+    }
+
+    /// The principal as blocks name it: `ISSUER#NAME`, or the bare name
+    /// when no issuer is known.
+    #[must_use]
+    pub fn principal_target(&self) -> Option<String> {
+        self.principal.map(|p| qualified(self.issuer, p))
+    }
+
     /// The same event marked privileged.
     #[must_use]
     pub const fn privileged(mut self, what: Privileged<'a>) -> Self {
         self.privileged = Some(what);
         self
+    }
+}
+
+/// A principal in its namespace, as blocks name it: `ISSUER#NAME` (an
+/// issuer identifier has no fragment, RFC 8414 §2, so the first `#` ends
+/// it), or `NAME` alone when no namespace is known.
+#[must_use]
+pub fn qualified(issuer: Option<&str>, name: &str) -> String {
+    match issuer {
+        Some(iss) => format!("{iss}#{name}"),
+        None => name.to_owned(),
     }
 }

@@ -179,10 +179,14 @@ pub const PROBES: [ReasonCode; 5] = [
 
 /// The scenarios Ward runs unless the configuration lists its own.
 ///
+/// Principal-keyed ones count a principal within its issuer's namespace,
+/// and failed logins count against a principal only when the user or
+/// client exists (see [`crate::Event::principal`]).
+///
 /// | scenario | counts | per | overflows at | then |
 /// |---|---|---|---|---|
 /// | `ward/brute-force-ip` | failed logins and client authentications | address | 10 (1 leaks / 30 s) | block the address, HIGH |
-/// | `ward/brute-force-principal` | the same | principal | 10 (1 leaks / 2 min) | block the principal, HIGH |
+/// | `ward/brute-force-principal` | the same, for users and clients that exist | principal | 10 (1 leaks / 2 min) | alert, HIGH |
 /// | `ward/password-spraying` | distinct principals failing | address | 5 (1 leaks / 1 min) | block the address, HIGH |
 /// | `ward/password-spraying-subnet` | distinct principals failing | /24 or /64 | 20 (1 leaks / 1 min) | block the subnet, HIGH |
 /// | `ward/token-replay` | revoked or reused tokens, wrong certificate | address | first one | alert, HIGH |
@@ -195,7 +199,10 @@ pub fn defaults() -> Vec<ScenarioSpec> {
     scan.statuses = vec![403, 404];
     vec![
         spec("ward/brute-force-ip", &LOGIN_FAILURES, Ip, None, (10, 30), High, Block),
-        spec("ward/brute-force-principal", &LOGIN_FAILURES, Principal, None, (10, 120), High, Block),
+        // Alert only: a block would let anyone who knows a name lock its
+        // owner out. The addresses guessing are blocked instead (above), and
+        // password checks are bounded per address.
+        spec("ward/brute-force-principal", &LOGIN_FAILURES, Principal, None, (10, 120), High, Alert),
         spec("ward/password-spraying", &LOGIN_FAILURES, Ip, Some(Distinct::Principal), (5, 60), High, Block),
         spec(
             "ward/password-spraying-subnet",

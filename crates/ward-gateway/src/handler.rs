@@ -88,6 +88,9 @@ pub(crate) struct Peer {
     tls: bool,
     /// `x5t#S256` of the client certificate, for certificate-bound tokens (RFC 8705).
     cert_x5t: Option<Box<str>>,
+    /// The client certificate's serial (hex) and `notAfter` (seconds), judged
+    /// on every request of the connection.
+    cert: Option<(Box<str>, i64)>,
 }
 
 impl Peer {
@@ -105,6 +108,21 @@ impl Peer {
         tls: bool,
         hasher: &KeyedHasher,
     ) -> Self {
+        Self::with_cert(addr, local, sni, svid, cert_x5t, None, tls, hasher)
+    }
+
+    /// As [`Self::new`], with the client certificate's serial and `notAfter`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn with_cert(
+        addr: SocketAddr,
+        local: Option<SocketAddr>,
+        sni: Option<&str>,
+        svid: Option<ward_core::SpiffeId>,
+        cert_x5t: Option<String>,
+        cert: Option<(String, i64)>,
+        tls: bool,
+        hasher: &KeyedHasher,
+    ) -> Self {
         let ip = addr.ip();
         let text = ip.to_string();
         Self {
@@ -116,7 +134,23 @@ impl Peer {
             svid: svid.and_then(|id| HeaderValue::from_str(id.as_str()).ok().map(|h| (id, h))),
             tls,
             cert_x5t: cert_x5t.map(Box::from),
+            cert: cert.map(|(serial, not_after)| (Box::from(serial), not_after)),
         }
+    }
+
+    /// Whether the client certificate may no longer be used: expired, or
+    /// denied (by serial or SPIFFE ID) since the connection was opened. A
+    /// kept-alive connection is judged like a new one on every request.
+    fn certificate_refused(&self, revocations: Option<&dyn ward_core::RevocationList>) -> bool {
+        let Some((serial, not_after)) = &self.cert else { return false };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        now > *not_after
+            || revocations.is_some_and(|list| {
+                list.is_revoked(ward_core::X509_SERIAL, serial)
+                    || self.svid.as_ref().is_some_and(|(id, _)| list.is_revoked(ward_core::SPIFFE_ID, id.as_str()))
+            })
     }
 }
 
@@ -219,7 +253,7 @@ impl Shared {
             trail.client_ip,
             &trail.path,
             trail.route.as_deref(),
-            identity.map(|i| i.principal.as_str()),
+            identity.map(|i| (&*i.issuer, i.principal.as_str())),
         );
         written
     }
@@ -320,6 +354,16 @@ fn client_address_text(headers: &HeaderMap, peer: IpAddr, hops: usize) -> (IpAdd
 
 fn header_footprint(headers: &HeaderMap) -> usize {
     headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()
+}
+
+/// Whether a configured token header is sent more than once: which one
+/// counts would be a guess (and a proxy in front may pick the other), so
+/// the request is refused (400).
+fn ambiguous_token(headers: &HeaderMap, sources: &[TokenSource]) -> bool {
+    sources.iter().any(|source| match source {
+        TokenSource::Header(name) => headers.get_all(name.as_str()).iter().nth(1).is_some(),
+        TokenSource::Cookie(_) => false,
+    })
 }
 
 /// The token from the first configured place that has one.
@@ -505,6 +549,15 @@ pub(crate) async fn handle(
         return Ok(response);
     }
 
+    // 0b. A client certificate denied or expired since the handshake: the
+    //     connection gets no further than a new one would (closed after).
+    if peer.certificate_refused(shared.revocations.as_deref()) {
+        trail.path = parts.uri.path().chars().take(256).collect();
+        let mut response = shared.reject(&trail, ReasonCode::CertificateDenied);
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
+    }
+
     // 1. Limits on what the client sent.
     if parts.headers.len() > limits.max_headers || header_footprint(&parts.headers) > limits.max_header_bytes {
         trail.path = parts.uri.path().chars().take(256).collect();
@@ -561,6 +614,9 @@ pub(crate) async fn handle(
     //    a GET or HEAD without one to the provider; other methods and
     //    other routes answer 401.
     let mut session_cookie = None;
+    if ambiguous_token(&parts.headers, &shared.token_sources) {
+        return Ok(shared.reject(&trail, ReasonCode::BadRequest));
+    }
     match extract_token(&parts.headers, &shared.token_sources) {
         None if route.login => {
             let rp = shared.oidc.as_ref();
@@ -824,6 +880,11 @@ mod tests {
         assert_eq!(extract_token(&h, &sources).as_deref(), Some("ctok"));
         strip_token(&mut h, &sources);
         assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
+        assert!(!ambiguous_token(&h, &sources));
+        h.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer good"));
+        assert!(!ambiguous_token(&h, &sources));
+        h.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer junk"));
+        assert!(ambiguous_token(&h, &sources), "two Authorization headers");
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Protection {
     }
 
     pub(crate) fn principal_blocked(&self, identity: &Identity) -> bool {
-        self.detector.as_ref().is_some_and(|d| d.principal_blocked(identity.principal.as_str()))
+        self.detector.as_ref().is_some_and(|d| d.principal_blocked_in(&identity.issuer, identity.principal.as_str()))
     }
 
     fn allowlisted(&self, ip: IpAddr, identity: Option<&Identity>) -> bool {
@@ -182,7 +182,7 @@ impl Protection {
         Ok(tightest)
     }
 
-    /// Hand one decision to the detector.
+    /// Hand one decision to the detector; `principal` is (issuer, subject).
     pub(crate) fn observe(
         &self,
         reason: ReasonCode,
@@ -190,10 +190,12 @@ impl Protection {
         ip: IpAddr,
         path: &str,
         route: Option<&str>,
-        principal: Option<&str>,
+        principal: Option<(&str, &str)>,
     ) {
         let Some(d) = &self.detector else { return };
-        let mut event = Event::new(Source::Gateway, reason, status, ip, path).principal(principal);
+        let mut event = Event::new(Source::Gateway, reason, status, ip, path)
+            .principal(principal.map(|(_, p)| p))
+            .issuer(principal.map(|(iss, _)| iss));
         if status < 400 && route.is_some_and(|r| self.admin_routes.contains(r)) {
             event = event.privileged(Privileged::AdminUse);
         }

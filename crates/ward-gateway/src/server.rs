@@ -108,8 +108,14 @@ pub(crate) async fn serve(
                     let leaf = session.peer_certificates().and_then(|certs| certs.first());
                     let svid = leaf.and_then(|l| ward_pki::verify::spiffe_id_of(l).ok());
                     let x5t = leaf.map(|l| ward_pki::verify::x5t_s256(l));
+                    // Unreadable: judged expired (fail closed).
+                    let cert = leaf.map(|l| {
+                        let serial = ward_pki::verify::serial_of(l).unwrap_or_default();
+                        (serial, ward_pki::verify::validity_of(l).map_or(i64::MIN, |(_, not_after)| not_after))
+                    });
                     let local = tcp.local_addr().ok();
-                    let client = Arc::new(Peer::new(peer, local, session.server_name(), svid, x5t, true, hasher));
+                    let client =
+                        Arc::new(Peer::with_cert(peer, local, session.server_name(), svid, x5t, cert, true, hasher));
                     let io = TokioIo::new(IdleTimeout::new(tls, limits.idle_timeout));
                     serve_connection(io, &builder, worker, client, watcher).await;
                 }

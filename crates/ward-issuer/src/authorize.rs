@@ -98,7 +98,12 @@ pub fn check_request(
     let client_id = params.get("client_id").ok_or_else(|| no_redirect("client_id missing"))?;
     let client = client(client_id).ok_or_else(|| no_redirect(&format!("unknown client `{client_id}`")))?;
     let requested = params.get("redirect_uri").map(String::as_str);
-    let openid = params.get("scope").is_some_and(|s| s.split(' ').any(|x| x == OPENID));
+    // OpenID by what is granted: the scopes asked for, or without `scope`
+    // the client's registered ones (which may hold `openid`).
+    let openid = match params.get("scope") {
+        Some(s) => s.split(' ').any(|x| x == OPENID),
+        None => client.scopes.contains(OPENID),
+    };
     let redirect_uri =
         pkce::match_redirect(requested, &client.redirect_uris, openid).map_err(AuthorizeError::NoRedirect)?;
     // From here on the answer may go to the registered URI.

@@ -244,6 +244,7 @@ impl RelyingParty {
             max_lifetime: ProviderSettings::DEFAULT_MAX_LIFETIME,
             max_token_bytes: 16 * 1024,
             require_at_jwt: false,
+            id_tokens: true,
         };
         let store = KeyStore::with_source(Vec::new(), Arc::new(source), Duration::from_secs(30));
         store.refresh().await.map_err(|e| e.to_string())?;
