@@ -32,19 +32,7 @@ fn mode(path: &Path) -> u32 {
 fn a_ca_issues_svids_that_openssl_verifies_and_the_audit_log_records() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let pki = ward_pki::generate_local_pki("CA test", &["localhost", "127.0.0.1"]).unwrap();
-    common::write_gateway_files(d, &pki);
-    common::write_private(&d.join("admin.token"), b"ca-test-admin-token-0123456789abcdef0123456789\n");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let head = common::gateway_toml("127.0.0.1:0");
-    std::fs::write(
-        d.join("ward.toml"),
-        format!(
-            "{head}[control]\nlisten = \"127.0.0.1:{port}\"\nissuer = \"https://localhost:{port}\"\n\
-             admin_token_file = \"admin.token\"\ntrust_domain = \"prod.example.org\"\nca_dir = \"ca\"\n"
-        ),
-    )
-    .unwrap();
+    let port = common::write_control_dir(d, "prod.example.org", "");
 
     let init = ward(d, &["ca", "init", "--trust-domain", "prod.example.org", "--dir", "ca"]);
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));

@@ -13,6 +13,11 @@ use std::path::Path;
 const TD: &str = "registry.example.org";
 const ORDERS: &str = "spiffe://registry.example.org/ns/shop/sa/orders";
 
+/// `orders` may register; any SVID of the trust domain may look it up.
+fn registry_rule() -> String {
+    format!("[[control.registry]]\nname = \"orders\"\nwriters = [\"{ORDERS}\"]\nreaders = [\"*\"]\n")
+}
+
 fn ward(dir: &Path, args: &[&str]) -> String {
     let out = common::ward_cli(dir, args);
     assert!(out.status.success(), "ward {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -55,20 +60,7 @@ async fn denied_svid_cannot_register(dir: &Path, base: &str, cli: &[&str], ca: &
 async fn ward_control_refuses_a_denied_svid_at_the_registry() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let pki = ward_pki::generate_local_pki("registry test", &["localhost", "127.0.0.1"]).unwrap();
-    common::write_gateway_files(d, &pki);
-    common::write_private(&d.join("admin.token"), b"registry-test-admin-token-0123456789abcdef01234\n");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let head = common::gateway_toml("127.0.0.1:0");
-    std::fs::write(
-        d.join("ward.toml"),
-        format!(
-            "{head}[control]\nlisten = \"127.0.0.1:{port}\"\nissuer = \"https://localhost:{port}\"\n\
-             admin_token_file = \"admin.token\"\ntrust_domain = \"{TD}\"\nca_dir = \"ca\"\n\
-             [[control.registry]]\nname = \"orders\"\nwriters = [\"{ORDERS}\"]\nreaders = [\"*\"]\n"
-        ),
-    )
-    .unwrap();
+    let port = common::write_control_dir(d, TD, &registry_rule());
     ward(d, &["ca", "init", "--trust-domain", TD, "--dir", "ca"]);
     let _control = common::ControlProcess::start(d, port);
     let base = format!("https://localhost:{port}");
@@ -87,11 +79,7 @@ async fn ward_up_refuses_a_denied_svid_at_the_registry() {
     let text = std::fs::read_to_string(&toml)
         .unwrap()
         .replace("[control]\n", &format!("[control]\ntrust_domain = \"{TD}\"\nca_dir = \"spiffe-ca\"\n"));
-    std::fs::write(
-        &toml,
-        format!("{text}\n[[control.registry]]\nname = \"orders\"\nwriters = [\"{ORDERS}\"]\nreaders = [\"*\"]\n"),
-    )
-    .unwrap();
+    std::fs::write(&toml, format!("{text}\n{}", registry_rule())).unwrap();
     let up = common::WardUp::start(d);
     let base = up.control_url();
     let cli = ["--data-dir", "ward-data", "--control", base.as_str()];

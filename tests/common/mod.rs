@@ -296,6 +296,27 @@ pub fn read_log(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// A directory `ward control --config ward.toml` runs in: the gateway
+/// files of a fresh local PKI (`ca.crt` trusted by clients), an admin token,
+/// and a `ward.toml` whose `[control]` listens on a free port (returned) of
+/// `localhost`, with the CA of `trust_domain` in `ca/` and `extra` after it.
+pub fn write_control_dir(d: &Path, trust_domain: &str, extra: &str) -> u16 {
+    let pki = ward_pki::generate_local_pki("control test", &["localhost", "127.0.0.1"]).unwrap();
+    write_gateway_files(d, &pki);
+    write_private(&d.join("admin.token"), b"control-test-admin-token-0123456789abcdef0123456\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let head = gateway_toml("127.0.0.1:0");
+    std::fs::write(
+        d.join("ward.toml"),
+        format!(
+            "{head}[control]\nlisten = \"127.0.0.1:{port}\"\nissuer = \"https://localhost:{port}\"\n\
+             admin_token_file = \"admin.token\"\ntrust_domain = \"{trust_domain}\"\nca_dir = \"ca\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    port
+}
+
 /// `ward control --config ward.toml` started in `dir`, killed when dropped.
 pub struct ControlProcess(std::process::Child);
 

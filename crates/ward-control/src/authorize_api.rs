@@ -276,12 +276,13 @@ pub(crate) async fn login(
     // is reserved on the page — both before any hashing, so neither parallel
     // posts nor a flood of logins get more checks than the bounds allow.
     let ip = ext.get::<Peer>().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0);
-    let permit = match cp.logins.hash(ip) {
+    let username = params.get("username").cloned().unwrap_or_default();
+    let permit = match cp.logins.hash(ip, &username) {
         Ok(p) => p,
         Err(busy) => {
             let id = request_id();
             let status = match busy {
-                Busy::Source => StatusCode::TOO_MANY_REQUESTS,
+                Busy::Source | Busy::Account => StatusCode::TOO_MANY_REQUESTS,
                 Busy::Everyone => StatusCode::SERVICE_UNAVAILABLE,
             };
             let _ = audit(&cp, &ext, &id, Event::new(("POST", PATH), ReasonCode::RateLimited, status.as_u16()));
@@ -297,11 +298,16 @@ pub(crate) async fn login(
     };
     let request = ticket.request;
     let client = Some(request.client_id.as_str());
-    let username = params.get("username").cloned().unwrap_or_default();
     let password = Zeroizing::new(params.get("password").cloned().unwrap_or_default());
     let (cp2, name) = (Arc::clone(&cp), username.clone());
-    let ok = tokio::task::spawn_blocking(move || cp2.check_password(&name, &password)).await.unwrap_or(false);
-    drop(permit);
+    // The slots go with the check, not with this request: a client that
+    // hangs up does not free them while the hash still runs.
+    let ok = tokio::task::spawn_blocking(move || {
+        let _held = permit;
+        cp2.check_password(&name, &password)
+    })
+    .await
+    .unwrap_or(false);
     // A blocked user gets the page a wrong password gets, after the same
     // work, whatever the password: the block protects the account.
     let blocked = cp.principal_blocked(&username);

@@ -215,7 +215,7 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 /// How long past the longest token lifetime a cut-off is kept (the
 /// verifiers' clock leeway).
-const CUT_OFF_MARGIN: u64 = 120;
+const CUT_OFF_MARGIN: u64 = ward_core::SWEEP_GRACE;
 
 /// How often [`maintain`] sweeps.
 pub const MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -330,13 +330,15 @@ impl ControlPlane {
         use ward_core::RevocationList as _;
         store.purge_refresh(t)?;
         let local = ward_core::LocalRevocations::new();
-        for (jti, exp) in store.revoked(t)? {
+        // What ended within the grace is kept (verifiers' leeway, clock steps).
+        let kept = t.saturating_sub(ward_core::SWEEP_GRACE);
+        for (jti, exp) in store.revoked(kept)? {
             local.revoke(&settings.issuer, &jti, exp);
         }
-        for (namespace, value, until) in store.revoked_certs(t)? {
+        for (namespace, value, until) in store.revoked_certs(kept)? {
             local.revoke(&namespace, &value, until);
         }
-        for (owner, name, at, until) in store.cut_offs(t)? {
+        for (owner, name, at, until) in store.cut_offs(kept)? {
             local.cut_off(&settings.issuer, owner, &name, at, until);
         }
         let issuer = IssuerSettings { issuer: settings.issuer.clone(), max_ttl: settings.max_ttl };
@@ -862,10 +864,16 @@ impl ControlPlane {
     /// # Errors
     /// [`ControlError`] from the store (memory is swept regardless).
     pub fn sweep(&self, now: u64) -> Result<usize, ControlError> {
-        self.local.prune(now);
+        // Revocations are kept a grace past their time: verifiers accept a
+        // token for their leeway after `exp`.
+        let kept = now.saturating_sub(ward_core::SWEEP_GRACE);
+        self.local.prune(kept);
+        if let Some(list) = &self.revocations {
+            list.sweep(kept);
+        }
         self.assertions.expire(now);
         self.flows.expire(now);
-        Ok(self.store.purge(now)?)
+        Ok(self.store.purge(kept)?)
     }
 
     /// Login tickets held now (pages waiting for their user).

@@ -8,10 +8,15 @@
 //! - **Password checks** (argon2id, 19 MiB each) run at most one per core
 //!   at once across the process; past that a login is answered 503 at once
 //!   rather than queued, so a flood of logins costs memory for the checks
-//!   in flight only. One source may hold [`HASHES_PER_SOURCE`] of them.
+//!   in flight only. One source may hold [`HASHES_PER_SOURCE`] of them, and
+//!   one account one at a time: guesses at one account from many addresses
+//!   queue behind each other (answered 429 at once) instead of running in
+//!   parallel. The slots belong to the check: they are freed when the hash
+//!   ends, not when its client hangs up.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -24,7 +29,7 @@ use crate::flows::Source;
 pub const PAGES_PER_MINUTE: u32 = 60;
 
 /// Password checks one source may have running at once.
-pub const HASHES_PER_SOURCE: u32 = 2;
+pub const HASHES_PER_SOURCE: u32 = 1;
 
 /// Sources the page limiter remembers (more share one bucket).
 const MAX_SOURCES: usize = 100_000;
@@ -35,6 +40,8 @@ pub struct LoginGuard {
     pages: Option<Limiter>,
     hashing: Arc<Semaphore>,
     per_source: Arc<ConnectionCaps>,
+    /// Accounts (SHA-256 of the name) with a check running.
+    accounts: Arc<Mutex<HashSet<[u8; 32]>>>,
     started: Instant,
 }
 
@@ -43,6 +50,22 @@ pub struct LoginGuard {
 pub struct HashPermit {
     _global: OwnedSemaphorePermit,
     _source: ConnectionSlot,
+    _account: AccountSlot,
+}
+
+/// One account's check in flight; dropping it frees the account.
+#[derive(Debug)]
+struct AccountSlot {
+    accounts: Arc<Mutex<HashSet<[u8; 32]>>>,
+    key: [u8; 32],
+}
+
+impl Drop for AccountSlot {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.accounts.lock() {
+            a.remove(&self.key);
+        }
+    }
 }
 
 /// Why a password check may not run now.
@@ -50,6 +73,8 @@ pub struct HashPermit {
 pub enum Busy {
     /// This source already has its share running.
     Source,
+    /// A check of this account is running.
+    Account,
     /// Every core is checking a password.
     Everyone,
 }
@@ -70,6 +95,7 @@ impl LoginGuard {
             pages: Gcra::new(quota).ok().map(|g| Limiter::new(g, MAX_SOURCES)),
             hashing: Arc::new(Semaphore::new(hashes.max(1))),
             per_source: ConnectionCaps::new(HASHES_PER_SOURCE),
+            accounts: Arc::new(Mutex::new(HashSet::new())),
             started: Instant::now(),
         }
     }
@@ -83,11 +109,19 @@ impl LoginGuard {
         if verdict.allowed { Ok(()) } else { Err(verdict.retry_after.div_ceil(1_000_000_000).max(1)) }
     }
 
-    /// A slot for one password check for `ip`, without waiting.
-    pub fn hash(&self, ip: IpAddr) -> Result<HashPermit, Busy> {
+    /// A slot for one password check of `account` for `ip`, without waiting.
+    pub fn hash(&self, ip: IpAddr, account: &str) -> Result<HashPermit, Busy> {
         let source = self.per_source.admit(Source::of(ip).ip()).ok_or(Busy::Source)?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, account.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        // A poisoned lock admits no check (fail closed).
+        if !self.accounts.lock().map_err(|_| Busy::Everyone)?.insert(key) {
+            return Err(Busy::Account);
+        }
+        let account = AccountSlot { accounts: Arc::clone(&self.accounts), key };
         let global = Arc::clone(&self.hashing).try_acquire_owned().map_err(|_| Busy::Everyone)?;
-        Ok(HashPermit { _global: global, _source: source })
+        Ok(HashPermit { _global: global, _source: source, _account: account })
     }
 }
 
@@ -109,15 +143,15 @@ mod tests {
     }
 
     #[test]
-    fn password_checks_are_bounded_per_source_and_overall() {
-        let g = LoginGuard::new(3);
+    fn password_checks_are_bounded_per_source_per_account_and_overall() {
+        let g = LoginGuard::new(2);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let a1 = g.hash(ip("192.0.2.1")).unwrap();
-        let _a2 = g.hash(ip("192.0.2.1")).unwrap();
-        assert_eq!(g.hash(ip("192.0.2.1")).unwrap_err(), Busy::Source);
-        let _b = g.hash(ip("192.0.2.2")).unwrap();
-        assert_eq!(g.hash(ip("192.0.2.3")).unwrap_err(), Busy::Everyone);
-        drop(a1);
-        assert!(g.hash(ip("192.0.2.3")).is_ok(), "a finished check frees its slots");
+        let a = g.hash(ip("192.0.2.1"), "alice").unwrap();
+        assert_eq!(g.hash(ip("192.0.2.1"), "bob").unwrap_err(), Busy::Source);
+        assert_eq!(g.hash(ip("192.0.2.2"), "alice").unwrap_err(), Busy::Account, "one check of an account at a time");
+        let _b = g.hash(ip("192.0.2.2"), "bob").unwrap();
+        assert_eq!(g.hash(ip("192.0.2.3"), "carol").unwrap_err(), Busy::Everyone);
+        drop(a);
+        assert!(g.hash(ip("192.0.2.3"), "alice").is_ok(), "a finished check frees its slots");
     }
 }

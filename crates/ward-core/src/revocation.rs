@@ -67,6 +67,11 @@ pub trait RevocationList: Send + Sync + fmt::Debug {
     fn cut_off(&self, issuer: &str, owner: TokenOwner, name: &str, at: u64, until: u64);
     /// The cut-off in force for `issuer`'s tokens of `owner` `name`, if any.
     fn cut_off_at(&self, issuer: &str, owner: TokenOwner, name: &str) -> Option<u64>;
+    /// Drop what ended at or before `until` (a periodic sweep; a shared
+    /// store that expires entries by itself has nothing to do).
+    fn sweep(&self, until: u64) {
+        let _ = until;
+    }
 }
 
 /// Whether `claims` (a verified token of `issuer`) fall under a cut-off of
@@ -92,6 +97,17 @@ type CutOffs = HashMap<String, (u64, u64)>;
 /// every write).
 const PRUNE_EVERY: usize = 1024;
 
+/// How long past its time an entry is still kept when the list sweeps
+/// itself (and when the control plane sweeps its store): verifiers accept a
+/// token for their clock leeway past `exp`, and a revocation must outlive
+/// that; it also absorbs a wall clock stepped forward a little.
+pub const SWEEP_GRACE: u64 = 600;
+
+/// A sweep is skipped when the wall clock advanced this much more than the
+/// monotonic clock since the last one: a clock stepped forward (and maybe
+/// soon back) must not drop live revocations.
+const CLOCK_JUMP: u64 = 300;
+
 /// The in-process list: per issuer (or certificate namespace), the revoked
 /// ids and until when. Looked up by `&str` on every request, without
 /// allocating.
@@ -114,6 +130,8 @@ pub struct LocalRevocations {
     writes: AtomicUsize,
     /// Writes that trigger the next sweep.
     sweep_after: AtomicUsize,
+    /// When the last self-sweep ran: monotonic and wall (seconds).
+    last_sweep: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 fn unix_now() -> u64 {
@@ -198,12 +216,26 @@ impl LocalRevocations {
         left
     }
 
-    /// Count a write; sweep when enough have come since the last sweep.
+    /// Count a write; sweep (keeping [`SWEEP_GRACE`] past each entry's
+    /// time) when enough have come since the last sweep — unless the wall
+    /// clock jumped ahead of the monotonic one since then.
     fn wrote(&self) {
         let writes = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        if writes >= self.sweep_after.load(Ordering::Relaxed).max(PRUNE_EVERY) {
-            self.prune(unix_now());
+        if writes < self.sweep_after.load(Ordering::Relaxed).max(PRUNE_EVERY) {
+            return;
         }
+        let wall = unix_now();
+        let Ok(mut last) = self.last_sweep.lock() else { return };
+        if let Some((at, then)) = *last
+            && wall.saturating_sub(then) > at.elapsed().as_secs().saturating_add(CLOCK_JUMP)
+        {
+            // Skipped, not recorded: the next sweep compares with the same base.
+            self.writes.store(0, Ordering::Relaxed);
+            return;
+        }
+        *last = Some((std::time::Instant::now(), wall));
+        drop(last);
+        self.prune(wall.saturating_sub(SWEEP_GRACE));
     }
 }
 
@@ -232,6 +264,10 @@ impl RevocationList for LocalRevocations {
             *entry = (entry.0.max(at), entry.1.max(until));
         }
         self.wrote();
+    }
+
+    fn sweep(&self, until: u64) {
+        self.prune(until);
     }
 
     fn cut_off_at(&self, issuer: &str, owner: TokenOwner, name: &str) -> Option<u64> {
@@ -327,12 +363,15 @@ mod tests {
     #[test]
     fn expired_entries_are_swept_as_the_list_grows() {
         let list = LocalRevocations::new();
+        // Expired ten seconds ago: within verifiers' leeway, so kept by sweeps.
+        list.revoke("https://a", "recent", unix_now() - 10);
         // 100,000 revocations of tokens that are already past their expiry:
         // sweeps keep the list near the sweep threshold, not at 100,000.
         for i in 0..100_000 {
             list.revoke("https://a", &format!("j{i}"), 1);
             assert!(list.len() <= 2 * PRUNE_EVERY, "{} held after {i} writes", list.len());
         }
+        assert!(list.is_revoked("https://a", "recent"), "kept for the grace past its time");
         // Live ones all stay.
         let far = unix_now() + 3600;
         for i in 0..5_000 {

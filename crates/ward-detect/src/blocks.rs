@@ -268,6 +268,17 @@ impl BlockSet {
         self.ranges.find(ip, |until| until > now)
     }
 
+    /// Until when `name`, vouched for by `issuer`, is blocked at `now` (ms):
+    /// by name alone or as `ISSUER#NAME`. Formats nothing while no
+    /// principal is blocked.
+    #[must_use]
+    pub fn principal_in(&self, issuer: &str, name: &str, now: u64) -> Option<u64> {
+        if self.principals.is_empty() {
+            return None;
+        }
+        self.principal(name, now).or_else(|| self.principal(&crate::event::qualified(Some(issuer), name), now))
+    }
+
     /// Until when `principal` is blocked at `now` (ms), if it is.
     #[must_use]
     pub fn principal(&self, principal: &str, now: u64) -> Option<u64> {

@@ -411,10 +411,15 @@ impl Detector {
     /// detections raise). Nothing is formatted while nothing is blocked.
     #[must_use]
     pub fn principal_blocked_in(&self, issuer: &str, name: &str) -> bool {
-        if self.blocked.load(Ordering::Acquire) == 0 {
-            return false;
-        }
-        self.principal_blocked(name) || self.principal_blocked(&crate::event::qualified(Some(issuer), name))
+        self.check(
+            |b, now| b.principal_in(issuer, name, now).is_some(),
+            // Asked only on a hit; a bare allowlisted name covers every issuer.
+            || {
+                self.allow.allows_principal(name)
+                    || self.allow.allows_principal(&crate::event::qualified(Some(issuer), name))
+            },
+            &self.counters.principal_refused,
+        )
     }
 
     /// One block check: nothing to do while nothing is blocked; a poisoned
