@@ -39,7 +39,11 @@ pub(crate) fn is_operator(cp: &ControlPlane, headers: &HeaderMap) -> bool {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let (first, second) = (values.next(), values.next());
     second.is_none()
-        && first.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|t| cp.is_admin(t))
+        && first
+            .and_then(|v| v.to_str().ok())
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+            .is_some_and(|(_, t)| cp.is_admin(t))
 }
 
 fn client_json(c: &Client) -> Value {

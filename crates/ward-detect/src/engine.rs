@@ -244,7 +244,7 @@ impl Engine {
         }
         let tag = i as u64;
         let key = match sc.spec.key {
-            Key::Ip => self.hash_ip(tag, e.ip),
+            Key::Ip => self.hash_ip(tag, source(e.ip).network()),
             Key::Subnet => self.hash_ip(tag, subnet(e.ip).network()),
             Key::Principal => match e.principal {
                 Some(p) => self.hash_principal(tag, e.issuer, p),
@@ -293,7 +293,7 @@ impl Engine {
         let count = b.level.ceil() as u32;
         *b = Bucket { last: now, quiet_until: now.saturating_add(ms(sc.spec.leak)), ..Bucket::default() };
         let target = match sc.spec.key {
-            Key::Ip => Target::Address(Cidr::around(e.ip, 128)),
+            Key::Ip => Target::Address(source(e.ip)),
             Key::Subnet => Target::Address(subnet(e.ip)),
             Key::Principal => Target::Principal(e.principal_target().unwrap_or_default()),
         };
@@ -401,6 +401,15 @@ impl Engine {
     }
 }
 
+/// The source [`Key::Ip`] groups `ip` into: the address itself for IPv4,
+/// its /64 for IPv6 (one host commonly holds a whole /64, so rotating
+/// addresses inside it must not reset the count — or escape the block).
+#[must_use]
+pub fn source(ip: IpAddr) -> Cidr {
+    let ip = canonical_ip(ip);
+    Cidr::around(ip, if ip.is_ipv4() { 32 } else { SUBNET_V6 })
+}
+
 /// The subnet [`Key::Subnet`] groups `ip` into.
 #[must_use]
 pub fn subnet(ip: IpAddr) -> Cidr {
@@ -451,6 +460,26 @@ mod tests {
         assert_eq!(alerts[0].target, Target::parse("198.51.100.7").unwrap());
         assert_eq!(alerts[0].severity, Severity::High);
         assert!(alerts[0].block.is_some());
+    }
+
+    #[test]
+    fn rotating_addresses_inside_an_ipv6_64_is_one_source() {
+        let mut e = engine();
+        let mut alerts = Vec::new();
+        for i in 0..11u64 {
+            let event = Event::new(
+                Source::TokenService,
+                ReasonCode::LoginFailed,
+                401,
+                ip(&format!("2001:db8:1:2::{i:x}")),
+                "/oauth2/authorize",
+            )
+            .claimed(Some("alice"));
+            alerts.extend(e.observe(&event, T0 + i).iter().cloned());
+        }
+        let brute: Vec<_> = alerts.iter().filter(|a| &*a.scenario == "ward/brute-force-ip").collect();
+        assert_eq!(brute.len(), 1, "{alerts:?}");
+        assert_eq!(brute[0].target, Target::parse("2001:db8:1:2::/64").unwrap(), "the /64 is blocked");
     }
 
     #[test]
