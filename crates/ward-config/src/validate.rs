@@ -1065,12 +1065,20 @@ fn provider(p: &raw::RawProvider, base: &Path, here: &[Seg]) -> V<ProviderConfig
     if max_lifetime.is_zero() {
         return Err(Invalid::new(lifetime_at(), "must be more than 0s"));
     }
+    let leeway = duration(p.leeway.as_deref(), Duration::from_secs(60), at(here, &[Seg::Key("leeway")]))?;
+    if leeway > Duration::from_secs(ward_core::SWEEP_GRACE) {
+        // Revocations are kept this long past a token's expiry, no longer.
+        return Err(Invalid::new(
+            at(here, &[Seg::Key("leeway")]),
+            format!("must be at most {}s: a revoked token must not outlive its revocation", ward_core::SWEEP_GRACE),
+        ));
+    }
     Ok(ProviderConfig {
         settings: ProviderSettings {
             name: p.name.clone(),
             issuer: p.issuer.clone(),
             audiences: p.audiences.clone(),
-            leeway: duration(p.leeway.as_deref(), Duration::from_secs(60), at(here, &[Seg::Key("leeway")]))?,
+            leeway,
             max_lifetime,
             max_token_bytes,
             require_at_jwt: p.require_at_jwt.unwrap_or(false),

@@ -76,6 +76,8 @@ fn errors_name_file_line_and_field() {
 
     let e = error("audiences = [\"demo\"]", "audiences = []");
     assert!(e.contains(":17:1: providers[0].audiences: "), "{e}");
+    let e = error("audiences = [\"demo\"]", "audiences = [\"demo\"]\nleeway = \"11m\"");
+    assert!(e.contains("providers[0].leeway: must be at most 600s"), "{e}");
 
     let e = error("url = \"http://127.0.0.1:9000\"", "url = \"ftp://x\"");
     assert!(e.contains(":22:1: upstreams[0].url: "), "{e}");
