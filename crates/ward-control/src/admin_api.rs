@@ -540,6 +540,9 @@ pub(crate) async fn create_join_token(
     if id.trust_domain() != ca.issuer.trust_domain() {
         return bad_request(&format!("{id} is not in trust domain {}", ca.issuer.trust_domain()));
     }
+    if cp.is_certificate_denied(ward_core::SPIFFE_ID, id.as_str(), now()) {
+        return bad_request(&format!("{id} is denied: the CA issues nothing for it"));
+    }
     let ttl = v["ttl"].as_u64().unwrap_or(600);
     if ttl == 0 || ttl > MAX_JOIN_TTL {
         return bad_request(&format!("ttl must be 1..={MAX_JOIN_TTL} seconds"));

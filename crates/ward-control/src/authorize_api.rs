@@ -277,12 +277,12 @@ pub(crate) async fn login(
     // posts nor a flood of logins get more checks than the bounds allow.
     let ip = ext.get::<Peer>().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0);
     let username = params.get("username").cloned().unwrap_or_default();
-    let permit = match cp.logins.hash(ip, &username) {
+    let permit = match cp.logins.hash(ip).await {
         Ok(p) => p,
         Err(busy) => {
             let id = request_id();
             let status = match busy {
-                Busy::Source | Busy::Account => StatusCode::TOO_MANY_REQUESTS,
+                Busy::Source => StatusCode::TOO_MANY_REQUESTS,
                 Busy::Everyone => StatusCode::SERVICE_UNAVAILABLE,
             };
             let _ = audit(&cp, &ext, &id, Event::new(("POST", PATH), ReasonCode::RateLimited, status.as_u16()));

@@ -6,17 +6,16 @@
 //!   detector sees); the ticket table also bounds each source (see
 //!   [`crate::flows`]).
 //! - **Password checks** (argon2id, 19 MiB each) run at most one per core
-//!   at once across the process; past that a login is answered 503 at once
-//!   rather than queued, so a flood of logins costs memory for the checks
-//!   in flight only. One source may hold [`HASHES_PER_SOURCE`] of them, and
-//!   one account one at a time: guesses at one account from many addresses
-//!   queue behind each other (answered 429 at once) instead of running in
-//!   parallel. The slots belong to the check: they are freed when the hash
-//!   ends, not when its client hangs up.
+//!   at once across the process; past that a login waits its turn, first
+//!   come first served, for at most [`QUEUE_WAIT`], then is answered 503 —
+//!   a waiting login holds no hash memory, so a flood costs memory for the
+//!   checks in flight only. One source may hold [`HASHES_PER_SOURCE`] of them.
+//!   There is no per-account slot: anyone could hold it and keep the
+//!   account's owner out. The slots belong to the check: they are freed
+//!   when the hash ends, not when its client hangs up.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -31,6 +30,9 @@ pub const PAGES_PER_MINUTE: u32 = 60;
 /// Password checks one source may have running at once.
 pub const HASHES_PER_SOURCE: u32 = 1;
 
+/// How long a login waits in line for a core before it is answered 503.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(3);
+
 /// Sources the page limiter remembers (more share one bucket).
 const MAX_SOURCES: usize = 100_000;
 
@@ -40,8 +42,8 @@ pub struct LoginGuard {
     pages: Option<Limiter>,
     hashing: Arc<Semaphore>,
     per_source: Arc<ConnectionCaps>,
-    /// Accounts (SHA-256 of the name) with a check running.
-    accounts: Arc<Mutex<HashSet<[u8; 32]>>>,
+    /// How long a login waits in line for a core.
+    wait: Duration,
     started: Instant,
 }
 
@@ -50,22 +52,6 @@ pub struct LoginGuard {
 pub struct HashPermit {
     _global: OwnedSemaphorePermit,
     _source: ConnectionSlot,
-    _account: AccountSlot,
-}
-
-/// One account's check in flight; dropping it frees the account.
-#[derive(Debug)]
-struct AccountSlot {
-    accounts: Arc<Mutex<HashSet<[u8; 32]>>>,
-    key: [u8; 32],
-}
-
-impl Drop for AccountSlot {
-    fn drop(&mut self) {
-        if let Ok(mut a) = self.accounts.lock() {
-            a.remove(&self.key);
-        }
-    }
 }
 
 /// Why a password check may not run now.
@@ -73,8 +59,6 @@ impl Drop for AccountSlot {
 pub enum Busy {
     /// This source already has its share running.
     Source,
-    /// A check of this account is running.
-    Account,
     /// Every core is checking a password.
     Everyone,
 }
@@ -82,20 +66,21 @@ pub enum Busy {
 impl Default for LoginGuard {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Self::new(cores)
+        Self::new(cores, QUEUE_WAIT)
     }
 }
 
 impl LoginGuard {
-    /// Guards allowing `hashes` password checks at once.
+    /// Guards allowing `hashes` password checks at once, a login waiting at
+    /// most `wait` for one.
     #[must_use]
-    pub fn new(hashes: usize) -> Self {
+    pub fn new(hashes: usize, wait: Duration) -> Self {
         let quota = Quota { rate: PAGES_PER_MINUTE, period: Duration::from_secs(60), burst: PAGES_PER_MINUTE };
         Self {
             pages: Gcra::new(quota).ok().map(|g| Limiter::new(g, MAX_SOURCES)),
             hashing: Arc::new(Semaphore::new(hashes.max(1))),
             per_source: ConnectionCaps::new(HASHES_PER_SOURCE),
-            accounts: Arc::new(Mutex::new(HashSet::new())),
+            wait,
             started: Instant::now(),
         }
     }
@@ -109,19 +94,17 @@ impl LoginGuard {
         if verdict.allowed { Ok(()) } else { Err(verdict.retry_after.div_ceil(1_000_000_000).max(1)) }
     }
 
-    /// A slot for one password check of `account` for `ip`, without waiting.
-    pub fn hash(&self, ip: IpAddr, account: &str) -> Result<HashPermit, Busy> {
+    /// A slot for one password check for `ip`: at once `Busy::Source` if the
+    /// source already has one (running or waiting), else a place in the
+    /// first-come first-served line for a core, `Busy::Everyone` after
+    /// [`Self::wait`]. Waiting costs a task, not a hash's memory.
+    pub async fn hash(&self, ip: IpAddr) -> Result<HashPermit, Busy> {
         let source = self.per_source.admit(Source::of(ip).ip()).ok_or(Busy::Source)?;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, account.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest.as_ref());
-        // A poisoned lock admits no check (fail closed).
-        if !self.accounts.lock().map_err(|_| Busy::Everyone)?.insert(key) {
-            return Err(Busy::Account);
-        }
-        let account = AccountSlot { accounts: Arc::clone(&self.accounts), key };
-        let global = Arc::clone(&self.hashing).try_acquire_owned().map_err(|_| Busy::Everyone)?;
-        Ok(HashPermit { _global: global, _source: source, _account: account })
+        let global = tokio::time::timeout(self.wait, Arc::clone(&self.hashing).acquire_owned())
+            .await
+            .map_err(|_| Busy::Everyone)?
+            .map_err(|_| Busy::Everyone)?;
+        Ok(HashPermit { _global: global, _source: source })
     }
 }
 
@@ -131,7 +114,7 @@ mod tests {
 
     #[test]
     fn pages_are_limited_per_source_and_a_v6_64_is_one_source() {
-        let g = LoginGuard::new(1);
+        let g = LoginGuard::new(1, QUEUE_WAIT);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         for _ in 0..PAGES_PER_MINUTE {
             assert!(g.page(ip("2001:db8::1")).is_ok());
@@ -142,16 +125,18 @@ mod tests {
         assert!(g.page(ip("192.0.2.1")).is_ok());
     }
 
-    #[test]
-    fn password_checks_are_bounded_per_source_per_account_and_overall() {
-        let g = LoginGuard::new(2);
+    #[tokio::test]
+    async fn password_checks_are_bounded_per_source_and_overall_and_wait_their_turn() {
+        let g = Arc::new(LoginGuard::new(1, Duration::from_millis(300)));
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let a = g.hash(ip("192.0.2.1"), "alice").unwrap();
-        assert_eq!(g.hash(ip("192.0.2.1"), "bob").unwrap_err(), Busy::Source);
-        assert_eq!(g.hash(ip("192.0.2.2"), "alice").unwrap_err(), Busy::Account, "one check of an account at a time");
-        let _b = g.hash(ip("192.0.2.2"), "bob").unwrap();
-        assert_eq!(g.hash(ip("192.0.2.3"), "carol").unwrap_err(), Busy::Everyone);
+        let a = g.hash(ip("192.0.2.1")).await.unwrap();
+        assert_eq!(g.hash(ip("192.0.2.1")).await.unwrap_err(), Busy::Source, "one per source");
+        assert_eq!(g.hash(ip("192.0.2.2")).await.unwrap_err(), Busy::Everyone, "no core within the wait");
+        // A check that ends lets the next in line run.
+        let g2 = Arc::clone(&g);
+        let waiting = tokio::spawn(async move { g2.hash("192.0.2.3".parse().unwrap()).await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(50)).await;
         drop(a);
-        assert!(g.hash(ip("192.0.2.3"), "alice").is_ok(), "a finished check frees its slots");
+        assert!(waiting.await.unwrap(), "served once the running check ended");
     }
 }

@@ -253,7 +253,9 @@ impl Engine {
         };
         let distinct = match sc.spec.distinct {
             None => None,
-            Some(Distinct::Principal) => match e.principal.or(e.claimed) {
+            // Names nobody holds count for one address only: a subnet's
+            // bucket would let a few addresses block their neighbours.
+            Some(Distinct::Principal) => match e.principal.or(e.claimed.filter(|_| sc.spec.key == Key::Ip)) {
                 Some(p) => Some(self.hash_principal(u64::MAX, e.issuer, p)),
                 None => return,
             },
@@ -509,6 +511,24 @@ mod tests {
         }
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert_eq!(alerts[0].target, Target::parse("198.51.100.9").unwrap());
+        // Six addresses of one /24, four made-up names each (under the
+        // per-address limit): the /24 is not blocked for their neighbours.
+        let mut alerts = Vec::new();
+        for a in 1..=6u64 {
+            for k in 0..4 {
+                let name = format!("ghost{a}_{k}");
+                let event = Event::new(
+                    Source::TokenService,
+                    ReasonCode::LoginFailed,
+                    401,
+                    ip(&format!("203.0.113.{a}")),
+                    "/oauth2/authorize",
+                )
+                .claimed(Some(&name));
+                alerts.extend(e.observe(&event, T0 + 200 + a * 10 + k).iter().cloned());
+            }
+        }
+        assert!(alerts.is_empty(), "{alerts:?}");
     }
 
     #[test]
