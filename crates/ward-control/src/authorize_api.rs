@@ -275,6 +275,10 @@ pub(crate) async fn login(
     // The slots for the (slow, memory-hungry) check first, then the attempt
     // is reserved on the page — both before any hashing, so neither parallel
     // posts nor a flood of logins get more checks than the bounds allow.
+    // A post of no live page does not even queue.
+    if cp.flows.ticket(&ticket_hash, &cookie_hash, t).is_none() {
+        return expired(&cp, None, "unknown or expired login ticket, or another browser's cookie");
+    }
     let ip = ext.get::<Peer>().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0);
     let username = params.get("username").cloned().unwrap_or_default();
     let permit = match cp.logins.hash(ip).await {
