@@ -676,6 +676,20 @@ async fn certificate_bound_tokens_are_good_only_with_their_certificate() {
     )
     .unwrap();
     assert_eq!(exchanged_claims["cnf"]["x5t#S256"], svc_x5t, "the exchange keeps the binding to the caller's SVID");
+    // Without mTLS, a bound token buys no bearer token.
+    let unbound = anonymous
+        .post(format!("{issuer_url}/oauth2/token"))
+        .basic_auth("svc", Some(&secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={token}\
+             &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unbound.status(), 400);
+    assert_eq!(unbound.json::<serde_json::Value>().await.unwrap()["error"], "invalid_grant");
 
     // The gateway trusts the control plane's tokens and takes client SVIDs (PERMISSIVE).
     common::write_gateway_files(&d, &pki);

@@ -783,7 +783,7 @@ fn service_grant(
     let jti = user_grants::new_jti().ok_or_else(|| OAuthError::TemporarilyUnavailable("no randomness".into()))?;
     let exchange = grant_type == GrantType::TokenExchange;
     let mut minted = if exchange {
-        exchange_grant(cp, client, params, &request, t, &jti)?
+        exchange_grant(cp, client, params, &request, t, &jti, bound_to.is_some())?
     } else {
         grant::client_credentials(&cp.issuer, client, &request, t, &jti)?
     };
@@ -815,6 +815,7 @@ fn exchange_grant(
     request: &TokenRequest,
     now: u64,
     jti: &str,
+    over_mtls: bool,
 ) -> Result<grant::Minted, OAuthError> {
     client.may_use(GrantType::TokenExchange)?;
     let subject_token =
@@ -833,6 +834,12 @@ fn exchange_grant(
     let subject = cp
         .verify_token(subject_token, now)
         .ok_or_else(|| OAuthError::InvalidGrant("subject token is not a valid Ward token".into()))?;
+    // A certificate-bound token never yields a bearer token: it is
+    // exchanged only over mTLS, and the new token is bound to the caller's
+    // certificate.
+    if subject.claims.contains_key("cnf") && !over_mtls {
+        return Err(OAuthError::InvalidGrant("a certificate-bound token is exchanged only over mTLS".into()));
+    }
     grant::token_exchange(&cp.issuer, client, &subject.claims, request, now, jti)
 }
 
@@ -870,7 +877,10 @@ impl ControlPlane {
                 v
             }
         };
-        (v.exp > now && v.nbf <= now && !self.is_revoked(&v.jti) && !self.is_cut_off(&v.claims)).then_some(v)
+        let revoked = self.is_revoked(&v.jti)
+            || ward_core::ancestors_revoked(&self.local, &self.settings.issuer, &v.claims)
+            || self.is_cut_off(&v.claims);
+        (v.exp > now && v.nbf <= now && !revoked).then_some(v)
     }
 
     /// Type (`at+jwt`), signature (by a published key) and issuer, without time checks.

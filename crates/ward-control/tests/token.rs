@@ -459,6 +459,76 @@ async fn token_exchange_narrows_and_records_the_actor_chain() {
     assert_eq!(refused, expect.map(|(c, e)| (c.to_owned(), e.to_owned())));
 }
 
+/// Found from outside (issue #15's follow-up): a token made by exchange
+/// outlived the token it came from — revoking the subject token, or
+/// deleting its client, left the exchanged one (and its own exchanges)
+/// active. Now each exchanged token names what it came from
+/// (`exchanged_from`) and ends with it.
+#[tokio::test]
+async fn exchanged_tokens_end_with_the_token_and_the_client_they_came_from() {
+    let r = start().await;
+    let mut frontend = spec("frontend");
+    frontend.audiences = vec!["backend".into()];
+    let frontend_secret = r.cp.create_client(&frontend).unwrap().unwrap().expose().to_owned();
+    let mut backend = spec("backend");
+    backend.grants = vec![GrantType::TokenExchange];
+    backend.audiences = vec!["db".into()];
+    let backend_secret = r.cp.create_client(&backend).unwrap().unwrap().expose().to_owned();
+    let te = "urn:ietf:params:oauth:grant-type:token-exchange";
+    let at = "urn:ietf:params:oauth:token-type:access_token";
+    let issue =
+        || post(&r, "/oauth2/token", Some(("frontend", &frontend_secret)), &[("grant_type", "client_credentials")]);
+    let exchange = |subject: String| {
+        let secret = backend_secret.clone();
+        let r = &r;
+        async move {
+            let form = [("grant_type", te), ("subject_token", subject.as_str()), ("subject_token_type", at)];
+            let (s, body, _) = post(r, "/oauth2/token", Some(("backend", &secret)), &form).await;
+            (s, body["access_token"].as_str().map(str::to_owned))
+        }
+    };
+    let active = |token: String| {
+        let secret = backend_secret.clone();
+        let r = &r;
+        async move {
+            let (_, body, _) = post(r, "/oauth2/introspect", Some(("backend", &secret)), &[("token", &token)]).await;
+            body["active"] == true
+        }
+    };
+    let jwks: Value =
+        r.client.get(format!("{}/.well-known/jwks.json", r.base)).send().await.unwrap().json().await.unwrap();
+
+    // Revoking the subject token ends what was exchanged from it, down the chain.
+    let subject = issue().await.1["access_token"].as_str().unwrap().to_owned();
+    let (s, x) = exchange(subject.clone()).await;
+    assert_eq!(s, 200);
+    let x = x.unwrap();
+    let (s, x2) = exchange(x.clone()).await;
+    assert_eq!(s, 200, "an exchanged token issued to backend can be exchanged by it again");
+    let x2 = x2.unwrap();
+    let sub_jti = verify_with(&jwks, &subject).unwrap()["jti"].clone();
+    let x_claims = verify_with(&jwks, &x).unwrap();
+    assert_eq!(x_claims["exchanged_from"], serde_json::json!({"jti": [sub_jti], "client_id": ["frontend"]}));
+    let x2_claims = verify_with(&jwks, &x2).unwrap();
+    assert_eq!(
+        x2_claims["exchanged_from"],
+        serde_json::json!({"jti": [x_claims["jti"], sub_jti], "client_id": ["backend", "frontend"]})
+    );
+    assert!(active(x.clone()).await && active(x2.clone()).await);
+    post(&r, "/oauth2/revoke", Some(("frontend", &frontend_secret)), &[("token", &subject)]).await;
+    assert!(!active(x.clone()).await, "the exchanged token ends with its subject token");
+    assert!(!active(x2.clone()).await, "and so does the one exchanged from it");
+    assert_eq!(exchange(x).await.0, 400, "nothing more is exchanged from it");
+
+    // Deleting the subject token's client ends them too.
+    let subject = issue().await.1["access_token"].as_str().unwrap().to_owned();
+    let x = exchange(subject).await.1.unwrap();
+    assert!(active(x.clone()).await);
+    assert!(r.cp.delete_client("frontend").unwrap());
+    assert!(!active(x.clone()).await, "deleting the client it came from ends it");
+    assert_eq!(exchange(x).await.0, 400);
+}
+
 #[tokio::test]
 async fn users_are_created_and_changed_through_the_admin_api_with_argon2id() {
     let r = start().await;

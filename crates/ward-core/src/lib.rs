@@ -18,5 +18,8 @@ pub use duration::{DurationParseError, parse_duration};
 pub use identity::{Claims, Identity, Principal};
 pub use net::{Cidr, CidrError};
 pub use request_id::RequestId;
-pub use revocation::{LocalRevocations, RevocationList, SPIFFE_ID, SWEEP_GRACE, TokenOwner, X509_SERIAL, is_cut_off};
+pub use revocation::{
+    EXCHANGED_FROM, LocalRevocations, RevocationList, SPIFFE_ID, SWEEP_GRACE, TokenOwner, X509_SERIAL,
+    ancestors_revoked, is_cut_off,
+};
 pub use spiffe::{SpiffeId, SpiffeIdError};

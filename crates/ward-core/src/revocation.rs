@@ -74,6 +74,30 @@ pub trait RevocationList: Send + Sync + fmt::Debug {
     }
 }
 
+/// The claim of a token made by token exchange naming the tokens it came
+/// from, nearest first: `{"jti": [...], "client_id": [...]}` (the subject
+/// token's id and client, then its own subject's, …).
+pub const EXCHANGED_FROM: &str = "exchanged_from";
+
+/// The ids or clients an exchanged token came from (`field` = `jti` or
+/// `client_id`); none for any other token.
+fn exchanged_from<'a>(claims: &'a Claims, field: &str) -> impl Iterator<Item = &'a str> {
+    claims
+        .get(EXCHANGED_FROM)
+        .and_then(|f| f.get(field))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// Whether a token `claims` was exchanged from (directly or down a chain)
+/// is revoked: revoking a token, or the refresh family that produced it,
+/// ends what was exchanged from it. One map lookup for any other token.
+pub fn ancestors_revoked(list: &dyn RevocationList, issuer: &str, claims: &Claims) -> bool {
+    exchanged_from(claims, "jti").any(|jti| list.is_revoked(issuer, jti))
+}
+
 /// Whether `claims` (a verified token of `issuer`) fall under a cut-off of
 /// `list`: issued (`iat`) at or before a cut-off of its subject or of its
 /// client — or descended from a login (`auth_time`) at or before it, so a
@@ -81,13 +105,20 @@ pub trait RevocationList: Send + Sync + fmt::Debug {
 /// session) dies with the rest. A token without a numeric `iat` cannot be
 /// shown to be newer than a cut-off, so it falls under any cut-off there is.
 pub fn is_cut_off(list: &dyn RevocationList, issuer: &str, claims: &Claims) -> bool {
-    [TokenOwner::Subject, TokenOwner::Client].into_iter().any(|owner| {
-        let Some(Value::String(name)) = claims.get(owner.claim()) else { return false };
+    let ended = |owner: TokenOwner, name: &str| {
         list.cut_off_at(issuer, owner, name).is_some_and(|at| {
             claims.get("iat").and_then(Value::as_u64).is_none_or(|iat| iat <= at)
                 || claims.get("auth_time").and_then(Value::as_u64).is_some_and(|t| t <= at)
         })
+    };
+    [TokenOwner::Subject, TokenOwner::Client].into_iter().any(|owner| {
+        let Some(Value::String(name)) = claims.get(owner.claim()) else { return false };
+        ended(owner, name)
     })
+        // An exchanged token ends with every client it came through: its
+        // `iat` is at or after its subject's, so a cut-off that ends the
+        // subject token also ends this one.
+        || exchanged_from(claims, "client_id").any(|client| ended(TokenOwner::Client, client))
 }
 
 /// Names → (cut-off, kept until), of one issuer and one [`TokenOwner`].
@@ -382,5 +413,25 @@ mod tests {
         assert_eq!(list.revoked_until("https://a", "live0"), Some(far));
         list.revoke("https://a", "live0", 5);
         assert_eq!(list.revoked_until("https://a", "live0"), Some(far), "a shorter revocation never shortens one");
+    }
+
+    #[test]
+    fn exchanged_tokens_end_with_what_they_came_from() {
+        let list = LocalRevocations::new();
+        let exchanged = claims(serde_json::json!({
+            "sub": "alice", "client_id": "backend", "iat": 200,
+            "exchanged_from": {"jti": ["x1", "s1"], "client_id": ["middle", "frontend"]},
+        }));
+        assert!(!ancestors_revoked(&list, "https://a", &exchanged));
+        assert!(!is_cut_off(&list, "https://a", &exchanged));
+        list.revoke("https://a", "s1", u64::MAX);
+        assert!(ancestors_revoked(&list, "https://a", &exchanged), "its subject's subject was revoked");
+        assert!(!ancestors_revoked(&list, "https://b", &exchanged), "per issuer");
+        list.cut_off("https://a", TokenOwner::Client, "frontend", 150, u64::MAX);
+        assert!(!is_cut_off(&list, "https://a", &exchanged), "issued after the cut-off");
+        list.cut_off("https://a", TokenOwner::Client, "frontend", 250, u64::MAX);
+        assert!(is_cut_off(&list, "https://a", &exchanged), "a client it came through was cut off");
+        let plain = claims(serde_json::json!({"sub": "bob", "client_id": "frontend2", "iat": 200, "jti": "s1"}));
+        assert!(!ancestors_revoked(&list, "https://a", &plain), "no lineage, nothing inherited");
     }
 }

@@ -665,6 +665,7 @@ pub(crate) async fn handle(
                             .get("jti")
                             .and_then(|j| j.as_str())
                             .is_some_and(|jti| list.is_revoked(&identity.issuer, jti))
+                            || ward_core::ancestors_revoked(&**list, &identity.issuer, &identity.claims)
                             || ward_core::is_cut_off(&**list, &identity.issuer, &identity.claims)
                     });
                     trail.identity = Some(identity);

@@ -253,6 +253,13 @@ mod tests {
 /// `subject_token_type` / `issued_token_type` for access tokens (RFC 8693 §3).
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
+/// The claim of an exchanged token naming the tokens it came from:
+/// `{"jti": [subject's, its subject's, …], "client_id": [the same order]}`.
+pub const EXCHANGED_FROM: &str = ward_core::EXCHANGED_FROM;
+
+/// Most exchanges in a chain (a token exchanged from an exchanged token…).
+pub const MAX_EXCHANGES: usize = 8;
+
 /// Token exchange (RFC 8693) for an authenticated `client` acting for the
 /// subject of an already verified Ward access token (`subject`): the new
 /// token keeps the subject, adds the client to the `act` chain, and can only
@@ -335,9 +342,30 @@ pub fn token_exchange(
     if let Some(prior) = subject.get("act") {
         act.insert("act".into(), prior.clone());
     }
+    // Where the token comes from: the subject token's id and client, then
+    // theirs. Revoking any of those tokens, or cutting off any of those
+    // clients, ends this one too (`ward_core::ancestors_revoked`,
+    // `ward_core::is_cut_off`); a token of a login keeps its `auth_time`.
+    let inherited = |name: &str| -> Vec<Value> {
+        subject.get(EXCHANGED_FROM).and_then(|f| f.get(name)).and_then(Value::as_array).cloned().unwrap_or_default()
+    };
+    let mut from_jti = vec![subject.get("jti").cloned().unwrap_or(Value::Null)];
+    from_jti.extend(inherited("jti"));
+    let mut from_client = vec![subject.get("client_id").cloned().unwrap_or(Value::Null)];
+    from_client.extend(inherited("client_id"));
+    if from_jti.iter().chain(&from_client).any(|v| !v.is_string()) {
+        return Err(OAuthError::InvalidGrant("the subject token has no jti or client_id".into()));
+    }
+    if from_jti.len() > MAX_EXCHANGES {
+        return Err(OAuthError::InvalidGrant(format!("more than {MAX_EXCHANGES} exchanges in a row")));
+    }
     let access = Access { subject: sub, client, audiences: &audiences, scopes: &scopes };
     let mut minted = access.mint(settings, now, exp, jti);
     minted.claims.insert("act".into(), Value::Object(act));
+    minted.claims.insert(EXCHANGED_FROM.into(), json!({ "jti": from_jti, "client_id": from_client }));
+    if let Some(auth_time) = subject.get("auth_time") {
+        minted.claims.insert("auth_time".into(), auth_time.clone());
+    }
     // The user's roles travel with them; the actor is in `act`.
     if let Some(roles) = subject.get("roles") {
         minted.claims.insert("roles".into(), roles.clone());
@@ -365,7 +393,11 @@ mod exchange_tests {
     }
 
     fn subject(scope: &str, exp: u64, act: Option<Value>) -> Claims {
-        let mut c = json!({"sub": "alice", "exp": exp, "scope": scope, "aud": "backend"}).as_object().unwrap().clone();
+        let mut c =
+            json!({"sub": "alice", "exp": exp, "scope": scope, "aud": "backend", "jti": "s1", "client_id": "frontend"})
+                .as_object()
+                .unwrap()
+                .clone();
         if let Some(a) = act {
             c.insert("act".into(), a);
         }
