@@ -192,24 +192,40 @@ pub fn client(ca_pem: &str) -> reqwest::Client {
 }
 
 pub async fn start_with(upstream: Option<&str>, extra: &str) -> Harness {
-    start_full(upstream, extra, false, &[]).await
+    start_full(upstream, extra, false, &[], "").await
+}
+
+/// A gateway in front of `upstream` with extra config, extra policy files
+/// and lines added to `[gateway.limits]`.
+pub async fn start_custom(upstream: &str, extra: &str, policies: &[(&str, &str)], limits: &str) -> Harness {
+    start_full(Some(upstream), extra, false, policies, limits).await
 }
 
 /// A gateway with extra config and extra policy files.
 pub async fn start_with_policies(extra: &str, policies: &[(&str, &str)]) -> Harness {
-    start_full(None, extra, false, policies).await
+    start_full(None, extra, false, policies, "").await
 }
 
 /// A gateway with the verified-token cache on.
 pub async fn start_cached() -> Harness {
-    start_full(None, "", true, &[]).await
+    start_full(None, "", true, &[], "").await
 }
 
-async fn start_full(upstream: Option<&str>, extra: &str, cache: bool, policies: &[(&str, &str)]) -> Harness {
+async fn start_full(
+    upstream: Option<&str>,
+    extra: &str,
+    cache: bool,
+    policies: &[(&str, &str)],
+    limits: &str,
+) -> Harness {
     let (up_addr, hits) = start_upstream().await;
     let upstream = upstream.map_or_else(|| format!("http://{up_addr}"), str::to_owned);
     let dir = tempfile::tempdir().unwrap();
     let (path, signer, ca_pem) = write_config(dir.path(), &upstream, extra, cache);
+    if !limits.is_empty() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("[gateway.limits]\n", &format!("[gateway.limits]\n{limits}\n"))).unwrap();
+    }
     for (name, text) in policies {
         write_policy(dir.path(), name, text);
     }

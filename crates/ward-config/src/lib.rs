@@ -15,7 +15,7 @@ pub use error::ConfigError;
 pub use validate::{
     AdminSettings, AuditSettings, AuthorizerConfig, Config, ControlConfig, GatewaySettings, KeySettings, Limits,
     MtlsMode, MtlsSettings, OidcSettings, PolicySettings, ProviderConfig, RegistryRule, TlsSettings, TlsVersion,
-    TokenSource, UpstreamConfig, UpstreamSpiffe, UpstreamTarget,
+    TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamSpiffe, UpstreamTarget,
 };
 
 /// Read and validate a configuration file. Relative paths inside it are

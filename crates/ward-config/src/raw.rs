@@ -250,6 +250,7 @@ pub(crate) struct RawLimits {
     pub header_timeout: Option<String>,
     pub handshake_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub headers_with_underscores: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -247,6 +247,32 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// A connection with no traffic in either direction for this long is closed (default 60 s).
     pub idle_timeout: Duration,
+    /// Request headers whose names contain `_` (default: dropped).
+    pub headers_with_underscores: UnderscoreHeaders,
+}
+
+/// What to do with a request header whose name contains `_`: CGI and WSGI
+/// upstreams read `x_ward_principal` and `x-ward-principal` as the same
+/// variable (`HTTP_X_WARD_PRINCIPAL`), so such a name can pass for one the
+/// gateway sets. Envoy's `headers_with_underscores_action`, nginx's
+/// `underscores_in_headers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnderscoreHeaders {
+    /// Remove them before anything reads the request (the default).
+    #[default]
+    Drop,
+    /// Refuse the request (400).
+    Reject,
+    /// Keep them — except names that normalise (`_` → `-`, any case) to a
+    /// header the gateway sets or strips (`x-ward-*`, `x-forwarded-*`,
+    /// `forwarded`, …), which are always removed.
+    Allow,
+}
+
+impl UnderscoreHeaders {
+    /// The configuration spellings.
+    pub const NAMES: &'static [(&'static str, Self)] =
+        &[("drop", Self::Drop), ("reject", Self::Reject), ("allow", Self::Allow)];
 }
 
 /// Audit settings: the tamper-evident log.
@@ -972,6 +998,12 @@ fn gateway(g: &raw::RawGateway, base: &Path) -> V<GatewaySettings> {
             l.idle_timeout.as_deref(),
             Duration::from_secs(60),
             at(&lh, &[Seg::Key("idle_timeout")]),
+        )?,
+        headers_with_underscores: choice(
+            l.headers_with_underscores.as_deref(),
+            UnderscoreHeaders::Drop,
+            UnderscoreHeaders::NAMES,
+            at(&lh, &[Seg::Key("headers_with_underscores")]),
         )?,
     };
     Ok(GatewaySettings {

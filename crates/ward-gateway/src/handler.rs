@@ -14,7 +14,7 @@ use http_body_util::{Either, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use ward_audit::{AuditRecord, AuditSink, format_rfc3339_millis};
 use ward_authn::{Authenticator, TokenRejected};
-use ward_config::{Limits, TokenSource};
+use ward_config::{Limits, TokenSource, UnderscoreHeaders};
 use ward_core::{Decision, Effect, Identity, ReasonCode, RequestId};
 use ward_crypto::{KeyedHasher, mask_personal_data};
 use ward_policy::{HeaderLookup, PathOptions, Request as PolicyRequest, RouteTable, normalize_path_with};
@@ -356,6 +356,25 @@ fn header_footprint(headers: &HeaderMap) -> usize {
     headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()
 }
 
+/// Whether a header name (lower case, as `http` keeps them) is one the
+/// gateway sets for upstreams, read with `_` as `-` (as CGI and WSGI read
+/// it): `x-ward-*`, `x-forwarded-*`, `forwarded`, `x-request-id`.
+fn reserved(name: &str) -> bool {
+    let normalised = name.bytes().map(|b| if b == b'_' { b'-' } else { b });
+    let starts =
+        |prefix: &[u8]| prefix.iter().zip(normalised.clone()).all(|(p, b)| *p == b) && name.len() >= prefix.len();
+    let is = |whole: &[u8]| name.len() == whole.len() && starts(whole);
+    starts(b"x-ward-") || starts(b"x-forwarded-") || is(b"forwarded") || is(b"x-request-id")
+}
+
+/// Remove every header whose name `matches`.
+fn drop_names(headers: &mut HeaderMap, matches: impl Fn(&str) -> bool) {
+    let names: Vec<HeaderName> = headers.keys().filter(|n| matches(n.as_str())).cloned().collect();
+    for name in names {
+        headers.remove(&name);
+    }
+}
+
 /// Whether a configured token header is sent more than once: which one
 /// counts would be a guess (and a proxy in front may pick the other), so
 /// the request is refused (400).
@@ -558,7 +577,18 @@ pub(crate) async fn handle(
         return Ok(response);
     }
 
-    // 1. Limits on what the client sent.
+    // 1. Header names with `_` (they pass for `-` at CGI/WSGI upstreams),
+    //    before anything reads the headers; then limits on what was sent.
+    if parts.headers.keys().any(|n| n.as_str().contains('_')) {
+        match limits.headers_with_underscores {
+            UnderscoreHeaders::Drop => drop_names(&mut parts.headers, |n| n.contains('_')),
+            UnderscoreHeaders::Reject => {
+                trail.path = parts.uri.path().chars().take(256).collect();
+                return Ok(shared.reject(&trail, ReasonCode::BadRequest));
+            }
+            UnderscoreHeaders::Allow => drop_names(&mut parts.headers, |n| n.contains('_') && reserved(n)),
+        }
+    }
     if parts.headers.len() > limits.max_headers || header_footprint(&parts.headers) > limits.max_header_bytes {
         trail.path = parts.uri.path().chars().take(256).collect();
         return Ok(shared.reject(&trail, ReasonCode::HeadersTooLarge));
@@ -751,14 +781,7 @@ pub(crate) async fn handle(
         .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    let spoofable: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with("x-ward-") || n.as_str().starts_with("x-forwarded-"))
-        .cloned()
-        .collect();
-    for name in spoofable {
-        headers.remove(&name);
-    }
+    drop_names(headers, reserved);
     headers.remove(header::HOST);
     headers.remove(HeaderName::from_static("forwarded"));
     if !shared.forward_token {
@@ -886,6 +909,18 @@ mod tests {
         assert!(!ambiguous_token(&h, &sources));
         h.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer junk"));
         assert!(ambiguous_token(&h, &sources), "two Authorization headers");
+    }
+
+    #[test]
+    fn reserved_names_are_read_as_cgi_reads_them() {
+        for name in
+            ["x-ward-principal", "x_ward_principal", "x-ward_roles", "x_forwarded_for", "forwarded", "x_request_id"]
+        {
+            assert!(reserved(name), "{name}");
+        }
+        for name in ["x-war", "x-wardx", "forwarded-x", "x-request-ids", "my_header", "x-forwarde"] {
+            assert!(!reserved(name), "{name}");
+        }
     }
 
     #[test]
