@@ -45,6 +45,39 @@ async fn expect_denied(h: &Harness, r: reqwest::Response, status: u16, reason: &
     assert_eq!(record["status"], status);
 }
 
+/// Issue 17, item 8: a client reused another request's id and two audit
+/// records shared it. The gateway's id is its own (a client's is taken only
+/// behind trusted proxies); the client's value travels as
+/// `x-client-request-id`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_chosen_request_id_never_names_an_audit_record() {
+    let h = start().await;
+    let token = h.token(json!({}));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = h
+            .client
+            .get(h.url("/api/items"))
+            .bearer_auth(&token)
+            .header("x-request-id", "0123456789abcdef0123456789abcdef")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = request_id(&r);
+        let seen: Value = r.json().await.unwrap();
+        assert_eq!(seen["headers"]["x-request-id"], id.as_str());
+        assert_eq!(seen["headers"]["x-client-request-id"], "0123456789abcdef0123456789abcdef");
+        ids.push(id);
+    }
+    assert!(ids.iter().all(|id| id != "0123456789abcdef0123456789abcdef"), "{ids:?}");
+    assert_ne!(ids[0], ids[1]);
+    for id in &ids {
+        assert_eq!(h.record_for(id).await["reason"], "allowed_by_policy");
+    }
+    h.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn valid_token_reaches_upstream_with_identity_and_spoofed_headers_are_removed() {
     let h = start().await;

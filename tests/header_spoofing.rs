@@ -1,5 +1,5 @@
 //! Identity headers cannot be spoofed through a WSGI upstream (issue 17,
-//! item 1). CGI and WSGI read a header `x_ward_principal` — or
+//! items 1 and 6). CGI and WSGI read a header `x_ward_principal` — or
 //! `X-Ward_Principal` — as `HTTP_X_WARD_PRINCIPAL`, the very variable the
 //! gateway's `x-ward-principal` becomes. Before the fix, names with `_`
 //! reached the upstream: `x_ward_principal: admin` with a valid token of
@@ -76,6 +76,13 @@ fn corpus() -> Vec<(String, &'static str)> {
             mixed.replace_range(i..=i, "_");
             out.push((mixed, "spoofed"));
         }
+    }
+    // Item 6: overrides frameworks act on, as sent and with `_`.
+    for name in
+        ["x-http-method-override", "x-original-url", "x-rewrite-url", "x-real-ip", "true-client-ip", "remote-user"]
+    {
+        out.push((name.to_owned(), "spoofed"));
+        out.push((name.replace('-', "_"), "spoofed"));
     }
     out
 }

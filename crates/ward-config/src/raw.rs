@@ -211,6 +211,8 @@ pub(crate) struct RawGateway {
     pub worker_threads: Option<usize>,
     #[serde(default)]
     pub trusted_proxy_hops: usize,
+    #[serde(default)]
+    pub strip_request_headers: Option<Vec<String>>,
     pub tls: RawTls,
     #[serde(default)]
     pub limits: RawLimits,

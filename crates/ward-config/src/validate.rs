@@ -175,11 +175,34 @@ pub struct GatewaySettings {
     pub worker_threads: Option<usize>,
     /// How many proxies in front of Ward are trusted to append to `X-Forwarded-For`.
     pub trusted_proxy_hops: usize,
+    /// Request headers never passed to upstreams (lower case; default
+    /// [`DEFAULT_STRIPPED_HEADERS`]): they would make an upstream act on a
+    /// method, path, address or user other than the one the gateway judged.
+    pub strip_request_headers: Vec<String>,
     /// TLS settings.
     pub tls: TlsSettings,
     /// Request and connection limits.
     pub limits: Limits,
 }
+
+/// The request headers stripped unless `[gateway] strip_request_headers`
+/// says otherwise: method and URL overrides, and client address and user
+/// claims that frameworks trust.
+pub const DEFAULT_STRIPPED_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "remote-user",
+    "x-remote-user",
+];
 
 /// Lowest TLS version accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1006,10 +1029,28 @@ fn gateway(g: &raw::RawGateway, base: &Path) -> V<GatewaySettings> {
             at(&lh, &[Seg::Key("headers_with_underscores")]),
         )?,
     };
+    let strip_at = || at(&here, &[Seg::Key("strip_request_headers")]);
+    let strip_request_headers = match &g.strip_request_headers {
+        None => DEFAULT_STRIPPED_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for name in list {
+                let lower = name.to_ascii_lowercase();
+                if lower.is_empty()
+                    || !lower.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+                {
+                    return Err(Invalid::new(strip_at(), format!("`{name}` is not a header name")));
+                }
+                out.push(lower);
+            }
+            out
+        }
+    };
     Ok(GatewaySettings {
         listen,
         worker_threads: g.worker_threads,
         trusted_proxy_hops: g.trusted_proxy_hops,
+        strip_request_headers,
         tls,
         limits,
     })

@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     pub forward_claims: Vec<(String, HeaderName)>,
     pub limits: Limits,
     pub trusted_proxy_hops: usize,
+    /// Request headers never passed upstream (method, URL, address and
+    /// user overrides), also when spelled with `_`.
+    pub strip_request_headers: Vec<HeaderName>,
     /// The OpenID Connect relying party for `login` routes.
     pub oidc: Option<Arc<crate::oidc::RelyingParty>>,
     /// Blocks, rate limits and the detector.
@@ -367,6 +370,14 @@ fn reserved(name: &str) -> bool {
     starts(b"x-ward-") || starts(b"x-forwarded-") || is(b"forwarded") || is(b"x-request-id")
 }
 
+/// Whether `name`, read with `_` as `-`, is one of `strip`.
+fn stripped(name: &str, strip: &[HeaderName]) -> bool {
+    strip.iter().any(|s| {
+        s.as_str().len() == name.len()
+            && s.as_str().bytes().zip(name.bytes()).all(|(a, b)| a == if b == b'_' { b'-' } else { b })
+    })
+}
+
 /// Remove every header whose name `matches`.
 fn drop_names(headers: &mut HeaderMap, matches: impl Fn(&str) -> bool) {
     let names: Vec<HeaderName> = headers.keys().filter(|n| matches(n.as_str())).cloned().collect();
@@ -533,12 +544,14 @@ pub(crate) async fn handle(
     let start = Instant::now();
     let shared = &*worker.shared;
     let (mut parts, body) = request.into_parts();
-    let request_id = parts
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(RequestId::parse)
-        .unwrap_or_else(new_request_id);
+    // The request id names one audit record: it is the gateway's own, taken
+    // from `x-request-id` only behind trusted proxies (which set it). A
+    // client's value would let it give two records one id.
+    let client_request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).and_then(RequestId::parse);
+    let (request_id, client_request_id) = match client_request_id {
+        Some(id) if shared.trusted_proxy_hops > 0 => (id, None),
+        other => (new_request_id(), other),
+    };
     let (client_ip, forwarded_for) = client_address(&parts.headers, &peer, shared.trusted_proxy_hops);
     let mut trail = Trail {
         start,
@@ -586,7 +599,9 @@ pub(crate) async fn handle(
                 trail.path = parts.uri.path().chars().take(256).collect();
                 return Ok(shared.reject(&trail, ReasonCode::BadRequest));
             }
-            UnderscoreHeaders::Allow => drop_names(&mut parts.headers, |n| n.contains('_') && reserved(n)),
+            UnderscoreHeaders::Allow => drop_names(&mut parts.headers, |n| {
+                n.contains('_') && (reserved(n) || stripped(n, &shared.strip_request_headers))
+            }),
         }
     }
     if parts.headers.len() > limits.max_headers || header_footprint(&parts.headers) > limits.max_header_bytes {
@@ -781,7 +796,7 @@ pub(crate) async fn handle(
         .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    drop_names(headers, reserved);
+    drop_names(headers, |n| reserved(n) || stripped(n, &shared.strip_request_headers));
     headers.remove(header::HOST);
     headers.remove(HeaderName::from_static("forwarded"));
     if !shared.forward_token {
@@ -792,6 +807,10 @@ pub(crate) async fn handle(
     }
     if let Ok(v) = HeaderValue::from_str(trail.request_id.as_str()) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    // The client's own id, for its correlation only, under another name.
+    if let Some(v) = client_request_id.as_ref().and_then(|id| HeaderValue::from_str(id.as_str()).ok()) {
+        headers.insert(HeaderName::from_static("x-client-request-id"), v);
     }
     if let Some(v) = forwarded_for {
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);

@@ -235,6 +235,12 @@ impl Gateway {
             forward_claims,
             limits: config.gateway.limits.clone(),
             trusted_proxy_hops: config.gateway.trusted_proxy_hops,
+            strip_request_headers: config
+                .gateway
+                .strip_request_headers
+                .iter()
+                .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
             oidc: config.oidc.as_ref().map(oidc::RelyingParty::new).transpose()?.map(Arc::new),
         });
         let listener = bind("gateway", config.gateway.listen).await?;
