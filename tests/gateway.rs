@@ -450,6 +450,18 @@ async fn path_tricks_cannot_bypass_a_deny_policy() {
     for p in ["/api/admin%2fx", "/api/admin%5Cx", "/api/admin%00/x", "/../api/admin/x"] {
         assert_eq!(raw_status(&h, p, &t).await, 400, "{p}");
     }
+    // Issue 17, item 3: what servlet containers and double decoders resolve
+    // to /api/admin/… never reaches the upstream.
+    for p in [
+        "/api/x/..;/admin/x",
+        "/api/;/admin/x",
+        "/api/admin;jsessionid=1/x",
+        "/api/%2561dmin/x",
+        "/api/%c0%ae%c0%ae/admin/x",
+        "/api/%ff/x",
+    ] {
+        assert_eq!(raw_status(&h, p, &t).await, 400, "{p}");
+    }
     let records = h.audit().await;
     let denied = records.iter().filter(|r| r["reason"] == "denied_by_policy").count();
     assert_eq!(denied, 12, "every bypass attempt was denied by the policy and audited");

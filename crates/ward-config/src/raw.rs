@@ -185,6 +185,10 @@ pub(crate) struct RawPolicy {
     #[serde(default)]
     pub encoded_slashes: Option<String>,
     #[serde(default)]
+    pub path_params: Option<String>,
+    #[serde(default)]
+    pub double_encoding: Option<String>,
+    #[serde(default)]
     pub reload_interval: Option<String>,
     #[serde(default)]
     pub authorizers: Vec<RawAuthorizer>,

@@ -914,6 +914,18 @@ fn policy(p: &raw::RawPolicy, base: &Path) -> V<PolicySettings> {
             EncodedSlashes::NAMES,
             at(&here, &[Seg::Key("encoded_slashes")]),
         )?,
+        params: choice(
+            p.path_params.as_deref(),
+            ward_policy::Allow::Reject,
+            ward_policy::Allow::NAMES,
+            at(&here, &[Seg::Key("path_params")]),
+        )?,
+        double_encoding: choice(
+            p.double_encoding.as_deref(),
+            ward_policy::Allow::Reject,
+            ward_policy::Allow::NAMES,
+            at(&here, &[Seg::Key("double_encoding")]),
+        )?,
     };
     let mut authorizers = Vec::with_capacity(p.authorizers.len());
     for (i, a) in p.authorizers.iter().enumerate() {

@@ -29,6 +29,6 @@ pub use engine::{
 };
 pub use matcher::{Cidr, MatchError, PathMatch, StringMatch, canonical_ip};
 pub use model::{Action, Kind, Policy, PolicyId};
-pub use path::{EncodedSlashes, PathCase, PathError, PathOptions, normalize_path, normalize_path_with};
+pub use path::{Allow, EncodedSlashes, PathCase, PathError, PathOptions, normalize_path, normalize_path_with};
 pub use request::{HeaderLookup, NoHeaders, Request};
 pub use routes::{ROUTE_LABEL, Route, RouteTable};

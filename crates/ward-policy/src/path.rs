@@ -27,6 +27,14 @@ pub enum PathError {
     /// than the one judged.
     #[error("path has parameters (`;`)")]
     PathParameters,
+    /// An encoded `%` followed by two hex digits (`%2561` = `%61` once
+    /// decoded, `a` twice): an upstream that decodes again sees another path.
+    #[error("path is double percent-encoded")]
+    DoubleEncoding,
+    /// Its escapes decode to bytes that are not UTF-8 (overlong forms such
+    /// as `%C0%AE`, stray continuation bytes), which decoders disagree on.
+    #[error("path escapes are not UTF-8")]
+    InvalidUtf8,
 }
 
 /// What to do with `%2F` and `%5C` (encoded `/` and `\`).
@@ -70,6 +78,26 @@ pub struct PathOptions {
     pub encoded_slashes: EncodedSlashes,
     /// Case handling.
     pub case: PathCase,
+    /// Path parameters (`;`): refused unless kept.
+    pub params: Allow,
+    /// `%25` followed by two hex digits: refused unless kept.
+    pub double_encoding: Allow,
+}
+
+/// Whether something refused by default is kept instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allow {
+    /// Refused (400): the default.
+    #[default]
+    Reject,
+    /// Kept as sent; the policy judges it as it is (for upstreams that
+    /// treat it literally).
+    Keep,
+}
+
+impl Allow {
+    /// The configuration spellings.
+    pub const NAMES: &'static [(&'static str, Self)] = &[("reject", Self::Reject), ("keep", Self::Keep)];
 }
 
 /// [`normalize_path_with`] with the default options.
@@ -97,6 +125,12 @@ pub fn normalize_path_with(raw: &str, options: &PathOptions) -> Result<String, P
         return Err(PathError::NotAbsolute);
     }
     let decoded = decode_unreserved(raw, options.encoded_slashes)?;
+    if options.double_encoding == Allow::Reject && is_double_encoded(&decoded) {
+        return Err(PathError::DoubleEncoding);
+    }
+    if !escapes_are_utf8(&decoded) {
+        return Err(PathError::InvalidUtf8);
+    }
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = decoded.ends_with('/');
     for segment in decoded.split('/') {
@@ -107,7 +141,9 @@ pub fn normalize_path_with(raw: &str, options: &PathOptions) -> Result<String, P
                 segments.pop().ok_or(PathError::EscapesRoot)?;
                 trailing_slash = true;
             }
-            s if s.contains(';') || s.contains("%3B") => return Err(PathError::PathParameters),
+            s if options.params == Allow::Reject && (s.contains(';') || s.contains("%3B")) => {
+                return Err(PathError::PathParameters);
+            }
             s => {
                 segments.push(s);
                 trailing_slash = decoded.ends_with('/');
@@ -126,6 +162,36 @@ pub fn normalize_path_with(raw: &str, options: &PathOptions) -> Result<String, P
         out = lowercase_outside_escapes(&out);
     }
     Ok(out)
+}
+
+/// `%25` followed by two hex digits.
+fn is_double_encoded(path: &str) -> bool {
+    path.match_indices("%25").any(|(i, _)| {
+        let rest = path.as_bytes().get(i + 3..i + 5);
+        rest.is_some_and(|r| r.iter().all(u8::is_ascii_hexdigit))
+    })
+}
+
+/// Whether the path, with every escape decoded, is UTF-8 (raw characters
+/// are, being a `&str`; escapes may not be).
+fn escapes_are_utf8(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |j: usize| bytes.get(j).and_then(|c| char::from(*c).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(0));
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&out).is_ok()
 }
 
 fn lowercase_outside_escapes(path: &str) -> String {
@@ -223,6 +289,17 @@ mod tests {
             assert_eq!(normalize_path(servlet_trick), Err(PathError::PathParameters), "{servlet_trick}");
         }
         assert_eq!(normalize_path("/a/%2e%2e/%2e%2e/b"), Err(PathError::EscapesRoot));
+        for double in ["/api/%2573ecret", "/a%252Fb", "/%25%32%65"] {
+            assert_eq!(normalize_path(double), Err(PathError::DoubleEncoding), "{double}");
+        }
+        assert_eq!(normalize_path("/100%25").as_deref(), Ok("/100%25"), "an encoded % alone is fine");
+        for bad in ["/%c0%ae%c0%ae/x", "/a%80", "/%ff", "/%e2%82"] {
+            assert_eq!(normalize_path(bad), Err(PathError::InvalidUtf8), "{bad}");
+        }
+        assert_eq!(normalize_path("/%C5%BF").as_deref(), Ok("/%C5%BF"), "valid UTF-8 is kept as sent (not folded)");
+        let lenient = PathOptions { params: Allow::Keep, double_encoding: Allow::Keep, ..PathOptions::default() };
+        assert_eq!(normalize_path_with("/api/x;v=1", &lenient).as_deref(), Ok("/api/x;v=1"));
+        assert_eq!(normalize_path_with("/api/%2573", &lenient).as_deref(), Ok("/api/%2573"));
         assert_eq!(normalize_path("/admin%2fx"), Err(PathError::EncodedSeparator));
         assert_eq!(normalize_path("/a%5cb"), Err(PathError::EncodedSeparator));
         assert_eq!(normalize_path("/a%00b"), Err(PathError::EncodedSeparator));
@@ -233,11 +310,11 @@ mod tests {
 
     #[test]
     fn options_keep_slashes_encoded_and_lower_case() {
-        let keep = PathOptions { encoded_slashes: EncodedSlashes::Keep, case: PathCase::Sensitive };
+        let keep = PathOptions { encoded_slashes: EncodedSlashes::Keep, ..PathOptions::default() };
         assert_eq!(normalize_path_with("/a%2f..%2Fadmin", &keep).as_deref(), Ok("/a%2F..%2Fadmin"));
         assert_eq!(normalize_path_with("/a%5cb", &keep).as_deref(), Ok("/a%5Cb"));
         assert_eq!(normalize_path_with("/a%00b", &keep), Err(PathError::EncodedSeparator));
-        let lower = PathOptions { encoded_slashes: EncodedSlashes::Reject, case: PathCase::Lowercase };
+        let lower = PathOptions { case: PathCase::Lowercase, ..PathOptions::default() };
         assert_eq!(normalize_path_with("/ADMIN/%3fX/Y", &lower).as_deref(), Ok("/admin/%3Fx/y"));
     }
 

@@ -147,7 +147,7 @@ impl TestConfig {
         let case = pick(self.path_case.as_deref(), PathCase::Sensitive, PathCase::NAMES, "pathCase")?;
         let encoded_slashes =
             pick(self.encoded_slashes.as_deref(), EncodedSlashes::Reject, EncodedSlashes::NAMES, "encodedSlashes")?;
-        Ok((c, PathOptions { encoded_slashes, case }))
+        Ok((c, PathOptions { encoded_slashes, case, ..PathOptions::default() }))
     }
 }
 
