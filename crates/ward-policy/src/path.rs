@@ -175,6 +175,9 @@ fn is_double_encoded(path: &str) -> bool {
 /// Whether the path, with every escape decoded, is UTF-8 (raw characters
 /// are, being a `&str`; escapes may not be).
 fn escapes_are_utf8(path: &str) -> bool {
+    if !path.contains('%') {
+        return true; // no escapes: a `&str` is UTF-8 (and nothing is allocated)
+    }
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -82,7 +82,10 @@ impl OwnedRequest {
     /// # Errors
     /// The path normaliser's refusal.
     pub fn new(spec: RequestSpec, options: &PathOptions) -> Result<Self, crate::PathError> {
-        let path = normalize_path_with(&spec.path, options)?;
+        // The query is not part of the path, as for the gateway (which sees
+        // the URI's path alone): `/admin?x=1` is judged as `/admin`.
+        let raw = spec.path.split_once('?').map_or(spec.path.as_str(), |(path, _)| path);
+        let path = normalize_path_with(raw, options)?;
         let request_principal = spec.request_principal.clone().or_else(|| {
             let c = spec.claims.as_ref()?;
             Some(format!("{}/{}", c.get("iss")?.as_str()?, c.get("sub")?.as_str()?))
@@ -327,5 +330,18 @@ impl fmt::Display for Report {
             }
         }
         write!(f, "{} passed, {} failed", self.results.len() - self.failed(), self.failed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_is_split_off_as_the_gateway_does() {
+        let spec: RequestSpec =
+            serde_json::from_str(r#"{"method": "GET", "path": "/admin/../admin?x=1&y=/public"}"#).unwrap();
+        let req = OwnedRequest::new(spec, &PathOptions::default()).unwrap();
+        assert_eq!(req.request().path, "/admin");
     }
 }
