@@ -206,7 +206,66 @@ pub struct Filter {
     pub event: Option<String>,
 }
 
+/// Every `event` an audit record can carry.
+pub const EVENTS: &[&str] = &[
+    "request",
+    "policy_change",
+    "key_change",
+    "startup",
+    "shutdown",
+    "token",
+    "login",
+    "admin",
+    "registry",
+    "detection",
+];
+
+/// Whether `v` is an RFC 3339 time or a prefix of one at day precision or
+/// finer (`2026-12-04`, `2026-12-04T10`, `2026-12-04T10:15:00Z`).
+fn is_time_prefix(v: &str) -> bool {
+    let b = v.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    b.len() >= 10
+        && digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10)
+        && b.get(10..).is_none_or(|rest| {
+            rest.is_empty()
+                || (rest.first() == Some(&b'T') && rest.iter().all(|c| c.is_ascii_digit() || b"T:.Z+-".contains(c)))
+        })
+}
+
 impl Filter {
+    /// Refuse values that could never match: a filter that silently matches
+    /// nothing reads as "no such records" (`--decision DENY`, `--since
+    /// yesterday`).
+    ///
+    /// # Errors
+    /// The option and what it accepts.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(d) = self.decision.as_deref().filter(|d| !matches!(*d, "allow" | "deny")) {
+            return Err(format!("--decision `{d}`: allow or deny"));
+        }
+        if let Some(e) = self.event.as_deref().filter(|e| !EVENTS.contains(e)) {
+            return Err(format!("--event `{e}`: one of {}", EVENTS.join(", ")));
+        }
+        for (flag, v) in [("--since", &self.since), ("--until", &self.until)] {
+            if let Some(v) = v.as_deref().filter(|v| !is_time_prefix(v)) {
+                return Err(format!(
+                    "{flag} `{v}`: an RFC 3339 time or a prefix of one, e.g. 2026-12-04 or 2026-12-04T10:00:00Z"
+                ));
+            }
+        }
+        if let Some(h) =
+            self.principal_hash.as_deref().filter(|h| h.is_empty() || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(format!("--principal-hash `{h}`: the hex tag `ward audit hash` prints"));
+        }
+        Ok(())
+    }
+
     fn matches(&self, r: &Value) -> bool {
         let time = r["time"].as_str().unwrap_or("");
         self.since.as_deref().is_none_or(|s| time >= s)
@@ -230,13 +289,17 @@ fn print_record(out: &mut impl Write, index: u64, payload: &[u8]) -> std::io::Re
 
 /// `ward audit query`: matching records as JSON lines (with their index).
 pub fn query(loc: &LogLocation, filter: &Filter) -> Result<(), String> {
+    filter.check()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for item in SegmentReader::new(&loc.dir.join("segments"), 0).map_err(|e| e.to_string())? {
         match item {
             ReadItem::Record(r) => {
                 let v: Value = serde_json::from_slice(&r.payload).unwrap_or(Value::Null);
-                if filter.matches(&v) {
-                    print_record(&mut out, r.index, &r.payload).map_err(|e| e.to_string())?;
+                if filter.matches(&v)
+                    && let Err(e) = print_record(&mut out, r.index, &r.payload)
+                {
+                    // `| head` closed the pipe: done, quietly.
+                    return if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e.to_string()) };
                 }
             }
             ReadItem::Problem(p) => {
@@ -244,11 +307,27 @@ pub fn query(loc: &LogLocation, filter: &Filter) -> Result<(), String> {
             }
         }
     }
-    out.flush().map_err(|e| e.to_string())
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// An output error as `tail` reports it: a closed pipe (`| head`) is the
+/// reader being done, reported as the empty message, which ends quietly.
+fn quiet_pipe(e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::BrokenPipe { String::new() } else { e.to_string() }
 }
 
 /// `ward audit tail [-n N] [-f]`.
 pub fn tail(loc: &LogLocation, lines: u64, follow: bool) -> Result<(), String> {
+    match tail_inner(loc, lines, follow) {
+        Err(e) if e.is_empty() => Ok(()),
+        other => other,
+    }
+}
+
+fn tail_inner(loc: &LogLocation, lines: u64, follow: bool) -> Result<(), String> {
     let segments = loc.dir.join("segments");
     let mut next = 0u64;
     let mut window = std::collections::VecDeque::new();
@@ -263,9 +342,9 @@ pub fn tail(loc: &LogLocation, lines: u64, follow: bool) -> Result<(), String> {
     }
     let mut out = std::io::stdout().lock();
     for r in window {
-        print_record(&mut out, r.index, &r.payload).map_err(|e| e.to_string())?;
+        print_record(&mut out, r.index, &r.payload).map_err(quiet_pipe)?;
     }
-    out.flush().map_err(|e| e.to_string())?;
+    out.flush().map_err(quiet_pipe)?;
     // Follow: read only what was appended since (whole frames only).
     if !follow {
         return Ok(());
@@ -277,17 +356,51 @@ pub fn tail(loc: &LogLocation, lines: u64, follow: bool) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(200));
         }
         for r in records {
-            print_record(&mut out, r.index, &r.payload).map_err(|e| e.to_string())?;
+            print_record(&mut out, r.index, &r.payload).map_err(quiet_pipe)?;
         }
-        out.flush().map_err(|e| e.to_string())?;
+        out.flush().map_err(quiet_pipe)?;
     }
 }
 
 /// `ward audit keygen --out FILE`: a new checkpoint signing key (0600); prints its verifier key.
 pub fn keygen(out: &Path, name: &str) -> Result<(), String> {
     let (signer, text) = NoteSigner::generate(name).map_err(|e| format!("--name: {e}"))?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
+    }
     crate::init::write_private(out, format!("{}\n", text.as_str()).as_bytes())
         .map_err(|e| format!("{}: {e}", out.display()))?;
     write_stdout(&format!("{}\n", signer.verifier_key()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_filters_refuse_values_that_could_never_match() {
+        let ok = Filter {
+            since: Some("2026-12-04".into()),
+            until: Some("2026-12-04T10:00:00Z".into()),
+            decision: Some("deny".into()),
+            event: Some("request".into()),
+            principal_hash: Some("ab12".into()),
+        };
+        assert_eq!(ok.check(), Ok(()));
+        for bad in [
+            Filter { decision: Some("DENY".into()), ..Filter::default() },
+            Filter { event: Some("requests".into()), ..Filter::default() },
+            Filter { since: Some("yesterday".into()), ..Filter::default() },
+            Filter { until: Some("2026-1-4".into()), ..Filter::default() },
+            Filter { principal_hash: Some("alice".into()), ..Filter::default() },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
 }

@@ -272,3 +272,34 @@ fn tail_follow_prints_new_records_as_they_are_appended() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Issue 17, item 12: a filter value that can never match is refused (it
+/// used to print nothing and exit 0, which reads as "no denials"); `keygen`
+/// makes the directory it writes into; `| head` ends `query` quietly.
+#[test]
+fn bad_filters_are_refused_keygen_makes_its_directory_and_a_closed_pipe_is_quiet() {
+    let f = Fixture::new(3000);
+    for args in [
+        ["query", "--decision", "DENY"],
+        ["query", "--since", "yesterday"],
+        ["query", "--event", "requests"],
+        ["query", "--until", "2026-1-1"],
+    ] {
+        let out = f.ward(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(args[1]), "{args:?}: the option is named");
+    }
+    let key = f.dir.path().join("new/keys/checkpoint2.key");
+    let out = f.ward(&["keygen", "--out", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let script = format!(
+        "{} audit query --config {} | head -n 1 > /dev/null; echo ${{PIPESTATUS[0]}}",
+        env!("CARGO_BIN_EXE_ward"),
+        f.dir.path().join("ward.toml").display()
+    );
+    let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
