@@ -658,17 +658,17 @@ async fn certificate_bound_tokens_are_good_only_with_their_certificate() {
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     assert_eq!(claims["cnf"]["x5t#S256"], svc_x5t, "bound to the certificate it was requested over");
     // A token exchange over mTLS binds the new token to the caller's certificate.
-    let exchanged = svc
-        .post(format!("{issuer_url}/oauth2/token"))
-        .basic_auth("svc", Some(&secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={token}\
-             &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
-        ))
-        .send()
-        .await
-        .unwrap();
+    let exchange = |over: &reqwest::Client| {
+        over.post(format!("{issuer_url}/oauth2/token"))
+            .basic_auth("svc", Some(&secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={token}\
+                 &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+            ))
+            .send()
+    };
+    let exchanged = exchange(&svc).await.unwrap();
     assert_eq!(exchanged.status(), 200);
     let exchanged = exchanged.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
     let exchanged_claims: serde_json::Value = serde_json::from_slice(
@@ -677,17 +677,7 @@ async fn certificate_bound_tokens_are_good_only_with_their_certificate() {
     .unwrap();
     assert_eq!(exchanged_claims["cnf"]["x5t#S256"], svc_x5t, "the exchange keeps the binding to the caller's SVID");
     // Without mTLS, a bound token buys no bearer token.
-    let unbound = anonymous
-        .post(format!("{issuer_url}/oauth2/token"))
-        .basic_auth("svc", Some(&secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={token}\
-             &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
-        ))
-        .send()
-        .await
-        .unwrap();
+    let unbound = exchange(&anonymous).await.unwrap();
     assert_eq!(unbound.status(), 400);
     assert_eq!(unbound.json::<serde_json::Value>().await.unwrap()["error"], "invalid_grant");
 

@@ -355,10 +355,9 @@ async fn private_key_jwt_clients_authenticate_with_their_own_keys_once_per_asser
     assert_eq!(send(form(&assertion(&r.base, "a5")), None).await.unwrap().status(), 200);
 }
 
-#[tokio::test]
-async fn token_exchange_narrows_and_records_the_actor_chain() {
-    let log = AuditLog::open();
-    let r = start_with(Some(log.sink())).await;
+/// `frontend` (client credentials, tokens for `backend`) and `backend`
+/// (token exchange, may target `db`): their secrets.
+fn frontend_and_backend(r: &common::Running) -> (String, String) {
     let mut frontend = spec("frontend");
     frontend.audiences = vec!["backend".into()];
     let frontend_secret = r.cp.create_client(&frontend).unwrap().unwrap().expose().to_owned();
@@ -366,6 +365,14 @@ async fn token_exchange_narrows_and_records_the_actor_chain() {
     backend.grants = vec![GrantType::TokenExchange];
     backend.audiences = vec!["db".into()];
     let backend_secret = r.cp.create_client(&backend).unwrap().unwrap().expose().to_owned();
+    (frontend_secret, backend_secret)
+}
+
+#[tokio::test]
+async fn token_exchange_narrows_and_records_the_actor_chain() {
+    let log = AuditLog::open();
+    let r = start_with(Some(log.sink())).await;
+    let (frontend_secret, backend_secret) = frontend_and_backend(&r);
 
     let (_, body, _) =
         post(&r, "/oauth2/token", Some(("frontend", &frontend_secret)), &[("grant_type", "client_credentials")]).await;
@@ -467,13 +474,7 @@ async fn token_exchange_narrows_and_records_the_actor_chain() {
 #[tokio::test]
 async fn exchanged_tokens_end_with_the_token_and_the_client_they_came_from() {
     let r = start().await;
-    let mut frontend = spec("frontend");
-    frontend.audiences = vec!["backend".into()];
-    let frontend_secret = r.cp.create_client(&frontend).unwrap().unwrap().expose().to_owned();
-    let mut backend = spec("backend");
-    backend.grants = vec![GrantType::TokenExchange];
-    backend.audiences = vec!["db".into()];
-    let backend_secret = r.cp.create_client(&backend).unwrap().unwrap().expose().to_owned();
+    let (frontend_secret, backend_secret) = frontend_and_backend(&r);
     let te = "urn:ietf:params:oauth:grant-type:token-exchange";
     let at = "urn:ietf:params:oauth:token-type:access_token";
     let issue =
