@@ -417,6 +417,44 @@ async fn raw_status(h: &Harness, path: &str, token: &str) -> u16 {
     text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
 }
 
+/// The status of a raw HTTP/1.1 request `head` (request line and headers,
+/// `\r\n`-separated, without the final empty line).
+async fn raw_head_status(h: &Harness, head: &str) -> u16 {
+    let mut s = tls_connect(h).await;
+    s.write_all(format!("{head}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+/// Issue 17, item 7: one host per request (RFC 9112 §3.2): a missing,
+/// doubled or malformed `Host` is refused before any routing.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_name_one_well_formed_host() {
+    let h = start().await;
+    let t = h.token(json!({}));
+    let auth = format!("Authorization: Bearer {t}");
+    let ok = format!("GET /api/x HTTP/1.1\r\nHost: localhost\r\n{auth}");
+    assert_eq!(raw_head_status(&h, &ok).await, 200);
+    let absolute = format!("GET https://localhost/api/x HTTP/1.1\r\nHost: other.example\r\n{auth}");
+    assert_eq!(raw_head_status(&h, &absolute).await, 200, "absolute-form: the target's authority wins");
+    let with_port = format!("GET /api/x HTTP/1.1\r\nHost: [::1]:8443\r\n{auth}");
+    assert_eq!(raw_head_status(&h, &with_port).await, 200);
+    for bad in [
+        format!("GET /api/x HTTP/1.1\r\n{auth}"),
+        format!("GET /api/x HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n{auth}"),
+        format!("GET /api/x HTTP/1.1\r\nHost: a b\r\n{auth}"),
+        format!("GET /api/x HTTP/1.1\r\nHost: <script>\r\n{auth}"),
+        format!("GET /api/x HTTP/1.1\r\nHost: x@y\r\n{auth}"),
+        format!("GET /api/x HTTP/1.1\r\nHost: \r\n{auth}"),
+        format!("GET /api/x HTTP/1.1\r\nHost: {}\r\n{auth}", "a".repeat(256)),
+    ] {
+        assert_eq!(raw_head_status(&h, &bad).await, 400, "{}", bad.lines().nth(1).unwrap_or_default());
+    }
+    h.finish().await;
+}
+
 const DENY_ADMIN: &str = r#"
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy

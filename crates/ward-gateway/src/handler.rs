@@ -359,6 +359,43 @@ fn header_footprint(headers: &HeaderMap) -> usize {
     headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()
 }
 
+/// The host a request is for (RFC 9112 §3.2, RFC 9113 §8.3.1): the
+/// target's authority in absolute-form (HTTP/1.1) and over HTTP/2 — where a
+/// `Host` that differs from `:authority` is refused — else the one `Host`
+/// header, which HTTP/1.1 requires. Two `Host` headers, or a value that is
+/// not a plain `host[:port]` (spaces, `<`, userinfo `x@y`, empty, over 255
+/// bytes), are refused.
+fn request_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, ()> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let (header, second) = (hosts.next(), hosts.next());
+    if second.is_some() {
+        return Err(());
+    }
+    let valid = |v: &[u8]| {
+        !v.is_empty() && v.len() <= 255 && v.iter().all(|b| b.is_ascii_alphanumeric() || b"-._~:[]".contains(b))
+    };
+    if let Some(h) = header
+        && !valid(h.as_bytes())
+    {
+        return Err(());
+    }
+    match parts.uri.authority() {
+        Some(authority) => {
+            if !valid(authority.as_str().as_bytes()) {
+                return Err(());
+            }
+            let h2_conflict = parts.version == http::Version::HTTP_2
+                && header.is_some_and(|h| !h.as_bytes().eq_ignore_ascii_case(authority.as_str().as_bytes()));
+            if h2_conflict {
+                return Err(());
+            }
+            HeaderValue::from_str(authority.as_str()).map(Some).map_err(|_| ())
+        }
+        None if header.is_none() && parts.version == http::Version::HTTP_11 => Err(()),
+        None => Ok(header.cloned()),
+    }
+}
+
 /// Whether a header name (lower case, as `http` keeps them) is one the
 /// gateway sets for upstreams, read with `_` as `-` (as CGI and WSGI read
 /// it): `x-ward-*`, `x-forwarded-*`, `forwarded`, `x-request-id`.
@@ -608,6 +645,11 @@ pub(crate) async fn handle(
         trail.path = parts.uri.path().chars().take(256).collect();
         return Ok(shared.reject(&trail, ReasonCode::HeadersTooLarge));
     }
+    // The host the request is for, one way only (RFC 9112 §3.2).
+    let Ok(host_value) = request_host(&parts) else {
+        trail.path = parts.uri.path().chars().take(256).collect();
+        return Ok(shared.reject(&trail, ReasonCode::BadRequest));
+    };
     // 2. One canonical path, judged and forwarded.
     let path = match normalize_path_with(parts.uri.path(), &shared.path_options) {
         Ok(p) => p,
@@ -738,11 +780,7 @@ pub(crate) async fn handle(
     // 5. Authorize: the policy set in force (default deny).
     let policies = shared.policies.load();
     let request_principal = trail.identity.as_ref().map(|i| format!("{}/{}", i.issuer, i.principal));
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str));
+    let host = host_value.as_ref().and_then(|v| v.to_str().ok());
     let attributes = PolicyRequest {
         method: parts.method.as_str(),
         path: &path,
@@ -789,11 +827,7 @@ pub(crate) async fn handle(
     let Ok(uri) = upstream.uri(&path, parts.uri.query()) else {
         return Ok(shared.reject(&trail, ReasonCode::BadRequest));
     };
-    let original_host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let original_host = host_value.clone();
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
     drop_names(headers, |n| reserved(n) || stripped(n, &shared.strip_request_headers));
