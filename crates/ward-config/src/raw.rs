@@ -257,6 +257,7 @@ pub(crate) struct RawLimits {
     pub handshake_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub headers_with_underscores: Option<String>,
+    pub max_uri_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

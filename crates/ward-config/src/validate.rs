@@ -272,6 +272,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Request headers whose names contain `_` (default: dropped).
     pub headers_with_underscores: UnderscoreHeaders,
+    /// Bytes of the request target, path and query (default 8 KiB) → 414.
+    pub max_uri_bytes: usize,
 }
 
 /// What to do with a request header whose name contains `_`: CGI and WSGI
@@ -1040,6 +1042,7 @@ fn gateway(g: &raw::RawGateway, base: &Path) -> V<GatewaySettings> {
             UnderscoreHeaders::NAMES,
             at(&lh, &[Seg::Key("headers_with_underscores")]),
         )?,
+        max_uri_bytes: positive(l.max_uri_bytes, 8 * 1024, at(&lh, &[Seg::Key("max_uri_bytes")]))?,
     };
     let strip_at = || at(&here, &[Seg::Key("strip_request_headers")]);
     let strip_request_headers = match &g.strip_request_headers {

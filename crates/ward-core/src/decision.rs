@@ -151,6 +151,8 @@ pub enum ReasonCode {
     /// A client certificate that was denied (by serial or SPIFFE ID) or has
     /// expired was refused on a connection that had already been accepted.
     CertificateDenied,
+    /// The request target (path and query) is longer than `max_uri_bytes`.
+    UriTooLong,
 }
 
 impl ReasonCode {
@@ -221,11 +223,12 @@ impl ReasonCode {
             Self::BlockExpired => "block_expired",
             Self::LoginPageShown => "login_page_shown",
             Self::CertificateDenied => "certificate_denied",
+            Self::UriTooLong => "uri_too_long",
         }
     }
 
     /// Every reason code, in declaration order (`ALL[r.index()] == r`).
-    pub const ALL: [Self; 63] = [
+    pub const ALL: [Self; 64] = [
         Self::AllowedByPolicy,
         Self::DefaultAllow,
         Self::TokenMissing,
@@ -289,6 +292,7 @@ impl ReasonCode {
         Self::BlockExpired,
         Self::LoginPageShown,
         Self::CertificateDenied,
+        Self::UriTooLong,
     ];
 
     /// The code's position in [`Self::ALL`] (below 128: detectors keep

@@ -229,7 +229,7 @@ impl Shared {
             route: trail.route.clone(),
             upstream: trail.upstream.as_ref().map(ToString::to_string),
             method: trail.method.clone(),
-            path: mask_personal_data(&trail.path),
+            path: audit_value(mask_personal_data(&trail.path)),
             status,
             latency_us: u64::try_from(trail.start.elapsed().as_micros()).unwrap_or(u64::MAX),
             client_ip_hmac: trail
@@ -394,6 +394,24 @@ fn request_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, ()>
         None if header.is_none() && parts.version == http::Version::HTTP_11 => Err(()),
         None => Ok(header.cloned()),
     }
+}
+
+/// Longest value an audit record keeps whole.
+const AUDIT_VALUE_BYTES: usize = 1024;
+
+/// A value as the audit record keeps it: whole up to [`AUDIT_VALUE_BYTES`],
+/// else its start, its length and its SHA-256 — enough to recognise it,
+/// never enough for a client to fill the log (or the disk) with its paths.
+fn audit_value(value: String) -> String {
+    if value.len() <= AUDIT_VALUE_BYTES {
+        return value;
+    }
+    let mut cut = AUDIT_VALUE_BYTES;
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let hash = ward_crypto::sha256_hex(value.as_bytes());
+    format!("{}…[{} bytes, sha256:{}]", &value[..cut], value.len(), hash.get(..16).unwrap_or_default())
 }
 
 /// Whether a header name (lower case, as `http` keeps them) is one the
@@ -640,6 +658,10 @@ pub(crate) async fn handle(
                 n.contains('_') && (reserved(n) || stripped(n, &shared.strip_request_headers))
             }),
         }
+    }
+    if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > limits.max_uri_bytes {
+        trail.path = parts.uri.path().chars().take(256).collect();
+        return Ok(shared.reject(&trail, ReasonCode::UriTooLong));
     }
     if parts.headers.len() > limits.max_headers || header_footprint(&parts.headers) > limits.max_header_bytes {
         trail.path = parts.uri.path().chars().take(256).collect();
@@ -962,6 +984,15 @@ mod tests {
         assert!(!ambiguous_token(&h, &sources));
         h.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer junk"));
         assert!(ambiguous_token(&h, &sources), "two Authorization headers");
+    }
+
+    #[test]
+    fn long_audit_values_keep_their_start_length_and_hash() {
+        assert_eq!(audit_value("/api/x".to_owned()), "/api/x");
+        let long = format!("/{}", "é".repeat(800));
+        let kept = audit_value(long.clone());
+        assert!(kept.len() < 1200, "{}", kept.len());
+        assert!(kept.starts_with("/é") && kept.contains(&format!("[{} bytes, sha256:", long.len())), "{kept}");
     }
 
     #[test]
