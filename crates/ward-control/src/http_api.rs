@@ -877,10 +877,8 @@ impl ControlPlane {
                 v
             }
         };
-        let revoked = self.is_revoked(&v.jti)
-            || ward_core::ancestors_revoked(&self.local, &self.settings.issuer, &v.claims)
-            || self.is_cut_off(&v.claims);
-        (v.exp > now && v.nbf <= now && !revoked).then_some(v)
+        let ended = ward_core::is_ended(&self.local, &self.settings.issuer, &v.claims);
+        (v.exp > now && v.nbf <= now && !ended).then_some(v)
     }
 
     /// Type (`at+jwt`), signature (by a published key) and issuer, without time checks.

@@ -789,11 +789,6 @@ impl ControlPlane {
             .any(|(owner, name)| self.local.cut_off_at(issuer, owner, name).is_some_and(|at| auth_time <= at))
     }
 
-    /// Whether `claims` (one of this plane's tokens) fall under a cut-off.
-    pub(crate) fn is_cut_off(&self, claims: &ward_core::Claims) -> bool {
-        ward_core::is_cut_off(&self.local, &self.settings.issuer, claims)
-    }
-
     /// The JWK set verifiers need at `now` (published keys, including those
     /// about to sign and those whose tokens may still be live); `None` if
     /// the key ring cannot be read.

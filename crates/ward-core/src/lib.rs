@@ -20,6 +20,6 @@ pub use net::{Cidr, CidrError};
 pub use request_id::RequestId;
 pub use revocation::{
     EXCHANGED_FROM, LocalRevocations, RevocationList, SPIFFE_ID, SWEEP_GRACE, TokenOwner, X509_SERIAL,
-    ancestors_revoked, is_cut_off,
+    ancestors_revoked, is_cut_off, is_ended,
 };
 pub use spiffe::{SpiffeId, SpiffeIdError};

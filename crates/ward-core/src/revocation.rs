@@ -98,6 +98,15 @@ pub fn ancestors_revoked(list: &dyn RevocationList, issuer: &str, claims: &Claim
     exchanged_from(claims, "jti").any(|jti| list.is_revoked(issuer, jti))
 }
 
+/// Whether a verified token of `issuer` (its `claims`) may no longer be
+/// used: its `jti` revoked, a token it was exchanged from revoked, or a
+/// cut-off over it. The one check gateways and the control plane share.
+pub fn is_ended(list: &dyn RevocationList, issuer: &str, claims: &Claims) -> bool {
+    claims.get("jti").and_then(Value::as_str).is_some_and(|jti| list.is_revoked(issuer, jti))
+        || ancestors_revoked(list, issuer, claims)
+        || is_cut_off(list, issuer, claims)
+}
+
 /// Whether `claims` (a verified token of `issuer`) fall under a cut-off of
 /// `list`: issued (`iat`) at or before a cut-off of its subject or of its
 /// client — or descended from a login (`auth_time`) at or before it, so a
@@ -433,5 +442,9 @@ mod tests {
         assert!(is_cut_off(&list, "https://a", &exchanged), "a client it came through was cut off");
         let plain = claims(serde_json::json!({"sub": "bob", "client_id": "frontend2", "iat": 200, "jti": "s1"}));
         assert!(!ancestors_revoked(&list, "https://a", &plain), "no lineage, nothing inherited");
+        assert!(is_ended(&list, "https://a", &plain), "its own jti is revoked");
+        assert!(is_ended(&list, "https://a", &exchanged), "a token it came from is revoked");
+        let fresh = claims(serde_json::json!({"sub": "carol", "client_id": "other", "iat": 200, "jti": "s2"}));
+        assert!(!is_ended(&list, "https://a", &fresh));
     }
 }

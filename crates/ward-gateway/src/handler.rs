@@ -199,6 +199,14 @@ struct Trail {
     peer_spiffe_id: Option<String>,
 }
 
+impl Trail {
+    /// The path as sent (its first 256 characters), for a refusal made
+    /// before the path is normalised.
+    fn raw_path(&mut self, uri: &http::Uri) {
+        self.path = uri.path().chars().take(256).collect();
+    }
+}
+
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -418,19 +426,20 @@ fn audit_value(value: String) -> String {
 /// gateway sets for upstreams, read with `_` as `-` (as CGI and WSGI read
 /// it): `x-ward-*`, `x-forwarded-*`, `forwarded`, `x-request-id`.
 fn reserved(name: &str) -> bool {
-    let normalised = name.bytes().map(|b| if b == b'_' { b'-' } else { b });
-    let starts =
-        |prefix: &[u8]| prefix.iter().zip(normalised.clone()).all(|(p, b)| *p == b) && name.len() >= prefix.len();
-    let is = |whole: &[u8]| name.len() == whole.len() && starts(whole);
-    starts(b"x-ward-") || starts(b"x-forwarded-") || is(b"forwarded") || is(b"x-request-id")
+    ["x-ward-", "x-forwarded-"].iter().any(|prefix| name.get(..prefix.len()).is_some_and(|n| cgi_eq(n, prefix)))
+        || cgi_eq(name, "forwarded")
+        || cgi_eq(name, "x-request-id")
 }
 
 /// Whether `name`, read with `_` as `-`, is one of `strip`.
 fn stripped(name: &str, strip: &[HeaderName]) -> bool {
-    strip.iter().any(|s| {
-        s.as_str().len() == name.len()
-            && s.as_str().bytes().zip(name.bytes()).all(|(a, b)| a == if b == b'_' { b'-' } else { b })
-    })
+    strip.iter().any(|s| cgi_eq(name, s.as_str()))
+}
+
+/// Whether header name `name` equals `want` (lower case, with `-`) as CGI
+/// and WSGI read names: `_` and `-` alike.
+fn cgi_eq(name: &str, want: &str) -> bool {
+    name.len() == want.len() && name.bytes().zip(want.bytes()).all(|(n, w)| n == w || (n == b'_' && w == b'-'))
 }
 
 /// Remove every header whose name `matches`.
@@ -630,7 +639,7 @@ pub(crate) async fn handle(
     //    of connections opened before the block, and clients behind
     //    trusted proxies. The connection is closed after the answer.
     if shared.protect.ip_blocked(client_ip) {
-        trail.path = parts.uri.path().chars().take(256).collect();
+        trail.raw_path(&parts.uri);
         let mut response = shared.reject(&trail, ReasonCode::AddressBlocked);
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(response);
@@ -639,7 +648,7 @@ pub(crate) async fn handle(
     // 0b. A client certificate denied or expired since the handshake: the
     //     connection gets no further than a new one would (closed after).
     if peer.certificate_refused(shared.revocations.as_deref()) {
-        trail.path = parts.uri.path().chars().take(256).collect();
+        trail.raw_path(&parts.uri);
         let mut response = shared.reject(&trail, ReasonCode::CertificateDenied);
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(response);
@@ -651,7 +660,7 @@ pub(crate) async fn handle(
         match limits.headers_with_underscores {
             UnderscoreHeaders::Drop => drop_names(&mut parts.headers, |n| n.contains('_')),
             UnderscoreHeaders::Reject => {
-                trail.path = parts.uri.path().chars().take(256).collect();
+                trail.raw_path(&parts.uri);
                 return Ok(shared.reject(&trail, ReasonCode::BadRequest));
             }
             UnderscoreHeaders::Allow => drop_names(&mut parts.headers, |n| {
@@ -660,23 +669,23 @@ pub(crate) async fn handle(
         }
     }
     if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > limits.max_uri_bytes {
-        trail.path = parts.uri.path().chars().take(256).collect();
+        trail.raw_path(&parts.uri);
         return Ok(shared.reject(&trail, ReasonCode::UriTooLong));
     }
     if parts.headers.len() > limits.max_headers || header_footprint(&parts.headers) > limits.max_header_bytes {
-        trail.path = parts.uri.path().chars().take(256).collect();
+        trail.raw_path(&parts.uri);
         return Ok(shared.reject(&trail, ReasonCode::HeadersTooLarge));
     }
     // The host the request is for, one way only (RFC 9112 §3.2).
     let Ok(host_value) = request_host(&parts) else {
-        trail.path = parts.uri.path().chars().take(256).collect();
+        trail.raw_path(&parts.uri);
         return Ok(shared.reject(&trail, ReasonCode::BadRequest));
     };
     // 2. One canonical path, judged and forwarded.
     let path = match normalize_path_with(parts.uri.path(), &shared.path_options) {
         Ok(p) => p,
         Err(_) => {
-            trail.path = parts.uri.path().chars().take(256).collect();
+            trail.raw_path(&parts.uri);
             return Ok(shared.reject(&trail, ReasonCode::PathRejected));
         }
     };
@@ -768,15 +777,10 @@ pub(crate) async fn handle(
                     });
                     // Revoked one by one (`jti`), or cut off with every token of
                     // its user or client issued up to a moment.
-                    let revoked = shared.revocations.as_ref().is_some_and(|list| {
-                        identity
-                            .claims
-                            .get("jti")
-                            .and_then(|j| j.as_str())
-                            .is_some_and(|jti| list.is_revoked(&identity.issuer, jti))
-                            || ward_core::ancestors_revoked(&**list, &identity.issuer, &identity.claims)
-                            || ward_core::is_cut_off(&**list, &identity.issuer, &identity.claims)
-                    });
+                    let revoked = shared
+                        .revocations
+                        .as_ref()
+                        .is_some_and(|list| ward_core::is_ended(&**list, &identity.issuer, &identity.claims));
                     trail.identity = Some(identity);
                     if revoked {
                         return Ok(shared.reject(&trail, ReasonCode::TokenRevoked));
@@ -854,7 +858,6 @@ pub(crate) async fn handle(
     strip_hop_by_hop(headers);
     drop_names(headers, |n| reserved(n) || stripped(n, &shared.strip_request_headers));
     headers.remove(header::HOST);
-    headers.remove(HeaderName::from_static("forwarded"));
     if !shared.forward_token {
         strip_token(headers, &shared.token_sources);
     }
