@@ -19,16 +19,22 @@ pub use validate::{
 };
 
 /// Read and validate a configuration file. Relative paths inside it are
-/// resolved against the file's directory.
+/// resolved against the file's directory. The certificate, key and secret
+/// files the gateway reads at startup must exist: a missing one is reported
+/// here with the field and line that name it, not later with its path only.
 ///
 /// # Errors
 /// [`ConfigError`] naming file, line and field.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
-    parse(path, &text)
+    let config = parse(path, &text)?;
+    validate::files_exist(&config).map_err(|invalid| ConfigError::invalid(path, &text, invalid))?;
+    Ok(config)
 }
 
-/// Validate configuration text as if read from `path`.
+/// Validate configuration text as if read from `path`. Only the text is
+/// looked at: unlike [`load`], it does not ask whether the files it names
+/// exist.
 ///
 /// # Errors
 /// [`ConfigError`] naming file, line and field.

@@ -1352,3 +1352,212 @@ fn route(
         labels,
     })
 }
+
+/// The certificate, key and secret files the gateway reads when it starts,
+/// each with the field that names it. Left out: files no `ward gateway`
+/// reads (`[issuer] signing_key_file`, read by `ward token issue` only, and
+/// best kept off the gateway's host; `[control] admin_token_file`, read by
+/// the control plane and the admin commands), and files that settings make
+/// unused (an upstream's `ca_file` over plain http, `jwks_ca_file` without
+/// `jwks_url`, `bundle_file` with mTLS `DISABLE`).
+fn startup_files(c: &Config) -> Vec<(Vec<Seg>, &Path)> {
+    let mut out: Vec<(Vec<Seg>, &Path)> = Vec::new();
+    let tls = [Seg::Key("gateway"), Seg::Key("tls")];
+    out.push((at(&tls, &[Seg::Key("cert_file")]), &c.gateway.tls.cert_file));
+    out.push((at(&tls, &[Seg::Key("key_file")]), &c.gateway.tls.key_file));
+    if let Some(m) = &c.gateway.tls.mtls {
+        out.push((vec![Seg::Key("gateway"), Seg::Key("mtls"), Seg::Key("bundle_file")], &m.bundle_file));
+    }
+    out.push((vec![Seg::Key("audit"), Seg::Key("hmac_key_file")], &c.audit.hmac_key_file));
+    out.push((vec![Seg::Key("audit"), Seg::Key("checkpoint_key_file")], &c.audit.checkpoint_key_file));
+    for (i, e) in c.audit.export.iter().enumerate() {
+        let here = [Seg::Key("audit"), Seg::Key("export"), Seg::Index(i)];
+        match &e.target {
+            ward_export::Target::File { .. } => {}
+            ward_export::Target::Syslog { ca_file, .. } => out.push((at(&here, &[Seg::Key("ca_file")]), ca_file)),
+            ward_export::Target::Webhook { ca_file, token_file, .. } => {
+                out.push((at(&here, &[Seg::Key("ca_file")]), ca_file));
+                if let Some(t) = token_file {
+                    out.push((at(&here, &[Seg::Key("token_file")]), t));
+                }
+            }
+        }
+    }
+    for (i, p) in c.providers.iter().enumerate() {
+        let here = [Seg::Key("providers"), Seg::Index(i)];
+        if let Some(f) = &p.jwks_file {
+            out.push((at(&here, &[Seg::Key("jwks_file")]), f));
+        }
+        if let (Some(_), Some(f)) = (&p.jwks_url, &p.jwks_ca_file) {
+            out.push((at(&here, &[Seg::Key("jwks_ca_file")]), f));
+        }
+        for (j, k) in p.keys.iter().enumerate() {
+            let kh = at(&here, &[Seg::Key("keys"), Seg::Index(j)]);
+            if let Some(f) = &k.public_key_file {
+                out.push((at(&kh, &[Seg::Key("public_key_file")]), f));
+            }
+            if let Some(f) = &k.secret_file {
+                out.push((at(&kh, &[Seg::Key("secret_file")]), f));
+            }
+        }
+    }
+    for (i, u) in c.upstreams.iter().enumerate() {
+        let here = [Seg::Key("upstreams"), Seg::Index(i)];
+        let tls = matches!(u.target, UpstreamTarget::Url { tls: true, .. });
+        match (&u.spiffe, &u.ca_file) {
+            (Some(s), _) => {
+                out.push((at(&here, &[Seg::Key("bundle_file")]), &s.bundle_file));
+                if let Some((cert, key)) = &s.client_cert {
+                    out.push((at(&here, &[Seg::Key("client_cert_file")]), cert));
+                    out.push((at(&here, &[Seg::Key("client_key_file")]), key));
+                }
+            }
+            (None, Some(f)) if tls => out.push((at(&here, &[Seg::Key("ca_file")]), f)),
+            (None, _) => {}
+        }
+    }
+    for (i, a) in c.policy.authorizers.iter().enumerate() {
+        if let Some(f) = a.ca_file.as_ref().filter(|_| a.url.starts_with("https://")) {
+            out.push((vec![Seg::Key("policy"), Seg::Key("authorizers"), Seg::Index(i), Seg::Key("ca_file")], f));
+        }
+    }
+    if let Some(o) = &c.oidc {
+        if let Some(f) = &o.ca_file {
+            out.push((vec![Seg::Key("oidc"), Seg::Key("ca_file")], f));
+        }
+        out.push((vec![Seg::Key("oidc"), Seg::Key("client_secret_file")], &o.client_secret_file));
+        out.push((vec![Seg::Key("oidc"), Seg::Key("session_key_file")], &o.session_key_file));
+    }
+    out
+}
+
+/// Refuse a configuration whose certificate, key or secret files (see
+/// [`startup_files`]) are missing, naming the field and so the line that
+/// points at the file: without this, the gateway would stop later with
+/// only the path, and a path shared by two fields leaves the operator to
+/// guess which one is wrong. Only existence is checked (`metadata`, no
+/// read): whether the contents are usable is for the code that loads them.
+pub(crate) fn files_exist(c: &Config) -> V<()> {
+    for (field, path) in startup_files(c) {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                return Err(Invalid::new(field, format!("{} is a directory, not a file", path.display())));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Invalid::new(field, format!("{} does not exist", path.display())));
+            }
+            Err(e) => return Err(Invalid::new(field, format!("{}: {e}", path.display()))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// A configuration whose files all live under its own directory.
+    const TEXT: &str = r#"[gateway]
+listen = "127.0.0.1:8443"
+
+[gateway.tls]
+cert_file = "tls/server.crt"
+key_file = "tls/server.key"
+
+[audit]
+dir = "audit"
+hmac_key_file = "keys/audit.key"
+checkpoint_key_file = "keys/audit-checkpoint.key"
+
+[[upstreams]]
+name = "plain"
+url = "http://127.0.0.1:9000"
+ca_file = "never-read.crt"
+
+[[upstreams]]
+name = "mesh"
+url = "https://10.0.0.7:8443"
+spiffe_id = "spiffe://prod.example.org/orders"
+bundle_file = "spiffe/bundle.crt"
+client_cert_file = "spiffe/svid.crt"
+client_key_file = "spiffe/svid.key"
+"#;
+
+    const FILES: [&str; 7] = [
+        "tls/server.crt",
+        "tls/server.key",
+        "keys/audit.key",
+        "keys/audit-checkpoint.key",
+        "spiffe/bundle.crt",
+        "spiffe/svid.crt",
+        "spiffe/svid.key",
+    ];
+
+    /// A directory with `ward.toml` and every file in `FILES` but `missing`.
+    fn setup(missing: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ward.toml"), TEXT).unwrap();
+        for f in FILES.iter().filter(|f| **f != missing) {
+            let path = dir.path().join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "not read").unwrap();
+        }
+        dir
+    }
+
+    /// The 1-based line of `TEXT` that starts with `prefix`.
+    fn line_of(prefix: &str) -> usize {
+        TEXT.lines().position(|l| l.starts_with(prefix)).unwrap() + 1
+    }
+
+    #[test]
+    fn a_missing_certificate_names_the_field_and_its_line() {
+        let dir = setup("tls/server.crt");
+        let config = dir.path().join("ward.toml");
+        let e = crate::load(&config).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("gateway.tls.cert_file"), "{e}");
+        assert_eq!((e.line, e.column), (Some(line_of("cert_file")), Some(1)), "{e}");
+        let missing = dir.path().join("tls/server.crt");
+        assert_eq!(e.message, format!("{} does not exist", missing.display()));
+        let shown = e.to_string();
+        assert!(shown.starts_with(&format!("{}:5:1: gateway.tls.cert_file: ", config.display())), "{shown}");
+    }
+
+    #[test]
+    fn a_missing_key_or_bundle_names_its_own_field() {
+        for (missing, field, prefix) in [
+            ("tls/server.key", "gateway.tls.key_file", "key_file"),
+            ("keys/audit-checkpoint.key", "audit.checkpoint_key_file", "checkpoint_key_file"),
+            ("spiffe/bundle.crt", "upstreams[1].bundle_file", "bundle_file"),
+            ("spiffe/svid.key", "upstreams[1].client_key_file", "client_key_file"),
+        ] {
+            let dir = setup(missing);
+            let e = crate::load(&dir.path().join("ward.toml")).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{e}");
+            assert_eq!(e.line, Some(line_of(prefix)), "{e}");
+            assert!(e.message.contains(missing), "{e}");
+        }
+    }
+
+    #[test]
+    fn files_that_are_present_or_never_read_pass() {
+        // The plain-http upstream's ca_file is never read, so it need not exist.
+        let dir = setup("");
+        crate::load(&dir.path().join("ward.toml")).unwrap();
+    }
+
+    #[test]
+    fn a_directory_is_not_a_certificate() {
+        let dir = setup("tls/server.crt");
+        std::fs::create_dir(dir.path().join("tls/server.crt")).unwrap();
+        let e = crate::load(&dir.path().join("ward.toml")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("gateway.tls.cert_file"), "{e}");
+        assert!(e.message.ends_with("is a directory, not a file"), "{e}");
+    }
+
+    #[test]
+    fn parse_looks_only_at_the_text() {
+        crate::parse(Path::new("/nonexistent/ward.toml"), TEXT).unwrap();
+    }
+}
