@@ -218,6 +218,7 @@ pub const EVENTS: &[&str] = &[
     "admin",
     "registry",
     "detection",
+    "connection",
 ];
 
 /// Whether `v` is an RFC 3339 time or a prefix of one at day precision or

@@ -313,6 +313,7 @@ pub async fn start(
     let detector = detector.or_else(|| own_detector.clone());
     let mut cp = ControlPlane::open(store, settings)
         .map_err(|e| e.to_string())?
+        .with_limits(c.limits.clone())
         .with_admin_token(&token)
         .with_audit(audit, hasher);
     if let Some(d) = &detector {
@@ -331,16 +332,12 @@ pub async fn start(
     }
     let cp = Arc::new(cp);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let router = ward_control::router(Arc::clone(&cp));
     tokio::spawn(ward_control::maintain(Arc::clone(&cp), stopped.clone()));
-    let task = tokio::spawn(ward_control::serve_guarded(
-        listener,
-        Arc::clone(&tls.config),
-        tls.recheck.clone(),
-        router,
-        detector,
-        stopped,
-    ));
+    let (served, limits) = (Arc::clone(&cp), c.limits.clone());
+    let task = tokio::spawn(async move {
+        ward_control::serve_with(listener, Arc::clone(&tls.config), tls.recheck.clone(), &served, &limits, stopped)
+            .await;
+    });
     Ok(RunningControl { cp, addr, issuer, stop, task, own_detector })
 }
 

@@ -744,6 +744,12 @@ fn load(path: &Path) -> Result<Config, String> {
     ward_config::load(path).map_err(|e| e.to_string())
 }
 
+/// For the commands that serve (and `check-config`): the files the
+/// configuration names must exist, reported at the field that names them.
+fn load_to_serve(path: &Path) -> Result<Config, String> {
+    ward_config::load_to_serve(path).map_err(|e| e.to_string())
+}
+
 /// The control runtime: signals, certificate and key refresh, the demo
 /// upstream. Requests are served on the gateway's own worker threads.
 fn control_runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -824,7 +830,7 @@ fn serve(
 }
 
 fn gateway(path: &Path) -> Result<(), String> {
-    serve(load(path)?, None, |_, _| {})
+    serve(load_to_serve(path)?, None, |_, _| {})
 }
 
 fn ca_rotate(location: ControlTarget, dir: Option<PathBuf>) -> Result<(), String> {
@@ -840,7 +846,7 @@ fn ca_rotate(location: ControlTarget, dir: Option<PathBuf>) -> Result<(), String
 }
 
 fn control(path: &Path) -> Result<(), String> {
-    let config = load(path)?;
+    let config = load_to_serve(path)?;
     // Alone, the control plane serves on every core (TLS and signing are CPU-bound).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -998,7 +1004,7 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>, control_listen: Option<Socket
     if init::ensure_data_dir(data_dir)? {
         tracing::info!(data_dir = %data_dir.display(), "created a new data directory (keys are mode 0600)");
     }
-    let mut config = load(&data_dir.join("ward.toml"))?;
+    let mut config = load_to_serve(&data_dir.join("ward.toml"))?;
     if let Some(addr) = listen {
         config.gateway.listen = addr;
     }
@@ -1047,7 +1053,7 @@ fn up(data_dir: &Path, listen: Option<SocketAddr>, control_listen: Option<Socket
 }
 
 fn check_config(path: &Path) -> Result<(), String> {
-    let config = load(path)?;
+    let config = load_to_serve(path)?;
     ward_gateway::load_certified_key(&config.gateway.tls.cert_file, &config.gateway.tls.key_file)
         .map_err(|e| e.to_string())?;
     let policies = policy_cmd::check(&config.policy.dir, Some(path))?;

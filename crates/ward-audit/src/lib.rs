@@ -32,7 +32,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use log::{AuditLog, LogError, LogOptions, Recovery, Retention, TornTail};
-pub use record::{AuditRecord, Detection, KeyChange, PolicyChange};
+pub use record::{
+    AuditRecord, BOUNDED_VALUE_BYTES, ConnectionRefusal, Detection, KeyChange, PolicyChange, bounded_value,
+};
 pub use sink::{LogSink, SinkOptions};
 pub use time::format_rfc3339_millis;
 pub use tree_store::TreeStore;

@@ -80,6 +80,22 @@ pub struct AuditRecord {
     /// Set on records of detections and block decisions (`event` is `detection`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detection: Option<Detection>,
+    /// Set on records of refusals below the request pipeline (`event` is
+    /// `connection`): at accept, in the TLS handshake, or by the HTTP codec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionRefusal>,
+}
+
+/// A refusal made before a request was formed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionRefusal {
+    /// Which listener: `gateway`, `control plane`, `admin API`.
+    pub listener: &'static str,
+    /// What exactly (never request data).
+    pub detail: String,
+    /// Refusals of the same source and reason folded into this record
+    /// (after the first of a window, they are counted, not recorded one by one).
+    pub repeated: u64,
 }
 
 /// A detector's alert, or a block decision made, lifted or ended.
@@ -178,6 +194,27 @@ impl AuditRecord {
             oauth_error: None,
             peer_spiffe_id: None,
             detection: None,
+            connection: None,
         }
     }
+}
+
+/// Longest value an audit record keeps whole.
+pub const BOUNDED_VALUE_BYTES: usize = 1024;
+
+/// A client-chosen value (a path) as an audit record keeps it: whole up to
+/// [`BOUNDED_VALUE_BYTES`], else its start, its length and its SHA-256 —
+/// enough to recognise it, never enough for a client to fill the log (or
+/// the disk) with its paths.
+#[must_use]
+pub fn bounded_value(value: String) -> String {
+    if value.len() <= BOUNDED_VALUE_BYTES {
+        return value;
+    }
+    let mut cut = BOUNDED_VALUE_BYTES;
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let hash = ward_crypto::sha256_hex(value.as_bytes());
+    format!("{}…[{} bytes, sha256:{}]", &value[..cut], value.len(), hash.get(..16).unwrap_or_default())
 }

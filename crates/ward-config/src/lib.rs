@@ -19,13 +19,25 @@ pub use validate::{
 };
 
 /// Read and validate a configuration file. Relative paths inside it are
-/// resolved against the file's directory. The certificate, key and secret
-/// files the gateway reads at startup must exist: a missing one is reported
-/// here with the field and line that name it, not later with its path only.
+/// resolved against the file's directory. The files it names are not
+/// looked at (an auditor's copy of `ward.toml` need not come with the
+/// gateway's keys): a process that serves loads with [`load_to_serve`].
 ///
 /// # Errors
 /// [`ConfigError`] naming file, line and field.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
+    parse(path, &text)
+}
+
+/// As [`load`], for a process about to serve: the certificate, key and
+/// secret files the gateway reads at startup must exist, and a missing one
+/// is reported with the field and line that name it, not later with its
+/// path only.
+///
+/// # Errors
+/// [`ConfigError`] naming file, line and field.
+pub fn load_to_serve(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
     let config = parse(path, &text)?;
     validate::files_exist(&config).map_err(|invalid| ConfigError::invalid(path, &text, invalid))?;

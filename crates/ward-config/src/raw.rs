@@ -148,6 +148,8 @@ pub(crate) struct RawControl {
     pub registry: Vec<RawRegistryRule>,
     #[serde(default)]
     pub audiences: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +165,8 @@ pub(crate) struct RawRegistryRule {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub listen: String,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -258,6 +262,7 @@ pub(crate) struct RawLimits {
     pub idle_timeout: Option<String>,
     pub headers_with_underscores: Option<String>,
     pub max_uri_bytes: Option<usize>,
+    pub max_connection_age: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -93,6 +93,8 @@ pub struct ControlConfig {
     pub store: PathBuf,
     /// A file holding the admin API's bearer token (0600).
     pub admin_token_file: PathBuf,
+    /// Its listener's limits (`[control.limits]`; see [`Limits::control`]).
+    pub limits: Limits,
     /// Longest access token lifetime (default 1 h).
     pub max_ttl: Duration,
     /// `EdDSA` (default) or `ES256` for new signing keys.
@@ -134,6 +136,8 @@ pub struct AdminSettings {
     /// Where it listens; must be a loopback address (it has no TLS or
     /// client authentication of its own).
     pub listen: SocketAddr,
+    /// Its listener's limits (`[admin.limits]`; see [`Limits::admin`]).
+    pub limits: Limits,
 }
 
 /// `[policy]`: where policies live and how they are scoped.
@@ -274,6 +278,46 @@ pub struct Limits {
     pub headers_with_underscores: UnderscoreHeaders,
     /// Bytes of the request target, path and query (default 8 KiB) → 414.
     pub max_uri_bytes: usize,
+    /// A connection older than this is asked to close (HTTP/2 GOAWAY,
+    /// HTTP/1.1 `connection: close` on its next response) and cut off a
+    /// drain period later (default 1 h): no client keeps a connection —
+    /// and the certificate and address it was judged on — forever.
+    pub max_connection_age: Duration,
+}
+
+impl Limits {
+    /// The gateway's defaults (`[gateway.limits]`).
+    #[must_use]
+    pub fn gateway() -> Self {
+        Self {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 1024 * 1024,
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            header_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            headers_with_underscores: UnderscoreHeaders::Drop,
+            max_uri_bytes: 8 * 1024,
+            max_connection_age: Duration::from_secs(3600),
+        }
+    }
+
+    /// The control plane's defaults (`[control.limits]`): its clients are
+    /// workloads, CLIs and browsers logging in, far fewer than the
+    /// gateway's, and its forms are small.
+    #[must_use]
+    pub fn control() -> Self {
+        Self { max_body_bytes: 16 * 1024, max_connections: 1024, max_connections_per_ip: 64, ..Self::gateway() }
+    }
+
+    /// The admin API's defaults (`[admin.limits]`): a loopback listener for
+    /// auditors' tools and health probes.
+    #[must_use]
+    pub fn admin() -> Self {
+        Self { max_body_bytes: 0, max_connections: 64, max_connections_per_ip: 0, ..Self::gateway() }
+    }
 }
 
 /// What to do with a request header whose name contains `_`: CGI and WSGI
@@ -475,7 +519,8 @@ fn admin(raw: &raw::RawAdmin) -> V<AdminSettings> {
             "must be a loopback address: the admin API has no TLS or client authentication of its own",
         ));
     }
-    Ok(AdminSettings { listen })
+    let limits = limits(&raw.limits, &[Seg::Key("admin"), Seg::Key("limits")], &Limits::admin())?;
+    Ok(AdminSettings { listen, limits })
 }
 
 fn audit(raw: &raw::RawAudit, base: &Path) -> V<AuditSettings> {
@@ -637,6 +682,41 @@ pub(crate) fn resolve(base: &Path, value: &str) -> PathBuf {
 
 fn nonempty(value: &str, path: Vec<Seg>) -> V<()> {
     if value.trim().is_empty() { Err(Invalid::new(path, "must not be empty")) } else { Ok(()) }
+}
+
+/// One listener's limits (`[gateway.limits]`, `[control.limits]`,
+/// `[admin.limits]`): what is not set keeps the listener's own default.
+fn limits(l: &raw::RawLimits, lh: &[Seg], defaults: &Limits) -> V<Limits> {
+    let field = |k: &'static str| at(lh, &[Seg::Key(k)]);
+    let timeout = |v: Option<&str>, default: Duration, k: &'static str| -> V<Duration> {
+        let d = duration(v, default, field(k))?;
+        if d.is_zero() {
+            return Err(Invalid::new(field(k), "must be greater than 0"));
+        }
+        Ok(d)
+    };
+    Ok(Limits {
+        max_header_bytes: positive(l.max_header_bytes, defaults.max_header_bytes, field("max_header_bytes"))?,
+        max_headers: positive(l.max_headers, defaults.max_headers, field("max_headers"))?,
+        max_body_bytes: l.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+        max_connections: positive(l.max_connections, defaults.max_connections, field("max_connections"))?,
+        max_connections_per_ip: l.max_connections_per_ip.unwrap_or(defaults.max_connections_per_ip),
+        header_timeout: timeout(l.header_timeout.as_deref(), defaults.header_timeout, "header_timeout")?,
+        handshake_timeout: timeout(l.handshake_timeout.as_deref(), defaults.handshake_timeout, "handshake_timeout")?,
+        idle_timeout: timeout(l.idle_timeout.as_deref(), defaults.idle_timeout, "idle_timeout")?,
+        max_connection_age: timeout(
+            l.max_connection_age.as_deref(),
+            defaults.max_connection_age,
+            "max_connection_age",
+        )?,
+        headers_with_underscores: choice(
+            l.headers_with_underscores.as_deref(),
+            defaults.headers_with_underscores,
+            UnderscoreHeaders::NAMES,
+            field("headers_with_underscores"),
+        )?,
+        max_uri_bytes: positive(l.max_uri_bytes, defaults.max_uri_bytes, field("max_uri_bytes"))?,
+    })
 }
 
 fn positive(value: Option<usize>, default: usize, path: Vec<Seg>) -> V<usize> {
@@ -867,6 +947,7 @@ fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
         trust_domain,
         ca_dir: resolve(base, raw.ca_dir.as_deref().unwrap_or("ca")),
         registry,
+        limits: limits(&raw.limits, &key("limits"), &Limits::control())?,
     })
 }
 
@@ -1013,37 +1094,7 @@ fn gateway(g: &raw::RawGateway, base: &Path) -> V<GatewaySettings> {
         )?,
         mtls: g.mtls.as_ref().map(|m| mtls(m, base, &here)).transpose()?.flatten(),
     };
-    let l = &g.limits;
-    let lh = at(&here, &[Seg::Key("limits")]);
-    let limits = Limits {
-        max_header_bytes: positive(l.max_header_bytes, 16 * 1024, at(&lh, &[Seg::Key("max_header_bytes")]))?,
-        max_headers: positive(l.max_headers, 100, at(&lh, &[Seg::Key("max_headers")]))?,
-        max_body_bytes: l.max_body_bytes.unwrap_or(1024 * 1024),
-        max_connections: positive(l.max_connections, 10_000, at(&lh, &[Seg::Key("max_connections")]))?,
-        max_connections_per_ip: l.max_connections_per_ip.unwrap_or(256),
-        header_timeout: duration(
-            l.header_timeout.as_deref(),
-            Duration::from_secs(10),
-            at(&lh, &[Seg::Key("header_timeout")]),
-        )?,
-        handshake_timeout: duration(
-            l.handshake_timeout.as_deref(),
-            Duration::from_secs(10),
-            at(&lh, &[Seg::Key("handshake_timeout")]),
-        )?,
-        idle_timeout: duration(
-            l.idle_timeout.as_deref(),
-            Duration::from_secs(60),
-            at(&lh, &[Seg::Key("idle_timeout")]),
-        )?,
-        headers_with_underscores: choice(
-            l.headers_with_underscores.as_deref(),
-            UnderscoreHeaders::Drop,
-            UnderscoreHeaders::NAMES,
-            at(&lh, &[Seg::Key("headers_with_underscores")]),
-        )?,
-        max_uri_bytes: positive(l.max_uri_bytes, 8 * 1024, at(&lh, &[Seg::Key("max_uri_bytes")]))?,
-    };
+    let limits = limits(&g.limits, &at(&here, &[Seg::Key("limits")]), &Limits::gateway())?;
     let strip_at = || at(&here, &[Seg::Key("strip_request_headers")]);
     let strip_request_headers = match &g.strip_request_headers {
         None => DEFAULT_STRIPPED_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
@@ -1515,7 +1566,7 @@ client_key_file = "spiffe/svid.key"
     fn a_missing_certificate_names_the_field_and_its_line() {
         let dir = setup("tls/server.crt");
         let config = dir.path().join("ward.toml");
-        let e = crate::load(&config).unwrap_err();
+        let e = crate::load_to_serve(&config).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("gateway.tls.cert_file"), "{e}");
         assert_eq!((e.line, e.column), (Some(line_of("cert_file")), Some(1)), "{e}");
         let missing = dir.path().join("tls/server.crt");
@@ -1533,7 +1584,7 @@ client_key_file = "spiffe/svid.key"
             ("spiffe/svid.key", "upstreams[1].client_key_file", "client_key_file"),
         ] {
             let dir = setup(missing);
-            let e = crate::load(&dir.path().join("ward.toml")).unwrap_err();
+            let e = crate::load_to_serve(&dir.path().join("ward.toml")).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{e}");
             assert_eq!(e.line, Some(line_of(prefix)), "{e}");
             assert!(e.message.contains(missing), "{e}");
@@ -1544,14 +1595,14 @@ client_key_file = "spiffe/svid.key"
     fn files_that_are_present_or_never_read_pass() {
         // The plain-http upstream's ca_file is never read, so it need not exist.
         let dir = setup("");
-        crate::load(&dir.path().join("ward.toml")).unwrap();
+        crate::load_to_serve(&dir.path().join("ward.toml")).unwrap();
     }
 
     #[test]
     fn a_directory_is_not_a_certificate() {
         let dir = setup("tls/server.crt");
         std::fs::create_dir(dir.path().join("tls/server.crt")).unwrap();
-        let e = crate::load(&dir.path().join("ward.toml")).unwrap_err();
+        let e = crate::load_to_serve(&dir.path().join("ward.toml")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("gateway.tls.cert_file"), "{e}");
         assert!(e.message.ends_with("is a directory, not a file"), "{e}");
     }

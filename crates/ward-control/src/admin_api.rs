@@ -598,8 +598,8 @@ pub(crate) async fn renew(
         return json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"}));
     };
     // A denied certificate renews nothing, even where the listener has no deny-list.
-    let denied_serial = peer.2.as_deref().is_some_and(|s| cp.is_certificate_denied(ward_core::X509_SERIAL, s, now()));
-    let Some(id) = peer.0.filter(|_| !denied_serial) else {
+    let denied_serial = peer.serial().is_some_and(|s| cp.is_certificate_denied(ward_core::X509_SERIAL, s, now()));
+    let Some(id) = peer.id().cloned().filter(|_| !denied_serial) else {
         return refuse_svid(&cp, &ext, WHAT, "no valid client SVID", StatusCode::UNAUTHORIZED);
     };
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return bad_request("body must be JSON") };

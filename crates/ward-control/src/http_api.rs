@@ -31,9 +31,6 @@ use crate::{ControlPlane, now};
 /// Verified tokens remembered for introspection and revocation.
 const VERIFIED_CACHE: usize = 10_000;
 
-/// Form bodies larger than this are refused (413).
-const MAX_FORM: usize = 16 * 1024;
-
 /// The control plane's routes.
 pub fn router(state: Arc<ControlPlane>) -> Router {
     Router::new()
@@ -71,15 +68,17 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/bouncers/{name}", axum::routing::delete(crate::detect_api::remove_bouncer))
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))
         .route("/admin/tokens/revoke", post(admin_api::revoke_token))
-        .layer(DefaultBodyLimit::max(MAX_FORM))
+        .layer(DefaultBodyLimit::max(usize::try_from(state.limits.max_body_bytes).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), refuse_denied_certificates))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::detect_api::refuse_blocked))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), harden))
         .with_state(state)
 }
 
-/// Serve `router` over TLS on `listener` until `stop` turns true. Without
-/// the listener's client verifier at hand, a resumed session that carries a
-/// client certificate is refused (it cannot be judged again).
+/// Serve `router` over TLS on `listener` until `stop` turns true, with the
+/// control plane's default limits. Without the listener's client verifier
+/// at hand, a resumed session that carries a client certificate is refused
+/// (it cannot be judged again).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -95,103 +94,182 @@ pub async fn serve(
 pub const BLOCKED_CONNECTIONS: u32 = 4;
 
 /// As [`serve`], judging resumed sessions' client certificates again with
-/// `recheck` (the verifier `tls` was built with).
-///
-/// Addresses `detector` blocks are not simply cut off here, before TLS, as
-/// the gateway does: an operator whose own address was blocked (a
-/// brute-force block caught them, or an attacker framed them) must still
-/// reach the admin API to see and lift blocks. A blocked address may hold
-/// at most [`BLOCKED_CONNECTIONS`] connections (more are closed at accept),
-/// and the router's first layer refuses every request from it that does
-/// not carry the admin token.
+/// `recheck` (the verifier `tls` was built with), and admitting addresses
+/// `detector` blocks as [`serve_with`] does; refusals are only logged.
 pub async fn serve_guarded(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     recheck: ward_pki::verify::PeerRecheck,
     router: Router,
     detector: Option<Arc<ward_detect::Detector>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let limits = ward_config::Limits::control();
+    let admission = ward_serve::Admission::new(
+        detector,
+        limits.max_connections_per_ip,
+        &ward_serve::BlockedAddresses::Admit(BLOCKED_CONNECTIONS),
+    );
+    let tls = ward_serve::TlsDoor { acceptor: tokio_rustls::TlsAcceptor::from(tls), recheck, plaintext_allowed: false };
+    let door = ward_serve::Door::new(
+        "control plane",
+        Some(tls),
+        &limits,
+        Arc::new(admission),
+        ward_serve::Refusals::new(None),
+    );
+    serve_door(listener, door, router, stop).await;
+}
+
+/// Serve the control plane `cp` through Ward's front door (the one the
+/// gateway uses: admission, TLS with a deadline, header and idle timeouts,
+/// connection caps, maximum age, drain), with `limits` (`[control.limits]`).
+///
+/// Addresses the detector blocks are not simply cut off at accept, as the
+/// gateway does: an operator whose own address was blocked (a brute-force
+/// block caught them, or an attacker framed them) must still reach the
+/// admin API to see and lift blocks. A blocked address may hold at most
+/// [`BLOCKED_CONNECTIONS`] connections, and the router's first layer
+/// refuses every request from it that does not carry the admin token.
+/// Refusals below the router are audited like the gateway's.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    recheck: ward_pki::verify::PeerRecheck,
+    cp: &Arc<ControlPlane>,
+    limits: &ward_config::Limits,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let detector = cp.detector.clone();
+    let sink = cp.audit.as_ref().map(|(sink, hasher)| {
+        ward_serve::refusal::AuditRefusals::new(
+            Arc::clone(sink),
+            hasher.clone(),
+            detector.clone(),
+            ward_detect::Source::TokenService,
+        ) as Arc<dyn ward_serve::RefusalSink>
+    });
+    let admission = ward_serve::Admission::new(
+        detector,
+        limits.max_connections_per_ip,
+        &ward_serve::BlockedAddresses::Admit(BLOCKED_CONNECTIONS),
+    );
+    let tls = ward_serve::TlsDoor { acceptor: tokio_rustls::TlsAcceptor::from(tls), recheck, plaintext_allowed: false };
+    let door =
+        ward_serve::Door::new("control plane", Some(tls), limits, Arc::new(admission), ward_serve::Refusals::new(sink));
+    serve_door(listener, door, router(Arc::clone(cp)), stop).await;
+}
+
+async fn serve_door(
+    listener: tokio::net::TcpListener,
+    door: ward_serve::Door,
+    router: Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let blocked = ward_detect::conns::ConnectionCaps::new(BLOCKED_CONNECTIONS);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => return,
-        };
-        let Ok((tcp, peer)) = accepted else { continue };
-        let slot = match &detector {
-            Some(d) if d.ip_blocked(peer.ip()) => match blocked.admit(peer.ip()) {
-                Some(slot) => Some(slot),
-                None => continue,
-            },
-            _ => None,
-        };
-        let (acceptor, recheck, router) = (acceptor.clone(), recheck.clone(), router.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
-            let Ok(Ok(tls)) = handshake else {
-                tracing::debug!(%peer, "control plane TLS handshake failed");
-                return;
-            };
-            // A resumed session's SVID is judged as of now (expired, denied).
-            if let Err(e) = recheck.check(tls.get_ref().1) {
-                tracing::warn!(%peer, error = %e, "resumed TLS session refused: its client certificate is no longer valid");
-                return;
-            }
-            // A client that presented an SVID (the listener verifies it when the
-            // control plane runs a CA) may renew it.
-            let leaf = tls.get_ref().1.peer_certificates().and_then(|certs| certs.first());
-            let svid = PeerSvid(
-                leaf.and_then(|l| ward_pki::verify::spiffe_id_of(l).ok()),
-                leaf.map(|l| ward_pki::verify::x5t_s256(l)),
-                leaf.and_then(|l| ward_pki::verify::serial_of(l).ok()),
-                leaf.and_then(|l| ward_pki::verify::spki_of(l).ok()),
-                // Unreadable validity counts as expired (fail closed).
-                leaf.map(|l| ward_pki::verify::validity_of(l).map_or(i64::MIN, |(_, not_after)| not_after)),
-            );
-            let router = router.layer(axum::Extension(Peer(peer.ip()))).layer(axum::Extension(svid));
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .await;
-        });
+    let service = move |conn: Arc<ward_serve::Conn>| {
+        // A client that presented an SVID (the listener verifies it when
+        // the control plane runs a CA) may renew it, use the registry, and
+        // get certificate-bound tokens.
+        let router = router
+            .clone()
+            .layer(axum::Extension(Peer(conn.peer.ip())))
+            .layer(axum::Extension(PeerSvid(conn.cert.clone())));
+        hyper_util::service::TowerToHyperService::new(router)
+    };
+    let stop = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    ward_serve::serve(listener, door, service, stop).await;
+}
+
+/// The client certificate the connection's handshake verified, if any: its
+/// SPIFFE ID, its SHA-256 thumbprint (RFC 8705 `x5t#S256`) that tokens
+/// issued on this connection are bound to, its serial and public key.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerSvid(pub Option<ward_serve::ClientCert>);
+
+impl PeerSvid {
+    pub(crate) fn id(&self) -> Option<&ward_core::SpiffeId> {
+        self.0.as_ref().and_then(|c| c.spiffe_id.as_ref())
+    }
+
+    pub(crate) fn x5t(&self) -> Option<&str> {
+        self.0.as_ref().map(|c| c.x5t.as_str())
+    }
+
+    pub(crate) fn serial(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|c| c.serial.as_deref())
+    }
+
+    pub(crate) fn spki(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|c| c.spki.as_deref())
+    }
+
+    /// Why the connection's certificate may no longer be used, if it may
+    /// not — the same judgement as the gateway's, on every request.
+    pub(crate) fn refusal(&self, cp: &ControlPlane, now: u64) -> Option<&'static str> {
+        let cert = self.0.as_ref()?;
+        let denied = |ns: &str, v: &str| cp.is_certificate_denied(ns, v, now);
+        cert.refusal(denied, i64::try_from(now).unwrap_or(i64::MAX))
     }
 }
 
-/// The SPIFFE ID of the SVID the client presented, if any; the
-/// certificate's SHA-256 thumbprint (RFC 8705 `x5t#S256`) that tokens
-/// issued on this connection are bound to; its serial (hex).
-#[derive(Debug, Clone)]
-pub(crate) struct PeerSvid(
-    pub Option<ward_core::SpiffeId>,
-    pub Option<String>,
-    pub Option<String>,
-    /// Its public key (SubjectPublicKeyInfo, base64), for registry entries.
-    pub Option<String>,
-    /// Its `notAfter` (seconds since the epoch).
-    pub Option<i64>,
-);
-
-impl PeerSvid {
-    /// Why the connection's certificate may no longer be used, if it may
-    /// not: denied by serial or by SPIFFE ID, or expired — judged on every
-    /// request, so a keep-alive connection opened before the denial (or
-    /// the expiry) gets no further than a new one.
-    pub(crate) fn refusal(&self, cp: &ControlPlane, now: u64) -> Option<&'static str> {
-        let denied = |ns: &str, v: &Option<String>| v.as_deref().is_some_and(|v| cp.is_certificate_denied(ns, v, now));
-        if denied(ward_core::X509_SERIAL, &self.2) {
-            return Some("certificate denied by serial");
-        }
-        if self.0.as_ref().is_some_and(|id| cp.is_certificate_denied(ward_core::SPIFFE_ID, id.as_str(), now)) {
-            return Some("certificate denied by SPIFFE ID");
-        }
-        if self.4.is_some_and(|not_after| i64::try_from(now).unwrap_or(i64::MAX) > not_after) {
-            return Some("certificate expired");
-        }
+/// The first and last layer of every request: the target and head
+/// limits of `[control.limits]` (414, 431), then, on the way out, the
+/// security headers on every response, and a generic JSON body with a
+/// request id — audited with the reason — for every error answer the
+/// routes did not write themselves (axum's plain-text 413 and extractor
+/// rejections, its empty 404 and 405).
+pub(crate) async fn harden(
+    State(cp): State<Arc<ControlPlane>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limits = &cp.limits;
+    let target = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    let head = request.headers().iter().map(|(n, v)| n.as_str().len() + v.len()).sum::<usize>();
+    let early = if target > limits.max_uri_bytes {
+        Some((StatusCode::URI_TOO_LONG, ward_core::ReasonCode::UriTooLong))
+    } else if request.headers().len() > limits.max_headers || head > limits.max_header_bytes {
+        Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ward_core::ReasonCode::HeadersTooLarge))
+    } else {
         None
+    };
+    let method = request.method().clone();
+    let path = ward_audit::bounded_value(ward_crypto::mask_personal_data(request.uri().path()));
+    let ext = request.extensions().clone();
+    let mut response = match early {
+        Some((status, _)) => status.into_response(),
+        None => next.run(request).await,
+    };
+    let status = response.status();
+    // The routes write their own error bodies (JSON; the login page's
+    // HTML); what has no type or is plain text came from axum or hyper.
+    let written = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.starts_with("text/plain"));
+    if (status.is_client_error() || status.is_server_error()) && !written {
+        let reason = early.map_or_else(
+            || match status {
+                StatusCode::PAYLOAD_TOO_LARGE => ward_core::ReasonCode::BodyTooLarge,
+                StatusCode::NOT_FOUND => ward_core::ReasonCode::NoRoute,
+                StatusCode::SERVICE_UNAVAILABLE => ward_core::ReasonCode::AuditUnavailable,
+                _ => ward_core::ReasonCode::BadRequest,
+            },
+            |(_, reason)| reason,
+        );
+        let id = request_id();
+        let _ = audit(&cp, &ext, &id, Event::new((method.as_str(), &path), reason, status.as_u16()));
+        let allow = response.headers().get(header::ALLOW).cloned();
+        response = json_response(status, &json!({"error": ward_serve::headers::error_word(status), "request_id": id}));
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
     }
+    ward_serve::headers::secure(response.headers_mut(), true);
+    response
 }
 
 /// Refuse every request on a connection whose client certificate is
@@ -207,7 +285,7 @@ pub(crate) async fn refuse_denied_certificates(
     if let Some(why) = why {
         let id = request_id();
         let (method, path) = (request.method().as_str().to_owned(), request.uri().path().to_owned());
-        let peer = request.extensions().get::<PeerSvid>().and_then(|p| p.0.as_ref()).map(|s| s.as_str().to_owned());
+        let peer = request.extensions().get::<PeerSvid>().and_then(PeerSvid::id).map(|s| s.as_str().to_owned());
         let event = Event::new((&method, &path), ward_core::ReasonCode::CertificateDenied, 401);
         let event = match &peer {
             Some(p) => event.peer(p),
@@ -712,7 +790,7 @@ async fn token(
     let mut acts_for = Vec::new();
     let issued: Result<(Value, Option<String>), Refusal> = match grant_type {
         GrantType::ClientCredentials | GrantType::TokenExchange => {
-            let bound = ext.get::<PeerSvid>().and_then(|p| p.1.clone());
+            let bound = ext.get::<PeerSvid>().and_then(|p| p.x5t().map(str::to_owned));
             service_grant(&cp, &client, &params, grant_type, t, bound.as_deref()).map(|(body, roles)| {
                 acts_for = roles;
                 (body, None)

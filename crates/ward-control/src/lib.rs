@@ -38,7 +38,7 @@ use ward_issuer::clients::{Client, ClientId, ClientSecret, GrantType};
 use ward_issuer::grant::IssuerSettings;
 use ward_issuer::keys::{KeyRing, RingKey};
 
-pub use http_api::{router, serve, serve_guarded};
+pub use http_api::{router, serve, serve_guarded, serve_with};
 pub use store::{Store, StoreError};
 
 /// Control plane settings.
@@ -172,6 +172,9 @@ pub struct ControlPlane {
     /// Threat detection: fed every event, enforced at accept, login and
     /// client authentication; serves decisions to bouncers.
     detector: Option<Arc<ward_detect::Detector>>,
+    /// The listener's request limits (`[control.limits]`): target, head
+    /// and body sizes, checked in front of every route.
+    pub(crate) limits: ward_config::Limits,
     /// What this plane revoked, as the gateways hold it: its tokens' ids
     /// (under its issuer), denied certificates (under
     /// [`ward_core::X509_SERIAL`] and [`ward_core::SPIFFE_ID`]) and the
@@ -362,8 +365,17 @@ impl ControlPlane {
             ca: arc_swap::ArcSwapOption::empty(),
             registry: registry::Registry::default(),
             detector: None,
+            limits: ward_config::Limits::control(),
             local,
         })
+    }
+
+    /// Serve with `limits` (`[control.limits]`) instead of the defaults
+    /// ([`ward_config::Limits::control`]).
+    #[must_use]
+    pub fn with_limits(mut self, limits: ward_config::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Feed `detector` with every token-service event and enforce its

@@ -48,7 +48,9 @@ pub(crate) async fn register(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (Some(caller), Some(public_key)) = (peer.0, peer.3) else { return unauthenticated() };
+    let (Some(caller), Some(public_key)) = (peer.id().cloned(), peer.spki().map(str::to_owned)) else {
+        return unauthenticated();
+    };
     let path = format!("/registry/{name}");
     let who = ("PUT", path.as_str(), caller.as_str());
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
@@ -82,7 +84,7 @@ pub(crate) async fn lookup(
     axum::Extension(peer): axum::Extension<PeerSvid>,
     Path(name): Path<String>,
 ) -> Response {
-    let Some(caller) = peer.0 else { return unauthenticated() };
+    let Some(caller) = peer.id().cloned() else { return unauthenticated() };
     let path = format!("/registry/{name}");
     match cp.registry.lookup(&name, &caller, now()) {
         Ok(entry) => json_response(StatusCode::OK, &json!({"entry": entry})),
@@ -97,7 +99,7 @@ pub(crate) async fn deregister(
     axum::Extension(peer): axum::Extension<PeerSvid>,
     Path(name): Path<String>,
 ) -> Response {
-    let Some(caller) = peer.0 else { return unauthenticated() };
+    let Some(caller) = peer.id().cloned() else { return unauthenticated() };
     let path = format!("/registry/{name}");
     match cp.registry.remove(&name, &caller) {
         Ok(()) => {

@@ -153,6 +153,19 @@ pub enum ReasonCode {
     CertificateDenied,
     /// The request target (path and query) is longer than `max_uri_bytes`.
     UriTooLong,
+    /// A connection was closed at accept: its address held its share of
+    /// connections, or the listener its limit.
+    ConnectionLimited,
+    /// Plain HTTP arrived on a TLS listener (answered 400).
+    TlsRequired,
+    /// The TLS handshake failed or did not finish within its deadline.
+    TlsHandshakeFailed,
+    /// A connection sent no request (or no complete request head) within
+    /// `header_timeout`.
+    RequestTimeout,
+    /// The client's request body was malformed (bad chunked framing, an
+    /// unsupported transfer coding).
+    BadRequestBody,
 }
 
 impl ReasonCode {
@@ -224,11 +237,16 @@ impl ReasonCode {
             Self::LoginPageShown => "login_page_shown",
             Self::CertificateDenied => "certificate_denied",
             Self::UriTooLong => "uri_too_long",
+            Self::ConnectionLimited => "connection_limited",
+            Self::TlsRequired => "tls_required",
+            Self::TlsHandshakeFailed => "tls_handshake_failed",
+            Self::RequestTimeout => "request_timeout",
+            Self::BadRequestBody => "bad_request_body",
         }
     }
 
     /// Every reason code, in declaration order (`ALL[r.index()] == r`).
-    pub const ALL: [Self; 64] = [
+    pub const ALL: [Self; 69] = [
         Self::AllowedByPolicy,
         Self::DefaultAllow,
         Self::TokenMissing,
@@ -293,6 +311,11 @@ impl ReasonCode {
         Self::LoginPageShown,
         Self::CertificateDenied,
         Self::UriTooLong,
+        Self::ConnectionLimited,
+        Self::TlsRequired,
+        Self::TlsHandshakeFailed,
+        Self::RequestTimeout,
+        Self::BadRequestBody,
     ];
 
     /// The code's position in [`Self::ALL`] (below 128: detectors keep

@@ -20,22 +20,24 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use ward_audit::{AuditSink, LogSink, TreeStore, proofs};
 use ward_core::{Effect, ReasonCode};
 
-/// Serve the admin API on `listener` until the task is dropped.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, log: Arc<LogSink>, audit: Arc<dyn AuditSink>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let (log, audit) = (Arc::clone(&log), Arc::clone(&audit));
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let (log, audit) = (Arc::clone(&log), Arc::clone(&audit));
-                async move { Ok::<_, Infallible>(handle(&req, &log, &*audit)) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
+/// The admin API's service (the front door in `ward_serve` accepts, times
+/// out and caps its connections).
+#[derive(Clone)]
+pub(crate) struct Service {
+    pub(crate) log: Arc<LogSink>,
+    pub(crate) audit: Arc<dyn AuditSink>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        std::future::ready(Ok(handle(&req, &self.log, &*self.audit)))
     }
 }
 

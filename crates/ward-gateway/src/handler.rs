@@ -89,11 +89,10 @@ pub(crate) struct Peer {
     svid: Option<(ward_core::SpiffeId, HeaderValue)>,
     /// Whether the connection is TLS (false only for PERMISSIVE plaintext).
     tls: bool,
-    /// `x5t#S256` of the client certificate, for certificate-bound tokens (RFC 8705).
-    cert_x5t: Option<Box<str>>,
-    /// The client certificate's serial (hex) and `notAfter` (seconds), judged
-    /// on every request of the connection.
-    cert: Option<(Box<str>, i64)>,
+    /// The verified client certificate: `x5t#S256` for certificate-bound
+    /// tokens (RFC 8705), serial, SPIFFE ID and `notAfter`, judged on every
+    /// request of the connection.
+    cert: Option<ward_serve::ClientCert>,
 }
 
 impl Peer {
@@ -102,58 +101,32 @@ impl Peer {
         self.svid.as_ref().and_then(|(id, _)| id.as_str().strip_prefix("spiffe://"))
     }
 
-    pub(crate) fn new(
-        addr: SocketAddr,
-        local: Option<SocketAddr>,
-        sni: Option<&str>,
-        svid: Option<ward_core::SpiffeId>,
-        cert_x5t: Option<String>,
-        tls: bool,
-        hasher: &KeyedHasher,
-    ) -> Self {
-        Self::with_cert(addr, local, sni, svid, cert_x5t, None, tls, hasher)
-    }
-
-    /// As [`Self::new`], with the client certificate's serial and `notAfter`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn with_cert(
-        addr: SocketAddr,
-        local: Option<SocketAddr>,
-        sni: Option<&str>,
-        svid: Option<ward_core::SpiffeId>,
-        cert_x5t: Option<String>,
-        cert: Option<(String, i64)>,
-        tls: bool,
-        hasher: &KeyedHasher,
-    ) -> Self {
-        let ip = addr.ip();
+    /// What every request on the connection the front door accepted needs,
+    /// computed once.
+    pub(crate) fn from_conn(conn: &ward_serve::Conn, hasher: &KeyedHasher) -> Self {
+        let ip = conn.peer.ip();
         let text = ip.to_string();
+        let svid = conn.cert.as_ref().and_then(|c| c.spiffe_id.clone());
         Self {
             ip,
             forwarded_for: HeaderValue::from_str(&text).ok(),
             ip_tag: hasher.tag_hex(text.as_bytes()),
-            local,
-            sni: sni.map(Box::from),
+            local: conn.local,
+            sni: conn.sni.clone(),
             svid: svid.and_then(|id| HeaderValue::from_str(id.as_str()).ok().map(|h| (id, h))),
-            tls,
-            cert_x5t: cert_x5t.map(Box::from),
-            cert: cert.map(|(serial, not_after)| (Box::from(serial), not_after)),
+            tls: conn.tls,
+            cert: conn.cert.clone(),
         }
     }
 
-    /// Whether the client certificate may no longer be used: expired, or
-    /// denied (by serial or SPIFFE ID) since the connection was opened. A
-    /// kept-alive connection is judged like a new one on every request.
-    fn certificate_refused(&self, revocations: Option<&dyn ward_core::RevocationList>) -> bool {
-        let Some((serial, not_after)) = &self.cert else { return false };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(i64::MAX, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        now > *not_after
-            || revocations.is_some_and(|list| {
-                list.is_revoked(ward_core::X509_SERIAL, serial)
-                    || self.svid.as_ref().is_some_and(|(id, _)| list.is_revoked(ward_core::SPIFFE_ID, id.as_str()))
-            })
+    /// Why the client certificate may no longer be used, if it may not:
+    /// expired, or denied (by serial or SPIFFE ID) since the connection was
+    /// opened. A kept-alive connection is judged like a new one on every
+    /// request.
+    fn certificate_refusal(&self, revocations: Option<&dyn ward_core::RevocationList>) -> Option<&'static str> {
+        let cert = self.cert.as_ref()?;
+        let denied = |ns: &str, v: &str| revocations.is_some_and(|list| list.is_revoked(ns, v));
+        cert.refusal(denied, ward_serve::unix_now())
     }
 }
 
@@ -254,6 +227,7 @@ impl Shared {
             oauth_error: None,
             peer_spiffe_id: trail.peer_spiffe_id.clone(),
             detection: None,
+            connection: None,
         };
         let written = self.audit.record(record).inspect_err(|e| {
             tracing::error!(request_id = %trail.request_id, error = %e, "audit record could not be written");
@@ -404,22 +378,8 @@ fn request_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, ()>
     }
 }
 
-/// Longest value an audit record keeps whole.
-const AUDIT_VALUE_BYTES: usize = 1024;
-
-/// A value as the audit record keeps it: whole up to [`AUDIT_VALUE_BYTES`],
-/// else its start, its length and its SHA-256 — enough to recognise it,
-/// never enough for a client to fill the log (or the disk) with its paths.
 fn audit_value(value: String) -> String {
-    if value.len() <= AUDIT_VALUE_BYTES {
-        return value;
-    }
-    let mut cut = AUDIT_VALUE_BYTES;
-    while !value.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let hash = ward_crypto::sha256_hex(value.as_bytes());
-    format!("{}…[{} bytes, sha256:{}]", &value[..cut], value.len(), hash.get(..16).unwrap_or_default())
+    ward_audit::bounded_value(value)
 }
 
 /// Whether a header name (lower case, as `http` keeps them) is one the
@@ -647,7 +607,8 @@ pub(crate) async fn handle(
 
     // 0b. A client certificate denied or expired since the handshake: the
     //     connection gets no further than a new one would (closed after).
-    if peer.certificate_refused(shared.revocations.as_deref()) {
+    if let Some(why) = peer.certificate_refusal(shared.revocations.as_deref()) {
+        tracing::info!(request_id = %trail.request_id, why, "client certificate refused on a kept-alive connection");
         trail.raw_path(&parts.uri);
         let mut response = shared.reject(&trail, ReasonCode::CertificateDenied);
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -771,8 +732,9 @@ pub(crate) async fn handle(
                     // connection presenting that certificate.
                     let bound_ok = identity.claims.get("cnf").and_then(|c| c.get("x5t#S256")).is_none_or(|want| {
                         let want = want.as_str().unwrap_or_default();
-                        peer.cert_x5t
-                            .as_deref()
+                        peer.cert
+                            .as_ref()
+                            .map(|c| c.x5t.as_str())
                             .is_some_and(|have| ward_crypto::constant_time_eq(have.as_bytes(), want.as_bytes()))
                     });
                     // Revoked one by one (`jti`), or cut off with every token of

@@ -23,14 +23,12 @@
 mod admin;
 mod audit;
 mod handler;
-mod idle;
 mod keys;
 mod oidc;
 mod policy;
 mod pool;
 mod protect;
 mod response;
-mod server;
 mod svid;
 mod tls;
 mod upstream;
@@ -41,7 +39,6 @@ use std::sync::Arc;
 
 use http::HeaderName;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use ward_audit::{AuditSink, LogSink};
 use ward_config::{Config, UpstreamTarget};
@@ -49,12 +46,12 @@ use ward_crypto::{KeyedHasher, SecretBytes};
 use ward_policy::RouteTable;
 
 pub use audit::open_log as open_audit_log;
-pub use idle::IdleTimeout;
 pub use keys::{EmbeddedProvider, FileSource, HttpsSource};
 pub use policy::ReloadOutcome;
 pub use pool::{PooledBody, UpstreamError};
 pub use tls::{ServerTls, load_certified_key, provider as crypto_provider};
 pub use upstream::start_echo;
+pub use ward_serve::idle::IdleTimeout;
 
 use handler::{RouteRuntime, Shared, Worker};
 use policy::{Authorizer, PolicyStore};
@@ -111,7 +108,7 @@ pub struct Gateway {
     listener: TcpListener,
     reload_interval: std::time::Duration,
     log: Arc<LogSink>,
-    admin: Option<TcpListener>,
+    admin: Option<(TcpListener, ward_config::Limits)>,
     exporters: Vec<ward_export::Exporter>,
 }
 
@@ -245,7 +242,7 @@ impl Gateway {
         });
         let listener = bind("gateway", config.gateway.listen).await?;
         let admin = match &config.admin {
-            Some(a) => Some(bind("admin API", a.listen).await?),
+            Some(a) => Some((bind("admin API", a.listen).await?, a.limits.clone())),
             None => None,
         };
         Ok(Self {
@@ -279,7 +276,7 @@ impl Gateway {
     /// # Errors
     /// The socket error, if any.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        server::bound(&self.listener)
+        self.listener.local_addr()
     }
 
     /// The audit log this gateway writes to (the control plane of `ward up`
@@ -298,7 +295,7 @@ impl Gateway {
     /// The admin API's bound address, when `[admin]` is configured.
     #[must_use]
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Start the worker threads; TLS files are watched for changes and
@@ -311,17 +308,35 @@ impl Gateway {
         let addr = self.local_addr().ok();
         let listener = self.listener.into_std()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let permits = Arc::new(Semaphore::new(self.shared.limits.max_connections));
-        let door = server::TlsDoor {
-            acceptor: TlsAcceptor::from(Arc::clone(&self.tls.config)),
-            recheck: self.tls.recheck.clone(),
-            plaintext_allowed: self.tls.mtls == Some(ward_config::MtlsMode::Permissive),
-        };
+        let detector = self.shared.protect.detector.clone();
+        // Refusals below the pipeline go to the same recorder as requests.
+        let refusals = ward_serve::Refusals::new(Some(ward_serve::refusal::AuditRefusals::new(
+            Arc::clone(&self.shared.audit),
+            self.shared.pii_hasher.clone(),
+            detector.clone(),
+            ward_detect::event::Source::Gateway,
+        )));
+        let admission = Arc::new(ward_serve::Admission::new(
+            detector.clone(),
+            self.shared.limits.max_connections_per_ip,
+            &ward_serve::BlockedAddresses::Refuse,
+        ));
+        let door = ward_serve::Door::new(
+            "gateway",
+            Some(ward_serve::TlsDoor {
+                acceptor: TlsAcceptor::from(Arc::clone(&self.tls.config)),
+                recheck: self.tls.recheck.clone(),
+                plaintext_allowed: self.tls.mtls == Some(ward_config::MtlsMode::Permissive),
+            }),
+            &self.shared.limits,
+            admission,
+            Arc::clone(&refusals),
+        );
         let mut finished = Vec::with_capacity(self.upstreams.len());
         for (i, (upstreams, authorizers)) in self.upstreams.into_iter().zip(self.authorizers).enumerate() {
             let listener = listener.try_clone()?;
             let worker = Arc::new(Worker { shared: Arc::clone(&self.shared), upstreams, authorizers });
-            let (door, permits, mut stopped) = (door.clone(), Arc::clone(&permits), stopped.clone());
+            let (door, mut stopped) = (door.clone(), stopped.clone());
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (done, finish) = tokio::sync::oneshot::channel::<()>();
             std::thread::Builder::new().name(format!("ward-worker-{i}")).spawn(move || {
@@ -334,7 +349,14 @@ impl Gateway {
                     let stop = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
-                    server::serve(listener, door, worker, permits, stop).await;
+                    let service = move |conn: Arc<ward_serve::Conn>| {
+                        let peer = Arc::new(handler::Peer::from_conn(&conn, &worker.shared.pii_hasher));
+                        let worker = Arc::clone(&worker);
+                        hyper::service::service_fn(move |request| {
+                            handler::handle(Arc::clone(&worker), request, Arc::clone(&peer))
+                        })
+                    };
+                    ward_serve::serve(listener, door, service, stop).await;
                 });
                 let _ = done.send(());
             })?;
@@ -353,15 +375,39 @@ impl Gateway {
             }
         }
         audit::lifecycle(&*self.shared.audit, true, self.policies.load().digest());
-        let detector = self.shared.protect.detector.clone();
         if let Some(d) = &detector {
             d.spawn_sweeper()?;
         }
         let watcher =
             tokio::spawn(watch_tls(Arc::clone(&self.tls), Arc::clone(&self.shared.audit), self.reload_interval));
         let policy_watcher = tokio::spawn(policy::watch(Arc::clone(&self.policies), self.policy_reload_interval));
-        let admin =
-            self.admin.map(|l| tokio::spawn(admin::serve(l, Arc::clone(&self.log), Arc::clone(&self.shared.audit))));
+        let admin = self.admin.map(|(l, limits)| {
+            let door = ward_serve::Door::new(
+                "admin API",
+                None,
+                &limits,
+                Arc::new(ward_serve::Admission::new(
+                    None,
+                    limits.max_connections_per_ip,
+                    &ward_serve::BlockedAddresses::Refuse,
+                )),
+                refusals,
+            );
+            let (log, audit) = (Arc::clone(&self.log), Arc::clone(&self.shared.audit));
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                ward_serve::serve(
+                    l,
+                    door,
+                    move |_| admin::Service { log: Arc::clone(&log), audit: Arc::clone(&audit) },
+                    stop,
+                )
+                .await;
+            })
+        });
         let (stop_exports, exports_stopped) = tokio::sync::watch::channel(false);
         let mut exporters = Vec::with_capacity(self.exporters.len());
         for exporter in self.exporters {

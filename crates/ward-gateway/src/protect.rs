@@ -1,5 +1,5 @@
 //! Intrusion prevention on the request path: address and principal
-//! blocks, rate limits (GCRA), per-address connection caps, and the event
+//! blocks, rate limits (GCRA), and the event
 //! every decision hands to the detector.
 //!
 //! Order in the pipeline: address block (at accept, before TLS, and again
@@ -17,7 +17,6 @@ use http::Response;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ward_config::{Config, RateKey};
 use ward_core::{Identity, ReasonCode, RequestId};
-use ward_detect::conns::{ConnectionCaps, ConnectionSlot};
 use ward_detect::gcra::{Limiter, Verdict};
 use ward_detect::{Detector, Event, Privileged, Source};
 
@@ -52,7 +51,6 @@ pub(crate) struct Limited<'a> {
 pub(crate) struct Protection {
     pub detector: Option<Arc<Detector>>,
     rules: Vec<RateRule>,
-    caps: Option<Arc<ConnectionCaps>>,
     admin_routes: HashSet<String>,
     epoch: Instant,
 }
@@ -89,28 +87,11 @@ impl Protection {
                 }
             })
             .collect();
-        let cap = config.gateway.limits.max_connections_per_ip;
         Self {
-            caps: (cap > 0).then(|| ConnectionCaps::new(cap)),
             admin_routes: config.detect.as_ref().map(|d| d.admin_routes.iter().cloned().collect()).unwrap_or_default(),
             detector,
             rules,
             epoch: Instant::now(),
-        }
-    }
-
-    /// Whether a new connection from `ip` may proceed to the TLS handshake:
-    /// not blocked, and under its connection cap (the slot frees itself
-    /// when dropped). Allowlisted addresses have no cap.
-    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Option<ConnectionSlot>, ()> {
-        if self.ip_blocked(ip) {
-            return Err(());
-        }
-        match &self.caps {
-            Some(caps) if !self.detector.as_ref().is_some_and(|d| d.allowlist().allows_ip(ip)) => {
-                caps.admit(ip).map(Some).ok_or(())
-            }
-            _ => Ok(None),
         }
     }
 

@@ -38,28 +38,12 @@ pub fn status_for(reason: ReasonCode) -> StatusCode {
 }
 
 fn error_word(status: StatusCode) -> &'static str {
-    match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request_header_fields_too_large",
-        StatusCode::URI_TOO_LONG => "uri_too_long",
-        StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
-        StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
-        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
-        _ => "bad_gateway",
-    }
+    ward_serve::headers::error_word(status)
 }
 
 /// Security headers on every response, generated or proxied.
 pub fn add_security_headers(headers: &mut HeaderMap, request_id: &RequestId) {
-    headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.remove(header::SERVER);
-    headers.remove(HeaderName::from_static("x-powered-by"));
+    ward_serve::headers::secure(headers, false);
     if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }

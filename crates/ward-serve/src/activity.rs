@@ -1,0 +1,181 @@
+//! Request-level activity of one connection, for its idle and first-request
+//! deadlines.
+//!
+//! Bytes alone cannot say whether a connection is idle: an HTTP/2 client
+//! answering PINGs moves bytes forever without a request. A connection is
+//! idle when no request is in flight — from the moment its service is
+//! called until its response body is dropped (sent or abandoned) — and it
+//! is judged by when its last request ended (or, before any request, by
+//! when it was accepted).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The activity of one connection.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    started: Instant,
+    in_flight: AtomicU32,
+    /// Requests begun on the connection.
+    begun: AtomicU64,
+    /// When the last request ended, in milliseconds after `started`.
+    last_end_ms: AtomicU64,
+}
+
+/// What the connection is waiting for when nothing is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    /// A request is in flight: no deadline from activity.
+    Busy,
+    /// No request yet: the first must begin by this instant (`header_timeout`).
+    FirstRequest(Instant),
+    /// Between requests: the next must begin by this instant (`idle_timeout`).
+    Idle(Instant),
+}
+
+impl Activity {
+    pub(crate) fn new(started: Instant) -> Arc<Self> {
+        Arc::new(Self {
+            started,
+            in_flight: AtomicU32::new(0),
+            begun: AtomicU64::new(0),
+            last_end_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// A request begins; the guard ends it when dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.begun.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    /// The connection's deadline from activity, as of now.
+    pub(crate) fn quiet(&self, header_timeout: Duration, idle_timeout: Duration) -> Quiet {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Quiet::Busy;
+        }
+        if self.begun.load(Ordering::Acquire) == 0 {
+            return Quiet::FirstRequest(self.started + header_timeout);
+        }
+        let ended = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+        Quiet::Idle(self.started + ended + idle_timeout)
+    }
+}
+
+/// One request in flight; dropping it ends the request.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let since = Instant::now().saturating_duration_since(self.0.started);
+        let ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+        self.0.last_end_ms.fetch_max(ms, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// A listener's service with its requests counted.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracked<S> {
+    pub(crate) inner: S,
+    pub(crate) activity: Arc<Activity>,
+}
+
+impl<S, B> hyper::service::Service<http::Request<hyper::body::Incoming>> for Tracked<S>
+where
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
+{
+    type Response = http::Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let guard = self.activity.begin();
+        TrackedFuture { inner: self.inner.call(request), guard: Some(guard) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The service's future; its response body carries the request's guard.
+    pub(crate) struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.inner.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                let guard = this.guard.take();
+                Poll::Ready(result.map(|response| response.map(|body| TrackedBody { inner: body, _guard: guard })))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request in flight until it is dropped.
+    pub struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        _guard: Option<InFlight>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_follow_requests_not_bytes() {
+        let (header, idle) = (Duration::from_secs(10), Duration::from_secs(60));
+        let start = Instant::now();
+        let a = Activity::new(start);
+        assert_eq!(a.quiet(header, idle), Quiet::FirstRequest(start + header));
+        let g = a.begin();
+        let g2 = a.begin();
+        assert_eq!(a.quiet(header, idle), Quiet::Busy);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(g);
+        assert_eq!(a.quiet(header, idle), Quiet::Busy, "one request is still in flight");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(g2);
+        assert_eq!(a.quiet(header, idle), Quiet::Idle(start + Duration::from_secs(10) + idle));
+    }
+}
