@@ -21,6 +21,8 @@ cert_file = "tls/server.crt"
 key_file = "tls/server.key"
 min_version = "1.2"
 
+# Every limit and its default: docs/gateway.md. The control plane's listener
+# has its own table, [control.limits].
 [gateway.limits]
 max_header_bytes = 16384
 max_headers = 100
@@ -29,6 +31,7 @@ max_connections = 10000
 header_timeout = "10s"
 handshake_timeout = "10s"
 idle_timeout = "60s"
+max_connection_age = "1h"
 
 # The tamper-evident audit log: segments, Merkle tree, signed checkpoints.
 # `ward audit verify --data-dir ward-data` checks it; `ward audit checkpoint`

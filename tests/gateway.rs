@@ -687,3 +687,60 @@ spec:
     expect_denied(&h, get(&h, "/api/dead/1", Some(&alice)).await, 503, "external_authorizer_unavailable").await;
     h.finish().await;
 }
+
+/// The status of raw HTTP/1.1 bytes sent as they are.
+async fn raw_bytes_status(h: &Harness, bytes: &[u8]) -> u16 {
+    let mut s = tls_connect(h).await;
+    s.write_all(bytes).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+/// Issue 17, item 9: a malformed chunked body is the client's fault (400,
+/// `bad_request_body`), not the upstream's (502); a transfer coding the
+/// gateway does not decode is refused before anything is forwarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_request_bodies_are_the_clients_fault() {
+    let h = start().await;
+    let t = h.token(json!({}));
+    let head = |te: &str| {
+        format!(
+            "POST /api/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {t}\r\nTransfer-Encoding: {te}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let good = format!("{}3\r\nabc\r\n0\r\n\r\n", head("chunked"));
+    assert_eq!(raw_bytes_status(&h, good.as_bytes()).await, 200);
+    for body in [
+        "fffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+        "-1\r\nabc\r\n0\r\n\r\n",
+        "0x1\r\na\r\n0\r\n\r\n",
+        "3\r\nabcdef\r\n0\r\n\r\n",
+        "zz\r\nabc\r\n0\r\n\r\n",
+    ] {
+        let status = raw_bytes_status(&h, format!("{}{body}", head("chunked")).as_bytes()).await;
+        assert_eq!(status, 400, "{body:?}");
+    }
+    for te in ["gzip, chunked", "chunked, chunked", "identity", "deflate"] {
+        let status = raw_bytes_status(&h, format!("{}3\r\nabc\r\n0\r\n\r\n", head(te)).as_bytes()).await;
+        assert_eq!(status, 400, "{te}");
+    }
+    // The five malformed bodies and `gzip, chunked` reach the pipeline and
+    // are recorded as `bad_request_body`; codings hyper itself refuses
+    // (`identity`, `deflate`: no final `chunked`) are refused by the codec
+    // and recorded as connection-level `bad_request`.
+    let all = h.audit_all().await;
+    let records: Vec<_> = all.iter().filter(|r| r["event"] == "request").cloned().collect();
+    let bad = records.iter().filter(|r| r["reason"] == "bad_request_body" && r["status"] == 400).count();
+    let seen: Vec<_> = all.iter().map(|r| (r["event"].clone(), r["reason"].clone(), r["status"].clone())).collect();
+    assert!(bad >= 6, "the malformed bodies are audited as the client's: {seen:?}");
+    if bad < 9 {
+        assert!(
+            all.iter().any(|r| r["event"] == "connection" && r["reason"] == "bad_request" && r["status"] == 400),
+            "the codec's refusals are audited: {seen:?}"
+        );
+    }
+    assert!(!records.iter().any(|r| r["reason"] == "upstream_unavailable"), "none is blamed on the upstream");
+    h.finish().await;
+}

@@ -493,6 +493,24 @@ fn claim_header_value(value: &serde_json::Value) -> Option<HeaderValue> {
     HeaderValue::from_str(&text).ok()
 }
 
+/// Whether every `Transfer-Encoding` the request declares is exactly one
+/// `chunked` (what hyper decodes); `gzip, chunked`, `chunked, chunked` and
+/// unknown codings are not.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii);
+    matches!(codings.next(), Some(c) if c.eq_ignore_ascii_case(b"chunked")) && codings.next().is_none()
+}
+
+/// Whether an upstream request failed because the client's body stream did
+/// (hyper reports an error of the request body as a user error).
+fn client_body_failed(error: &crate::UpstreamError) -> bool {
+    matches!(error, crate::UpstreamError::Http(e) if e.is_user())
+}
+
 fn is_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
@@ -653,6 +671,11 @@ pub(crate) async fn handle(
     trail.path.clone_from(&path);
     let declared_length =
         parts.headers.get(header::CONTENT_LENGTH).map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()));
+    // A transfer coding the gateway does not decode would reach the
+    // upstream undeclared (the header is hop-by-hop): only plain `chunked`.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) && !only_chunked(&parts.headers) {
+        return Ok(shared.reject(&trail, ReasonCode::BadRequestBody));
+    }
     match declared_length {
         Some(None) => return Ok(shared.reject(&trail, ReasonCode::BadRequest)),
         Some(Some(n)) if n > limits.max_body_bytes => return Ok(shared.reject(&trail, ReasonCode::BodyTooLarge)),
@@ -878,6 +901,12 @@ pub(crate) async fn handle(
         Ok(Err(e)) => {
             if is_body_limit(&e) {
                 return Ok(shared.reject(&trail, ReasonCode::BodyTooLarge));
+            }
+            if client_body_failed(&e) {
+                // Bad chunk framing, bare LF, more data than declared: the
+                // client's fault, not the upstream's.
+                tracing::info!(request_id = %trail.request_id, error = %e, "malformed request body");
+                return Ok(shared.reject(&trail, ReasonCode::BadRequestBody));
             }
             tracing::warn!(request_id = %trail.request_id, upstream = %upstream.name, error = %e, "upstream request failed");
             return Ok(shared.reject(&trail, ReasonCode::UpstreamUnavailable));

@@ -27,7 +27,7 @@ pub fn status_for(reason: ReasonCode) -> StatusCode {
         | ReasonCode::AddressBlocked => StatusCode::FORBIDDEN,
         ReasonCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ReasonCode::ExternalAuthorizerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ReasonCode::PathRejected | ReasonCode::BadRequest => StatusCode::BAD_REQUEST,
+        ReasonCode::PathRejected | ReasonCode::BadRequest | ReasonCode::BadRequestBody => StatusCode::BAD_REQUEST,
         ReasonCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ReasonCode::UriTooLong => StatusCode::URI_TOO_LONG,
         ReasonCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
