@@ -445,4 +445,46 @@ fn limits_are_read_per_listener() {
     std::fs::write(path, text.replace("idle_timeout = \"7s\"", "idle_timeout = 7")).unwrap();
     let e = ward_config::load(path).unwrap_err().to_string();
     assert!(e.contains("control.limits.idle_timeout"), "{e}");
+    // The control plane buffers bodies whole: 0 (every token request
+    // refused) and huge values are configuration errors.
+    for bad in ["0", "1073741824"] {
+        std::fs::write(path, text.replace("idle_timeout = \"7s\"", &format!("max_body_bytes = {bad}"))).unwrap();
+        let e = ward_config::load(path).unwrap_err().to_string();
+        assert!(e.contains("control.limits.max_body_bytes"), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_announced_and_trickled_is_cut_off_as_stalled() {
+    let mut p = start();
+    // The token endpoint reads the whole form before anything else; a client
+    // announcing 16,000 bytes and sending one every 2 s keeps bytes moving
+    // (under idle_timeout, 4 s) but the request makes no progress.
+    let mut s = p.tls(p.control, me(), &[b"http/1.1"]).await.unwrap();
+    let head = "POST /oauth2/token HTTP/1.1\r\nHost: localhost\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 16000\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut cut = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        if s.write_all(b"a").await.is_err() || s.flush().await.is_err() {
+            cut = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            cut = Some(started.elapsed());
+            break;
+        }
+    }
+    assert!(cut.is_some_and(|t| t < Duration::from_secs(15)), "a trickled body held the connection: {cut:?}");
+    let status = p.status(p.control, other_client(), "/.well-known/jwks.json").await;
+    assert_eq!(status, 200);
+    let log = p.stop();
+    assert!(
+        connection_records(&log, "control plane", "request_timeout")
+            .iter()
+            .any(|r| r["connection"]["detail"].as_str().is_some_and(|d| d.contains("no progress"))),
+        "the stalled connection is audited"
+    );
 }

@@ -710,8 +710,10 @@ async fn malformed_request_bodies_are_the_clients_fault() {
             "POST /api/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {t}\r\nTransfer-Encoding: {te}\r\nConnection: close\r\n\r\n"
         )
     };
-    let good = format!("{}3\r\nabc\r\n0\r\n\r\n", head("chunked"));
-    assert_eq!(raw_bytes_status(&h, good.as_bytes()).await, 200);
+    for te in ["chunked", "Chunked", ", chunked"] {
+        let good = format!("{}3\r\nabc\r\n0\r\n\r\n", head(te));
+        assert_eq!(raw_bytes_status(&h, good.as_bytes()).await, 200, "{te}");
+    }
     for body in [
         "fffffffffffffffff\r\nabc\r\n0\r\n\r\n",
         "-1\r\nabc\r\n0\r\n\r\n",

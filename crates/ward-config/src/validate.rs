@@ -695,11 +695,25 @@ fn limits(l: &raw::RawLimits, lh: &[Seg], defaults: &Limits) -> V<Limits> {
         }
         Ok(d)
     };
+    let at_most = |v: usize, max: usize, k: &'static str| -> V<usize> {
+        if v > max {
+            return Err(Invalid::new(field(k), format!("must be at most {max}")));
+        }
+        Ok(v)
+    };
     Ok(Limits {
-        max_header_bytes: positive(l.max_header_bytes, defaults.max_header_bytes, field("max_header_bytes"))?,
+        max_header_bytes: at_most(
+            positive(l.max_header_bytes, defaults.max_header_bytes, field("max_header_bytes"))?,
+            1024 * 1024,
+            "max_header_bytes",
+        )?,
         max_headers: positive(l.max_headers, defaults.max_headers, field("max_headers"))?,
         max_body_bytes: l.max_body_bytes.unwrap_or(defaults.max_body_bytes),
-        max_connections: positive(l.max_connections, defaults.max_connections, field("max_connections"))?,
+        max_connections: at_most(
+            positive(l.max_connections, defaults.max_connections, field("max_connections"))?,
+            10_000_000,
+            "max_connections",
+        )?,
         max_connections_per_ip: l.max_connections_per_ip.unwrap_or(defaults.max_connections_per_ip),
         header_timeout: timeout(l.header_timeout.as_deref(), defaults.header_timeout, "header_timeout")?,
         handshake_timeout: timeout(l.handshake_timeout.as_deref(), defaults.handshake_timeout, "handshake_timeout")?,
@@ -717,6 +731,17 @@ fn limits(l: &raw::RawLimits, lh: &[Seg], defaults: &Limits) -> V<Limits> {
         )?,
         max_uri_bytes: positive(l.max_uri_bytes, defaults.max_uri_bytes, field("max_uri_bytes"))?,
     })
+}
+
+/// `[control.limits]`: the control plane buffers its (form and JSON)
+/// bodies whole, so they are between 1 KiB and 1 MiB.
+fn control_limits(raw: &raw::RawLimits) -> V<Limits> {
+    let here = [Seg::Key("control"), Seg::Key("limits")];
+    let limits = limits(raw, &here, &Limits::control())?;
+    if !(1024..=1024 * 1024).contains(&limits.max_body_bytes) {
+        return Err(Invalid::new(at(&here, &[Seg::Key("max_body_bytes")]), "must be between 1024 and 1048576"));
+    }
+    Ok(limits)
 }
 
 fn positive(value: Option<usize>, default: usize, path: Vec<Seg>) -> V<usize> {
@@ -947,7 +972,7 @@ fn control(raw: &raw::RawControl, base: &Path) -> V<ControlConfig> {
         trust_domain,
         ca_dir: resolve(base, raw.ca_dir.as_deref().unwrap_or("ca")),
         registry,
-        limits: limits(&raw.limits, &key("limits"), &Limits::control())?,
+        limits: control_limits(&raw.limits)?,
     })
 }
 

@@ -1,5 +1,7 @@
 //! Per-address connection caps: how many connections one client address
-//! may hold open at once, across every worker thread.
+//! may hold open at once, across every worker thread. An IPv6 client is
+//! one /64 (one host's share: anyone holding a /64 can pick any of its
+//! 2^64 addresses), as detection counts it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,6 +27,17 @@ pub struct ConnectionSlot {
     ip: IpAddr,
 }
 
+/// The client an address counts as: an IPv4 address, or an IPv6 /64.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ward_core::net::canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 impl ConnectionCaps {
     /// At most `cap` connections per address.
     #[must_use]
@@ -47,7 +60,7 @@ impl ConnectionCaps {
     /// A slot for a new connection from `ip`, or `None` at the cap.
     #[must_use]
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
-        let ip = ward_core::net::canonical_ip(ip);
+        let ip = client_of(ip);
         let mut map = self.shard(&ip).lock().ok()?;
         let open = map.entry(ip).or_insert(0);
         if *open >= self.cap {
@@ -63,7 +76,7 @@ impl ConnectionCaps {
     /// Connections `ip` holds now.
     #[must_use]
     pub fn open(&self, ip: IpAddr) -> u32 {
-        let ip = ward_core::net::canonical_ip(ip);
+        let ip = client_of(ip);
         self.shard(&ip).lock().map_or(0, |m| m.get(&ip).copied().unwrap_or(0))
     }
 }
@@ -99,5 +112,14 @@ mod tests {
         assert_eq!(caps.open(a), 1);
         assert!(caps.admit(a).is_some());
         assert_eq!(caps.refused.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_client() {
+        let caps = ConnectionCaps::new(2);
+        let _a = caps.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        let _b = caps.admit("2001:db8:1:2:ffff::9".parse().unwrap()).unwrap();
+        assert!(caps.admit("2001:db8:1:2::abcd".parse().unwrap()).is_none(), "another address of the same /64");
+        assert!(caps.admit("2001:db8:1:3::1".parse().unwrap()).is_some(), "the next /64 is another client");
     }
 }

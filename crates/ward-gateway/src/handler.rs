@@ -501,14 +501,18 @@ fn only_chunked(headers: &HeaderMap) -> bool {
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii);
+        .map(<[u8]>::trim_ascii)
+        // Empty list elements do not count (RFC 9110 §5.6.1).
+        .filter(|c| !c.is_empty());
     matches!(codings.next(), Some(c) if c.eq_ignore_ascii_case(b"chunked")) && codings.next().is_none()
 }
 
-/// Whether an upstream request failed because the client's body stream did
-/// (hyper reports an error of the request body as a user error).
+/// Whether an upstream request failed because the client's body stream did:
+/// hyper reports an error of the request body as a user error carrying the
+/// body's own error as its cause (a dead upstream connection is a user
+/// error too, `DispatchGone`, but without a cause).
 fn client_body_failed(error: &crate::UpstreamError) -> bool {
-    matches!(error, crate::UpstreamError::Http(e) if e.is_user())
+    matches!(error, crate::UpstreamError::Http(e) if e.is_user() && std::error::Error::source(e).is_some())
 }
 
 fn is_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {

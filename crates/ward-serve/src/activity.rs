@@ -6,7 +6,14 @@
 //! idle when no request is in flight — from the moment its service is
 //! called until its response body is dropped (sent or abandoned) — and it
 //! is judged by when its last request ended (or, before any request, by
-//! when it was accepted).
+//! when its handshake completed).
+//!
+//! Nor can bytes say whether a request in flight is stalled (PINGs again):
+//! a connection whose requests made no progress — a request begun, a
+//! response head ready, a response body frame taken by the client's flow
+//! control — for `idle_timeout` is stalled, whatever its PINGs say: a
+//! client that never sends the body it announced, or never opens its
+//! stream window, holds nothing for long.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,13 +32,15 @@ pub(crate) struct Activity {
     begun: AtomicU64,
     /// When the last request ended, in milliseconds after `started`.
     last_end_ms: AtomicU64,
+    /// When a request in flight last made progress, in milliseconds after `started`.
+    progress_ms: AtomicU64,
 }
 
 /// What the connection is waiting for when nothing is in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Quiet {
-    /// A request is in flight: no deadline from activity.
-    Busy,
+    /// A request is in flight: it must make progress by this instant (`idle_timeout`).
+    Busy(Instant),
     /// No request yet: the first must begin by this instant (`header_timeout`).
     FirstRequest(Instant),
     /// Between requests: the next must begin by this instant (`idle_timeout`).
@@ -45,11 +54,28 @@ impl Activity {
             in_flight: AtomicU32::new(0),
             begun: AtomicU64::new(0),
             last_end_ms: AtomicU64::new(0),
+            progress_ms: AtomicU64::new(0),
         })
+    }
+
+    fn since_start(&self) -> u64 {
+        let since = Instant::now().saturating_duration_since(self.started);
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A request in flight moved.
+    pub(crate) fn progress(&self) {
+        self.progress_ms.fetch_max(self.since_start(), Ordering::Release);
+    }
+
+    /// Requests in flight now.
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// A request begins; the guard ends it when dropped.
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.progress();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.begun.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
@@ -58,7 +84,8 @@ impl Activity {
     /// The connection's deadline from activity, as of now.
     pub(crate) fn quiet(&self, header_timeout: Duration, idle_timeout: Duration) -> Quiet {
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Quiet::Busy;
+            let moved = Duration::from_millis(self.progress_ms.load(Ordering::Acquire));
+            return Quiet::Busy(self.started + moved + idle_timeout);
         }
         if self.begun.load(Ordering::Acquire) == 0 {
             return Quiet::FirstRequest(self.started + header_timeout);
@@ -74,8 +101,7 @@ pub(crate) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let since = Instant::now().saturating_duration_since(self.0.started);
-        let ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+        let ms = self.0.since_start();
         self.0.last_end_ms.fetch_max(ms, Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::Release);
     }
@@ -123,6 +149,9 @@ where
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
                 let guard = this.guard.take();
+                if let Some(g) = &guard {
+                    g.0.progress();
+                }
                 Poll::Ready(result.map(|response| response.map(|body| TrackedBody { inner: body, _guard: guard })))
             }
         }
@@ -146,7 +175,14 @@ impl<B: http_body::Body> http_body::Body for TrackedBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        // hyper polls a body only when the client's flow control has room:
+        // a frame taken is progress.
+        if let (Poll::Ready(Some(Ok(_))), Some(g)) = (&polled, this._guard.as_ref()) {
+            g.0.progress();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -170,10 +206,12 @@ mod tests {
         assert_eq!(a.quiet(header, idle), Quiet::FirstRequest(start + header));
         let g = a.begin();
         let g2 = a.begin();
-        assert_eq!(a.quiet(header, idle), Quiet::Busy);
+        assert_eq!(a.quiet(header, idle), Quiet::Busy(start + idle));
         tokio::time::advance(Duration::from_secs(5)).await;
         drop(g);
-        assert_eq!(a.quiet(header, idle), Quiet::Busy, "one request is still in flight");
+        assert_eq!(a.quiet(header, idle), Quiet::Busy(start + idle), "one request is still in flight, unmoved");
+        a.progress();
+        assert_eq!(a.quiet(header, idle), Quiet::Busy(start + Duration::from_secs(5) + idle), "it moved");
         tokio::time::advance(Duration::from_secs(5)).await;
         drop(g2);
         assert_eq!(a.quiet(header, idle), Quiet::Idle(start + Duration::from_secs(10) + idle));

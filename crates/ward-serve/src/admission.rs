@@ -32,6 +32,15 @@ pub struct Admission {
 pub struct Admitted {
     _cap: Option<ConnectionSlot>,
     _blocked: Option<ConnectionSlot>,
+    allowlisted: bool,
+}
+
+impl Admitted {
+    /// Whether the address is on detection's allowlist (no caps, no limit).
+    #[must_use]
+    pub fn allowlisted(&self) -> bool {
+        self.allowlisted
+    }
 }
 
 impl Admission {
@@ -59,13 +68,12 @@ impl Admission {
                 Some(caps) => blocked_slot = Some(caps.admit(ip).ok_or(ReasonCode::AddressBlocked)?),
             }
         }
+        let allowlisted = self.detector.as_ref().is_some_and(|d| d.allowlist().allows_ip(ip));
         let cap = match &self.caps {
-            Some(caps) if !self.detector.as_ref().is_some_and(|d| d.allowlist().allows_ip(ip)) => {
-                Some(caps.admit(ip).ok_or(ReasonCode::ConnectionLimited)?)
-            }
+            Some(caps) if !allowlisted => Some(caps.admit(ip).ok_or(ReasonCode::ConnectionLimited)?),
             _ => None,
         };
-        Ok(Admitted { _cap: cap, _blocked: blocked_slot })
+        Ok(Admitted { _cap: cap, _blocked: blocked_slot, allowlisted })
     }
 
     /// Connections `ip` holds now (under the per-address cap).

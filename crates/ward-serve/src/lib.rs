@@ -167,9 +167,16 @@ where
     // Every connection task holds a sender; all dropped = all finished.
     let (alive, mut finished) = tokio::sync::mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
+    // Refusals counted but not yet recorded come out once their window ends.
+    let mut sweep = tokio::time::interval(refusal::WINDOW);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
+            _ = sweep.tick() => {
+                door.refusals.flush(false);
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -195,19 +202,34 @@ where
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&door.permits).try_acquire_owned() else {
-            drop(stream);
-            door.refuse(peer, ReasonCode::ConnectionLimited, 0, "TCP", "listener connection limit reached".to_owned());
-            continue;
+        // Allowlisted addresses (operators, health checkers) are not held
+        // to the listener's limit: a flood that fills it must not lock
+        // them out.
+        let permit = match Arc::clone(&door.permits).try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) if admitted.allowlisted() => None,
+            Err(_) => {
+                drop(stream);
+                door.refuse(
+                    peer,
+                    ReasonCode::ConnectionLimited,
+                    0,
+                    "TCP",
+                    "listener connection limit reached".to_owned(),
+                );
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let (door, builder, make_service, draining, alive) =
             (door.clone(), Arc::clone(&builder), Arc::clone(&make_service), draining.clone(), alive.clone());
         tokio::spawn(async move {
             let _held = (permit, admitted, alive);
-            let started = Instant::now();
             let local = stream.local_addr().ok();
-            match handshake(stream, peer, &door).await {
+            let accepted = handshake(stream, peer, &door).await;
+            // The first request's deadline runs from here, not from accept.
+            let started = Instant::now();
+            match accepted {
                 Accepted::Refused => {}
                 Accepted::Tls(tls) => {
                     let tls = *tls;
@@ -250,6 +272,9 @@ enum Closing {
     FirstRequest,
     /// No request for `idle_timeout`.
     Idle,
+    /// Requests in flight made no progress for `idle_timeout` (a body never
+    /// sent, a stream window never opened).
+    Stalled,
     /// `max_connection_age` reached.
     Age,
     /// The listener is stopping.
@@ -282,29 +307,36 @@ async fn drive<I, S, B>(
     let connection = builder.serve_connection(io, tracked);
     tokio::pin!(connection);
     let age_limit = started + limits.max_connection_age;
-    // Once the connection is asked to close: the instant it is cut off.
+    // Once the connection is asked to close: the instant it is cut off, and
+    // whether that was already put off once for a request in flight.
     let mut closing: Option<(Closing, Instant)> = None;
+    let mut extended = false;
     let result = loop {
         let wake = match closing {
             Some((_, hard)) => hard,
             None => match activity.quiet(limits.header_timeout, limits.idle_timeout) {
-                // Busy: look again after an idle period (the byte-level
-                // idle timeout guards a stalled transfer meanwhile).
-                Quiet::Busy => (Instant::now() + limits.idle_timeout).min(age_limit),
-                Quiet::FirstRequest(at) | Quiet::Idle(at) => at.min(age_limit),
+                Quiet::Busy(at) | Quiet::FirstRequest(at) | Quiet::Idle(at) => at.min(age_limit),
             },
         };
         tokio::select! {
             result = connection.as_mut() => break result,
             () = tokio::time::sleep_until(wake) => {
-                if closing.is_some() {
-                    // The grace is over: drop the connection.
+                let now = Instant::now();
+                if let Some((why, _)) = closing {
+                    // A request that raced an idle close (sent before the
+                    // client saw the GOAWAY or the close) gets the drain
+                    // period to finish, once; then the connection is dropped.
+                    if activity.in_flight() > 0 && !extended && !matches!(why, Closing::Stalled | Closing::Drain) {
+                        extended = true;
+                        closing = Some((why, now + DRAIN));
+                        continue;
+                    }
                     break Ok(());
                 }
-                let now = Instant::now();
                 let why = match activity.quiet(limits.header_timeout, limits.idle_timeout) {
                     Quiet::FirstRequest(at) if at <= now => Some(Closing::FirstRequest),
                     Quiet::Idle(at) if at <= now => Some(Closing::Idle),
+                    Quiet::Busy(at) if at <= now => Some(Closing::Stalled),
                     _ if age_limit <= now => Some(Closing::Age),
                     _ => None,
                 };
@@ -312,8 +344,22 @@ async fn drive<I, S, B>(
                     let grace = if why == Closing::Age { DRAIN } else { CLOSE_GRACE };
                     closing = Some((why, now + grace));
                     connection.as_mut().graceful_shutdown();
-                    if why == Closing::FirstRequest {
-                        door.refuse(peer, ReasonCode::RequestTimeout, 0, "HTTP", "no request within header_timeout".to_owned());
+                    match why {
+                        Closing::FirstRequest => door.refuse(
+                            peer,
+                            ReasonCode::RequestTimeout,
+                            0,
+                            "HTTP",
+                            "no request within header_timeout".to_owned(),
+                        ),
+                        Closing::Stalled => door.refuse(
+                            peer,
+                            ReasonCode::RequestTimeout,
+                            0,
+                            "HTTP",
+                            "requests in flight made no progress for idle_timeout".to_owned(),
+                        ),
+                        _ => {}
                     }
                 }
             }
@@ -326,7 +372,7 @@ async fn drive<I, S, B>(
         }
     };
     if let Err(e) = result {
-        let already = matches!(closing, Some((Closing::FirstRequest, _)));
+        let already = matches!(closing, Some((Closing::FirstRequest | Closing::Stalled, _)));
         match classify(&*e) {
             Some((reason, status, protocol, detail)) if !already => door.refuse(peer, reason, status, protocol, detail),
             _ => tracing::debug!(listener = door.name, %peer, error = %e, "connection ended with an error"),
@@ -393,9 +439,10 @@ enum Accepted {
 /// with a 400.
 async fn handshake(mut stream: TcpStream, peer: SocketAddr, door: &Door) -> Accepted {
     let Some(tls) = &door.tls else { return Accepted::Plain(stream) };
-    let deadline = door.limits.handshake_timeout;
+    // One deadline for the first byte and the whole handshake.
+    let deadline = Instant::now() + door.limits.handshake_timeout;
     let mut first = [0u8; 1];
-    match tokio::time::timeout(deadline, stream.peek(&mut first)).await {
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {}
         Ok(Ok(1)) if tls.plaintext_allowed => return Accepted::Plain(stream),
         Ok(Ok(1)) => {
@@ -411,7 +458,7 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, door: &Door) -> Acce
             return Accepted::Refused;
         }
     }
-    match tokio::time::timeout(deadline, tls.acceptor.accept(stream)).await {
+    match tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await {
         Ok(Ok(stream)) => match tls.recheck.check(stream.get_ref().1) {
             Ok(()) => Accepted::Tls(Box::new(stream)),
             Err(e) => {

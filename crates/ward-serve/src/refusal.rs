@@ -69,7 +69,15 @@ struct Entry {
 /// The dampened reporter of one listener (shared by its workers).
 pub struct Refusals {
     sink: Option<Arc<dyn RefusalSink>>,
-    table: Mutex<HashMap<Key, Entry>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    entries: HashMap<Key, Entry>,
+    /// When a full table was last swept (a sweep per new source would put
+    /// a scan of the table on the accept path of a flood).
+    swept: Option<Instant>,
 }
 
 impl std::fmt::Debug for Refusals {
@@ -90,11 +98,44 @@ fn source_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Remove the entries whose window has passed (all of them with `all`),
+/// handing their counted refusals to `due`.
+fn sweep(entries: &mut HashMap<Key, Entry>, now: Instant, all: bool, due: &mut Vec<Refusal>) {
+    entries.retain(|_, e| {
+        if !all && e.next > now {
+            return true;
+        }
+        if let Some(mut last) = e.last.take() {
+            last.repeated = e.suppressed;
+            due.push(last);
+        }
+        false
+    });
+}
+
+fn unspecified() -> IpAddr {
+    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+}
+
+/// The wider network a source belongs to: IPv4 /16, IPv6 /32.
+fn network_of(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            IpAddr::V4(std::net::Ipv4Addr::new(o[0], o[1], 0, 0))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], 0, 0, 0, 0, 0, 0))
+        }
+    }
+}
+
 impl Refusals {
     /// Report to `sink` (`None`: only log).
     #[must_use]
     pub fn new(sink: Option<Arc<dyn RefusalSink>>) -> Arc<Self> {
-        Arc::new(Self { sink, table: Mutex::new(HashMap::new()) })
+        Arc::new(Self { sink, table: Mutex::new(Table::default()) })
     }
 
     /// Report a refusal: logged always, recorded unless the same source
@@ -123,23 +164,21 @@ impl Refusals {
             return;
         };
         let mut key = Key { source: source_of(refusal.peer.ip()), reason: refusal.reason };
-        if !table.contains_key(&key) && table.len() >= MAX_SOURCES {
-            // Entries whose window has passed give back their counts.
-            table.retain(|_, e| {
-                if e.next > now {
-                    return true;
-                }
-                if let Some(mut last) = e.last.take() {
-                    last.repeated = e.suppressed;
-                    due.push(last);
-                }
-                false
-            });
-            if table.len() >= MAX_SOURCES {
-                key.source = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        let Table { entries, swept } = &mut *table;
+        if !entries.contains_key(&key) && entries.len() >= MAX_SOURCES {
+            if swept.is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1)) {
+                *swept = Some(now);
+                sweep(entries, now, false, due);
+            }
+            if entries.len() >= MAX_SOURCES {
+                // Still full: the source shares an entry with its wider
+                // network (IPv4 /16, IPv6 /32) — one attacker filling the
+                // table does not fold everyone else's refusals into its own
+                // — and past twice the size, with everyone.
+                key.source = if entries.len() < 2 * MAX_SOURCES { network_of(key.source) } else { unspecified() };
             }
         }
-        match table.get_mut(&key) {
+        match entries.get_mut(&key) {
             Some(e) if e.next > now => {
                 e.suppressed += 1;
                 e.last = Some(refusal);
@@ -152,7 +191,7 @@ impl Refusals {
                 due.push(refusal);
             }
             None => {
-                table.insert(key, Entry { next: now + WINDOW, suppressed: 0, last: None });
+                entries.insert(key, Entry { next: now + WINDOW, suppressed: 0, last: None });
                 due.push(refusal);
             }
         }
@@ -165,16 +204,7 @@ impl Refusals {
         let now = Instant::now();
         let mut due = Vec::new();
         if let Ok(mut table) = self.table.lock() {
-            table.retain(|_, e| {
-                if !all && e.next > now {
-                    return true;
-                }
-                if let Some(mut last) = e.last.take() {
-                    last.repeated = e.suppressed;
-                    due.push(last);
-                }
-                false
-            });
+            sweep(&mut table.entries, now, all, &mut due);
         }
         for r in due {
             sink.refused(r);
@@ -286,17 +316,21 @@ mod tests {
         }
         assert_eq!(due.len(), MAX_SOURCES);
         due.clear();
-        // New sources while every window is open: one shared entry.
+        // New sources while every window is open: one entry per wider
+        // network, so another network's refusals are still its own.
         for _ in 0..10 {
             r.admit(refusal("192.0.2.1", ReasonCode::AddressBlocked), t0, &mut due);
         }
-        assert_eq!(due.len(), 1);
+        r.admit(refusal("192.0.7.7", ReasonCode::AddressBlocked), t0, &mut due);
+        assert_eq!(due.len(), 1, "192.0.0.0/16 shares one entry");
+        r.admit(refusal("198.51.100.1", ReasonCode::AddressBlocked), t0, &mut due);
+        assert_eq!(due.len(), 2, "another network is recorded at once");
         // Once the windows pass, a new source makes room, and the counted
         // refusals come out with their counts.
         due.clear();
         r.admit(refusal("192.0.2.9", ReasonCode::AddressBlocked), t0 + WINDOW, &mut due);
         let counted: u64 = due.iter().map(|d| d.repeated).sum();
-        assert_eq!(counted, MAX_SOURCES as u64 + 9, "every suppressed refusal is accounted for");
-        assert!(r.table.lock().map(|t| t.len()).unwrap_or(usize::MAX) <= 2);
+        assert_eq!(counted, MAX_SOURCES as u64 + 10, "every suppressed refusal is accounted for");
+        assert!(r.table.lock().map(|t| t.entries.len()).unwrap_or(usize::MAX) <= 2);
     }
 }
