@@ -235,6 +235,10 @@ fn futures_stream(
 }
 
 async fn tls_connect(h: &Harness) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_connect_alpn(h, &[]).await
+}
+
+async fn tls_connect_alpn(h: &Harness, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(rustls_pki_types::CertificateDer::from_pem_slice(h.ca_pem.as_bytes()).unwrap()).unwrap();
@@ -243,6 +247,8 @@ async fn tls_connect(h: &Harness) -> tokio_rustls::client::TlsStream<tokio::net:
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let mut config = config;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
     connector.connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
@@ -378,6 +384,40 @@ async fn http2_is_served() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
     assert_eq!(h.record_for(&request_id(&r)).await["protocol"], "HTTP/2.0");
+    h.finish().await;
+}
+
+/// Issue 17, item 7 over HTTP/2: a `host` field that names another host
+/// than `:authority` is refused (RFC 9113 §8.3.1), one that agrees is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_host_must_agree_with_the_authority() {
+    let h = start_with(None, "").await;
+    let token = h.token(json!({}));
+    let send = |host: Option<&'static str>| {
+        let (h, token) = (&h, token.clone());
+        async move {
+            let mut tls = tls_connect_alpn(h, &[b"h2"]).await;
+            assert_eq!(tls.get_mut().1.alpn_protocol(), Some(&b"h2"[..]));
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tls),
+            )
+            .await
+            .unwrap();
+            tokio::spawn(conn);
+            let mut request = http::Request::get(format!("https://localhost:{}/api/x", h.addr.port()))
+                .header("authorization", format!("Bearer {token}"));
+            if let Some(host) = host {
+                request = request.header("host", host);
+            }
+            let request = request.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+            sender.send_request(request).await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(send(None).await, 200);
+    let port_host: &'static str = Box::leak(format!("localhost:{}", h.addr.port()).into_boxed_str());
+    assert_eq!(send(Some(port_host)).await, 200, "the same authority");
+    assert_eq!(send(Some("evil.example")).await, 400, "another host");
     h.finish().await;
 }
 
