@@ -10,9 +10,16 @@
 //! - compares every leaf and every completed subtree with the tree cache —
 //!   this is what names the first bad index when a record was changed,
 //!   inserted, removed or moved (the cache was written when the record was);
+//!   whether the record or the cache is the damaged one is settled by the
+//!   signed checkpoints: records that still add up to a signed root are
+//!   intact, and the mismatch is reported as a damaged cache;
 //! - compares the recomputed root with every stored checkpoint at its size
-//!   (signatures checked first) and checks a consistency proof between each
-//!   checkpoint and the next;
+//!   (signatures checked first). Checkpoints whose roots are both recomputed
+//!   from the records are consistent by construction; only one older than
+//!   the oldest retained record needs a consistency proof from the cache.
+//!
+//! The cache only speeds things up and names indices: with `tree/` deleted,
+//! an intact log still verifies from its segments and checkpoints.
 //! - and, given a checkpoint saved elsewhere earlier, checks the log is
 //!   consistent with it — the one check an attacker who rewrote records,
 //!   tree and checkpoints alike cannot pass without the saved root.
@@ -262,29 +269,29 @@ pub fn verify(
     }
     let mut cursor = CacheCursor::new(&dir.join("tree"));
     let expected = cache.as_ref().map_or(0, NodeSource::size).max(checkpoints.last().map_or(0, |c| c.checkpoint.size));
-    let mut leaf_mismatch = false;
+    let mut leaf_mismatch: Option<u64> = None;
     let mut node_mismatch = false;
+    // Where reading stopped at a damaged record, if it did.
+    let mut damaged: Option<u64> = None;
     for item in reader {
         match item {
             ReadItem::Problem(p) => {
                 let (index, message) = describe(&p);
+                if let ReadProblem::Damaged { index, .. } = &p {
+                    damaged.get_or_insert(*index);
+                }
                 problem(&mut report, index, message);
             }
             ReadItem::Record(r) => {
                 let index = range.size;
                 if let Some(c) = &cache
-                    && !leaf_mismatch
+                    && leaf_mismatch.is_none()
                     && let Some(stored) = cursor.get(c, 0, index)
                     && stored != r.leaf
                 {
-                    leaf_mismatch = true;
-                    problem(
-                        &mut report,
-                        Some(index),
-                        format!(
-                            "record {index} is not the record the log appended there (changed, inserted, removed or moved)"
-                        ),
-                    );
+                    // Judged below, once the checkpoints say whether the
+                    // record or the cache changed.
+                    leaf_mismatch = Some(index);
                 }
                 range.push(r.leaf, |level, i, hash| {
                     if let Some(c) = &cache
@@ -306,7 +313,7 @@ pub fn verify(
     progress(range.size, expected);
     report.records = range.size;
     report.root = Some(range.root());
-    if node_mismatch && !leaf_mismatch {
+    if node_mismatch && leaf_mismatch.is_none() {
         problem(
             &mut report,
             None,
@@ -316,16 +323,17 @@ pub fn verify(
 
     // 4. Stored checkpoints against the recomputed roots, and each against the next.
     let mut last_good: Option<&SignedCheckpoint> = None;
+    let mut beyond = 0usize;
     for c in &checkpoints {
         let size = c.checkpoint.size;
         match wanted.get(&size).copied().flatten() {
-            _ if size > range.size => problem(
-                &mut report,
-                Some(range.size),
-                format!("the log is truncated: a checkpoint covers {size} records, the log holds {}", range.size),
-            ),
+            _ if size > range.size => beyond += 1,
             Some(root) if root == c.checkpoint.root => {
+                // Both roots recomputed from the same records: consistent by
+                // construction. Only a checkpoint older than the oldest
+                // retained record takes its root from the cache.
                 if let Some(prev) = last_good
+                    && prev.checkpoint.size < first
                     && !consistent(cache.as_ref(), &prev.checkpoint, &c.checkpoint)
                 {
                     problem(
@@ -355,6 +363,52 @@ pub fn verify(
             ),
         }
     }
+    if beyond > 0 {
+        let largest = checkpoints.last().map_or(0, |c| c.checkpoint.size);
+        match damaged {
+            // Reading stopped at a damaged record: what lies beyond it is
+            // unread, not missing.
+            Some(at) => problem(
+                &mut report,
+                None,
+                format!("{beyond} signed checkpoint(s) beyond damaged record {at} could not be checked"),
+            ),
+            None => problem(
+                &mut report,
+                Some(range.size),
+                format!(
+                    "the log is truncated: {beyond} signed checkpoint(s) cover up to {largest} records, the log holds {}",
+                    range.size
+                ),
+            ),
+        }
+    }
+    // 4b. A leaf that differs from the cache: the record, or the cache?
+    if let Some(at) = leaf_mismatch {
+        let covering = checkpoints.iter().find(|c| c.checkpoint.size > at && c.checkpoint.size <= range.size);
+        match covering {
+            Some(c) if wanted.get(&c.checkpoint.size).copied().flatten() == Some(c.checkpoint.root) => problem(
+                &mut report,
+                None,
+                format!(
+                    "the tree cache is damaged from leaf {at} (the records match the signed checkpoint at size {}): proofs served from it would fail; remove tree/ to have it rebuilt",
+                    c.checkpoint.size
+                ),
+            ),
+            Some(_) => problem(
+                &mut report,
+                Some(at),
+                format!("record {at} is not the record the log appended there (changed, inserted, removed or moved)"),
+            ),
+            None => problem(
+                &mut report,
+                Some(at),
+                format!(
+                    "record {at} or the tree cache was altered after the last signed checkpoint: no signature covers it yet"
+                ),
+            ),
+        }
+    }
 
     // 5. The checkpoint saved elsewhere.
     if let Some(s) = saved {
@@ -376,7 +430,9 @@ pub fn verify(
                 extensions: vec![],
             };
             let direct = wanted.get(&s.size).copied().flatten() == Some(s.root);
-            let proved = consistent(cache.as_ref(), &s, &now);
+            // Recomputed from the records the log holds now: consistent by
+            // construction; older than the retained records: proved from the cache.
+            let proved = s.size >= first || consistent(cache.as_ref(), &s, &now);
             if !(direct && proved) {
                 problem(
                     &mut report,

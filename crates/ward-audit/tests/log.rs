@@ -321,3 +321,59 @@ fn a_tailer_past_the_end_of_the_log_says_so() {
     let mut at_end = Tailer::new(&dir.path().join("segments"), 10);
     assert!(at_end.poll(10, u64::MAX).unwrap().is_empty(), "the next index to be written is not an error");
 }
+
+// ---- Issue 18, item 3 and 7: the tree cache is never trusted, and one
+// damaged record is one problem. ----
+
+#[test]
+fn an_intact_log_verifies_from_segments_and_checkpoints_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 300, 100);
+    // An auditor's copy: segments and checkpoints, no tree cache.
+    std::fs::remove_dir_all(dir.path().join("tree")).unwrap();
+    let report = check(dir.path(), None);
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.checkpoints_ok, report.checkpoints);
+    let saved = std::fs::read_to_string(dir.path().join("checkpoint")).unwrap();
+    let report = check(dir.path(), Some(&saved));
+    assert_eq!(report.consistent_with_saved, Some(true), "{:?}", report.problems);
+}
+
+#[test]
+fn a_damaged_cache_is_reported_as_the_cache_not_as_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 300, 100);
+    let level0 = dir.path().join("tree").join("level-00");
+    let mut bytes = std::fs::read(&level0).unwrap();
+    bytes[150 * 32 + 5] ^= 0x01;
+    std::fs::write(&level0, bytes).unwrap();
+    let report = check(dir.path(), None);
+    assert!(!report.ok(), "a damaged cache is still reported");
+    assert_eq!(report.first_bad_index(), None, "no record is blamed: {:?}", report.problems);
+    assert!(
+        report.problems.iter().any(|p| p.message.contains("tree cache is damaged from leaf 150")),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(report.checkpoints_ok, report.checkpoints, "the records match every checkpoint");
+}
+
+#[test]
+fn one_damaged_record_is_one_problem_not_a_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 300, 50);
+    let path = the_segment(dir.path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = segments::scan(&bytes).unwrap().frames[60].0 + 40;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let report = check(dir.path(), None);
+    assert_eq!(report.first_bad_index(), Some(60), "{:?}", report.problems);
+    assert!(!report.problems.iter().any(|p| p.message.contains("truncated")), "{:?}", report.problems);
+    assert_eq!(
+        report.problems.iter().filter(|p| p.message.contains("could not be checked")).count(),
+        1,
+        "{:?}",
+        report.problems
+    );
+}
