@@ -76,8 +76,15 @@ fn anchored(
     size: Option<u64>,
     flag: &str,
 ) -> Result<(TreeStore, Option<SignedCheckpoint>, u64), String> {
-    let anchor = latest(&loc.dir, &verifier_for(&loc.dir, None)?).ok();
-    let size = size.or(anchor.as_ref().map(|c| c.checkpoint.size)).ok_or(format!("no checkpoint yet: pass {flag}"))?;
+    let verifier = verifier_for(&loc.dir, None)?;
+    let latest = latest(&loc.dir, &verifier).ok();
+    let size = size.or(latest.as_ref().map(|c| c.checkpoint.size)).ok_or(format!("no checkpoint yet: pass {flag}"))?;
+    // At an older size, the signed checkpoint of that size (if the history
+    // has one) anchors the proof.
+    let anchor = match latest {
+        Some(c) if c.checkpoint.size == size => Some(c),
+        _ => ward_audit::checkpoints::at_size(&loc.dir, &verifier, size),
+    };
     Ok((tree(&loc.dir)?, anchor, size))
 }
 

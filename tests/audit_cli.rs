@@ -171,7 +171,10 @@ fn proofs_round_trip_through_the_cli_and_wrong_ones_fail() {
     let c = f.ok(&["consistency", "--from", "300"]);
     std::fs::write(&path, &c).unwrap();
     let out = f.ok(&["verify-proof", path.to_str().unwrap(), "--from-checkpoint", old.to_str().unwrap()]);
-    assert!(out.starts_with("ok: the log of size 450 extends the log of size 300"), "{out}");
+    assert!(out.starts_with("ok: the log of size 450 extends the signed checkpoint of size 300"), "{out}");
+    // Without a kept checkpoint the start is only the document's word.
+    let out = f.ok(&["verify-proof", path.to_str().unwrap()]);
+    assert!(out.starts_with("unanchored:"), "{out}");
     assert!(
         f.ok(&["verify", "--from-checkpoint", old.to_str().unwrap()]).contains("consistent with the saved checkpoint")
     );
@@ -302,4 +305,22 @@ fn bad_filters_are_refused_keygen_makes_its_directory_and_a_closed_pipe_is_quiet
     let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Issue 18, item 4: a proof at the size of an older signed checkpoint
+/// carries that checkpoint, and verifies.
+#[test]
+fn proofs_at_an_older_checkpoint_are_anchored_in_it() {
+    let f = Fixture::new(300);
+    let proof = f.ok(&["prove", "--index", "7", "--size", "200"]);
+    let v: serde_json::Value = serde_json::from_str(&proof).unwrap();
+    assert!(v["checkpoint"].as_str().is_some_and(|c| c.starts_with("ward.test/cli\n200\n")), "{proof}");
+    let path = f.dir.path().join("proof.json");
+    std::fs::write(&path, &proof).unwrap();
+    let out = f.ok(&["verify-proof", path.to_str().unwrap()]);
+    assert!(out.starts_with("ok: record 7 is in the log of size 200"), "{out}");
+    // A size no checkpoint was signed at stays unanchored, and is refused.
+    let proof = f.ok(&["prove", "--index", "7", "--size", "150"]);
+    std::fs::write(&path, &proof).unwrap();
+    assert!(!f.ward(&["verify-proof", path.to_str().unwrap()]).status.success());
 }

@@ -41,6 +41,19 @@ impl SignedCheckpoint {
     }
 }
 
+/// The signed checkpoint of `dir`'s history at exactly `size` that verifies
+/// with `verifier`, if there is one: what a proof at an older size is
+/// anchored in.
+#[must_use]
+pub fn at_size(dir: &Path, verifier: &NoteVerifier, size: u64) -> Option<SignedCheckpoint> {
+    let (notes, _) = read_history(dir).ok()?;
+    notes
+        .iter()
+        .rev()
+        .filter_map(|note| SignedCheckpoint::verify(note, verifier).ok())
+        .find(|c| c.checkpoint.size == size)
+}
+
 /// Every note in a checkpoint history, oldest first, and how the file ends.
 ///
 /// # Errors

@@ -131,15 +131,23 @@ pub fn check(doc: &Value, verifier: &NoteVerifier, older: Option<&SignedCheckpoi
         Ok(format!("ok: record {index} is in the log of size {size} (signed checkpoint)\n"))
     } else {
         let from = doc["from"].as_u64().ok_or("`from` missing")?;
-        let from_root = match older {
+        let (from_root, anchored) = match older {
             Some(c) if c.checkpoint.size != from => {
                 return Err(format!("the kept checkpoint is for size {}, the proof from {from}", c.checkpoint.size));
             }
-            Some(c) => c.checkpoint.root,
-            None => unb64(&doc["from_root"], "from_root")?,
+            Some(c) => (c.checkpoint.root, true),
+            None => (unb64(&doc["from_root"], "from_root")?, false),
         };
         verify_consistency(from, size, &proof, &from_root, &root)
             .map_err(|e| format!("consistency proof fails: {e}"))?;
-        Ok(format!("ok: the log of size {size} extends the log of size {from}\n"))
+        if anchored {
+            Ok(format!("ok: the log of size {size} extends the signed checkpoint of size {from} you kept\n"))
+        } else {
+            // The start is the document's own unsigned root: this proves the
+            // log extends *a* tree of that size, not the one anyone saw.
+            Ok(format!(
+                "unanchored: the log of size {size} extends a tree of size {from} whose root only this document gives; pass --from-checkpoint with a checkpoint of size {from} you kept to anchor it\n"
+            ))
+        }
     }
 }

@@ -112,7 +112,8 @@ fn audit_route(req: &Request<Incoming>, log: &LogSink) -> Response<Full<Bytes>> 
             let Some(size) = size.or(latest.as_ref().map(|c| c.checkpoint.size)) else {
                 return error(StatusCode::NOT_FOUND, "no_checkpoint_yet");
             };
-            tree(log).and_then(|t| proofs::inclusion(&t, index, size, latest.as_ref()))
+            let anchor = anchor_at(log, latest.as_ref(), size);
+            tree(log).and_then(|t| proofs::inclusion(&t, index, size, anchor.as_ref()))
         }
         "/audit/proof/consistency" => {
             let (Ok(Some(from)), Ok(to)) = (param(query, "from"), param(query, "to")) else {
@@ -121,7 +122,8 @@ fn audit_route(req: &Request<Incoming>, log: &LogSink) -> Response<Full<Bytes>> 
             let Some(to) = to.or(latest.as_ref().map(|c| c.checkpoint.size)) else {
                 return error(StatusCode::NOT_FOUND, "no_checkpoint_yet");
             };
-            tree(log).and_then(|t| proofs::consistency(&t, from, to, latest.as_ref()))
+            let anchor = anchor_at(log, latest.as_ref(), to);
+            tree(log).and_then(|t| proofs::consistency(&t, from, to, anchor.as_ref()))
         }
         _ => return error(StatusCode::NOT_FOUND, "not_found"),
     };
@@ -129,6 +131,19 @@ fn audit_route(req: &Request<Incoming>, log: &LogSink) -> Response<Full<Bytes>> 
         Ok(doc) => reply(StatusCode::OK, "application/json", doc.to_string()),
         // Out-of-range sizes and indices: the caller's mistake.
         Err(_) => error(StatusCode::BAD_REQUEST, "bad_request"),
+    }
+}
+
+/// The signed checkpoint a proof at `size` is anchored in: the latest, or
+/// the one of that size in the history.
+fn anchor_at(
+    log: &LogSink,
+    latest: Option<&ward_audit::checkpoints::SignedCheckpoint>,
+    size: u64,
+) -> Option<ward_audit::checkpoints::SignedCheckpoint> {
+    match latest {
+        Some(c) if c.checkpoint.size == size => Some(c.clone()),
+        _ => ward_audit::checkpoints::at_size(log.dir(), log.verifier(), size),
     }
 }
 
