@@ -7,7 +7,9 @@
 //! `fdatasync`, then raises the durable watermark. [`LogSink::durable`]
 //! resolves once the watermark passes a record's index: that is the
 //! acknowledgement. Checkpoints are signed on the same thread every
-//! `checkpoint_every` records or `checkpoint_interval`, whichever comes first.
+//! `checkpoint_every` records or `checkpoint_interval`, whichever comes first;
+//! at start, records a previous run left unsigned are signed at once, and the
+//! first checkpoint of this run is due within a second.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -108,7 +110,12 @@ impl LogSink {
             latest: RwLock::new(log.latest().cloned()),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer { log, shared: Arc::clone(&shared), options, last_checkpoint: Instant::now() };
+        // The first checkpoint after a start comes within a second of the
+        // first record (then every `checkpoint_interval`): a process that
+        // crash-loops faster than the interval still signs what it wrote.
+        let first_due = options.checkpoint_interval.saturating_sub(FIRST_CHECKPOINT_AFTER);
+        let last_checkpoint = Instant::now().checked_sub(first_due).unwrap_or_else(Instant::now);
+        let writer = Writer { log, shared: Arc::clone(&shared), options, last_checkpoint };
         let writer = thread::Builder::new()
             .name("ward-audit".into())
             .spawn(move || writer.run(&rx))
@@ -261,6 +268,9 @@ impl AuditSink for LogSink {
     }
 }
 
+/// How soon after a start the first checkpoint is due, at most.
+const FIRST_CHECKPOINT_AFTER: Duration = Duration::from_secs(1);
+
 struct Writer {
     log: AuditLog,
     shared: Arc<Shared>,
@@ -275,6 +285,14 @@ impl Writer {
         let mut checkpoints: Vec<Reply<SignedCheckpoint>> = Vec::new();
         let mut backlog = false;
         let mut open = true;
+        // Records a previous run wrote but never signed (it crashed before
+        // its checkpoint was due) are signed now, right after recovery.
+        if self.log.size() > self.published() {
+            let first_due = self.last_checkpoint;
+            let _ = self.publish();
+            // This run's own first records keep their early checkpoint.
+            self.last_checkpoint = first_due;
+        }
         while open || !pending.is_empty() {
             // Wait for work: a record, a marker, a retry, or a checkpoint due.
             let wait = if !pending.is_empty() { Some(RETRY_AFTER) } else { self.checkpoint_due_in() };

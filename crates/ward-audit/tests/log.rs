@@ -377,3 +377,31 @@ fn one_damaged_record_is_one_problem_not_a_truncation() {
         report.problems
     );
 }
+
+/// Issue 18, item 5: a process that crash-loops faster than
+/// `checkpoint_interval` still gets its records signed — at the next start,
+/// right after recovery, and within a second of its own first records.
+#[test]
+fn records_left_unsigned_by_a_crash_are_signed_after_recovery_and_soon_after_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _) = AuditLog::open(dir.path(), signer(), LogOptions::new("ward.test/audit")).unwrap();
+        let batch: Vec<Vec<u8>> = (0..50).map(record).collect();
+        log.append(batch.iter().map(Vec::as_slice)).unwrap();
+        // Killed before any checkpoint.
+    }
+    let options = SinkOptions { checkpoint_interval: std::time::Duration::from_secs(3600), ..SinkOptions::default() };
+    let (sink, _) = LogSink::open(dir.path(), signer(), LogOptions::new("ward.test/audit"), options).unwrap();
+    let signed = |n: u64| {
+        (0..100).any(|_| {
+            if sink.latest_checkpoint().is_some_and(|c| c.checkpoint.size == n) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            false
+        })
+    };
+    assert!(signed(50), "the previous run's records are signed at start");
+    sink.append(record(50)).unwrap();
+    assert!(signed(51), "this run's first record is signed within seconds, not at the 1 h interval");
+}
