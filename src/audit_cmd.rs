@@ -24,13 +24,71 @@ pub struct LogLocation {
     pub dir: PathBuf,
     /// The key personal data is hashed with.
     pub hmac_key_file: PathBuf,
+    /// The checkpoint verifier keys pinned in the configuration.
+    pub verifier_keys: Vec<String>,
 }
 
 impl LogLocation {
     /// From a configuration file.
     pub fn from_config(path: &Path) -> Result<Self, String> {
         let config = ward_config::load(path).map_err(|e| e.to_string())?;
-        Ok(Self { dir: config.audit.dir, hmac_key_file: config.audit.hmac_key_file })
+        Ok(Self {
+            dir: config.audit.dir,
+            hmac_key_file: config.audit.hmac_key_file,
+            verifier_keys: config.audit.verifier_keys,
+        })
+    }
+}
+
+/// What `verify` and `verify-proof` may trust: a key given on the command
+/// line, the keys pinned in the configuration, or — only when the operator
+/// says so — the log directory's own `checkpoint.vkey`, which whoever
+/// rewrites the log can replace along with the checkpoints.
+#[derive(Debug, Default)]
+pub struct Trust<'a> {
+    /// `--vkey`: a key, or a file holding one.
+    pub vkey: Option<&'a str>,
+    /// `[audit] verifier_keys`.
+    pub pinned: &'a [String],
+    /// `--trust-local-key`.
+    pub trust_local_key: bool,
+}
+
+impl Trust<'_> {
+    /// The verifier to use, and a line saying where it came from: `--vkey`,
+    /// else the local key when explicitly asked, else the pinned keys (the
+    /// one among them that signed the latest checkpoint).
+    fn resolve(&self, dir: &Path) -> Result<(NoteVerifier, String), String> {
+        if let Some(v) = self.vkey {
+            let verifier = verifier_for(dir, Some(v))?;
+            return Ok((verifier.clone(), format!("trust root: --vkey {}\n", verifier.key())));
+        }
+        if self.trust_local_key {
+            let verifier = verifier_for(dir, None)?;
+            let line = format!(
+                "trust root: the log directory's own checkpoint.vkey {} (--trust-local-key: whoever can rewrite the log can replace it)\n",
+                verifier.key()
+            );
+            return Ok((verifier, line));
+        }
+        if !self.pinned.is_empty() {
+            let verifiers = self
+                .pinned
+                .iter()
+                .map(|k| NoteVerifier::new(k).map_err(|e| format!("[audit] verifier_keys: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let latest = std::fs::read_to_string(dir.join(LATEST)).ok();
+            let chosen = latest
+                .and_then(|note| verifiers.iter().find(|v| v.verify(&note).is_ok()).cloned())
+                .or_else(|| verifiers.first().cloned())
+                .ok_or("[audit] verifier_keys is empty")?;
+            let line = format!("trust root: pinned key {} ([audit] verifier_keys)\n", chosen.key());
+            return Ok((chosen, line));
+        }
+        Err("no trusted checkpoint key: pin the log's verifier key in [audit] verifier_keys (copy it from \
+             checkpoint.vkey when the log is created) or pass --vkey KEY; --trust-local-key uses the \
+             log directory's own checkpoint.vkey, which an attacker who rewrites the log replaces too"
+            .into())
     }
 }
 
@@ -119,18 +177,13 @@ pub fn consistency(loc: &LogLocation, from: u64, to: Option<u64>) -> Result<(), 
 /// `consistency` (or the admin API). The root is trusted only through the
 /// signed checkpoint in it; `--from-checkpoint` supplies the older signed
 /// checkpoint a consistency proof must start from.
-pub fn verify_proof(
-    dir: &Path,
-    input: Option<&Path>,
-    vkey: Option<&str>,
-    old: Option<&Path>,
-) -> Result<String, String> {
+pub fn verify_proof(dir: &Path, input: Option<&Path>, trust: &Trust<'_>, old: Option<&Path>) -> Result<String, String> {
     let text = match input {
         Some(p) if p != Path::new("-") => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
         _ => std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?,
     };
     let doc: Value = serde_json::from_str(&text).map_err(|e| format!("not a proof: {e}"))?;
-    let verifier = verifier_for(dir, vkey)?;
+    let (verifier, root) = trust.resolve(dir)?;
     let older = match old {
         Some(p) => {
             let note = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -138,13 +191,13 @@ pub fn verify_proof(
         }
         None => None,
     };
-    proofs::check(&doc, &verifier, older.as_ref())
+    proofs::check(&doc, &verifier, older.as_ref()).map(|out| format!("{root}{out}"))
 }
 
 /// `ward audit verify [--from-checkpoint FILE]`. Returns the report text and
 /// whether the log verified.
-pub fn verify_log(dir: &Path, saved: Option<&Path>, vkey: Option<&str>) -> Result<(String, bool), String> {
-    let verifier = verifier_for(dir, vkey)?;
+pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result<(String, bool), String> {
+    let (verifier, root) = trust.resolve(dir)?;
     let saved = saved.map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))).transpose()?;
     // Hidden when stderr is not a terminal (indicatif's default).
     let bar = indicatif::ProgressBar::new(0);
@@ -159,7 +212,7 @@ pub fn verify_log(dir: &Path, saved: Option<&Path>, vkey: Option<&str>) -> Resul
     })
     .map_err(|e| format!("{}: {e}", dir.display()))?;
     bar.finish_and_clear();
-    let mut out = String::new();
+    let mut out = root;
     if report.first_record > 0 {
         out.push_str(&format!(
             "records 0..{} were removed by retention: checked through the tree and checkpoints only\n",

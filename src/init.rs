@@ -34,9 +34,10 @@ idle_timeout = "60s"
 max_connection_age = "1h"
 
 # The tamper-evident audit log: segments, Merkle tree, signed checkpoints.
-# `ward audit verify --data-dir ward-data` checks it; `ward audit checkpoint`
-# prints the latest signed checkpoint (keep copies elsewhere: they are what
-# proves a later rewrite).
+# `ward audit verify --data-dir ward-data` checks it against the checkpoint
+# key pinned below (`verifier_keys`; keep a copy of it, and of the latest
+# signed checkpoint from `ward audit checkpoint`, off this machine: they are
+# what proves a later rewrite).
 [audit]
 dir = "audit"
 origin = "ward.local/audit"
@@ -227,7 +228,7 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
     write_private(&dir.join("keys/control-admin.token"), admin.as_bytes())
         .map_err(|e| fail("keys/control-admin.token", &e))?;
     // Its own key: checkpoints must not be forgeable with any other key Ward holds.
-    let (_, checkpoint_key) =
+    let (checkpoint_signer, checkpoint_key) =
         ward_merkle::NoteSigner::generate("ward.local/audit").map_err(|e| fail("audit checkpoint key", &e))?;
     write_private(&dir.join("keys/audit-checkpoint.key"), format!("{}\n", checkpoint_key.as_str()).as_bytes())
         .map_err(|e| fail("keys/audit-checkpoint.key", &e))?;
@@ -236,6 +237,12 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
         write_public(&policy, DEFAULT_POLICY.as_bytes()).map_err(|e| fail("policies/default.yaml", &e))?;
     }
     // The config goes last: its presence marks a complete data directory.
-    write_public(&config, DEFAULT_CONFIG.as_bytes()).map_err(|e| fail("ward.toml", &e))?;
+    // Its verifier key is pinned in the configuration, apart from the log:
+    // `ward audit verify` trusts it, not the log directory's own copy.
+    let pinned = DEFAULT_CONFIG.replace(
+        "commit_interval = \"1ms\"\n",
+        &format!("verifier_keys = [\"{}\"]\ncommit_interval = \"1ms\"\n", checkpoint_signer.verifier_key()),
+    );
+    write_public(&config, pinned.as_bytes()).map_err(|e| fail("ward.toml", &e))?;
     Ok(true)
 }

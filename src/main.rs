@@ -414,9 +414,13 @@ enum AuditCommand {
     VerifyProof {
         /// The proof (default: stdin).
         file: Option<PathBuf>,
-        /// The checkpoint verifier key, or a file holding it (default: the log's checkpoint.vkey).
+        /// The checkpoint verifier key, or a file holding it (default: the keys pinned in
+        /// `[audit] verifier_keys`).
         #[arg(long)]
         vkey: Option<String>,
+        /// Trust the log directory's own checkpoint.vkey (whoever rewrites the log can replace it).
+        #[arg(long)]
+        trust_local_key: bool,
         /// For a consistency proof: the older signed checkpoint you kept.
         #[arg(long)]
         from_checkpoint: Option<PathBuf>,
@@ -435,9 +439,13 @@ enum AuditCommand {
         /// A signed checkpoint saved earlier: the log must be consistent with it.
         #[arg(long)]
         from_checkpoint: Option<PathBuf>,
-        /// The checkpoint verifier key (default: the log's checkpoint.vkey).
+        /// The checkpoint verifier key, or a file holding it (default: the keys pinned in
+        /// `[audit] verifier_keys`).
         #[arg(long)]
         vkey: Option<String>,
+        /// Trust the log directory's own checkpoint.vkey (whoever rewrites the log can replace it).
+        #[arg(long)]
+        trust_local_key: bool,
     },
     /// Print the HMAC a value (user id, e-mail, IP) is stored as, to search for it.
     Hash {
@@ -699,16 +707,18 @@ fn audit(config: &Path, command: AuditCommand) -> ExitCode {
         AuditCommand::Consistency { from, to } => {
             location().and_then(|l| audit_cmd::consistency(&l, from, to)).map(|()| true)
         }
-        AuditCommand::VerifyProof { file, vkey, from_checkpoint } => {
+        AuditCommand::VerifyProof { file, vkey, trust_local_key, from_checkpoint } => {
             // An auditor may have only the proof and the key: the log is optional.
-            let dir = location().map(|l| l.dir).unwrap_or_default();
-            audit_cmd::verify_proof(&dir, file.as_deref(), vkey.as_deref(), from_checkpoint.as_deref()).map(|out| {
+            let (dir, pinned) = location().map(|l| (l.dir, l.verifier_keys)).unwrap_or_default();
+            let trust = audit_cmd::Trust { vkey: vkey.as_deref(), pinned: &pinned, trust_local_key };
+            audit_cmd::verify_proof(&dir, file.as_deref(), &trust, from_checkpoint.as_deref()).map(|out| {
                 write_stdout(&out);
                 true
             })
         }
-        AuditCommand::Verify { from_checkpoint, vkey } => location().and_then(|l| {
-            audit_cmd::verify_log(&l.dir, from_checkpoint.as_deref(), vkey.as_deref()).map(|(out, ok)| {
+        AuditCommand::Verify { from_checkpoint, vkey, trust_local_key } => location().and_then(|l| {
+            let trust = audit_cmd::Trust { vkey: vkey.as_deref(), pinned: &l.verifier_keys, trust_local_key };
+            audit_cmd::verify_log(&l.dir, from_checkpoint.as_deref(), &trust).map(|(out, ok)| {
                 write_stdout(&out);
                 ok
             })

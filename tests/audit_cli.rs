@@ -45,9 +45,16 @@ impl Fixture {
     /// A log of `n` records with a checkpoint after every 100.
     fn new(n: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ward.toml"), CONFIG).unwrap();
         std::fs::write(dir.path().join("audit.key"), [5u8; 32]).unwrap();
-        let (_, key) = NoteSigner::generate("ward.test/cli").unwrap();
+        let (signer, key) = NoteSigner::generate("ward.test/cli").unwrap();
+        // The verifier key is pinned in the configuration, apart from the log.
+        let pinned =
+            format!("checkpoint_key_file = \"checkpoint.key\"\nverifier_keys = [\"{}\"]\n", signer.verifier_key());
+        std::fs::write(
+            dir.path().join("ward.toml"),
+            CONFIG.replace("checkpoint_key_file = \"checkpoint.key\"\n", &pinned),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("checkpoint.key"), key.as_bytes()).unwrap();
         let f = Self { dir, key: key.to_string() };
         f.append((0..n).map(record).collect());
@@ -132,6 +139,7 @@ fn proofs_round_trip_through_the_cli_and_wrong_ones_fail() {
         verify.contains("checked records 0..300; 3 of 3 checkpoints verified") && verify.ends_with("ok\n"),
         "{verify}"
     );
+    assert!(verify.starts_with("trust root: pinned key ward.test/cli+"), "{verify}");
 
     let checkpoint = f.ok(&["checkpoint"]);
     assert!(
@@ -143,7 +151,7 @@ fn proofs_round_trip_through_the_cli_and_wrong_ones_fail() {
     let path = f.dir.path().join("proof.json");
     std::fs::write(&path, &proof).unwrap();
     let out = f.ok(&["verify-proof", path.to_str().unwrap()]);
-    assert!(out.starts_with("ok: record 123 is in the log of size 300"), "{out}");
+    assert!(out.contains("\nok: record 123 is in the log of size 300"), "{out}");
     // An auditor with only the proof and the verifier key.
     let vkey = std::fs::read_to_string(f.log_dir().join("checkpoint.vkey")).unwrap();
     let alone = Command::new(env!("CARGO_BIN_EXE_ward"))
@@ -171,10 +179,10 @@ fn proofs_round_trip_through_the_cli_and_wrong_ones_fail() {
     let c = f.ok(&["consistency", "--from", "300"]);
     std::fs::write(&path, &c).unwrap();
     let out = f.ok(&["verify-proof", path.to_str().unwrap(), "--from-checkpoint", old.to_str().unwrap()]);
-    assert!(out.starts_with("ok: the log of size 450 extends the signed checkpoint of size 300"), "{out}");
+    assert!(out.contains("\nok: the log of size 450 extends the signed checkpoint of size 300"), "{out}");
     // Without a kept checkpoint the start is only the document's word.
     let out = f.ok(&["verify-proof", path.to_str().unwrap()]);
-    assert!(out.starts_with("unanchored:"), "{out}");
+    assert!(out.contains("\nunanchored:"), "{out}");
     assert!(
         f.ok(&["verify", "--from-checkpoint", old.to_str().unwrap()]).contains("consistent with the saved checkpoint")
     );
@@ -318,9 +326,50 @@ fn proofs_at_an_older_checkpoint_are_anchored_in_it() {
     let path = f.dir.path().join("proof.json");
     std::fs::write(&path, &proof).unwrap();
     let out = f.ok(&["verify-proof", path.to_str().unwrap()]);
-    assert!(out.starts_with("ok: record 7 is in the log of size 200"), "{out}");
+    assert!(out.contains("\nok: record 7 is in the log of size 200"), "{out}");
     // A size no checkpoint was signed at stays unanchored, and is refused.
     let proof = f.ok(&["prove", "--index", "7", "--size", "150"]);
     std::fs::write(&path, &proof).unwrap();
     assert!(!f.ward(&["verify-proof", path.to_str().unwrap()]).status.success());
+}
+
+/// Issue 18, item 1: the verifier key comes from outside the log
+/// directory. An attacker without the signing key rewrites a record,
+/// re-signs every checkpoint with a fresh key of the same name and replaces
+/// `checkpoint.vkey`: the pinned key refuses the log; the local key would
+/// have said ok, and is used only when asked, saying so.
+#[test]
+fn a_rewrite_re_signed_with_a_fresh_key_fails_against_the_pinned_key() {
+    let f = Fixture::new(300);
+    f.rewrite(|r| r[120] = b"{\"decision\":\"allow\",\"forged\":true}".to_vec());
+    let dir = f.log_dir();
+    std::fs::remove_dir_all(dir.join("tree")).unwrap();
+    std::fs::remove_file(dir.join("checkpoints.log")).unwrap();
+    std::fs::remove_file(dir.join("checkpoint")).unwrap();
+    std::fs::remove_file(dir.join("checkpoint.vkey")).unwrap();
+    let (forger, _) = NoteSigner::generate("ward.test/cli").unwrap();
+    let (mut log, _) = AuditLog::open(&dir, forger, LogOptions::new("ward.test/cli")).unwrap();
+    log.checkpoint(SystemTime::now()).unwrap();
+    drop(log);
+
+    let text = f.verify_fails(&[]);
+    assert!(text.starts_with("trust root: pinned key"), "{text}");
+    assert!(text.contains("checkpoint #0"), "{text}");
+    let local = f.ok(&["verify", "--trust-local-key"]);
+    assert!(local.contains("--trust-local-key: whoever can rewrite the log can replace it"), "{local}");
+    // Without a pinned key, a flag or the explicit opt-in, nothing is trusted.
+    let bare = tempfile::tempdir().unwrap();
+    std::fs::write(
+        bare.path().join("ward.toml"),
+        CONFIG.replace("dir = \"audit\"", &format!("dir = \"{}\"", dir.display())),
+    )
+    .unwrap();
+    std::fs::write(bare.path().join("audit.key"), [5u8; 32]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["audit", "verify", "--config", bare.path().join("ward.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no trusted checkpoint key"), "{err}");
 }

@@ -277,6 +277,8 @@ pub(crate) struct RawAudit {
     #[serde(default)]
     pub checkpoint_key_file: Option<String>,
     #[serde(default)]
+    pub verifier_keys: Vec<String>,
+    #[serde(default)]
     pub origin: Option<String>,
     #[serde(default)]
     pub queue: Option<usize>,

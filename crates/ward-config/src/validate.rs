@@ -354,6 +354,10 @@ pub struct AuditSettings {
     /// The Ed25519 checkpoint signing key (a C2SP note key, file mode 0600);
     /// separate from every other key.
     pub checkpoint_key_file: PathBuf,
+    /// The checkpoint verifier keys `ward audit verify` trusts (C2SP vkeys,
+    /// `name+hash+key`): pinned here, apart from the log directory, whose own
+    /// `checkpoint.vkey` anyone who rewrites the log can replace.
+    pub verifier_keys: Vec<String>,
     /// The checkpoints' origin line: a name unique to this log.
     pub origin: String,
     /// Records that may wait for the disk before requests are refused (default 65,536).
@@ -557,7 +561,16 @@ fn audit(raw: &raw::RawAudit, base: &Path) -> V<AuditSettings> {
         .as_deref()
         .map(|a| duration(Some(a), Duration::ZERO, key("retention_max_age")))
         .transpose()?;
+    for (i, v) in raw.verifier_keys.iter().enumerate() {
+        ward_merkle::NoteVerifier::new(v.trim()).map_err(|e| {
+            Invalid::new(
+                vec![Seg::Key("audit"), Seg::Key("verifier_keys"), Seg::Index(i)],
+                format!("not a verifier key: {e}"),
+            )
+        })?;
+    }
     Ok(AuditSettings {
+        verifier_keys: raw.verifier_keys.iter().map(|v| v.trim().to_owned()).collect(),
         dir: resolve(base, dir),
         hmac_key_file: resolve(base, &raw.hmac_key_file),
         checkpoint_key_file: resolve(base, checkpoint_key),
