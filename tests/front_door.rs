@@ -43,6 +43,11 @@ fn port_in(line: &str) -> u16 {
 
 /// `ward up` with the probe's limits on both listeners.
 fn start() -> Planes {
+    start_edited(|text| text)
+}
+
+/// As [`start`], with `edit` applied to `ward.toml` too.
+fn start_edited(edit: impl FnOnce(String) -> String) -> Planes {
     let tmp = tempfile::tempdir().unwrap();
     // First run writes the data directory; then the limits are set.
     common::WardUp::start(tmp.path()).stop();
@@ -56,7 +61,7 @@ fn start() -> Planes {
          max_connection_age = \"5s\"\nmax_connections_per_ip = {PER_IP}\n"
     );
     let text = format!("{}{}\n\n[gateway.limits]\n{limits}\n[control.limits]\n{limits}", &text[..start], &text[end..]);
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
     let up = common::WardUp::start(tmp.path());
     let gateway = SocketAddr::from(([127, 0, 0, 1], port_in(&up.line("curl --cacert ward-data/ca.crt -H"))));
     let control = SocketAddr::from(([127, 0, 0, 1], port_in(&up.control_url())));
@@ -487,4 +492,52 @@ async fn a_body_announced_and_trickled_is_cut_off_as_stalled() {
             .any(|r| r["connection"]["detail"].as_str().is_some_and(|d| d.contains("no progress"))),
         "the stalled connection is audited"
     );
+}
+
+/// The records on disk now, up to the first incomplete frame (the writer
+/// may be mid-batch).
+fn records_on_disk(data: &Path) -> Vec<Value> {
+    ward_audit::segments::SegmentReader::new(&data.join("audit").join("segments"), 0)
+        .unwrap()
+        .map_while(|item| match item {
+            ward_audit::segments::ReadItem::Record(r) => serde_json::from_slice(&r.payload).ok(),
+            ward_audit::segments::ReadItem::Problem(_) => None,
+        })
+        .collect()
+}
+
+/// Issue 18, item 6: a refusal is answered only once its record is on
+/// disk, on both planes. With group commit gathering for a whole second,
+/// a refusal answered at once would arrive long before its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_answered_only_once_their_records_are_durable() {
+    let mut p = start_edited(|t| t.replace("commit_interval = \"1ms\"", "commit_interval = \"1s\""));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(p.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let r = client.get(format!("https://localhost:{}/api/orders", p.gateway.port())).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(
+            records_on_disk(&p.data).iter().any(|r| r["request_id"] == id.as_str()),
+            "the gateway's 401 was answered before its record was durable"
+        );
+        let r = client
+            .post(format!("https://localhost:{}/oauth2/token", p.control.port()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&client_id=nobody&client_secret=x")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error());
+        let body: Value = r.json().await.unwrap();
+        let id = body["request_id"].as_str().expect("refusals carry a request id").to_owned();
+        assert!(
+            records_on_disk(&p.data).iter().any(|r| r["request_id"] == id.as_str()),
+            "the control plane's refusal was answered before its record was durable"
+        );
+    }
+    p.stop();
 }

@@ -237,6 +237,9 @@ pub(crate) async fn harden(
     };
     let method = request.method().clone();
     let path = ward_audit::bounded_value(ward_crypto::mask_personal_data(request.uri().path()));
+    let mut request = request;
+    let slot = Unacknowledged::default();
+    request.extensions_mut().insert(slot.clone());
     let ext = request.extensions().clone();
     let mut response = match early {
         Some((status, _)) => status.into_response(),
@@ -268,8 +271,33 @@ pub(crate) async fn harden(
             response.headers_mut().insert(header::ALLOW, allow);
         }
     }
+    // No answer leaves before the records it made are durable (a refused
+    // login or token request included): a crash cannot lose what a client saw.
+    if let Some(index) = slot.latest()
+        && !durable(&cp, Some(index)).await
+    {
+        response = json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": "service_unavailable", "request_id": request_id()}),
+        );
+    }
     ward_serve::headers::secure(response.headers_mut(), true);
     response
+}
+
+/// The latest audit record a request made, which its answer waits for
+/// (`harden` puts one in every request's extensions; `audit` fills it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Unacknowledged(Arc<std::sync::atomic::AtomicU64>);
+
+impl Unacknowledged {
+    fn note(&self, index: u64) {
+        self.0.fetch_max(index.saturating_add(1), std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn latest(&self) -> Option<u64> {
+        self.0.load(std::sync::atomic::Ordering::Acquire).checked_sub(1)
+    }
 }
 
 /// Refuse every request on a connection whose client certificate is
@@ -452,7 +480,16 @@ pub(crate) fn audit(
             outcome: "rotated",
         });
     }
-    sink.record(r).map(Some).inspect_err(|e| tracing::error!(error = %e, "token service event could not be audited"))
+    let written = sink.record(r);
+    match &written {
+        Ok(index) => {
+            if let Some(slot) = ext.get::<Unacknowledged>() {
+                slot.note(*index);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "token service event could not be audited"),
+    }
+    written.map(Some)
 }
 
 /// Hand the event to the detector: failed logins and client

@@ -247,8 +247,9 @@ impl Shared {
     /// `RateLimit` fields; the limit's name goes to the audit record.
     fn limited(&self, trail: &mut Trail, limited: &crate::protect::Limited<'_>) -> Response<Body> {
         trail.policy = Some(format!("rate_limit:{}", limited.name()));
-        let response = crate::protect::too_many(limited, &trail.request_id);
-        let _ = self.audit(trail, Decision::deny(ReasonCode::RateLimited), response.status().as_u16());
+        let mut response = crate::protect::too_many(limited, &trail.request_id);
+        let written = self.audit(trail, Decision::deny(ReasonCode::RateLimited), response.status().as_u16());
+        hold_for(&mut response, written, &trail.request_id);
         response
     }
 
@@ -256,21 +257,35 @@ impl Shared {
     /// refusal), audited like any other request.
     fn answer(&self, trail: &mut Trail, answer: crate::oidc::Answer) -> Response<Body> {
         trail.identity = answer.identity.clone();
-        let response = answer.response(&trail.request_id);
+        let mut response = answer.response(&trail.request_id);
         let effect = match answer.reason {
             ReasonCode::LoginSucceeded | ReasonCode::SessionEnded => Decision::allow(answer.reason),
             other => Decision::deny(other),
         };
-        let _ = self.audit(trail, effect, response.status().as_u16());
+        let written = self.audit(trail, effect, response.status().as_u16());
+        hold_for(&mut response, written, &trail.request_id);
         response
     }
 
-    /// Refuse the request: audit the reason, answer with a generic error.
+    /// Refuse the request: audit the reason, answer with a generic error
+    /// (released once the record is durable).
     fn reject(&self, trail: &Trail, reason: ReasonCode) -> Response<Body> {
-        let response = response::error(reason, &trail.request_id);
-        // A failing sink cannot make a denial less denied; it is logged above.
-        let _ = self.audit(trail, Decision::deny(reason), response.status().as_u16());
+        let mut response = response::error(reason, &trail.request_id);
+        let written = self.audit(trail, Decision::deny(reason), response.status().as_u16());
+        hold_for(&mut response, written, &trail.request_id);
         response
+    }
+}
+
+/// Keep a generated answer until record `written` is durable. One whose
+/// record could not even be queued (a failing sink, logged where it failed)
+/// becomes a 503, as a forwarded response does: no answer without its record.
+fn hold_for(response: &mut Response<Body>, written: Result<u64, ward_audit::AuditError>, request_id: &RequestId) {
+    match written {
+        Ok(index) => {
+            response.extensions_mut().insert(Unacknowledged(index));
+        }
+        Err(_) => *response = response::error(ReasonCode::AuditUnavailable, request_id),
     }
 }
 
@@ -581,8 +596,54 @@ async fn ask_authorizer(
     }
 }
 
-/// Serve one request. Never fails: every outcome is a response and a record.
+/// The audit record a generated answer (a refusal, a redirect) waits for:
+/// carried in the response's extensions from where it was written to where
+/// the answer is released.
+#[derive(Debug, Clone, Copy)]
+struct Unacknowledged(u64);
+
+/// Serve one request. Never fails: every outcome is a response and a record,
+/// and no answer leaves before its record is durable — a refusal no more
+/// than a forwarded response (a client that saw a 403 finds it in the log
+/// after a crash).
 pub(crate) async fn handle(
+    worker: Arc<Worker>,
+    request: Request<Incoming>,
+    peer: Arc<Peer>,
+) -> Result<Response<Body>, Infallible> {
+    let shared = Arc::clone(&worker.shared);
+    let Ok(mut response) = pipeline(worker, request, peer).await;
+    if let Some(Unacknowledged(index)) = response.extensions_mut().remove::<Unacknowledged>()
+        && !acknowledged(&shared, index, response.headers()).await
+    {
+        let id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(RequestId::parse)
+            .unwrap_or_else(new_request_id);
+        return Ok(response::error(ReasonCode::AuditUnavailable, &id));
+    }
+    Ok(response)
+}
+
+/// Wait until record `index` is durable (bounded by [`AUDIT_ACK_TIMEOUT`]).
+async fn acknowledged(shared: &Shared, index: u64, headers: &HeaderMap) -> bool {
+    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+    match tokio::time::timeout(AUDIT_ACK_TIMEOUT, shared.audit.durable(index)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::error!(request_id, index, error = %e, "audit record was not made durable");
+            false
+        }
+        Err(_) => {
+            tracing::error!(request_id, index, "audit record not durable in time");
+            false
+        }
+    }
+}
+
+async fn pipeline(
     worker: Arc<Worker>,
     request: Request<Incoming>,
     peer: Arc<Peer>,
