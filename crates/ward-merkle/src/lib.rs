@@ -12,11 +12,13 @@
 //! computes; [`MemoryTree`] keeps them in memory.
 #![forbid(unsafe_code)]
 
+mod cosignature;
 mod hash;
 mod note;
 mod tree;
 mod verify;
 
+pub use cosignature::{COSIGNATURE_V1, CosignatureVerifier, Cosigner};
 pub use hash::{EMPTY_ROOT, Hash, leaf_hash, node_hash, root_from_right_edge};
 pub use note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 pub use tree::{MemoryTree, NodeSource, ProofError as BuildError, consistency_proof, inclusion_proof, subtree_root};

@@ -19,8 +19,8 @@ use crate::hash::Hash;
 /// The signature algorithm byte for Ed25519 in C2SP keys.
 const ED25519_ALG: u8 = 0x01;
 /// At most this many signature lines are looked at (C2SP's limit).
-const MAX_SIGNATURES: usize = 100;
-const DASH: &str = "\u{2014} ";
+pub(crate) const MAX_SIGNATURES: usize = 100;
+pub(crate) const DASH: &str = "\u{2014} ";
 
 /// Why a note, key or checkpoint is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,16 +43,21 @@ pub enum NoteError {
     BadCheckpoint(&'static str),
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
 /// `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)[:4]` as a big-endian integer.
 fn key_id(name: &str, public: &[u8]) -> u32 {
+    key_id_of(ED25519_ALG, name, public)
+}
+
+/// `SHA-256(name ‖ "\n" ‖ alg ‖ public key)[:4]` as a big-endian integer.
+pub(crate) fn key_id_of(alg: u8, name: &str, public: &[u8]) -> u32 {
     let mut input = Vec::with_capacity(name.len() + 2 + public.len());
     input.extend_from_slice(name.as_bytes());
     input.push(b'\n');
-    input.push(ED25519_ALG);
+    input.push(alg);
     input.extend_from_slice(public);
     let d = digest(&SHA256, &input);
     let b = d.as_ref();
@@ -156,7 +161,7 @@ impl NoteSigner {
     }
 }
 
-fn split_key(text: &str) -> Result<(&str, u32, &str), NoteError> {
+pub(crate) fn split_key(text: &str) -> Result<(&str, u32, &str), NoteError> {
     let mut parts = text.splitn(3, '+');
     let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(NoteError::BadKey("expected name+id+key"));
@@ -168,7 +173,7 @@ fn split_key(text: &str) -> Result<(&str, u32, &str), NoteError> {
     Ok((name, id, material))
 }
 
-fn check_text(text: &str) -> Result<(), NoteError> {
+pub(crate) fn check_text(text: &str) -> Result<(), NoteError> {
     if !text.ends_with('\n') {
         return Err(NoteError::Malformed("text must end with a newline"));
     }
