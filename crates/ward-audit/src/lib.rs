@@ -26,6 +26,7 @@ mod sink;
 mod time;
 mod tree_store;
 pub mod verify;
+pub mod witness;
 
 use std::fmt;
 use std::future::Future;
