@@ -279,6 +279,7 @@ pub const EVENTS: &[&str] = &[
     "registry",
     "detection",
     "connection",
+    "witness",
 ];
 
 /// Whether `v` is an RFC 3339 time or a prefix of one at day precision or

@@ -330,6 +330,9 @@ pub async fn start(
         cp = cp.with_registry(rules.collect());
         tracing::info!(trust_domain = %td, "CA loaded: the admin API issues X.509-SVIDs");
     }
+    if let Some(w) = &config.witness {
+        cp = cp.with_witness(Arc::new(open_witness(w)?));
+    }
     let cp = Arc::new(cp);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(ward_control::maintain(Arc::clone(&cp), stopped.clone()));
@@ -339,6 +342,33 @@ pub async fn start(
             .await;
     });
     Ok(RunningControl { cp, addr, issuer, stop, task, own_detector })
+}
+
+/// The witness `[witness]` describes: its cosigning key (0600), the logs it
+/// serves and their keys, and its state.
+fn open_witness(w: &ward_config::WitnessSettings) -> Result<ward_audit::witness::Witness, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = w.key_file.display();
+    let meta = std::fs::metadata(&w.key_file).map_err(|e| format!("{shown}: {e}"))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!("{shown}: the witness key must not be readable by others (chmod 600)"));
+    }
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(&w.key_file).map_err(|e| format!("{shown}: {e}"))?);
+    let cosigner = ward_merkle::Cosigner::from_private_key(text.trim()).map_err(|e| format!("{shown}: {e}"))?;
+    let mut logs = std::collections::HashMap::new();
+    for (origin, keys) in &w.logs {
+        let keys = keys
+            .iter()
+            .map(|k| ward_merkle::NoteVerifier::new(k).map_err(|e| format!("[witness] logs `{origin}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        logs.insert(origin.clone(), keys);
+    }
+    if let Some(dir) = w.state_file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let witness = ward_audit::witness::Witness::open(&w.state_file, cosigner, logs).map_err(|e| e.to_string())?;
+    tracing::info!(key = %witness.verifier_key(), "witness: cosigning at /witness/add-checkpoint");
+    Ok(witness)
 }
 
 /// How the admin CLI reaches the control plane.

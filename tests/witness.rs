@@ -58,3 +58,86 @@ fn cosignatures_from_a_signer_written_from_the_spec_verify_in_ward() {
     let log = NoteVerifier::new(&NoteSigner::from_seed("ward.test/audit", &[3; 32]).unwrap().verifier_key()).unwrap();
     assert!(log.verify(cosigned).is_ok());
 }
+
+/// The control plane as a witness over HTTP (`POST /witness/add-checkpoint`):
+/// a cosignature for a consistent checkpoint, `409 text/x.tlog.size` with
+/// the size it holds for a stale old size, 403/404/422 otherwise, each
+/// audited.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_plane_serves_add_checkpoint() {
+    use std::sync::Arc;
+    use ward_merkle::{Checkpoint, MemoryTree, consistency_proof};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = ward_pki::generate_local_pki("witness test", &["localhost"]).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+    let log = NoteSigner::from_seed("ward.test/audit", &[3; 32]).unwrap();
+    let logs = std::collections::HashMap::from([(
+        "ward.test/audit".to_owned(),
+        vec![NoteVerifier::new(&log.verifier_key()).unwrap()],
+    )]);
+    let cosigner = Cosigner::from_seed("witness.test/control", &[5; 32]).unwrap();
+    let witness = ward_audit::witness::Witness::open(&dir.path().join("witness.json"), cosigner, logs).unwrap();
+    let vkey = witness.verifier_key();
+    let cp = ward_control::ControlPlane::open(
+        ward_control::Store::open(&dir.path().join("control.redb")).unwrap(),
+        ward_control::ControlSettings::new(&base),
+    )
+    .unwrap()
+    .with_witness(Arc::new(witness));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let cp = Arc::new(cp);
+    tokio::spawn(ward_control::serve(
+        listener,
+        common::server_tls(&pki),
+        ward_control::router(Arc::clone(&cp)),
+        stopped,
+    ));
+    let client = common::client(&pki.ca.cert_pem);
+
+    let mut tree = MemoryTree::new();
+    for i in 0..40u64 {
+        tree.push(format!("r-{i}").as_bytes());
+    }
+    let note_at = |size: u64| {
+        let mut t = MemoryTree::new();
+        for i in 0..size {
+            t.push(format!("r-{i}").as_bytes());
+        }
+        log.sign(&Checkpoint { origin: "ward.test/audit".into(), size, root: t.root(), extensions: vec![] }.to_text())
+            .unwrap()
+    };
+    let post = |body: String| {
+        let (client, url) = (client.clone(), format!("{base}/witness/add-checkpoint"));
+        async move { client.post(url).body(body).send().await.unwrap() }
+    };
+    let first = ward_audit::witness::AddCheckpoint { old: 0, proof: vec![], note: note_at(20) };
+    let r = post(first.body()).await;
+    assert_eq!(r.status(), 200);
+    let line = r.text().await.unwrap();
+    let verifier = CosignatureVerifier::new(&vkey).unwrap();
+    assert!(verifier.verify(&format!("{}{line}", note_at(20))).is_ok(), "{line}");
+    // A stale old size: 409 with the size held, as text/x.tlog.size.
+    let again = ward_audit::witness::AddCheckpoint { old: 20, proof: vec![], note: note_at(20) };
+    assert_eq!(post(again.body()).await.status(), 200, "the same checkpoint again is cosigned again");
+    assert_eq!(post(first.body()).await.status(), 409, "old 0 once the witness holds 20");
+    let stale = ward_audit::witness::AddCheckpoint { old: 0, proof: vec![], note: note_at(30) };
+    let r = post(stale.body()).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.headers()["content-type"], "text/x.tlog.size");
+    assert_eq!(r.text().await.unwrap(), "20\n");
+    // Consistent growth, then a proof that does not verify.
+    let grow = ward_audit::witness::AddCheckpoint {
+        old: 20,
+        proof: consistency_proof(&tree, 20, 40).unwrap(),
+        note: note_at(40),
+    };
+    assert_eq!(post(grow.body()).await.status(), 200);
+    let bad = ward_audit::witness::AddCheckpoint {
+        old: 40,
+        proof: vec![],
+        note: note_at(40).replace("ward.test", "other.test"),
+    };
+    assert!(matches!(post(bad.body()).await.status().as_u16(), 400 | 403 | 404));
+    assert_eq!(cp.witness_seen("ward.test/audit"), Some(40));
+}

@@ -16,6 +16,7 @@ pub use validate::{
     AdminSettings, AuditSettings, AuthorizerConfig, Config, ControlConfig, DEFAULT_STRIPPED_HEADERS, GatewaySettings,
     KeySettings, Limits, MtlsMode, MtlsSettings, OidcSettings, PolicySettings, ProviderConfig, RegistryRule,
     TlsSettings, TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamSpiffe, UpstreamTarget,
+    WitnessSettings,
 };
 
 /// Read and validate a configuration file. Relative paths inside it are

@@ -32,6 +32,25 @@ pub(crate) struct RawConfig {
     pub detect: Option<RawDetect>,
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,
+    #[serde(default)]
+    pub witness: Option<RawWitness>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWitness {
+    pub key_file: String,
+    #[serde(default)]
+    pub state_file: Option<String>,
+    #[serde(default)]
+    pub logs: Vec<RawWitnessedLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWitnessedLog {
+    pub origin: String,
+    pub verifier_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -47,6 +47,22 @@ pub struct Config {
     pub detect: Option<crate::detect::DetectConfig>,
     /// Rate limits (`[[rate_limits]]`), in configuration order.
     pub rate_limits: Vec<crate::detect::RateLimitConfig>,
+    /// The control plane as a transparency-log witness (`[witness]`), if enabled.
+    pub witness: Option<WitnessSettings>,
+}
+
+/// `[witness]`: the control plane cosigns checkpoints of these logs (C2SP
+/// `tlog-witness` at `POST /witness/add-checkpoint`) when each is
+/// consistent with the last it cosigned.
+#[derive(Debug, Clone)]
+pub struct WitnessSettings {
+    /// The cosigner's private key (`PRIVATE+KEY+…`, type 0x04), mode 0600.
+    pub key_file: PathBuf,
+    /// Where the latest cosigned checkpoint of each log is kept (default
+    /// `witness/state.json`).
+    pub state_file: PathBuf,
+    /// The logs witnessed: origin → the log keys trusted for it.
+    pub logs: Vec<(String, Vec<String>)>,
 }
 
 /// `[oidc]`: the gateway logs browser users in against an OpenID Connect
@@ -839,6 +855,30 @@ pub(crate) fn validate(raw: raw::RawConfig, base: &Path) -> V<Config> {
         oidc,
         detect,
         rate_limits,
+        witness: raw.witness.as_ref().map(|w| witness(w, base)).transpose()?,
+    })
+}
+
+fn witness(raw: &raw::RawWitness, base: &Path) -> V<WitnessSettings> {
+    let mut logs: Vec<(String, Vec<String>)> = Vec::with_capacity(raw.logs.len());
+    for (i, l) in raw.logs.iter().enumerate() {
+        let at = |k: &'static str| vec![Seg::Key("witness"), Seg::Key("logs"), Seg::Index(i), Seg::Key(k)];
+        if l.origin.is_empty() || l.origin.contains(['\n', '\r']) || logs.iter().any(|(o, _)| *o == l.origin) {
+            return Err(Invalid::new(at("origin"), "a non-empty origin line, once"));
+        }
+        if l.verifier_keys.is_empty() {
+            return Err(Invalid::new(at("verifier_keys"), "at least one of the log's verifier keys"));
+        }
+        for v in &l.verifier_keys {
+            ward_merkle::NoteVerifier::new(v.trim())
+                .map_err(|e| Invalid::new(at("verifier_keys"), format!("not a verifier key: {e}")))?;
+        }
+        logs.push((l.origin.clone(), l.verifier_keys.iter().map(|v| v.trim().to_owned()).collect()));
+    }
+    Ok(WitnessSettings {
+        key_file: resolve(base, &raw.key_file),
+        state_file: resolve(base, raw.state_file.as_deref().unwrap_or("witness/state.json")),
+        logs,
     })
 }
 

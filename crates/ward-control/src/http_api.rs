@@ -68,6 +68,7 @@ pub fn router(state: Arc<ControlPlane>) -> Router {
         .route("/admin/bouncers/{name}", axum::routing::delete(crate::detect_api::remove_bouncer))
         .route("/admin/tokens/introspect", post(admin_api::introspect_token))
         .route("/admin/tokens/revoke", post(admin_api::revoke_token))
+        .route("/witness/add-checkpoint", post(add_checkpoint))
         .layer(DefaultBodyLimit::max(usize::try_from(state.limits.max_body_bytes).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), refuse_denied_certificates))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::detect_api::refuse_blocked))
@@ -439,6 +440,8 @@ pub(crate) fn audit(
         "registry"
     } else if e.path.starts_with("/admin/") {
         "admin"
+    } else if e.path.starts_with("/witness/") {
+        "witness"
     } else if e.path == crate::authorize_api::PATH {
         "login"
     } else {
@@ -567,6 +570,50 @@ fn oauth_error_with(e: &OAuthError, basic_used: bool, id: &str) -> Response {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ward\""));
     }
     r
+}
+
+/// `POST /witness/add-checkpoint` (C2SP `tlog-witness`): cosign a log's
+/// checkpoint if it is consistent with the last one cosigned for it. A 409
+/// answers `text/x.tlog.size` with the size the witness holds, as the
+/// specification requires; other refusals are generic JSON; every call is
+/// audited.
+async fn add_checkpoint(State(cp): State<Arc<ControlPlane>>, ext: axum::http::Extensions, body: Bytes) -> Response {
+    const WHAT: (&str, &str) = ("POST", "/witness/add-checkpoint");
+    let id = request_id();
+    let Some(witness) = cp.witness.clone() else {
+        return json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found", "request_id": id}));
+    };
+    // Signature checks and an fsync: off the async threads.
+    let outcome = tokio::task::spawn_blocking(move || witness.add_checkpoint(&body, now())).await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(_) => Err(ward_audit::witness::WitnessError::Storage("the witness task failed".into())),
+    };
+    match outcome {
+        Ok(line) => {
+            let index = audit(&cp, &ext, &id, Event::new(WHAT, ward_core::ReasonCode::CheckpointCosigned, 200));
+            if !durable(&cp, index.ok().flatten()).await {
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"error": "service_unavailable", "request_id": id}),
+                );
+            }
+            let mut r = (StatusCode::OK, line).into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/x.tlog.signature"));
+            r
+        }
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            tracing::info!(request_id = %id, error = %e, "witness refused a checkpoint");
+            let _ = audit(&cp, &ext, &id, Event::new(WHAT, ward_core::ReasonCode::CheckpointRefused, status.as_u16()));
+            if let ward_audit::witness::WitnessError::Conflict { size } = e {
+                let mut r = (status, format!("{size}\n")).into_response();
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/x.tlog.size"));
+                return r;
+            }
+            json_response(status, &json!({"error": ward_serve::headers::error_word(status), "request_id": id}))
+        }
+    }
 }
 
 /// OpenID Connect discovery and RFC 8414 metadata (one document).

@@ -175,6 +175,8 @@ pub struct ControlPlane {
     /// The listener's request limits (`[control.limits]`): target, head
     /// and body sizes, checked in front of every route.
     pub(crate) limits: ward_config::Limits,
+    /// The transparency-log witness served at `/witness/add-checkpoint`.
+    pub(crate) witness: Option<Arc<ward_audit::witness::Witness>>,
     /// What this plane revoked, as the gateways hold it: its tokens' ids
     /// (under its issuer), denied certificates (under
     /// [`ward_core::X509_SERIAL`] and [`ward_core::SPIFFE_ID`]) and the
@@ -366,8 +368,22 @@ impl ControlPlane {
             registry: registry::Registry::default(),
             detector: None,
             limits: ward_config::Limits::control(),
+            witness: None,
             local,
         })
+    }
+
+    /// Serve `witness` at `POST /witness/add-checkpoint` (C2SP `tlog-witness`).
+    #[must_use]
+    pub fn with_witness(mut self, witness: Arc<ward_audit::witness::Witness>) -> Self {
+        self.witness = Some(witness);
+        self
+    }
+
+    /// The size of the latest checkpoint this plane's witness cosigned for `origin`.
+    #[must_use]
+    pub fn witness_seen(&self, origin: &str) -> Option<u64> {
+        self.witness.as_ref().and_then(|w| w.seen(origin)).map(|s| s.size)
     }
 
     /// Serve with `limits` (`[control.limits]`) instead of the defaults

@@ -166,6 +166,12 @@ pub enum ReasonCode {
     /// The client's request body was malformed (bad chunked framing, an
     /// unsupported transfer coding).
     BadRequestBody,
+    /// The witness cosigned a log's checkpoint (consistent with the last it cosigned).
+    CheckpointCosigned,
+    /// The witness refused a checkpoint: unknown log, untrusted signature,
+    /// wrong old size, another root at the same size, or a consistency
+    /// proof that does not verify.
+    CheckpointRefused,
 }
 
 impl ReasonCode {
@@ -242,11 +248,13 @@ impl ReasonCode {
             Self::TlsHandshakeFailed => "tls_handshake_failed",
             Self::RequestTimeout => "request_timeout",
             Self::BadRequestBody => "bad_request_body",
+            Self::CheckpointCosigned => "checkpoint_cosigned",
+            Self::CheckpointRefused => "checkpoint_refused",
         }
     }
 
     /// Every reason code, in declaration order (`ALL[r.index()] == r`).
-    pub const ALL: [Self; 69] = [
+    pub const ALL: [Self; 71] = [
         Self::AllowedByPolicy,
         Self::DefaultAllow,
         Self::TokenMissing,
@@ -316,6 +324,8 @@ impl ReasonCode {
         Self::TlsHandshakeFailed,
         Self::RequestTimeout,
         Self::BadRequestBody,
+        Self::CheckpointCosigned,
+        Self::CheckpointRefused,
     ];
 
     /// The code's position in [`Self::ALL`] (below 128: detectors keep
