@@ -27,6 +27,7 @@ mod time;
 mod tree_store;
 pub mod verify;
 pub mod witness;
+pub mod witness_client;
 
 use std::fmt;
 use std::future::Future;

@@ -139,3 +139,63 @@ fn a_damaged_state_file_is_refused_not_forgotten() {
         Witness::open(&dir.path().join("witness.json"), Cosigner::from_seed("w", &[2; 32]).unwrap(), logs).unwrap_err();
     assert_eq!(e.status(), 500);
 }
+
+// ---- The log's side: submitting checkpoints and keeping cosignatures. ----
+
+use std::sync::Arc;
+use ward_audit::witness_client::{COSIGNED, Configured, Local, Outcome, submit};
+use ward_audit::{AuditLog, LogOptions};
+
+fn append(log: &mut AuditLog, from: u64, to: u64) -> ward_audit::checkpoints::SignedCheckpoint {
+    let records: Vec<Vec<u8>> = (from..to).map(|i| format!("r-{i}").into_bytes()).collect();
+    log.append(records.iter().map(Vec::as_slice)).unwrap();
+    log.checkpoint(std::time::SystemTime::now()).unwrap().clone()
+}
+
+fn configured(w: &Arc<Witness>) -> Configured {
+    Configured {
+        verifier: CosignatureVerifier::new(&w.verifier_key()).unwrap(),
+        transport: Box::new(Local(Arc::clone(w))),
+    }
+}
+
+#[tokio::test]
+async fn the_log_gets_its_checkpoints_cosigned_and_keeps_them() {
+    let logdir = tempfile::tempdir().unwrap();
+    let wdir = tempfile::tempdir().unwrap();
+    let w = Arc::new(witness(wdir.path()));
+    let (mut log, _) = AuditLog::open(logdir.path(), log_key(), LogOptions::new(ORIGIN)).unwrap();
+    let first = append(&mut log, 0, 100);
+    // The log does not know what the witness holds: it asks from 0.
+    assert_eq!(submit(logdir.path(), &first, &configured(&w), None).await, (Outcome::Cosigned, Some(100)));
+    let second = append(&mut log, 100, 250);
+    // Still unknown (a restart): the witness's 409 names 100, the log proves from there.
+    assert_eq!(submit(logdir.path(), &second, &configured(&w), None).await, (Outcome::Cosigned, Some(250)));
+    let kept = std::fs::read_to_string(logdir.path().join(COSIGNED)).unwrap();
+    assert!(kept.starts_with(&second.note));
+    assert!(CosignatureVerifier::new(&w.verifier_key()).unwrap().verify(&kept).is_ok());
+}
+
+#[tokio::test]
+async fn a_witness_that_saw_more_than_the_log_holds_is_a_divergence() {
+    let logdir = tempfile::tempdir().unwrap();
+    let wdir = tempfile::tempdir().unwrap();
+    let w = Arc::new(witness(wdir.path()));
+    let (mut log, _) = AuditLog::open(logdir.path(), log_key(), LogOptions::new(ORIGIN)).unwrap();
+    let honest = append(&mut log, 0, 100);
+    let later = append(&mut log, 100, 200);
+    submit(logdir.path(), &later, &configured(&w), None).await;
+    // The tail is cut: the log presents its size-100 checkpoint again.
+    let (outcome, held) = submit(logdir.path(), &honest, &configured(&w), None).await;
+    assert!(matches!(outcome, Outcome::Diverged(_)), "{outcome:?}");
+    assert_eq!(held, Some(200));
+    // A fork: another log under the same key, rewritten before the witness's size.
+    let forkdir = tempfile::tempdir().unwrap();
+    let (mut fork, _) = AuditLog::open(forkdir.path(), log_key(), LogOptions::new(ORIGIN)).unwrap();
+    let records: Vec<Vec<u8>> = (0..300).map(|i| format!("x-{i}").into_bytes()).collect();
+    fork.append(records.iter().map(Vec::as_slice)).unwrap();
+    let forked = fork.checkpoint(std::time::SystemTime::now()).unwrap().clone();
+    let (outcome, _) = submit(forkdir.path(), &forked, &configured(&w), Some(200)).await;
+    assert!(matches!(outcome, Outcome::Diverged(_)), "{outcome:?}");
+    assert_eq!(w.seen(ORIGIN).map(|s| s.size), Some(200), "the witness cosigned neither");
+}

@@ -1,0 +1,240 @@
+//! The log's side of witnessing: every new checkpoint goes to each
+//! configured witness with a consistency proof from the size that witness
+//! last cosigned, and the cosignatures that come back are kept beside the
+//! checkpoint (`cosigned`: the checkpoint note with every valid cosignature
+//! line), where `ward audit verify --witness-key` looks for its quorum.
+//!
+//! A witness that is down delays cosignatures, never the log: records keep
+//! becoming durable, and the checkpoint is sent again (with backoff) until
+//! the witness takes it. A witness that answers `409` with a size this log
+//! does not hold — larger than it, or the same size with another root — has
+//! cosigned a checkpoint this log no longer has: the log was truncated or
+//! forked, or someone else signs with its key. That is raised as a CRITICAL
+//! alert in the audit log.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ward_merkle::{CosignatureVerifier, NodeSource, consistency_proof};
+
+use crate::checkpoints::{SignedCheckpoint, write_atomic};
+use crate::tree_store::TreeStore;
+use crate::witness::{AddCheckpoint, Witness, WitnessError};
+
+/// The file holding the latest checkpoint with its cosignatures.
+pub const COSIGNED: &str = "cosigned";
+
+/// How a witness answered, transport aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 200: the cosignature lines.
+    Cosigned(String),
+    /// 409: the size the witness holds.
+    Conflict(u64),
+    /// Any other status (the request will not succeed as sent).
+    Refused(u16),
+    /// No answer (unreachable, timed out): try again later.
+    Unreachable(String),
+}
+
+/// A way to reach a witness.
+pub trait Transport: Send + Sync {
+    /// Submit an `add-checkpoint` body.
+    fn add_checkpoint(&self, body: String) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>>;
+}
+
+/// A witness in this process (the control plane of `ward up`): no HTTP.
+#[derive(Debug, Clone)]
+pub struct Local(pub Arc<Witness>);
+
+impl Transport for Local {
+    fn add_checkpoint(&self, body: String) -> Pin<Box<dyn Future<Output = Answer> + Send + '_>> {
+        let witness = Arc::clone(&self.0);
+        Box::pin(async move {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            match tokio::task::spawn_blocking(move || witness.add_checkpoint(body.as_bytes(), now)).await {
+                Ok(Ok(lines)) => Answer::Cosigned(lines),
+                Ok(Err(WitnessError::Conflict { size })) => Answer::Conflict(size),
+                Ok(Err(e)) => Answer::Refused(e.status()),
+                Err(e) => Answer::Unreachable(e.to_string()),
+            }
+        })
+    }
+}
+
+/// One configured witness.
+pub struct Configured {
+    /// Its cosignature key (the lines it returns are checked against it).
+    pub verifier: CosignatureVerifier,
+    /// How to reach it.
+    pub transport: Box<dyn Transport>,
+}
+
+impl std::fmt::Debug for Configured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Configured").field("witness", &self.verifier.name()).finish_non_exhaustive()
+    }
+}
+
+/// What happened when one checkpoint went to one witness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Cosigned; the line was kept.
+    Cosigned,
+    /// Not now (down, refused): try again later.
+    Retry(String),
+    /// The witness holds a checkpoint this log does not: CRITICAL.
+    Diverged(String),
+}
+
+/// Send `checkpoint` to `witness`, whose last cosigned size is `held` (None:
+/// unknown — ask with old size 0, and follow its 409). Returns the outcome
+/// and the size the witness now holds, if known.
+pub async fn submit(
+    dir: &Path,
+    checkpoint: &SignedCheckpoint,
+    witness: &Configured,
+    held: Option<u64>,
+) -> (Outcome, Option<u64>) {
+    let size = checkpoint.checkpoint.size;
+    let mut old = held.unwrap_or(0);
+    // At most one 409 followed: the witness names its size, the log proves from there.
+    for _ in 0..2 {
+        if old > size {
+            let why = format!(
+                "witness {} cosigned size {old}, the log's latest checkpoint is {size}: truncated or forked",
+                witness.verifier.name()
+            );
+            return (Outcome::Diverged(why), Some(old));
+        }
+        let proof = if old == 0 || old == size {
+            Vec::new()
+        } else {
+            match TreeStore::open_read(&dir.join("tree")).map_err(|e| e.to_string()).and_then(|t| {
+                if t.size() < size {
+                    return Err("the tree does not reach the checkpoint yet".to_owned());
+                }
+                consistency_proof(&t, old, size).map_err(|e| e.to_string())
+            }) {
+                Ok(p) => p,
+                Err(e) => return (Outcome::Retry(format!("consistency proof {old}→{size}: {e}")), Some(old)),
+            }
+        };
+        let body = AddCheckpoint { old, proof, note: checkpoint.note.clone() }.body();
+        match witness.transport.add_checkpoint(body).await {
+            Answer::Cosigned(lines) => {
+                let cosigned = format!("{}{lines}", checkpoint.note);
+                if witness.verifier.verify(&cosigned).is_err() {
+                    return (
+                        Outcome::Retry(format!("{} returned no valid cosignature", witness.verifier.name())),
+                        None,
+                    );
+                }
+                if let Err(e) = keep(dir, checkpoint, &lines, &witness.verifier) {
+                    return (Outcome::Retry(format!("cannot keep the cosignature: {e}")), Some(size));
+                }
+                return (Outcome::Cosigned, Some(size));
+            }
+            Answer::Conflict(theirs) if theirs == old => {
+                // Same size, another root (or a stale retry of ours).
+                let why = format!(
+                    "witness {} holds size {theirs} with another root than this log's",
+                    witness.verifier.name()
+                );
+                return (Outcome::Diverged(why), Some(theirs));
+            }
+            Answer::Conflict(theirs) => old = theirs,
+            Answer::Refused(422) => {
+                // The witness holds a checkpoint this log's tree cannot extend.
+                let why = format!(
+                    "witness {} refused the consistency proof from size {old}: the log no longer extends what it cosigned",
+                    witness.verifier.name()
+                );
+                return (Outcome::Diverged(why), Some(old));
+            }
+            Answer::Refused(status) => {
+                return (
+                    Outcome::Retry(format!("{} refused the checkpoint ({status})", witness.verifier.name())),
+                    held,
+                );
+            }
+            Answer::Unreachable(e) => return (Outcome::Retry(format!("{}: {e}", witness.verifier.name())), held),
+        }
+    }
+    (Outcome::Retry("the witness keeps changing its size".into()), Some(old))
+}
+
+/// Keep `lines` (after checking them) with `checkpoint` in the `cosigned`
+/// file: the same checkpoint gathers every witness's line; a newer one
+/// starts over.
+fn keep(dir: &Path, checkpoint: &SignedCheckpoint, lines: &str, verifier: &CosignatureVerifier) -> std::io::Result<()> {
+    let path = dir.join(COSIGNED);
+    let current = std::fs::read_to_string(&path).ok().filter(|c| c.starts_with(&checkpoint.note));
+    let mut out = current.unwrap_or_else(|| checkpoint.note.clone());
+    for line in lines.lines() {
+        let candidate = format!("{}{line}\n", checkpoint.note);
+        if verifier.verify(&candidate).is_ok() && !out.contains(line) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    write_atomic(&path, out.as_bytes(), 0o644)
+}
+
+/// Send every new checkpoint of the log in `dir` (read through `latest`) to
+/// `witnesses` until `stop` turns true; `alert` is called with each
+/// divergence (the caller records a CRITICAL detection).
+pub async fn run(
+    dir: std::path::PathBuf,
+    latest: impl Fn() -> Option<SignedCheckpoint> + Send,
+    witnesses: Vec<Configured>,
+    alert: impl Fn(&str) + Send,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut held: Vec<Option<u64>> = vec![None; witnesses.len()];
+    let mut done: Vec<u64> = vec![0; witnesses.len()];
+    let mut diverged: Vec<bool> = vec![false; witnesses.len()];
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let mut pending = false;
+        if let Some(c) = latest() {
+            for (i, w) in witnesses.iter().enumerate() {
+                if done[i] == c.checkpoint.size && c.checkpoint.size > 0 || diverged[i] {
+                    continue;
+                }
+                let (outcome, now_held) = submit(&dir, &c, w, held[i]).await;
+                held[i] = now_held.or(held[i]);
+                match outcome {
+                    Outcome::Cosigned => done[i] = c.checkpoint.size,
+                    Outcome::Retry(why) => {
+                        tracing::warn!(witness = w.verifier.name(), why, "checkpoint not cosigned yet");
+                        pending = true;
+                    }
+                    Outcome::Diverged(why) => {
+                        tracing::error!(
+                            witness = w.verifier.name(),
+                            why,
+                            "witness holds a checkpoint this log does not"
+                        );
+                        alert(&why);
+                        diverged[i] = true;
+                    }
+                }
+            }
+        }
+        let wait = if pending {
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            backoff
+        } else {
+            backoff = Duration::from_millis(200);
+            Duration::from_millis(500)
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
