@@ -26,6 +26,8 @@ pub struct LogLocation {
     pub hmac_key_file: PathBuf,
     /// The checkpoint verifier keys pinned in the configuration.
     pub verifier_keys: Vec<String>,
+    /// The witnesses' cosignature keys `verify` requires (`[audit] witness_keys`).
+    pub witness_keys: Vec<String>,
 }
 
 impl LogLocation {
@@ -36,6 +38,7 @@ impl LogLocation {
             dir: config.audit.dir,
             hmac_key_file: config.audit.hmac_key_file,
             verifier_keys: config.audit.verifier_keys,
+            witness_keys: config.audit.witness_keys,
         })
     }
 }
@@ -52,6 +55,11 @@ pub struct Trust<'a> {
     pub pinned: &'a [String],
     /// `--trust-local-key`.
     pub trust_local_key: bool,
+    /// Witness cosignature keys (`--witness-key`, `[audit] witness_keys`):
+    /// the log must carry a checkpoint cosigned by `quorum` of them.
+    pub witness_keys: &'a [String],
+    /// How many of `witness_keys` must have cosigned (default: all).
+    pub quorum: Option<usize>,
 }
 
 impl Trust<'_> {
@@ -199,6 +207,14 @@ pub fn verify_proof(dir: &Path, input: Option<&Path>, trust: &Trust<'_>, old: Op
 pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result<(String, bool), String> {
     let (verifier, root) = trust.resolve(dir)?;
     let saved = saved.map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))).transpose()?;
+    let (witnessed, witness_line) = witnessed(dir, trust)?;
+    let mut anchors: Vec<(&str, &str)> = Vec::new();
+    if let Some(s) = &saved {
+        anchors.push(("the saved checkpoint", s));
+    }
+    if let Some(w) = &witnessed {
+        anchors.push(("the checkpoint the witnesses cosigned", w));
+    }
     // Hidden when stderr is not a terminal (indicatif's default).
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -206,7 +222,7 @@ pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result
             .map_err(|e| e.to_string())?
             .progress_chars("=> "),
     );
-    let report = verify::verify(dir, &verifier, saved.as_deref(), |done, total| {
+    let report = verify::verify_anchored(dir, &verifier, &anchors, |done, total| {
         bar.set_length(total.max(done));
         bar.set_position(done);
     })
@@ -227,9 +243,15 @@ pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result
         out.push_str(&format!("; root {}", b64(root)));
     }
     out.push('\n');
+    out.push_str(&witness_line);
+    let what = match (saved.is_some(), witnessed.is_some()) {
+        (true, true) => "the saved and the witnessed checkpoints",
+        (false, true) => "the witnessed checkpoint",
+        _ => "the saved checkpoint",
+    };
     match report.consistent_with_saved {
-        Some(true) => out.push_str("consistent with the saved checkpoint\n"),
-        Some(false) => out.push_str("NOT consistent with the saved checkpoint\n"),
+        Some(true) => out.push_str(&format!("consistent with {what}\n")),
+        Some(false) => out.push_str(&format!("NOT consistent with {what}\n")),
         None => {}
     }
     for p in &report.problems {
@@ -240,6 +262,45 @@ pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result
     }
     out.push_str(if report.ok() { "ok\n" } else { "the audit log FAILED verification\n" });
     Ok((out, report.ok()))
+}
+
+/// The checkpoint the configured witnesses cosigned (`audit/cosigned`),
+/// when witness keys are given, and a line saying how many cosigned it.
+///
+/// # Errors
+/// A bad witness key, no cosigned checkpoint, or fewer cosignatures than
+/// the quorum: the log is not anchored as required, whatever its records say.
+fn witnessed(dir: &Path, trust: &Trust<'_>) -> Result<(Option<String>, String), String> {
+    if trust.witness_keys.is_empty() {
+        return Ok((None, String::new()));
+    }
+    let verifiers = trust
+        .witness_keys
+        .iter()
+        .map(|k| ward_merkle::CosignatureVerifier::new(k.trim()).map_err(|e| format!("witness key `{k}`: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let quorum = trust.quorum.unwrap_or(verifiers.len());
+    if quorum == 0 || quorum > verifiers.len() {
+        return Err(format!("--quorum must be between 1 and the {} witness keys given", verifiers.len()));
+    }
+    let path = dir.join(ward_audit::witness_client::COSIGNED);
+    let note = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e}: no checkpoint of this log was cosigned by a witness", path.display()))?;
+    let cosigned: Vec<&str> = verifiers.iter().filter(|v| v.verify(&note).is_ok()).map(|v| v.name()).collect();
+    let size = note.lines().nth(1).unwrap_or("?");
+    if cosigned.len() < quorum {
+        return Err(format!(
+            "the witnessed checkpoint (size {size}) carries {} valid cosignature(s) of the {quorum} required",
+            cosigned.len()
+        ));
+    }
+    let line = format!(
+        "witnesses: {} of {} cosigned size {size} (quorum {quorum}: {})\n",
+        cosigned.len(),
+        verifiers.len(),
+        cosigned.join(", ")
+    );
+    Ok((Some(note), line))
 }
 
 /// `ward audit hash VALUE`: the tag a value is stored as.

@@ -237,12 +237,30 @@ pub fn ensure_data_dir(dir: &Path) -> Result<bool, String> {
         write_public(&policy, DEFAULT_POLICY.as_bytes()).map_err(|e| fail("policies/default.yaml", &e))?;
     }
     // The config goes last: its presence marks a complete data directory.
+    // The control plane witnesses the log (C2SP tlog-witness) with a key
+    // of its own; `ward audit verify` requires its cosignature.
+    let (witness, witness_key) =
+        ward_merkle::Cosigner::generate("ward.local/witness").map_err(|e| fail("witness key", &e))?;
+    write_private(&dir.join("keys/witness.key"), format!("{}\n", witness_key.as_str()).as_bytes())
+        .map_err(|e| fail("keys/witness.key", &e))?;
     // Its verifier key is pinned in the configuration, apart from the log:
     // `ward audit verify` trusts it, not the log directory's own copy.
-    let pinned = DEFAULT_CONFIG.replace(
+    let log_vkey = checkpoint_signer.verifier_key();
+    let mut pinned = DEFAULT_CONFIG.replace(
         "commit_interval = \"1ms\"\n",
-        &format!("verifier_keys = [\"{}\"]\ncommit_interval = \"1ms\"\n", checkpoint_signer.verifier_key()),
+        &format!(
+            "verifier_keys = [\"{log_vkey}\"]\nwitness_keys = [\"{}\"]\ncommit_interval = \"1ms\"\n",
+            witness.verifier_key()
+        ),
     );
+    pinned.push_str(&format!(
+        "\n# The control plane is a witness of this log (C2SP tlog-witness at\n\
+         # POST /witness/add-checkpoint): it cosigns each checkpoint only if it is\n\
+         # consistent with the last one it cosigned, so a rewritten or truncated log\n\
+         # can never carry its cosignature again. `ward audit verify` requires it.\n\
+         [witness]\nkey_file = \"keys/witness.key\"\nstate_file = \"witness/state.json\"\n\n\
+         [[witness.logs]]\norigin = \"ward.local/audit\"\nverifier_keys = [\"{log_vkey}\"]\n"
+    ));
     write_public(&config, pinned.as_bytes()).map_err(|e| fail("ward.toml", &e))?;
     Ok(true)
 }

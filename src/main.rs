@@ -446,6 +446,13 @@ enum AuditCommand {
         /// Trust the log directory's own checkpoint.vkey (whoever rewrites the log can replace it).
         #[arg(long)]
         trust_local_key: bool,
+        /// A witness's cosignature key (repeatable; default: `[audit] witness_keys`): the log
+        /// must hold a checkpoint cosigned by the quorum of them.
+        #[arg(long = "witness-key")]
+        witness_keys: Vec<String>,
+        /// How many of the witness keys must have cosigned (default: all).
+        #[arg(long)]
+        quorum: Option<usize>,
     },
     /// Print the HMAC a value (user id, e-mail, IP) is stored as, to search for it.
     Hash {
@@ -710,19 +717,34 @@ fn audit(config: &Path, command: AuditCommand) -> ExitCode {
         AuditCommand::VerifyProof { file, vkey, trust_local_key, from_checkpoint } => {
             // An auditor may have only the proof and the key: the log is optional.
             let (dir, pinned) = location().map(|l| (l.dir, l.verifier_keys)).unwrap_or_default();
-            let trust = audit_cmd::Trust { vkey: vkey.as_deref(), pinned: &pinned, trust_local_key };
+            let trust = audit_cmd::Trust {
+                vkey: vkey.as_deref(),
+                pinned: &pinned,
+                trust_local_key,
+                witness_keys: &[],
+                quorum: None,
+            };
             audit_cmd::verify_proof(&dir, file.as_deref(), &trust, from_checkpoint.as_deref()).map(|out| {
                 write_stdout(&out);
                 true
             })
         }
-        AuditCommand::Verify { from_checkpoint, vkey, trust_local_key } => location().and_then(|l| {
-            let trust = audit_cmd::Trust { vkey: vkey.as_deref(), pinned: &l.verifier_keys, trust_local_key };
-            audit_cmd::verify_log(&l.dir, from_checkpoint.as_deref(), &trust).map(|(out, ok)| {
-                write_stdout(&out);
-                ok
+        AuditCommand::Verify { from_checkpoint, vkey, trust_local_key, witness_keys, quorum } => {
+            location().and_then(|l| {
+                let witness_keys = if witness_keys.is_empty() { l.witness_keys.clone() } else { witness_keys };
+                let trust = audit_cmd::Trust {
+                    vkey: vkey.as_deref(),
+                    pinned: &l.verifier_keys,
+                    trust_local_key,
+                    witness_keys: &witness_keys,
+                    quorum,
+                };
+                audit_cmd::verify_log(&l.dir, from_checkpoint.as_deref(), &trust).map(|(out, ok)| {
+                    write_stdout(&out);
+                    ok
+                })
             })
-        }),
+        }
         AuditCommand::Hash { value } => location().and_then(|l| audit_cmd::hash(&l, &value)).map(|()| true),
         AuditCommand::Tail { lines, follow } => {
             location().and_then(|l| audit_cmd::tail(&l, lines, follow)).map(|()| true)
@@ -823,6 +845,18 @@ fn serve(
             }
             None => None,
         };
+        // `ward up`: the control plane witnesses its gateway's log, in process.
+        let (stop_witnessing, witnessing) = tokio::sync::watch::channel(false);
+        if let Some(c) = &control
+            && let Some(w) = c.cp.witness()
+            && w.serves(&config.audit.origin)
+        {
+            tokio::spawn(control_cmd::witness_own_log(
+                std::sync::Arc::clone(gateway.audit_log()),
+                std::sync::Arc::clone(w),
+                witnessing,
+            ));
+        }
         let running = gateway.spawn().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "gateway listening");
         if let Some(c) = &control {
@@ -831,6 +865,7 @@ fn serve(
         announce(addr, control.as_ref().map(|c| c.addr));
         terminated().await;
         tracing::info!("shutting down");
+        let _ = stop_witnessing.send(true);
         if let Some(c) = control {
             c.stop().await;
         }

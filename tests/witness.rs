@@ -141,3 +141,58 @@ async fn the_control_plane_serves_add_checkpoint() {
     assert!(matches!(post(bad.body()).await.status().as_u16(), 400 | 403 | 404));
     assert_eq!(cp.witness_seen("ward.test/audit"), Some(40));
 }
+
+/// `ward up`: the control plane witnesses the gateway's log in process,
+/// `ward audit verify` requires its cosignature, and a log cut back after
+/// it was cosigned fails verification with nothing kept by hand.
+#[test]
+fn ward_up_gets_its_log_witnessed_and_verify_requires_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = common::WardUp::start(dir.path());
+    let data = dir.path().join("ward-data");
+    let cosigned = data.join("audit").join("cosigned");
+    for _ in 0..100 {
+        if cosigned.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    up.stop();
+    let note = std::fs::read_to_string(&cosigned).expect("the witness cosigned a checkpoint");
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "--data-dir", "ward-data"];
+        args.extend_from_slice(extra);
+        common::ward_cli(dir.path(), &args)
+    };
+    let out = verify(&[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("witnesses: 1 of 1 cosigned size"), "{text}");
+    assert!(text.contains("consistent with the witnessed checkpoint"), "{text}");
+
+    // The tail cut after the cosignature, with the checkpoints that covered
+    // it: the records and the remaining checkpoints agree, but the witnessed
+    // checkpoint is past the end of the log.
+    let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+    assert!(size > 1);
+    let audit = data.join("audit");
+    let segments = audit.join("segments");
+    let seg = std::fs::read_dir(&segments).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    let frames = ward_audit::segments::scan(&bytes).unwrap().frames;
+    // Cut inside what the witness cosigned: records size-1 and on go.
+    let cut = usize::try_from(size - 1).unwrap();
+    std::fs::write(&seg, &bytes[..frames[cut].0]).unwrap();
+    std::fs::remove_dir_all(audit.join("tree")).unwrap();
+    std::fs::remove_file(audit.join("checkpoints.log")).unwrap();
+    std::fs::remove_file(audit.join("checkpoint")).unwrap();
+    let out = verify(&[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "a truncated log passed: {text}");
+    assert!(text.contains("truncated: the checkpoint the witnesses cosigned"), "{text}");
+    // And without the cosigned file, nothing is anchored: refused too.
+    std::fs::remove_file(&cosigned).unwrap();
+    let out = verify(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint of this log was cosigned"));
+}

@@ -174,6 +174,23 @@ pub fn verify(
     dir: &Path,
     verifier: &NoteVerifier,
     saved: Option<&str>,
+    progress: impl FnMut(u64, u64),
+) -> std::io::Result<Report> {
+    let anchors: Vec<(&str, &str)> = saved.map(|s| ("the saved checkpoint", s)).into_iter().collect();
+    verify_anchored(dir, verifier, &anchors, progress)
+}
+
+/// As [`verify`], holding the log to every one of `anchors`: (what it is,
+/// for messages — `the saved checkpoint`, `the witnessed checkpoint` —, a
+/// signed checkpoint). The log must contain each and be consistent with it;
+/// `consistent_with_saved` says whether it is, for all of them.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_anchored(
+    dir: &Path,
+    verifier: &NoteVerifier,
+    anchors: &[(&str, &str)],
     mut progress: impl FnMut(u64, u64),
 ) -> std::io::Result<Report> {
     let mut report = Report::default();
@@ -216,27 +233,24 @@ pub fn verify(
             Err(e) => problem(&mut report, None, format!("checkpoint #{i}: {e}")),
         }
     }
-    let saved = match saved.map(|n| SignedCheckpoint::verify(n, verifier)) {
-        None => None,
-        Some(Ok(c)) => {
-            if origin.as_ref().is_some_and(|o| *o != c.checkpoint.origin) {
-                problem(&mut report, None, format!("the saved checkpoint is for log `{}`", c.checkpoint.origin));
+    let mut saved: Vec<(&str, ward_merkle::Checkpoint)> = Vec::new();
+    for (what, note) in anchors {
+        match SignedCheckpoint::verify(note, verifier) {
+            Ok(c) if origin.as_ref().is_some_and(|o| *o != c.checkpoint.origin) => {
+                problem(&mut report, None, format!("{what} is for log `{}`", c.checkpoint.origin));
                 report.consistent_with_saved = Some(false);
-                None
-            } else {
-                Some(c.checkpoint)
+            }
+            Ok(c) => saved.push((what, c.checkpoint)),
+            Err(e) => {
+                problem(&mut report, None, format!("{what} does not verify: {e}"));
+                report.consistent_with_saved = Some(false);
             }
         }
-        Some(Err(e)) => {
-            problem(&mut report, None, format!("the saved checkpoint does not verify: {e}"));
-            report.consistent_with_saved = Some(false);
-            None
-        }
-    };
+    }
 
     // 2. Sizes at which the recomputed root is needed.
     let mut wanted: BTreeMap<u64, Option<Hash>> = checkpoints.iter().map(|c| (c.checkpoint.size, None)).collect();
-    if let Some(s) = &saved {
+    for (_, s) in &saved {
         wanted.insert(s.size, None);
     }
 
@@ -410,16 +424,13 @@ pub fn verify(
         }
     }
 
-    // 5. The checkpoint saved elsewhere.
-    if let Some(s) = saved {
+    // 5. The checkpoints kept elsewhere (or vouched for by witnesses).
+    for (what, s) in saved {
         let ok = if s.size > range.size {
             problem(
                 &mut report,
                 Some(range.size),
-                format!(
-                    "the log is truncated: the saved checkpoint covers {} records, the log holds {}",
-                    s.size, range.size
-                ),
+                format!("the log is truncated: {what} covers {} records, the log holds {}", s.size, range.size),
             );
             false
         } else {
@@ -438,14 +449,14 @@ pub fn verify(
                     &mut report,
                     None,
                     format!(
-                        "the log is not consistent with the saved checkpoint (size {}): the consistency proof to size {} fails, so records before {} were rewritten",
+                        "the log is not consistent with {what} (size {}): the consistency proof to size {} fails, so records before {} were rewritten",
                         s.size, range.size, s.size
                     ),
                 );
             }
             direct && proved
         };
-        report.consistent_with_saved = Some(ok);
+        report.consistent_with_saved = Some(report.consistent_with_saved.unwrap_or(true) && ok);
     }
     Ok(report)
 }

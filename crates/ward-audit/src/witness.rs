@@ -184,6 +184,12 @@ impl Witness {
         self.cosigner.verifier_key()
     }
 
+    /// Whether this witness serves the log `origin`.
+    #[must_use]
+    pub fn serves(&self, origin: &str) -> bool {
+        self.logs.contains_key(origin)
+    }
+
     /// The latest checkpoint cosigned for `origin`.
     #[must_use]
     pub fn seen(&self, origin: &str) -> Option<Seen> {

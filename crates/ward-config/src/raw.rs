@@ -298,6 +298,8 @@ pub(crate) struct RawAudit {
     #[serde(default)]
     pub verifier_keys: Vec<String>,
     #[serde(default)]
+    pub witness_keys: Vec<String>,
+    #[serde(default)]
     pub origin: Option<String>,
     #[serde(default)]
     pub queue: Option<usize>,

@@ -374,6 +374,9 @@ pub struct AuditSettings {
     /// `name+hash+key`): pinned here, apart from the log directory, whose own
     /// `checkpoint.vkey` anyone who rewrites the log can replace.
     pub verifier_keys: Vec<String>,
+    /// The witnesses whose cosignatures `ward audit verify` requires (C2SP
+    /// cosignature vkeys, type 0x04): all of them, unless `--quorum` says fewer.
+    pub witness_keys: Vec<String>,
     /// The checkpoints' origin line: a name unique to this log.
     pub origin: String,
     /// Records that may wait for the disk before requests are refused (default 65,536).
@@ -585,7 +588,16 @@ fn audit(raw: &raw::RawAudit, base: &Path) -> V<AuditSettings> {
             )
         })?;
     }
+    for (i, v) in raw.witness_keys.iter().enumerate() {
+        ward_merkle::CosignatureVerifier::new(v.trim()).map_err(|e| {
+            Invalid::new(
+                vec![Seg::Key("audit"), Seg::Key("witness_keys"), Seg::Index(i)],
+                format!("not a witness key: {e}"),
+            )
+        })?;
+    }
     Ok(AuditSettings {
+        witness_keys: raw.witness_keys.iter().map(|v| v.trim().to_owned()).collect(),
         verifier_keys: raw.verifier_keys.iter().map(|v| v.trim().to_owned()).collect(),
         dir: resolve(base, dir),
         hmac_key_file: resolve(base, &raw.hmac_key_file),

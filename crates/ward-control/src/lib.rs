@@ -380,6 +380,12 @@ impl ControlPlane {
         self
     }
 
+    /// This plane's witness, if it runs one.
+    #[must_use]
+    pub fn witness(&self) -> Option<&Arc<ward_audit::witness::Witness>> {
+        self.witness.as_ref()
+    }
+
     /// The size of the latest checkpoint this plane's witness cosigned for `origin`.
     #[must_use]
     pub fn witness_seen(&self, origin: &str) -> Option<u64> {
