@@ -56,6 +56,27 @@ async fn decisions_are_provable_through_the_admin_api() {
     let note = http.get(format!("{base}/audit/checkpoint")).send().await.unwrap().text().await.unwrap();
     let vkey = std::fs::read_to_string(dir.path().join("audit/checkpoint.vkey")).unwrap();
     let verifier = NoteVerifier::new(vkey.trim()).unwrap();
+
+    // The admin API goes through the same front door: its limits answer
+    // 414 and 431 as generic JSON with the security headers, audited with
+    // the caller's address and a bounded path.
+    let long = format!("{base}/audit/{}", "a".repeat(9000));
+    let r = http.get(&long).send().await.unwrap();
+    assert_eq!(r.status(), 414);
+    assert_eq!(r.headers().get("x-frame-options").and_then(|v| v.to_str().ok()), Some("DENY"));
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "uri_too_long");
+    let mut many = http.get(format!("{base}/audit/checkpoint"));
+    for i in 0..150 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    assert_eq!(many.send().await.unwrap().status(), 431);
+    running.flush_audit().await.unwrap();
+    let records = read_log(&dir.path().join("audit"));
+    let long_record = records.iter().find(|r| r["request_id"] == id.as_str()).expect("the 414 is audited");
+    assert_eq!(long_record["reason"], "uri_too_long");
+    assert!(long_record["path"].as_str().unwrap().len() < 1200, "long paths are kept short");
+    assert!(!long_record["client_ip_hmac"].as_str().unwrap().is_empty());
     let checkpoint = SignedCheckpoint::verify(&note, &verifier).unwrap();
 
     // Prove the record of request 7 is in the signed tree.
@@ -108,7 +129,7 @@ async fn decisions_are_provable_through_the_admin_api() {
     // Admin requests are audit events too (health probes are not).
     let records = read_log(&dir.path().join("audit"));
     let admin_events: Vec<&Value> = records.iter().filter(|r| r["event"] == "admin").collect();
-    assert_eq!(admin_events.len(), 8, "{admin_events:?}");
+    assert_eq!(admin_events.len(), 10, "{admin_events:?}");
     assert!(admin_events.iter().any(|r| r["path"] == "/audit/proof/inclusion" && r["status"] == 200));
     assert!(admin_events.iter().any(|r| r["status"] == 405 && r["decision"] == "deny"));
     let report = ward_audit::verify::verify(&dir.path().join("audit"), &verifier, Some(&note), |_, _| {}).unwrap();

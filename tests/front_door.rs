@@ -460,37 +460,42 @@ fn limits_are_read_per_listener() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_announced_and_trickled_is_cut_off_as_stalled() {
+async fn a_body_announced_and_trickled_is_cut_off_with_a_record() {
     let mut p = start();
     // The token endpoint reads the whole form before anything else; a client
     // announcing 16,000 bytes and sending one every 2 s keeps bytes moving
-    // (under idle_timeout, 4 s) but the request makes no progress.
+    // (under idle_timeout, 4 s) but never completes its request.
     let mut s = p.tls(p.control, me(), &[b"http/1.1"]).await.unwrap();
     let head = "POST /oauth2/token HTTP/1.1\r\nHost: localhost\r\n\
                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 16000\r\n\r\n";
     s.write_all(head.as_bytes()).await.unwrap();
     let started = Instant::now();
     let mut cut = None;
+    let mut answer = Vec::new();
     while started.elapsed() < Duration::from_secs(30) {
         if s.write_all(b"a").await.is_err() || s.flush().await.is_err() {
             cut = Some(started.elapsed());
             break;
         }
         let mut buf = [0u8; 1024];
-        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
-            cut = Some(started.elapsed());
-            break;
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {
+                cut = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
         }
     }
     assert!(cut.is_some_and(|t| t < Duration::from_secs(15)), "a trickled body held the connection: {cut:?}");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408") && text.contains("request_timeout"), "{text}");
     let status = p.status(p.control, other_client(), "/.well-known/jwks.json").await;
     assert_eq!(status, 200);
     let log = p.stop();
     assert!(
-        connection_records(&log, "control plane", "request_timeout")
-            .iter()
-            .any(|r| r["connection"]["detail"].as_str().is_some_and(|d| d.contains("no progress"))),
-        "the stalled connection is audited"
+        log.iter().any(|r| r["reason"] == "request_timeout" && r["status"] == 408 && r["path"] == "/oauth2/token"),
+        "the cut-off request is audited"
     );
 }
 
@@ -540,4 +545,29 @@ async fn refusals_are_answered_only_once_their_records_are_durable() {
         );
     }
     p.stop();
+}
+
+/// An idle HTTP/1.1 keep-alive connection lasts `idle_timeout`, not
+/// `header_timeout`, and its end is not a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_lasts_the_idle_period_and_is_no_refusal() {
+    let mut p = start();
+    for plane in PLANES {
+        let to = addr_of(&p, plane);
+        let mut s = p.tls(to, me(), &[b"http/1.1"]).await.unwrap();
+        for round in 0..2 {
+            let request = format!("GET {} HTTP/1.1\r\nHost: localhost\r\n\r\n", probe_path(plane));
+            s.write_all(request.as_bytes()).await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0 && buf.starts_with(b"HTTP/1.1 "), "{plane} round {round}");
+            // Longer than header_timeout (1 s), shorter than idle_timeout (4 s).
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    let log = p.stop();
+    for plane in PLANES {
+        let idle = connection_records(&log, plane, "request_timeout");
+        assert!(idle.is_empty(), "{plane}: an idle keep-alive is no refusal: {idle:?}");
+    }
 }

@@ -786,3 +786,32 @@ async fn malformed_request_bodies_are_the_clients_fault() {
     assert!(!records.iter().any(|r| r["reason"] == "upstream_unavailable"), "none is blamed on the upstream");
     h.finish().await;
 }
+
+/// The front door never cuts a request whose answer is still being made:
+/// an upstream slower than `idle_timeout` (but within its own `timeout`)
+/// answers, and the request has its record — the upstream's timeout, not
+/// the connection's idle period, bounds the wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upstream_within_its_timeout_is_not_cut_at_idle_timeout() {
+    use tokio::io::AsyncReadExt;
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_addr = slow.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = slow.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+            });
+        }
+    });
+    // idle_timeout 1 s; the upstream's timeout is 2 s.
+    let h = common::start_custom(&format!("http://{slow_addr}"), "", &[], "idle_timeout = \"1s\"").await;
+    let r = get(&h, "/api/slow", Some(&h.token(json!({})))).await;
+    assert_eq!(r.status(), 200, "the answer came after the idle period, within the upstream's timeout");
+    let id = request_id(&r);
+    assert_eq!(h.record_for(&id).await["status"], 200);
+    h.finish().await;
+}

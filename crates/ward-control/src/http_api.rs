@@ -242,9 +242,19 @@ pub(crate) async fn harden(
     let slot = Unacknowledged::default();
     request.extensions_mut().insert(slot.clone());
     let ext = request.extensions().clone();
+    // Every request is answered within `idle_timeout`: the front door never
+    // cuts a request whose answer is still being made, so this deadline is
+    // what stops a client that announces a body and never sends it.
+    let mut timed_out = false;
     let mut response = match early {
         Some((status, _)) => status.into_response(),
-        None => next.run(request).await,
+        None => match tokio::time::timeout(limits.idle_timeout, next.run(request)).await {
+            Ok(r) => r,
+            Err(_) => {
+                timed_out = true;
+                StatusCode::REQUEST_TIMEOUT.into_response()
+            }
+        },
     };
     let status = response.status();
     // The routes write their own error bodies (JSON; the login page's
@@ -257,6 +267,7 @@ pub(crate) async fn harden(
     if (status.is_client_error() || status.is_server_error()) && !written {
         let reason = early.map_or_else(
             || match status {
+                StatusCode::REQUEST_TIMEOUT => ward_core::ReasonCode::RequestTimeout,
                 StatusCode::PAYLOAD_TOO_LARGE => ward_core::ReasonCode::BodyTooLarge,
                 StatusCode::NOT_FOUND => ward_core::ReasonCode::NoRoute,
                 StatusCode::SERVICE_UNAVAILABLE => ward_core::ReasonCode::AuditUnavailable,
@@ -270,6 +281,10 @@ pub(crate) async fn harden(
         response = json_response(status, &json!({"error": ward_serve::headers::error_word(status), "request_id": id}));
         if let Some(allow) = allow {
             response.headers_mut().insert(header::ALLOW, allow);
+        }
+        if timed_out {
+            // The unread body makes the connection unusable.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
     // No answer leaves before the records it made are durable (a refused

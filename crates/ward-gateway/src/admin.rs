@@ -29,6 +29,12 @@ use ward_core::{Effect, ReasonCode};
 pub(crate) struct Service {
     pub(crate) log: Arc<LogSink>,
     pub(crate) audit: Arc<dyn AuditSink>,
+    /// `[admin.limits]`: target and head sizes.
+    pub(crate) limits: Arc<ward_config::Limits>,
+    /// The audit key, for the caller's address in records.
+    pub(crate) hasher: ward_crypto::KeyedHasher,
+    /// The caller's address.
+    pub(crate) peer: std::net::IpAddr,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Service {
@@ -37,7 +43,9 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        std::future::ready(Ok(handle(&req, &self.log, &*self.audit)))
+        let mut response = handle(&req, self);
+        ward_serve::headers::secure(response.headers_mut(), true);
+        std::future::ready(Ok(response))
     }
 }
 
@@ -54,6 +62,20 @@ fn error(status: StatusCode, word: &str) -> Response<Full<Bytes>> {
     reply(status, "application/json", serde_json::json!({ "error": word }).to_string())
 }
 
+/// The listener's limits on what was sent: 414 for a long target, 431 for
+/// too many or too large headers.
+fn over_limits(req: &Request<Incoming>, limits: &ward_config::Limits) -> Option<(StatusCode, ReasonCode)> {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    let head: usize = req.headers().iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
+    if target > limits.max_uri_bytes {
+        Some((StatusCode::URI_TOO_LONG, ReasonCode::UriTooLong))
+    } else if req.headers().len() > limits.max_headers || head > limits.max_header_bytes {
+        Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ReasonCode::HeadersTooLarge))
+    } else {
+        None
+    }
+}
+
 fn param(query: &str, name: &str) -> Result<Option<u64>, ()> {
     for pair in query.split('&') {
         if let Some(v) = pair.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
@@ -63,31 +85,44 @@ fn param(query: &str, name: &str) -> Result<Option<u64>, ()> {
     Ok(None)
 }
 
-fn handle(req: &Request<Incoming>, log: &LogSink, audit: &dyn AuditSink) -> Response<Full<Bytes>> {
+fn handle(req: &Request<Incoming>, svc: &Service) -> Response<Full<Bytes>> {
+    let (log, audit) = (&*svc.log, &*svc.audit);
+    let early = over_limits(req, &svc.limits);
     let path = req.uri().path();
-    match (req.method(), path) {
-        (&Method::GET, "/healthz") => return reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        (&Method::GET, "/readyz") => {
-            return match audit.ready() {
-                Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
-                Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "audit log unavailable\n".into()),
-            };
+    if early.is_none() {
+        match (req.method(), path) {
+            (&Method::GET, "/healthz") => return reply(StatusCode::OK, "text/plain", "ok\n".into()),
+            (&Method::GET, "/readyz") => {
+                return match audit.ready() {
+                    Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+                    Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "audit log unavailable\n".into()),
+                };
+            }
+            _ => {}
         }
-        _ => {}
     }
-    let response = audit_route(req, log);
+    let (response, reason) = match early {
+        Some((status, reason)) => (error(status, ward_serve::headers::error_word(status)), reason),
+        None => (audit_route(req, log), ReasonCode::AdminRequest),
+    };
     let mut record = crate::audit::event(
         "admin",
         req.method().as_str(),
-        ReasonCode::AdminRequest,
+        reason,
         if response.status().is_success() { Effect::Allow } else { Effect::Deny },
     );
-    record.path = ward_crypto::mask_personal_data(path);
+    record.path = ward_audit::bounded_value(ward_crypto::mask_personal_data(path));
     record.status = response.status().as_u16();
     record.protocol = "HTTP/1.1";
+    record.client_ip_hmac = svc.hasher.tag_hex(svc.peer.to_string().as_bytes());
+    let request_id = record.request_id.clone();
     if audit.record(record).is_err() {
         // Fail closed like the data path: nothing unrecorded is served.
         return error(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    }
+    let mut response = response;
+    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
     }
     response
 }

@@ -382,30 +382,31 @@ impl Gateway {
             tokio::spawn(watch_tls(Arc::clone(&self.tls), Arc::clone(&self.shared.audit), self.reload_interval));
         let policy_watcher = tokio::spawn(policy::watch(Arc::clone(&self.policies), self.policy_reload_interval));
         let admin = self.admin.map(|(l, limits)| {
-            let door = ward_serve::Door::new(
-                "admin API",
+            // Its own dampening table: the admin API's refusals are its own.
+            let refusals = ward_serve::Refusals::new(Some(ward_serve::refusal::AuditRefusals::new(
+                Arc::clone(&self.shared.audit),
+                self.shared.pii_hasher.clone(),
                 None,
-                &limits,
-                Arc::new(ward_serve::Admission::new(
-                    None,
-                    limits.max_connections_per_ip,
-                    &ward_serve::BlockedAddresses::Refuse,
-                )),
-                refusals,
-            );
+                ward_detect::event::Source::Gateway,
+            )));
+            let admission =
+                ward_serve::Admission::new(None, limits.max_connections_per_ip, &ward_serve::BlockedAddresses::Refuse);
+            let door = ward_serve::Door::new("admin API", None, &limits, Arc::new(admission), refusals);
             let (log, audit) = (Arc::clone(&self.log), Arc::clone(&self.shared.audit));
+            let (limits, hasher) = (Arc::new(limits), self.shared.pii_hasher.clone());
             let mut stopped = stopped.clone();
             tokio::spawn(async move {
                 let stop = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                ward_serve::serve(
-                    l,
-                    door,
-                    move |_| admin::Service { log: Arc::clone(&log), audit: Arc::clone(&audit) },
-                    stop,
-                )
-                .await;
+                let service = move |conn: Arc<ward_serve::Conn>| admin::Service {
+                    log: Arc::clone(&log),
+                    audit: Arc::clone(&audit),
+                    limits: Arc::clone(&limits),
+                    hasher: hasher.clone(),
+                    peer: conn.peer.ip(),
+                };
+                ward_serve::serve(l, door, service, stop).await;
             })
         });
         let (stop_exports, exports_stopped) = tokio::sync::watch::channel(false);

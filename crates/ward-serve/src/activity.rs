@@ -28,6 +28,11 @@ use tokio::time::Instant;
 pub(crate) struct Activity {
     started: Instant,
     in_flight: AtomicU32,
+    /// Requests whose service has not produced a response head yet: the
+    /// service bounds those itself (the gateway's upstream timeout, the
+    /// control plane's request deadline), so they are never judged stalled
+    /// here — a slow upstream is a 504 with its record, not a cut connection.
+    awaiting_head: AtomicU32,
     /// Requests begun on the connection.
     begun: AtomicU64,
     /// When the last request ended, in milliseconds after `started`.
@@ -39,8 +44,10 @@ pub(crate) struct Activity {
 /// What the connection is waiting for when nothing is in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Quiet {
-    /// A request is in flight: it must make progress by this instant (`idle_timeout`).
-    Busy(Instant),
+    /// A request is in flight: with every response head produced, it must
+    /// make progress by this instant (`idle_timeout`); `None` while a head
+    /// is awaited (the service's own deadlines apply).
+    Busy(Option<Instant>),
     /// No request yet: the first must begin by this instant (`header_timeout`).
     FirstRequest(Instant),
     /// Between requests: the next must begin by this instant (`idle_timeout`).
@@ -52,6 +59,7 @@ impl Activity {
         Arc::new(Self {
             started,
             in_flight: AtomicU32::new(0),
+            awaiting_head: AtomicU32::new(0),
             begun: AtomicU64::new(0),
             last_end_ms: AtomicU64::new(0),
             progress_ms: AtomicU64::new(0),
@@ -73,19 +81,33 @@ impl Activity {
         self.in_flight.load(Ordering::Acquire)
     }
 
+    /// Requests whose response head is not ready yet.
+    pub(crate) fn awaiting_head(&self) -> u32 {
+        self.awaiting_head.load(Ordering::Acquire)
+    }
+
+    /// Requests begun on the connection so far.
+    pub(crate) fn begun(&self) -> u64 {
+        self.begun.load(Ordering::Acquire)
+    }
+
     /// A request begins; the guard ends it when dropped.
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.progress();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.awaiting_head.fetch_add(1, Ordering::Relaxed);
         self.begun.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
+        InFlight(Arc::clone(self), false)
     }
 
     /// The connection's deadline from activity, as of now.
     pub(crate) fn quiet(&self, header_timeout: Duration, idle_timeout: Duration) -> Quiet {
         if self.in_flight.load(Ordering::Acquire) > 0 {
+            if self.awaiting_head.load(Ordering::Acquire) > 0 {
+                return Quiet::Busy(None);
+            }
             let moved = Duration::from_millis(self.progress_ms.load(Ordering::Acquire));
-            return Quiet::Busy(self.started + moved + idle_timeout);
+            return Quiet::Busy(Some(self.started + moved + idle_timeout));
         }
         if self.begun.load(Ordering::Acquire) == 0 {
             return Quiet::FirstRequest(self.started + header_timeout);
@@ -95,12 +117,27 @@ impl Activity {
     }
 }
 
-/// One request in flight; dropping it ends the request.
+/// One request in flight; dropping it ends the request. Until
+/// [`InFlight::head_ready`], it also counts as awaiting its response head.
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<Activity>);
+pub(crate) struct InFlight(Arc<Activity>, bool);
+
+impl InFlight {
+    /// The service produced the response head.
+    fn head_ready(&mut self) {
+        if !self.1 {
+            self.1 = true;
+            self.0.awaiting_head.fetch_sub(1, Ordering::Release);
+        }
+        self.0.progress();
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if !self.1 {
+            self.0.awaiting_head.fetch_sub(1, Ordering::Release);
+        }
         let ms = self.0.since_start();
         self.0.last_end_ms.fetch_max(ms, Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::Release);
@@ -148,9 +185,9 @@ where
         match this.inner.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
-                let guard = this.guard.take();
-                if let Some(g) = &guard {
-                    g.0.progress();
+                let mut guard = this.guard.take();
+                if let Some(g) = &mut guard {
+                    g.head_ready();
                 }
                 Poll::Ready(result.map(|response| response.map(|body| TrackedBody { inner: body, _guard: guard })))
             }
@@ -204,14 +241,17 @@ mod tests {
         let start = Instant::now();
         let a = Activity::new(start);
         assert_eq!(a.quiet(header, idle), Quiet::FirstRequest(start + header));
-        let g = a.begin();
-        let g2 = a.begin();
-        assert_eq!(a.quiet(header, idle), Quiet::Busy(start + idle));
+        let mut g = a.begin();
+        let mut g2 = a.begin();
+        assert_eq!(a.quiet(header, idle), Quiet::Busy(None), "heads awaited: the service's deadlines apply");
+        g.head_ready();
+        g2.head_ready();
+        assert_eq!(a.quiet(header, idle), Quiet::Busy(Some(start + idle)));
         tokio::time::advance(Duration::from_secs(5)).await;
         drop(g);
-        assert_eq!(a.quiet(header, idle), Quiet::Busy(start + idle), "one request is still in flight, unmoved");
+        assert_eq!(a.quiet(header, idle), Quiet::Busy(Some(start + idle)), "one response is still in flight, unmoved");
         a.progress();
-        assert_eq!(a.quiet(header, idle), Quiet::Busy(start + Duration::from_secs(5) + idle), "it moved");
+        assert_eq!(a.quiet(header, idle), Quiet::Busy(Some(start + Duration::from_secs(5) + idle)), "it moved");
         tokio::time::advance(Duration::from_secs(5)).await;
         drop(g2);
         assert_eq!(a.quiet(header, idle), Quiet::Idle(start + Duration::from_secs(10) + idle));

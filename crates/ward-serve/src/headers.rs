@@ -38,6 +38,7 @@ pub fn error_word(status: http::StatusCode) -> &'static str {
         S::FORBIDDEN => "forbidden",
         S::NOT_FOUND => "not_found",
         S::METHOD_NOT_ALLOWED => "method_not_allowed",
+        S::REQUEST_TIMEOUT => "request_timeout",
         S::PAYLOAD_TOO_LARGE => "payload_too_large",
         S::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         S::REQUEST_HEADER_FIELDS_TOO_LARGE => "request_header_fields_too_large",

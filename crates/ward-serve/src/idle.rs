@@ -19,13 +19,22 @@ pub struct IdleTimeout<T> {
     timeout: Duration,
     last: Instant,
     sleep: Pin<Box<Sleep>>,
+    /// The connection's requests: while one awaits its response head, no
+    /// byte needs to move (the service's own deadline bounds the wait).
+    activity: Option<std::sync::Arc<crate::activity::Activity>>,
 }
 
 impl<T> IdleTimeout<T> {
     /// Wrap `inner`; it times out after `timeout` without traffic.
     pub fn new(inner: T, timeout: Duration) -> Self {
         let now = Instant::now();
-        Self { inner, timeout, last: now, sleep: Box::pin(tokio::time::sleep_until(now + timeout)) }
+        Self { inner, timeout, last: now, sleep: Box::pin(tokio::time::sleep_until(now + timeout)), activity: None }
+    }
+
+    /// Do not time out while a request of `activity` awaits its response head.
+    pub(crate) fn with_activity(mut self, activity: std::sync::Arc<crate::activity::Activity>) -> Self {
+        self.activity = Some(activity);
+        self
     }
 
     /// The wrapped I/O object.
@@ -51,6 +60,9 @@ impl<T> IdleTimeout<T> {
 
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         while self.sleep.as_mut().poll(cx).is_ready() {
+            if self.activity.as_ref().is_some_and(|a| a.awaiting_head() > 0) {
+                self.last = Instant::now();
+            }
             let deadline = self.last + self.timeout;
             if deadline <= Instant::now() {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle"));

@@ -132,16 +132,22 @@ pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        // hyper's head timer also runs while a kept-alive connection waits
+        // for its next request: set to the idle period, so an idle
+        // keep-alive lasts `idle_timeout`. The first request's head is held to
+        // `header_timeout` by the door's own deadline (nothing begun yet).
+        .header_read_timeout(limits.header_timeout.max(limits.idle_timeout))
         .max_buf_size((limits.max_header_bytes * 4).max(64 * 1024))
         .max_headers((limits.max_headers * 2).max(128));
-    // HTTP/2 header blocks up to 16× max_header_bytes reach the service
-    // (h2 also bounds CONTINUATION frames by this size): a 100 KB block
-    // gets the listener's 431 and its record instead of a dead connection.
+    // HTTP/2 header blocks up to 8× max_header_bytes (at least 128 KiB)
+    // reach the service (h2 also bounds CONTINUATION frames by this size):
+    // a 100 KB block gets the listener's 431 and its record instead of a
+    // dead connection, and a connection holding an unfinished block pins at
+    // most about that much.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from((limits.max_header_bytes * 16).max(256 * 1024)).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from((limits.max_header_bytes * 8).max(128 * 1024)).unwrap_or(u32::MAX))
         .max_concurrent_streams(128)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
@@ -242,15 +248,13 @@ where
                         tls: true,
                         cert: leaf.map(|l| ClientCert::from_der(l)),
                     };
-                    let io = TokioIo::new(IdleTimeout::new(tls, door.limits.idle_timeout));
                     let service = make_service(Arc::new(conn));
-                    drive(io, &builder, service, &door, peer, started, draining).await;
+                    drive(tls, &builder, service, &door, peer, started, draining).await;
                 }
                 Accepted::Plain(tcp) => {
                     let conn = Conn { peer, local, sni: None, tls: false, cert: None };
-                    let io = TokioIo::new(IdleTimeout::new(tcp, door.limits.idle_timeout));
                     let service = make_service(Arc::new(conn));
-                    drive(io, &builder, service, &door, peer, started, draining).await;
+                    drive(tcp, &builder, service, &door, peer, started, draining).await;
                 }
             }
         });
@@ -284,8 +288,8 @@ enum Closing {
 /// Serve one connection: HTTP on `io`, with the request-level deadlines,
 /// maximum age and drain; report what the codec refused.
 #[allow(clippy::too_many_arguments)]
-async fn drive<I, S, B>(
-    io: I,
+async fn drive<T, S, B>(
+    io: T,
     builder: &auto::Builder<TokioExecutor>,
     service: S,
     door: &Door,
@@ -293,7 +297,7 @@ async fn drive<I, S, B>(
     started: Instant,
     mut draining: tokio::sync::watch::Receiver<bool>,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -303,6 +307,7 @@ async fn drive<I, S, B>(
 {
     let limits = &door.limits;
     let activity = Activity::new(started);
+    let io = TokioIo::new(IdleTimeout::new(io, limits.idle_timeout).with_activity(Arc::clone(&activity)));
     let tracked = Tracked { inner: service, activity: Arc::clone(&activity) };
     let connection = builder.serve_connection(io, tracked);
     tokio::pin!(connection);
@@ -315,7 +320,9 @@ async fn drive<I, S, B>(
         let wake = match closing {
             Some((_, hard)) => hard,
             None => match activity.quiet(limits.header_timeout, limits.idle_timeout) {
-                Quiet::Busy(at) | Quiet::FirstRequest(at) | Quiet::Idle(at) => at.min(age_limit),
+                // A head awaited: look again an idle period later.
+                Quiet::Busy(None) => (Instant::now() + limits.idle_timeout).min(age_limit),
+                Quiet::Busy(Some(at)) | Quiet::FirstRequest(at) | Quiet::Idle(at) => at.min(age_limit),
             },
         };
         tokio::select! {
@@ -336,7 +343,7 @@ async fn drive<I, S, B>(
                 let why = match activity.quiet(limits.header_timeout, limits.idle_timeout) {
                     Quiet::FirstRequest(at) if at <= now => Some(Closing::FirstRequest),
                     Quiet::Idle(at) if at <= now => Some(Closing::Idle),
-                    Quiet::Busy(at) if at <= now => Some(Closing::Stalled),
+                    Quiet::Busy(Some(at)) if at <= now => Some(Closing::Stalled),
                     _ if age_limit <= now => Some(Closing::Age),
                     _ => None,
                 };
@@ -374,6 +381,11 @@ async fn drive<I, S, B>(
     if let Err(e) = result {
         let already = matches!(closing, Some((Closing::FirstRequest | Closing::Stalled, _)));
         match classify(&*e) {
+            // hyper's head timer after earlier requests: an idle keep-alive
+            // (or a slow next head) ended, not a refusal of anything.
+            Some((ReasonCode::RequestTimeout, ..)) if activity.begun() > 0 => {
+                tracing::debug!(listener = door.name, %peer, "keep-alive connection ended by the head timer");
+            }
             Some((reason, status, protocol, detail)) if !already => door.refuse(peer, reason, status, protocol, detail),
             _ => tracing::debug!(listener = door.name, %peer, error = %e, "connection ended with an error"),
         }
@@ -392,12 +404,15 @@ fn classify(e: &(dyn StdError + 'static)) -> Option<(ReasonCode, u16, &'static s
                 return None;
             }
             let reason = h2.reason()?;
-            let code = if reason == h2::Reason::ENHANCE_YOUR_CALM || reason == h2::Reason::COMPRESSION_ERROR {
+            // Only an oversized header block is `headers_too_large`; other
+            // GOAWAYs (rapid reset, frame floods) keep h2's own words.
+            let text = h2.to_string();
+            let code = if text.contains("too_many_continuations") || reason == h2::Reason::COMPRESSION_ERROR {
                 ReasonCode::HeadersTooLarge
             } else {
                 ReasonCode::BadRequest
             };
-            return Some((code, 0, "HTTP/2.0", format!("GOAWAY {reason:?}: {h2}")));
+            return Some((code, 0, "HTTP/2.0", format!("GOAWAY {reason:?}: {text}")));
         }
         if let Some(hyper_err) = err.downcast_ref::<hyper::Error>() {
             if hyper_err.is_timeout() && hyper_err.to_string().contains("read header") {
