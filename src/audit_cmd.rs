@@ -63,13 +63,14 @@ pub struct Trust<'a> {
 }
 
 impl Trust<'_> {
-    /// The verifier to use, and a line saying where it came from: `--vkey`,
-    /// else the local key when explicitly asked, else the pinned keys (the
-    /// one among them that signed the latest checkpoint).
-    fn resolve(&self, dir: &Path) -> Result<(NoteVerifier, String), String> {
+    /// The verifiers to use, and a line saying where they came from:
+    /// `--vkey`, else the local key when explicitly asked, else every pinned
+    /// key (a checkpoint passes with any of them).
+    fn resolve(&self, dir: &Path) -> Result<(Vec<NoteVerifier>, String), String> {
         if let Some(v) = self.vkey {
             let verifier = verifier_for(dir, Some(v))?;
-            return Ok((verifier.clone(), format!("trust root: --vkey {}\n", verifier.key())));
+            let line = format!("trust root: --vkey {}\n", verifier.key());
+            return Ok((vec![verifier], line));
         }
         if self.trust_local_key {
             let verifier = verifier_for(dir, None)?;
@@ -77,21 +78,19 @@ impl Trust<'_> {
                 "trust root: the log directory's own checkpoint.vkey {} (--trust-local-key: whoever can rewrite the log can replace it)\n",
                 verifier.key()
             );
-            return Ok((verifier, line));
+            return Ok((vec![verifier], line));
         }
         if !self.pinned.is_empty() {
+            // Every pinned key counts, each checkpoint by its own signature:
+            // nothing in the log directory chooses among them.
             let verifiers = self
                 .pinned
                 .iter()
                 .map(|k| NoteVerifier::new(k).map_err(|e| format!("[audit] verifier_keys: {e}")))
                 .collect::<Result<Vec<_>, _>>()?;
-            let latest = std::fs::read_to_string(dir.join(LATEST)).ok();
-            let chosen = latest
-                .and_then(|note| verifiers.iter().find(|v| v.verify(&note).is_ok()).cloned())
-                .or_else(|| verifiers.first().cloned())
-                .ok_or("[audit] verifier_keys is empty")?;
-            let line = format!("trust root: pinned key {} ([audit] verifier_keys)\n", chosen.key());
-            return Ok((chosen, line));
+            let keys: Vec<String> = verifiers.iter().map(NoteVerifier::key).collect();
+            let line = format!("trust root: pinned key(s) {} ([audit] verifier_keys)\n", keys.join(", "));
+            return Ok((verifiers, line));
         }
         Err("no trusted checkpoint key: pin the log's verifier key in [audit] verifier_keys (copy it from \
              checkpoint.vkey when the log is created) or pass --vkey KEY; --trust-local-key uses the \
@@ -191,23 +190,37 @@ pub fn verify_proof(dir: &Path, input: Option<&Path>, trust: &Trust<'_>, old: Op
         _ => std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?,
     };
     let doc: Value = serde_json::from_str(&text).map_err(|e| format!("not a proof: {e}"))?;
-    let (verifier, root) = trust.resolve(dir)?;
-    let older = match old {
-        Some(p) => {
-            let note = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            Some(SignedCheckpoint::verify(&note, &verifier).map_err(|e| format!("{}: {e}", p.display()))?)
+    let (verifiers, root) = trust.resolve(dir)?;
+    // The document's own checkpoint picks nothing: each pinned key is tried.
+    let mut last = String::from("no verifier key");
+    for verifier in &verifiers {
+        let older = match old {
+            Some(p) => {
+                let note = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                match SignedCheckpoint::verify(&note, verifier) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        last = format!("{}: {e}", p.display());
+                        continue;
+                    }
+                }
+            }
+            None => None,
+        };
+        match proofs::check(&doc, verifier, older.as_ref()) {
+            Ok(out) => return Ok(format!("{root}{out}")),
+            Err(e) => last = e,
         }
-        None => None,
-    };
-    proofs::check(&doc, &verifier, older.as_ref()).map(|out| format!("{root}{out}"))
+    }
+    Err(last)
 }
 
 /// `ward audit verify [--from-checkpoint FILE]`. Returns the report text and
 /// whether the log verified.
 pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result<(String, bool), String> {
-    let (verifier, root) = trust.resolve(dir)?;
+    let (verifiers, root) = trust.resolve(dir)?;
     let saved = saved.map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))).transpose()?;
-    let (witnessed, witness_line) = witnessed(dir, trust)?;
+    let (witnessed, mut witness_line) = witnessed(dir, trust)?;
     let mut anchors: Vec<(&str, &str)> = Vec::new();
     if let Some(s) = &saved {
         anchors.push(("the saved checkpoint", s));
@@ -222,7 +235,7 @@ pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result
             .map_err(|e| e.to_string())?
             .progress_chars("=> "),
     );
-    let report = verify::verify_anchored(dir, &verifier, &anchors, |done, total| {
+    let report = verify::verify_anchored(dir, &verifiers, &anchors, |done, total| {
         bar.set_length(total.max(done));
         bar.set_position(done);
     })
@@ -243,6 +256,16 @@ pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result
         out.push_str(&format!("; root {}", b64(root)));
     }
     out.push('\n');
+    if let Some(w) = &witnessed
+        && let Some(size) = w.lines().nth(1).and_then(|l| l.parse::<u64>().ok())
+        && report.records > size
+    {
+        // What a witness has not seen yet is only as good as the local key.
+        witness_line.push_str(&format!(
+            "  {} record(s) after the witnessed size are not yet cosigned\n",
+            report.records - size
+        ));
+    }
     out.push_str(&witness_line);
     let what = match (saved.is_some(), witnessed.is_some()) {
         (true, true) => "the saved and the witnessed checkpoints",
@@ -279,14 +302,27 @@ fn witnessed(dir: &Path, trust: &Trust<'_>) -> Result<(Option<String>, String), 
         .iter()
         .map(|k| ward_merkle::CosignatureVerifier::new(k.trim()).map_err(|e| format!("witness key `{k}`: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    // One witness counts once, however many names it is listed under.
+    let mut seen_keys = std::collections::HashSet::new();
+    let verifiers: Vec<_> = verifiers
+        .into_iter()
+        .filter(|v| seen_keys.insert(v.key().rsplit('+').next().unwrap_or_default().to_owned()))
+        .collect();
     let quorum = trust.quorum.unwrap_or(verifiers.len());
     if quorum == 0 || quorum > verifiers.len() {
-        return Err(format!("--quorum must be between 1 and the {} witness keys given", verifiers.len()));
+        return Err(format!("--quorum must be between 1 and the {} distinct witness keys given", verifiers.len()));
     }
     let path = dir.join(ward_audit::witness_client::COSIGNED);
     let note = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e}: no checkpoint of this log was cosigned by a witness", path.display()))?;
-    let cosigned: Vec<&str> = verifiers.iter().filter(|v| v.verify(&note).is_ok()).map(|v| v.name()).collect();
+    let mut cosigned: Vec<&str> = Vec::new();
+    let mut oldest: Option<u64> = None;
+    for v in &verifiers {
+        if let Ok(at) = v.verify(&note) {
+            cosigned.push(v.name());
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+        }
+    }
     let size = note.lines().nth(1).unwrap_or("?");
     if cosigned.len() < quorum {
         return Err(format!(
@@ -294,8 +330,11 @@ fn witnessed(dir: &Path, trust: &Trust<'_>) -> Result<(Option<String>, String), 
             cosigned.len()
         ));
     }
+    let when = oldest
+        .and_then(|t| std::time::UNIX_EPOCH.checked_add(Duration::from_secs(t)))
+        .map_or_else(|| "?".to_owned(), ward_audit::format_rfc3339_millis);
     let line = format!(
-        "witnesses: {} of {} cosigned size {size} (quorum {quorum}: {})\n",
+        "witnesses: {} of {} cosigned size {size} at {when} (quorum {quorum}: {})\n",
         cosigned.len(),
         verifiers.len(),
         cosigned.join(", ")

@@ -145,8 +145,8 @@ pub fn check(doc: &Value, verifier: &NoteVerifier, older: Option<&SignedCheckpoi
         } else {
             // The start is the document's own unsigned root: this proves the
             // log extends *a* tree of that size, not the one anyone saw.
-            Ok(format!(
-                "unanchored: the log of size {size} extends a tree of size {from} whose root only this document gives; pass --from-checkpoint with a checkpoint of size {from} you kept to anchor it\n"
+            Err(format!(
+                "unanchored: the log of size {size} extends a tree of size {from} whose root only this document gives; pass --from-checkpoint with a checkpoint of size {from} you kept to anchor it"
             ))
         }
     }

@@ -177,10 +177,25 @@ pub fn verify(
     progress: impl FnMut(u64, u64),
 ) -> std::io::Result<Report> {
     let anchors: Vec<(&str, &str)> = saved.map(|s| ("the saved checkpoint", s)).into_iter().collect();
-    verify_anchored(dir, verifier, &anchors, progress)
+    verify_anchored(dir, std::slice::from_ref(verifier), &anchors, progress)
 }
 
-/// As [`verify`], holding the log to every one of `anchors`: (what it is,
+/// A checkpoint signed by any of `verifiers` (the keys pinned for the log,
+/// old and new across a rotation): each checkpoint is judged by its own
+/// signature, never by a key chosen from what the log directory holds.
+fn verify_any(note: &str, verifiers: &[NoteVerifier]) -> Result<SignedCheckpoint, ward_merkle::NoteError> {
+    let mut last = ward_merkle::NoteError::Malformed("no verifier key");
+    for v in verifiers {
+        match SignedCheckpoint::verify(note, v) {
+            Ok(c) => return Ok(c),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// As [`verify`], with every key pinned for the log (a checkpoint passes
+/// with any of them), holding the log to every one of `anchors`: (what it is,
 /// for messages — `the saved checkpoint`, `the witnessed checkpoint` —, a
 /// signed checkpoint). The log must contain each and be consistent with it;
 /// `consistent_with_saved` says whether it is, for all of them.
@@ -189,7 +204,7 @@ pub fn verify(
 /// As [`verify`].
 pub fn verify_anchored(
     dir: &Path,
-    verifier: &NoteVerifier,
+    verifiers: &[NoteVerifier],
     anchors: &[(&str, &str)],
     mut progress: impl FnMut(u64, u64),
 ) -> std::io::Result<Report> {
@@ -206,7 +221,7 @@ pub fn verify_anchored(
     let mut checkpoints: Vec<SignedCheckpoint> = Vec::new();
     let mut origin: Option<String> = None;
     for (i, note) in notes.iter().enumerate() {
-        match SignedCheckpoint::verify(note, verifier) {
+        match verify_any(note, verifiers) {
             Ok(c) => {
                 let o = origin.get_or_insert_with(|| c.checkpoint.origin.clone());
                 if *o != c.checkpoint.origin {
@@ -235,7 +250,7 @@ pub fn verify_anchored(
     }
     let mut saved: Vec<(&str, ward_merkle::Checkpoint)> = Vec::new();
     for (what, note) in anchors {
-        match SignedCheckpoint::verify(note, verifier) {
+        match verify_any(note, verifiers) {
             Ok(c) if origin.as_ref().is_some_and(|o| *o != c.checkpoint.origin) => {
                 problem(&mut report, None, format!("{what} is for log `{}`", c.checkpoint.origin));
                 report.consistent_with_saved = Some(false);

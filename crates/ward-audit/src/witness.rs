@@ -216,6 +216,10 @@ impl Witness {
         if request.old > checkpoint.size {
             return Err(WitnessError::BadRequest("the old size is past the checkpoint's"));
         }
+        if checkpoint.size == 0 && checkpoint.root != ward_merkle::EMPTY_ROOT {
+            // An empty tree has one root; any other is not a checkpoint of it.
+            return Err(WitnessError::BadProof);
+        }
         let mut state = self.state.lock().map_err(|_| WitnessError::Storage("state lock poisoned".into()))?;
         let held = state.get(&origin).copied().unwrap_or(Seen { size: 0, root: ward_merkle::EMPTY_ROOT });
         if request.old != held.size {

@@ -199,3 +199,16 @@ async fn a_witness_that_saw_more_than_the_log_holds_is_a_divergence() {
     assert!(matches!(outcome, Outcome::Diverged(_)), "{outcome:?}");
     assert_eq!(w.seen(ORIGIN).map(|s| s.size), Some(200), "the witness cosigned neither");
 }
+
+#[test]
+fn an_empty_tree_has_one_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = witness(dir.path());
+    let t = tree("r", 5);
+    let c = Checkpoint { origin: ORIGIN.into(), size: 0, root: t.root(), extensions: vec![] };
+    let body = AddCheckpoint { old: 0, proof: vec![], note: log_key().sign(&c.to_text()).unwrap() }.body();
+    assert_eq!(w.add_checkpoint(body.as_bytes(), 1).unwrap_err().status(), 422);
+    let empty = Checkpoint { origin: ORIGIN.into(), size: 0, root: ward_merkle::EMPTY_ROOT, extensions: vec![] };
+    let body = AddCheckpoint { old: 0, proof: vec![], note: log_key().sign(&empty.to_text()).unwrap() }.body();
+    assert!(w.add_checkpoint(body.as_bytes(), 1).is_ok());
+}

@@ -289,7 +289,12 @@ pub(crate) async fn harden(
     }
     // No answer leaves before the records it made are durable (a refused
     // login or token request included): a crash cannot lose what a client saw.
-    if let Some(index) = slot.latest()
+    if slot.unrecorded() {
+        response = json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": "service_unavailable", "request_id": request_id()}),
+        );
+    } else if let Some(index) = slot.latest()
         && !durable(&cp, Some(index)).await
     {
         response = json_response(
@@ -306,9 +311,21 @@ pub(crate) async fn harden(
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Unacknowledged(Arc<std::sync::atomic::AtomicU64>);
 
+/// Marks a request one of whose records could not even be queued.
+const UNRECORDED: u64 = u64::MAX;
+
 impl Unacknowledged {
+    fn failed(&self) {
+        self.0.store(UNRECORDED, std::sync::atomic::Ordering::Release);
+    }
+
+    fn unrecorded(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire) == UNRECORDED
+    }
+
     fn note(&self, index: u64) {
-        self.0.fetch_max(index.saturating_add(1), std::sync::atomic::Ordering::AcqRel);
+        // Never above the "unrecorded" mark, which stays once set.
+        self.0.fetch_max(index.saturating_add(1).min(UNRECORDED - 1), std::sync::atomic::Ordering::AcqRel);
     }
 
     fn latest(&self) -> Option<u64> {
@@ -505,7 +522,12 @@ pub(crate) fn audit(
                 slot.note(*index);
             }
         }
-        Err(e) => tracing::error!(error = %e, "token service event could not be audited"),
+        Err(e) => {
+            tracing::error!(error = %e, "token service event could not be audited");
+            if let Some(slot) = ext.get::<Unacknowledged>() {
+                slot.failed();
+            }
+        }
     }
     written.map(Some)
 }
