@@ -12,12 +12,12 @@
 
 use std::fmt;
 
-use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
-use crate::note::{DASH, MAX_SIGNATURES, NoteError, check_text, key_id_of, split_key, valid_name};
+use crate::note::{DASH, NamedKey, NamedPublic, NoteError, check_text};
 
 /// The signature type byte of Ed25519 cosignatures (`cosignature/v1`).
 pub const COSIGNATURE_V1: u8 = 0x04;
@@ -29,30 +29,14 @@ fn message(text: &str, timestamp: u64) -> String {
     format!("cosignature/v1\ntime {timestamp}\n{text}")
 }
 
-/// The note text of `note` (everything up to the blank line), and its
-/// signature lines.
-fn split_note(note: &str) -> Result<(&str, &str), NoteError> {
-    let split = note.rfind("\n\n").ok_or(NoteError::Malformed("no blank line before the signatures"))?;
-    let (text, sigs) = (&note[..=split], &note[split + 2..]);
-    check_text(text)?;
-    if sigs.is_empty() || !sigs.ends_with('\n') {
-        return Err(NoteError::Malformed("signature lines must end with a newline"));
-    }
-    Ok((text, sigs))
-}
-
 /// A witness's signing key.
-pub struct Cosigner {
-    name: String,
-    id: u32,
-    key: Ed25519KeyPair,
-}
+pub struct Cosigner(NamedKey);
 
 impl fmt::Debug for Cosigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cosigner")
-            .field("name", &self.name)
-            .field("id", &format_args!("{:08x}", self.id))
+            .field("name", &self.0.name)
+            .field("id", &format_args!("{:08x}", self.0.id))
             .finish_non_exhaustive()
     }
 }
@@ -63,12 +47,7 @@ impl Cosigner {
     /// # Errors
     /// [`NoteError::BadKey`] for a bad name or seed.
     pub fn from_seed(name: &str, seed: &[u8]) -> Result<Self, NoteError> {
-        if !valid_name(name) {
-            return Err(NoteError::BadKey("a key name has no spaces, `+` or control characters"));
-        }
-        let key = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| NoteError::BadKey("bad Ed25519 seed"))?;
-        let id = key_id_of(COSIGNATURE_V1, name, key.public_key().as_ref());
-        Ok(Self { name: name.to_owned(), id, key })
+        NamedKey::from_seed(COSIGNATURE_V1, name, seed).map(Self)
     }
 
     /// A new cosigner and its private key string
@@ -77,17 +56,7 @@ impl Cosigner {
     /// # Errors
     /// [`NoteError::BadKey`] for a bad name, or no randomness.
     pub fn generate(name: &str) -> Result<(Self, Zeroizing<String>), NoteError> {
-        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
-            aws_lc_rs::rand::generate(&aws_lc_rs::rand::SystemRandom::new())
-                .map(|r: aws_lc_rs::rand::Random<[u8; 32]>| r.expose())
-                .map_err(|_| NoteError::BadKey("no randomness"))?,
-        );
-        let cosigner = Self::from_seed(name, seed.as_ref())?;
-        let mut material = Zeroizing::new(Vec::with_capacity(33));
-        material.push(COSIGNATURE_V1);
-        material.extend_from_slice(seed.as_ref());
-        let text = Zeroizing::new(format!("PRIVATE+KEY+{name}+{:08x}+{}", cosigner.id, STANDARD.encode(&*material)));
-        Ok((cosigner, text))
+        NamedKey::generate(COSIGNATURE_V1, name).map(|(k, text)| (Self(k), text))
     }
 
     /// A cosigner from its private key string.
@@ -95,32 +64,19 @@ impl Cosigner {
     /// # Errors
     /// [`NoteError::BadKey`] when malformed, of another type, or its ID does not match.
     pub fn from_private_key(text: &str) -> Result<Self, NoteError> {
-        let rest = text.strip_prefix("PRIVATE+KEY+").ok_or(NoteError::BadKey("missing PRIVATE+KEY+ prefix"))?;
-        let (name, id, material) = split_key(rest)?;
-        let material = Zeroizing::new(STANDARD.decode(material).map_err(|_| NoteError::BadKey("bad base64"))?);
-        let (alg, seed) = material.split_first().ok_or(NoteError::BadKey("empty key"))?;
-        if *alg != COSIGNATURE_V1 || seed.len() != 32 {
-            return Err(NoteError::BadKey("not an Ed25519 cosignature/v1 key"));
-        }
-        let cosigner = Self::from_seed(name, seed)?;
-        if cosigner.id != id {
-            return Err(NoteError::BadKey("key ID does not match the key"));
-        }
-        Ok(cosigner)
+        NamedKey::from_private_key(COSIGNATURE_V1, text).map(Self)
     }
 
     /// The verifier key (`<name>+<id>+base64(0x04 ‖ public key)`).
     #[must_use]
     pub fn verifier_key(&self) -> String {
-        let mut material = vec![COSIGNATURE_V1];
-        material.extend_from_slice(self.key.public_key().as_ref());
-        format!("{}+{:08x}+{}", self.name, self.id, STANDARD.encode(material))
+        self.0.verifier_key()
     }
 
     /// The cosigner's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The cosignature line (with its newline) for a checkpoint `text` (the
@@ -134,22 +90,18 @@ impl Cosigner {
         if timestamp > MAX_TIMESTAMP {
             return Err(NoteError::Malformed("timestamp past 2^63 - 1"));
         }
-        let signature = self.key.sign(message(text, timestamp).as_bytes());
+        let signature = self.0.key.sign(message(text, timestamp).as_bytes());
         let mut blob = Vec::with_capacity(76);
-        blob.extend_from_slice(&self.id.to_be_bytes());
+        blob.extend_from_slice(&self.0.id.to_be_bytes());
         blob.extend_from_slice(&timestamp.to_be_bytes());
         blob.extend_from_slice(signature.as_ref());
-        Ok(format!("{DASH}{} {}\n", self.name, STANDARD.encode(blob)))
+        Ok(format!("{DASH}{} {}\n", self.0.name, STANDARD.encode(blob)))
     }
 }
 
 /// Checks one witness's cosignatures.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CosignatureVerifier {
-    name: String,
-    id: u32,
-    public: [u8; 32],
-}
+pub struct CosignatureVerifier(NamedPublic);
 
 impl CosignatureVerifier {
     /// Parse a cosigner's verifier key (type 0x04).
@@ -157,73 +109,48 @@ impl CosignatureVerifier {
     /// # Errors
     /// [`NoteError::BadKey`] when malformed, of another type, or its ID does not match.
     pub fn new(key: &str) -> Result<Self, NoteError> {
-        let (name, id, material) = split_key(key)?;
-        let material = STANDARD.decode(material).map_err(|_| NoteError::BadKey("bad base64"))?;
-        let (alg, public) = material.split_first().ok_or(NoteError::BadKey("empty key"))?;
-        if *alg != COSIGNATURE_V1 {
-            return Err(NoteError::BadKey("not an Ed25519 cosignature/v1 key"));
-        }
-        let public: [u8; 32] = public.try_into().map_err(|_| NoteError::BadKey("an Ed25519 public key is 32 bytes"))?;
-        if key_id_of(COSIGNATURE_V1, name, &public) != id {
-            return Err(NoteError::BadKey("key ID does not match the key"));
-        }
-        Ok(Self { name: name.to_owned(), id, public })
+        NamedPublic::parse(COSIGNATURE_V1, key).map(Self)
     }
 
     /// The verifier key string.
     #[must_use]
     pub fn key(&self) -> String {
-        let mut material = vec![COSIGNATURE_V1];
-        material.extend_from_slice(&self.public);
-        format!("{}+{:08x}+{}", self.name, self.id, STANDARD.encode(material))
+        self.0.key()
     }
 
     /// The cosigner's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The timestamp of this witness's cosignature on `note` (a checkpoint
-    /// with its signature lines). Lines of other keys are ignored, as the
-    /// signed-note format requires; one of this key must be present and valid.
+    /// with its signature lines; the latest, if it has several). Lines of
+    /// other keys are ignored, as the signed-note format requires; one of
+    /// this key must be present, and every one of it valid.
     ///
     /// # Errors
     /// [`NoteError`] for a malformed note or line, a bad cosignature, or none.
     pub fn verify(&self, note: &str) -> Result<u64, NoteError> {
-        let (text, sigs) = split_note(note)?;
+        let (text, mine) = self.0.signatures(note)?;
         let mut found = None;
-        for (i, line) in sigs.lines().enumerate() {
-            if i >= MAX_SIGNATURES {
-                return Err(NoteError::Malformed("too many signatures"));
-            }
-            let rest =
-                line.strip_prefix(DASH).ok_or(NoteError::Malformed("a signature line starts with an em dash"))?;
-            let (name, blob) =
-                rest.split_once(' ').ok_or(NoteError::Malformed("signature line: name and signature"))?;
-            let blob = STANDARD.decode(blob).map_err(|_| NoteError::Malformed("signature: bad base64"))?;
-            if !valid_name(name) || blob.len() < 5 {
-                return Err(NoteError::Malformed("signature line"));
-            }
-            let id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
-            if name != self.name || id != self.id {
-                continue;
-            }
-            if blob.len() != 4 + 8 + 64 {
-                return Err(NoteError::BadSignature(self.name.clone()));
+        for blob in &mine {
+            // timestamp[8] ‖ signature[64], after the key ID.
+            if blob.len() != 8 + 64 {
+                return Err(NoteError::BadSignature(self.0.name.clone()));
             }
             let mut ts = [0u8; 8];
-            ts.copy_from_slice(&blob[4..12]);
+            ts.copy_from_slice(&blob[..8]);
             let timestamp = u64::from_be_bytes(ts);
             if timestamp > MAX_TIMESTAMP {
-                return Err(NoteError::BadSignature(self.name.clone()));
+                return Err(NoteError::BadSignature(self.0.name.clone()));
             }
-            UnparsedPublicKey::new(&ED25519, &self.public)
-                .verify(message(text, timestamp).as_bytes(), &blob[12..])
-                .map_err(|_| NoteError::BadSignature(self.name.clone()))?;
+            UnparsedPublicKey::new(&ED25519, &self.0.public)
+                .verify(message(text, timestamp).as_bytes(), &blob[8..])
+                .map_err(|_| NoteError::BadSignature(self.0.name.clone()))?;
             found = Some(found.map_or(timestamp, |t: u64| t.max(timestamp)));
         }
-        found.ok_or_else(|| NoteError::Unsigned(self.name.clone()))
+        found.ok_or_else(|| NoteError::Unsigned(self.0.name.clone()))
     }
 }
 

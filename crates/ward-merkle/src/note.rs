@@ -47,11 +47,6 @@ pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
-/// `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)[:4]` as a big-endian integer.
-fn key_id(name: &str, public: &[u8]) -> u32 {
-    key_id_of(ED25519_ALG, name, public)
-}
-
 /// `SHA-256(name ‖ "\n" ‖ alg ‖ public key)[:4]` as a big-endian integer.
 pub(crate) fn key_id_of(alg: u8, name: &str, public: &[u8]) -> u32 {
     let mut input = Vec::with_capacity(name.len() + 2 + public.len());
@@ -64,18 +59,134 @@ pub(crate) fn key_id_of(alg: u8, name: &str, public: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// Signs notes with an Ed25519 key under a name.
-pub struct NoteSigner {
-    name: String,
-    id: u32,
-    key: Ed25519KeyPair,
+/// An Ed25519 key pair under a name, for signature type `alg` (0x01 for
+/// notes, 0x04 for cosignatures): what note signers and cosigners share.
+pub(crate) struct NamedKey {
+    pub(crate) name: String,
+    pub(crate) id: u32,
+    pub(crate) key: Ed25519KeyPair,
+    alg: u8,
 }
+
+impl NamedKey {
+    pub(crate) fn from_seed(alg: u8, name: &str, seed: &[u8]) -> Result<Self, NoteError> {
+        if !valid_name(name) {
+            return Err(NoteError::BadKey("name must be non-empty, without spaces or `+`"));
+        }
+        let key = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| NoteError::BadKey("not an Ed25519 seed"))?;
+        let id = key_id_of(alg, name, key.public_key().as_ref());
+        Ok(Self { name: name.to_owned(), id, key, alg })
+    }
+
+    /// A new random key and its private key string
+    /// (`PRIVATE+KEY+<name>+<id>+base64(alg ‖ seed)`).
+    pub(crate) fn generate(alg: u8, name: &str) -> Result<(Self, Zeroizing<String>), NoteError> {
+        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+            aws_lc_rs::rand::generate(&aws_lc_rs::rand::SystemRandom::new())
+                .map(|r: aws_lc_rs::rand::Random<[u8; 32]>| r.expose())
+                .map_err(|_| NoteError::BadKey("no randomness"))?,
+        );
+        let key = Self::from_seed(alg, name, seed.as_ref())?;
+        let mut material = Zeroizing::new(Vec::with_capacity(33));
+        material.push(alg);
+        material.extend_from_slice(seed.as_ref());
+        let text =
+            Zeroizing::new(format!("PRIVATE+KEY+{name}+{:08x}+{}", key.id, STANDARD.encode(material.as_slice())));
+        Ok((key, text))
+    }
+
+    pub(crate) fn from_private_key(alg: u8, text: &str) -> Result<Self, NoteError> {
+        let rest = text.strip_prefix("PRIVATE+KEY+").ok_or(NoteError::BadKey("missing PRIVATE+KEY+ prefix"))?;
+        let (name, id, material) = split_key(rest)?;
+        let material = Zeroizing::new(STANDARD.decode(material).map_err(|_| NoteError::BadKey("bad base64"))?);
+        let (found, seed) = material.split_first().ok_or(NoteError::BadKey("empty key"))?;
+        if *found != alg || seed.len() != 32 {
+            return Err(NoteError::BadKey("not an Ed25519 key of this signature type"));
+        }
+        let key = Self::from_seed(alg, name, seed)?;
+        if key.id != id {
+            return Err(NoteError::BadKey("key ID does not match the key"));
+        }
+        Ok(key)
+    }
+
+    /// The verifier key (`<name>+<id>+base64(alg ‖ public key)`).
+    pub(crate) fn verifier_key(&self) -> String {
+        let mut material = vec![self.alg];
+        material.extend_from_slice(self.key.public_key().as_ref());
+        format!("{}+{:08x}+{}", self.name, self.id, STANDARD.encode(material))
+    }
+}
+
+/// A public key under a name, for signature type `alg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamedPublic {
+    pub(crate) name: String,
+    pub(crate) id: u32,
+    pub(crate) public: [u8; 32],
+    alg: u8,
+}
+
+impl NamedPublic {
+    pub(crate) fn parse(alg: u8, key: &str) -> Result<Self, NoteError> {
+        let (name, id, material) = split_key(key)?;
+        let material = STANDARD.decode(material).map_err(|_| NoteError::BadKey("bad base64"))?;
+        let (found, public) = material.split_first().ok_or(NoteError::BadKey("empty key"))?;
+        if *found != alg {
+            return Err(NoteError::BadKey("not an Ed25519 key of this signature type"));
+        }
+        let public: [u8; 32] = public.try_into().map_err(|_| NoteError::BadKey("an Ed25519 public key is 32 bytes"))?;
+        if key_id_of(alg, name, &public) != id {
+            return Err(NoteError::BadKey("key ID does not match the key"));
+        }
+        Ok(Self { name: name.to_owned(), id, public, alg })
+    }
+
+    pub(crate) fn key(&self) -> String {
+        let mut material = vec![self.alg];
+        material.extend_from_slice(&self.public);
+        format!("{}+{:08x}+{}", self.name, self.id, STANDARD.encode(material))
+    }
+
+    /// The signature blobs (after the key ID) of this key's lines in `note`,
+    /// and the note's text. Lines of other keys are skipped.
+    pub(crate) fn signatures<'a>(&self, note: &'a str) -> Result<(&'a str, Vec<Vec<u8>>), NoteError> {
+        let split = note.rfind("\n\n").ok_or(NoteError::Malformed("no blank line before the signatures"))?;
+        let (text, sigs) = (&note[..=split], &note[split + 2..]);
+        check_text(text)?;
+        if sigs.is_empty() || !sigs.ends_with('\n') {
+            return Err(NoteError::Malformed("signature lines must end with a newline"));
+        }
+        let mut mine = Vec::new();
+        for (i, line) in sigs.lines().enumerate() {
+            if i >= MAX_SIGNATURES {
+                return Err(NoteError::Malformed("too many signatures"));
+            }
+            let rest =
+                line.strip_prefix(DASH).ok_or(NoteError::Malformed("a signature line starts with an em dash"))?;
+            let (name, blob) =
+                rest.split_once(' ').ok_or(NoteError::Malformed("signature line: name and signature"))?;
+            let blob = STANDARD.decode(blob).map_err(|_| NoteError::Malformed("signature: bad base64"))?;
+            if !valid_name(name) || blob.len() < 5 {
+                return Err(NoteError::Malformed("signature line"));
+            }
+            let id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
+            if name == self.name && id == self.id {
+                mine.push(blob[4..].to_vec());
+            }
+        }
+        Ok((text, mine))
+    }
+}
+
+/// Signs notes with an Ed25519 key under a name.
+pub struct NoteSigner(NamedKey);
 
 impl fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NoteSigner")
-            .field("name", &self.name)
-            .field("id", &format_args!("{:08x}", self.id))
+            .field("name", &self.0.name)
+            .field("id", &format_args!("{:08x}", self.0.id))
             .finish_non_exhaustive()
     }
 }
@@ -86,12 +197,7 @@ impl NoteSigner {
     /// # Errors
     /// [`NoteError::BadKey`] for a bad name or seed.
     pub fn from_seed(name: &str, seed: &[u8]) -> Result<Self, NoteError> {
-        if !valid_name(name) {
-            return Err(NoteError::BadKey("name must be non-empty, without spaces or `+`"));
-        }
-        let key = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| NoteError::BadKey("not an Ed25519 seed"))?;
-        let id = key_id(name, key.public_key().as_ref());
-        Ok(Self { name: name.to_owned(), id, key })
+        NamedKey::from_seed(ED25519_ALG, name, seed).map(Self)
     }
 
     /// A new random key; returns the signer and its private key string
@@ -101,18 +207,7 @@ impl NoteSigner {
     /// # Errors
     /// [`NoteError::BadKey`] for a bad name or if randomness fails.
     pub fn generate(name: &str) -> Result<(Self, Zeroizing<String>), NoteError> {
-        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
-            aws_lc_rs::rand::generate(&aws_lc_rs::rand::SystemRandom::new())
-                .map(|r: aws_lc_rs::rand::Random<[u8; 32]>| r.expose())
-                .map_err(|_| NoteError::BadKey("no randomness"))?,
-        );
-        let signer = Self::from_seed(name, seed.as_ref())?;
-        let mut material = Zeroizing::new(Vec::with_capacity(33));
-        material.push(ED25519_ALG);
-        material.extend_from_slice(seed.as_ref());
-        let text =
-            Zeroizing::new(format!("PRIVATE+KEY+{name}+{:08x}+{}", signer.id, STANDARD.encode(material.as_slice())));
-        Ok((signer, text))
+        NamedKey::generate(ED25519_ALG, name).map(|(k, text)| (Self(k), text))
     }
 
     /// A signer from its private key string.
@@ -120,32 +215,19 @@ impl NoteSigner {
     /// # Errors
     /// [`NoteError::BadKey`] when the string is malformed or its ID does not match.
     pub fn from_private_key(text: &str) -> Result<Self, NoteError> {
-        let rest = text.strip_prefix("PRIVATE+KEY+").ok_or(NoteError::BadKey("missing PRIVATE+KEY+ prefix"))?;
-        let (name, id, material) = split_key(rest)?;
-        let material = Zeroizing::new(STANDARD.decode(material).map_err(|_| NoteError::BadKey("bad base64"))?);
-        let (alg, seed) = material.split_first().ok_or(NoteError::BadKey("empty key"))?;
-        if *alg != ED25519_ALG || seed.len() != 32 {
-            return Err(NoteError::BadKey("not an Ed25519 key"));
-        }
-        let signer = Self::from_seed(name, seed)?;
-        if signer.id != id {
-            return Err(NoteError::BadKey("key ID does not match the key"));
-        }
-        Ok(signer)
+        NamedKey::from_private_key(ED25519_ALG, text).map(Self)
     }
 
     /// The verifier key string (`<name>+<id>+base64(0x01 ‖ public key)`).
     #[must_use]
     pub fn verifier_key(&self) -> String {
-        let mut material = vec![ED25519_ALG];
-        material.extend_from_slice(self.key.public_key().as_ref());
-        format!("{}+{:08x}+{}", self.name, self.id, STANDARD.encode(material))
+        self.0.verifier_key()
     }
 
     /// The signer's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// Sign `text` (which must end in a newline) into a note.
@@ -154,10 +236,10 @@ impl NoteSigner {
     /// [`NoteError::Malformed`] for text that is not a valid note text.
     pub fn sign(&self, text: &str) -> Result<String, NoteError> {
         check_text(text)?;
-        let signature = self.key.sign(text.as_bytes());
-        let mut blob = self.id.to_be_bytes().to_vec();
+        let signature = self.0.key.sign(text.as_bytes());
+        let mut blob = self.0.id.to_be_bytes().to_vec();
         blob.extend_from_slice(signature.as_ref());
-        Ok(format!("{text}\n{DASH}{} {}\n", self.name, STANDARD.encode(blob)))
+        Ok(format!("{text}\n{DASH}{} {}\n", self.0.name, STANDARD.encode(blob)))
     }
 }
 
@@ -185,11 +267,7 @@ pub(crate) fn check_text(text: &str) -> Result<(), NoteError> {
 
 /// Checks notes signed by one Ed25519 key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoteVerifier {
-    name: String,
-    id: u32,
-    public: [u8; 32],
-}
+pub struct NoteVerifier(NamedPublic);
 
 impl NoteVerifier {
     /// Parse a verifier key string.
@@ -197,25 +275,13 @@ impl NoteVerifier {
     /// # Errors
     /// [`NoteError::BadKey`] when malformed, not Ed25519, or its ID does not match.
     pub fn new(key: &str) -> Result<Self, NoteError> {
-        let (name, id, material) = split_key(key)?;
-        let material = STANDARD.decode(material).map_err(|_| NoteError::BadKey("bad base64"))?;
-        let (alg, public) = material.split_first().ok_or(NoteError::BadKey("empty key"))?;
-        let public: [u8; 32] = public.try_into().map_err(|_| NoteError::BadKey("an Ed25519 public key is 32 bytes"))?;
-        if *alg != ED25519_ALG {
-            return Err(NoteError::BadKey("not an Ed25519 key"));
-        }
-        if key_id(name, &public) != id {
-            return Err(NoteError::BadKey("key ID does not match the key"));
-        }
-        Ok(Self { name: name.to_owned(), id, public })
+        NamedPublic::parse(ED25519_ALG, key).map(Self)
     }
 
     /// The verifier key string this verifier was made from.
     #[must_use]
     pub fn key(&self) -> String {
-        let mut material = vec![ED25519_ALG];
-        material.extend_from_slice(&self.public);
-        format!("{}+{:08x}+{}", self.name, self.id, STANDARD.encode(material))
+        self.0.key()
     }
 
     /// Verify a note; returns its text. Signatures by other keys are
@@ -224,36 +290,16 @@ impl NoteVerifier {
     /// # Errors
     /// [`NoteError`] for a malformed note, a bad signature, or none by this key.
     pub fn verify<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
-        let split = note.rfind("\n\n").ok_or(NoteError::Malformed("no blank line before the signatures"))?;
-        let (text, sigs) = (&note[..=split], &note[split + 2..]);
-        check_text(text)?;
-        if sigs.is_empty() || !sigs.ends_with('\n') {
-            return Err(NoteError::Malformed("signature lines must end with a newline"));
+        let (text, mine) = self.0.signatures(note)?;
+        if mine.is_empty() {
+            return Err(NoteError::Unsigned(self.0.name.clone()));
         }
-        let mut found = false;
-        for (i, line) in sigs.lines().enumerate() {
-            if i >= MAX_SIGNATURES {
-                return Err(NoteError::Malformed("too many signatures"));
-            }
-            let rest =
-                line.strip_prefix(DASH).ok_or(NoteError::Malformed("a signature line starts with an em dash"))?;
-            let (name, blob) =
-                rest.split_once(' ').ok_or(NoteError::Malformed("signature line: name and signature"))?;
-            let blob = STANDARD.decode(blob).map_err(|_| NoteError::Malformed("signature: bad base64"))?;
-            if !valid_name(name) || blob.len() < 5 {
-                return Err(NoteError::Malformed("signature line"));
-            }
-            let (id, signature) = blob.split_at(4);
-            let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
-            if name != self.name || id != self.id {
-                continue;
-            }
-            UnparsedPublicKey::new(&ED25519, &self.public)
+        for signature in &mine {
+            UnparsedPublicKey::new(&ED25519, &self.0.public)
                 .verify(text.as_bytes(), signature)
-                .map_err(|_| NoteError::BadSignature(self.name.clone()))?;
-            found = true;
+                .map_err(|_| NoteError::BadSignature(self.0.name.clone()))?;
         }
-        if found { Ok(text) } else { Err(NoteError::Unsigned(self.name.clone())) }
+        Ok(text)
     }
 }
 
