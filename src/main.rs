@@ -791,14 +791,26 @@ fn control_runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-async fn terminated() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM or Ctrl-C. The handlers are installed when this is called (not
+/// when the future is first polled), so a signal that arrives right after a
+/// process announced itself is handled, not fatal.
+fn terminated() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                one.recv().await;
+            }
+            (Err(_), Err(_)) => std::future::pending().await,
+        }
     }
 }
 
@@ -862,8 +874,9 @@ fn serve(
         if let Some(c) = &control {
             tracing::info!(addr = %c.addr, issuer = %c.issuer, "control plane listening");
         }
+        let stopping = terminated();
         announce(addr, control.as_ref().map(|c| c.addr));
-        terminated().await;
+        stopping.await;
         tracing::info!("shutting down");
         let _ = stop_witnessing.send(true);
         if let Some(c) = control {
@@ -902,9 +915,10 @@ fn control(path: &Path) -> Result<(), String> {
         // process cannot share the directory: one writer per log).
         let log = ward_gateway::open_audit_log(&config.audit).map_err(|e| e.to_string())?;
         let bound = control_cmd::bind(&config, None).await?;
+        let stopping = terminated();
         let running = control_cmd::start(&config, bound, log.clone(), None, None).await?;
         tracing::info!(addr = %running.addr, issuer = %running.issuer, "control plane listening");
-        terminated().await;
+        stopping.await;
         running.stop().await;
         if let Err(e) = log.checkpoint_now().await {
             tracing::error!(error = %e, "no final audit checkpoint");
