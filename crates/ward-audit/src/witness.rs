@@ -143,6 +143,9 @@ pub struct Witness {
     logs: HashMap<String, Vec<NoteVerifier>>,
     state_file: PathBuf,
     state: Mutex<BTreeMap<String, Seen>>,
+    /// Held (flock) for the witness's life: two processes on one state
+    /// file would each accept from a stale size and undo the other.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Witness {
@@ -170,12 +173,26 @@ impl Witness {
         cosigner: Cosigner,
         logs: HashMap<String, Vec<NoteVerifier>>,
     ) -> Result<Self, WitnessError> {
+        let lock_path = state_file.with_extension("lock");
+        let lock = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(|e| storage(&lock_path, e))?
+        };
+        if lock.try_lock().is_err() {
+            return Err(storage(state_file, "another process holds this witness's state"));
+        }
         let state = match std::fs::read(state_file) {
             Ok(bytes) => parse_state(&bytes).map_err(|e| storage(state_file, e))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(storage(state_file, e)),
         };
-        Ok(Self { cosigner, logs, state_file: state_file.to_owned(), state: Mutex::new(state) })
+        Ok(Self { cosigner, logs, state_file: state_file.to_owned(), state: Mutex::new(state), _lock: lock })
     }
 
     /// The witness's verifier key (C2SP vkey, type 0x04).

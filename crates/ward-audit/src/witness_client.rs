@@ -148,7 +148,15 @@ pub async fn submit(
             }
             Answer::Conflict(theirs) => old = theirs,
             Answer::Refused(422) => {
-                // The witness holds a checkpoint this log's tree cannot extend.
+                // Either the witness holds a root at `old` this log never had
+                // (a divergence), or this log's own tree cache produced a
+                // bad proof: the log's own checkpoint at `old` tells which.
+                if !own_proof_holds(dir, checkpoint, old) {
+                    let why = format!(
+                        "the tree cache cannot prove {old}→{size} against the log's own checkpoint: `ward audit verify`, then remove tree/ to rebuild it"
+                    );
+                    return (Outcome::Retry(why), Some(old));
+                }
                 let why = format!(
                     "witness {} refused the consistency proof from size {old}: the log no longer extends what it cosigned",
                     witness.verifier.name()
@@ -165,6 +173,37 @@ pub async fn submit(
         }
     }
     (Outcome::Retry("the witness keeps changing its size".into()), Some(old))
+}
+
+/// Whether this log's consistency proof from `old` to `checkpoint` holds
+/// against the log's own published checkpoint of size `old` (the same key
+/// signed both). False when the log never published that size, or when its
+/// tree cache cannot prove it.
+fn own_proof_holds(dir: &Path, checkpoint: &SignedCheckpoint, old: u64) -> bool {
+    let Some(key) = std::fs::read_to_string(dir.join(crate::checkpoints::VERIFIER_KEY))
+        .ok()
+        .and_then(|k| ward_merkle::NoteVerifier::new(k.trim()).ok())
+    else {
+        return false;
+    };
+    // Only this log's own key: the checkpoint being submitted must verify with it.
+    if SignedCheckpoint::verify(&checkpoint.note, &key).is_err() {
+        return false;
+    }
+    let Some(earlier) = crate::checkpoints::at_size(dir, &key, old) else { return true };
+    TreeStore::open_read(&dir.join("tree"))
+        .ok()
+        .and_then(|t| consistency_proof(&t, old, checkpoint.checkpoint.size).ok())
+        .is_some_and(|proof| {
+            ward_merkle::verify_consistency(
+                old,
+                checkpoint.checkpoint.size,
+                &proof,
+                &earlier.checkpoint.root,
+                &checkpoint.checkpoint.root,
+            )
+            .is_ok()
+        })
 }
 
 /// Keep `lines` (after checking them) with `checkpoint` in the `cosigned`

@@ -212,3 +212,35 @@ fn an_empty_tree_has_one_root() {
     let body = AddCheckpoint { old: 0, proof: vec![], note: log_key().sign(&empty.to_text()).unwrap() }.body();
     assert!(w.add_checkpoint(body.as_bytes(), 1).is_ok());
 }
+
+#[tokio::test]
+async fn a_damaged_tree_cache_is_a_retry_not_a_divergence() {
+    let logdir = tempfile::tempdir().unwrap();
+    let wdir = tempfile::tempdir().unwrap();
+    let w = Arc::new(witness(wdir.path()));
+    let (mut log, _) = AuditLog::open(logdir.path(), log_key(), LogOptions::new(ORIGIN)).unwrap();
+    let first = append(&mut log, 0, 100);
+    assert_eq!(submit(logdir.path(), &first, &configured(&w), None).await.0, Outcome::Cosigned);
+    let second = append(&mut log, 100, 200);
+    drop(log);
+    // The cache damaged everywhere above the leaves: whatever nodes the
+    // proof takes from it are wrong.
+    for entry in std::fs::read_dir(logdir.path().join("tree")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n != "level-00") {
+            let bytes: Vec<u8> = std::fs::read(&path).unwrap().iter().map(|b| b ^ 0x5a).collect();
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    let (outcome, _) = submit(logdir.path(), &second, &configured(&w), Some(100)).await;
+    assert!(matches!(outcome, Outcome::Retry(ref why) if why.contains("tree cache")), "{outcome:?}");
+}
+
+#[test]
+fn one_process_at_a_time_holds_a_witness_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = witness(dir.path());
+    let logs = HashMap::new();
+    let second = Witness::open(&dir.path().join("witness.json"), Cosigner::from_seed("w", &[2; 32]).unwrap(), logs);
+    assert_eq!(second.unwrap_err().status(), 500);
+}
