@@ -134,6 +134,46 @@ pub fn checkpoint(loc: &LogLocation) -> Result<(), String> {
     Ok(())
 }
 
+/// `ward audit status`: how many records the log holds, its latest signed
+/// checkpoint, and what the witnesses (`[audit] witness_keys`) cosigned —
+/// the records after that are pending cosignatures.
+pub fn status(loc: &LogLocation) -> Result<(), String> {
+    let verifier = verifier_for(&loc.dir, None)?;
+    let records = tree(&loc.dir).map(|t| t.size()).unwrap_or(0);
+    let mut out = format!("records: {records}\n");
+    let latest = latest(&loc.dir, &verifier).ok();
+    match &latest {
+        Some(c) => out.push_str(&format!("latest checkpoint: size {} ({})\n", c.checkpoint.size, c.checkpoint.origin)),
+        None => out.push_str("latest checkpoint: none yet\n"),
+    }
+    if loc.witness_keys.is_empty() {
+        out.push_str("witnesses: none configured ([audit] witness_keys)\n");
+    } else {
+        let cosigned = std::fs::read_to_string(loc.dir.join(ward_audit::witness_client::COSIGNED)).ok();
+        let size = cosigned.as_deref().and_then(|n| n.lines().nth(1)).and_then(|l| l.parse::<u64>().ok());
+        for key in &loc.witness_keys {
+            let v =
+                ward_merkle::CosignatureVerifier::new(key.trim()).map_err(|e| format!("witness key `{key}`: {e}"))?;
+            let at = cosigned.as_deref().and_then(|n| v.verify(n).ok());
+            match (at, size) {
+                (Some(t), Some(size)) => {
+                    let when = std::time::UNIX_EPOCH
+                        .checked_add(Duration::from_secs(t))
+                        .map_or_else(|| "?".to_owned(), ward_audit::format_rfc3339_millis);
+                    let pending = latest.as_ref().map_or(0, |c| c.checkpoint.size.saturating_sub(size));
+                    out.push_str(&format!(
+                        "witness {}: cosigned size {size} at {when}; pending: {pending} record(s) of signed checkpoints\n",
+                        v.name()
+                    ));
+                }
+                _ => out.push_str(&format!("witness {}: nothing cosigned yet; pending: everything\n", v.name())),
+            }
+        }
+    }
+    write_stdout(&out);
+    Ok(())
+}
+
 /// The stored tree, the latest checkpoint (when one verifies), and the tree
 /// size to prove at: `size`, or the checkpoint's.
 fn anchored(

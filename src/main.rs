@@ -401,6 +401,8 @@ enum KeysCommand {
 enum AuditCommand {
     /// Print the latest signed checkpoint (C2SP signed note), after checking its signature.
     Checkpoint,
+    /// Records, the latest signed checkpoint, and what the witnesses cosigned (and what waits).
+    Status,
     /// Print an inclusion proof for record INDEX (JSON), anchored in the latest checkpoint.
     Prove {
         /// The record's index.
@@ -708,6 +710,7 @@ fn audit(config: &Path, command: AuditCommand) -> ExitCode {
     let location = || LogLocation::from_config(config);
     let result = match command {
         AuditCommand::Checkpoint => location().and_then(|l| audit_cmd::checkpoint(&l)).map(|()| true),
+        AuditCommand::Status => location().and_then(|l| audit_cmd::status(&l)).map(|()| true),
         AuditCommand::Prove { index, size } => {
             location().and_then(|l| audit_cmd::prove(&l, index, size)).map(|()| true)
         }

@@ -168,6 +168,13 @@ fn ward_up_gets_its_log_witnessed_and_verify_requires_it() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("witnesses: 1 of 1 cosigned size"), "{text}");
+    let status = common::ward_cli(dir.path(), &["audit", "status", "--data-dir", "ward-data"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status.contains("latest checkpoint: size") && status.contains("witness ward.local/witness: cosigned size"),
+        "{status}"
+    );
+    assert!(status.contains("pending:"), "{status}");
     assert!(text.contains("consistent with the witnessed checkpoint"), "{text}");
 
     // The tail cut after the cosignature, with the checkpoints that covered
