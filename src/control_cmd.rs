@@ -387,16 +387,11 @@ pub async fn witness_own_log(
     let dir = log.dir().to_owned();
     let (latest, sink) = (Arc::clone(&log), Arc::clone(&log));
     let alert = move |why: &str| {
-        let mut record = ward_audit::AuditRecord::event(
+        let mut record = ward_audit::AuditRecord::now(
             "detection",
             "ALERT",
             ward_core::ReasonCode::ThreatDetected,
             ward_core::Effect::Deny,
-            ward_audit::format_rfc3339_millis(std::time::SystemTime::now()),
-            ward_crypto::random_bytes::<16>()
-                .map(ward_core::RequestId::from_random)
-                .map(|r| r.as_str().to_owned())
-                .unwrap_or_default(),
         );
         record.detection = Some(ward_audit::Detection {
             scenario: "ward/witness-divergence".into(),

@@ -36,6 +36,7 @@ use std::pin::Pin;
 pub use log::{AuditLog, LogError, LogOptions, Recovery, Retention, TornTail};
 pub use record::{
     AuditRecord, BOUNDED_VALUE_BYTES, ConnectionRefusal, Detection, KeyChange, PolicyChange, bounded_value,
+    new_event_id,
 };
 pub use sink::{LogSink, SinkOptions};
 pub use time::format_rfc3339_millis;

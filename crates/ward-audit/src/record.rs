@@ -157,6 +157,13 @@ impl AuditRecord {
     /// The schema identifier written in every record.
     pub const SCHEMA: &'static str = "ward.audit.v2";
 
+    /// As [`Self::event`], made now, with a fresh id ([`new_event_id`]).
+    #[must_use]
+    pub fn now(event: &'static str, method: &str, reason: ReasonCode, decision: Effect) -> Self {
+        let time = crate::format_rfc3339_millis(std::time::SystemTime::now());
+        Self::event(event, method, reason, decision, time, new_event_id())
+    }
+
     /// A record of something other than a request (`method` names the
     /// kind, there is no client): startup, shutdown, policy and key changes.
     #[must_use]
@@ -217,4 +224,15 @@ pub fn bounded_value(value: String) -> String {
     }
     let hash = ward_crypto::sha256_hex(value.as_bytes());
     format!("{}…[{} bytes, sha256:{}]", &value[..cut], value.len(), hash.get(..16).unwrap_or_default())
+}
+
+/// A fresh id for a record no client request names (events, refusals below
+/// the pipeline, control-plane answers): 128 random bits in the request-id
+/// form; empty only if the system has no randomness.
+#[must_use]
+pub fn new_event_id() -> String {
+    ward_crypto::random_bytes::<16>()
+        .map(ward_core::RequestId::from_random)
+        .map(|r| r.as_str().to_owned())
+        .unwrap_or_default()
 }

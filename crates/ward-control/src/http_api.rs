@@ -577,10 +577,7 @@ pub(crate) async fn durable(cp: &ControlPlane, index: Option<u64>) -> bool {
 }
 
 pub(crate) fn request_id() -> String {
-    ward_crypto::random_bytes::<16>()
-        .map(ward_core::RequestId::from_random)
-        .map(|r| r.as_str().to_owned())
-        .unwrap_or_default()
+    ward_audit::new_event_id()
 }
 
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {

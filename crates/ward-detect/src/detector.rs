@@ -377,11 +377,8 @@ impl Detector {
     fn record(&self, reason: ReasonCode, detection: Detection) {
         let Some((sink, _)) = &self.audit else { return };
         let effect = if reason == ReasonCode::ThreatDetected { Effect::Allow } else { Effect::Deny };
-        let id = ward_crypto::random_bytes::<16>()
-            .map(ward_core::RequestId::from_random)
-            .map(|r| r.as_str().to_owned())
-            .unwrap_or_default();
-        let mut r = AuditRecord::event("detection", "DETECT", reason, effect, rfc3339(now_ms()), id);
+        let mut r =
+            AuditRecord::event("detection", "DETECT", reason, effect, rfc3339(now_ms()), ward_audit::new_event_id());
         r.detection = Some(detection);
         if let Err(e) = sink.record(r) {
             tracing::error!(error = %e, "detection event could not be audited");

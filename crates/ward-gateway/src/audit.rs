@@ -4,13 +4,10 @@
 //! `policy`.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use ward_audit::{
-    AuditRecord, AuditSink, KeyChange, LogOptions, LogSink, Retention, SinkOptions, format_rfc3339_millis,
-};
+use ward_audit::{AuditRecord, AuditSink, KeyChange, LogOptions, LogSink, Retention, SinkOptions};
 use ward_config::AuditSettings;
-use ward_core::{Effect, ReasonCode, RequestId};
+use ward_core::{Effect, ReasonCode};
 use ward_merkle::NoteSigner;
 
 use crate::GatewayError;
@@ -57,14 +54,10 @@ pub fn open_log(settings: &AuditSettings) -> Result<Arc<LogSink>, GatewayError> 
     Ok(Arc::new(sink))
 }
 
-fn event_id() -> String {
-    ward_crypto::random_bytes::<16>().map(RequestId::from_random).map(|r| r.as_str().to_owned()).unwrap_or_default()
-}
-
 /// A record of something other than a request.
 #[must_use]
 pub fn event(event: &'static str, method: &str, reason: ReasonCode, decision: Effect) -> AuditRecord {
-    AuditRecord::event(event, method, reason, decision, format_rfc3339_millis(SystemTime::now()), event_id())
+    AuditRecord::now(event, method, reason, decision)
 }
 
 /// Record that a key or certificate was loaded, replaced or refused.

@@ -243,12 +243,7 @@ impl AuditRefusals {
 
 impl RefusalSink for AuditRefusals {
     fn refused(&self, r: Refusal) {
-        let id = ward_crypto::random_bytes::<16>()
-            .map(ward_core::RequestId::from_random)
-            .map(|r| r.as_str().to_owned())
-            .unwrap_or_default();
-        let time = ward_audit::format_rfc3339_millis(std::time::SystemTime::now());
-        let mut record = ward_audit::AuditRecord::event("connection", "-", r.reason, ward_core::Effect::Deny, time, id);
+        let mut record = ward_audit::AuditRecord::now("connection", "-", r.reason, ward_core::Effect::Deny);
         // Tagged as the request records tag it (`ward audit hash ADDRESS`).
         let ip = r.peer.ip();
         record.client_ip_hmac = self.hasher.tag_hex(ip.to_string().as_bytes());
