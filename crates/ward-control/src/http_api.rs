@@ -227,15 +227,7 @@ pub(crate) async fn harden(
     next: axum::middleware::Next,
 ) -> Response {
     let limits = &cp.limits;
-    let target = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    let head = request.headers().iter().map(|(n, v)| n.as_str().len() + v.len()).sum::<usize>();
-    let early = if target > limits.max_uri_bytes {
-        Some((StatusCode::URI_TOO_LONG, ward_core::ReasonCode::UriTooLong))
-    } else if request.headers().len() > limits.max_headers || head > limits.max_header_bytes {
-        Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ward_core::ReasonCode::HeadersTooLarge))
-    } else {
-        None
-    };
+    let early = ward_serve::headers::over_limits(request.uri(), request.headers(), limits);
     let method = request.method().clone();
     let path = ward_audit::bounded_value(ward_crypto::mask_personal_data(request.uri().path()));
     let mut request = request;

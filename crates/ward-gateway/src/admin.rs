@@ -62,20 +62,6 @@ fn error(status: StatusCode, word: &str) -> Response<Full<Bytes>> {
     reply(status, "application/json", serde_json::json!({ "error": word }).to_string())
 }
 
-/// The listener's limits on what was sent: 414 for a long target, 431 for
-/// too many or too large headers.
-fn over_limits(req: &Request<Incoming>, limits: &ward_config::Limits) -> Option<(StatusCode, ReasonCode)> {
-    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    let head: usize = req.headers().iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
-    if target > limits.max_uri_bytes {
-        Some((StatusCode::URI_TOO_LONG, ReasonCode::UriTooLong))
-    } else if req.headers().len() > limits.max_headers || head > limits.max_header_bytes {
-        Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ReasonCode::HeadersTooLarge))
-    } else {
-        None
-    }
-}
-
 fn param(query: &str, name: &str) -> Result<Option<u64>, ()> {
     for pair in query.split('&') {
         if let Some(v) = pair.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
@@ -87,7 +73,7 @@ fn param(query: &str, name: &str) -> Result<Option<u64>, ()> {
 
 fn handle(req: &Request<Incoming>, svc: &Service) -> Response<Full<Bytes>> {
     let (log, audit) = (&*svc.log, &*svc.audit);
-    let early = over_limits(req, &svc.limits);
+    let early = ward_serve::headers::over_limits(req.uri(), req.headers(), &svc.limits);
     let path = req.uri().path();
     if early.is_none() {
         match (req.method(), path) {

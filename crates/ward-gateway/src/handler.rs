@@ -210,7 +210,7 @@ impl Shared {
             route: trail.route.clone(),
             upstream: trail.upstream.as_ref().map(ToString::to_string),
             method: trail.method.clone(),
-            path: audit_value(mask_personal_data(&trail.path)),
+            path: ward_audit::bounded_value(mask_personal_data(&trail.path)),
             status,
             latency_us: u64::try_from(trail.start.elapsed().as_micros()).unwrap_or(u64::MAX),
             client_ip_hmac: trail
@@ -352,10 +352,6 @@ fn client_address_text(headers: &HeaderMap, peer: IpAddr, hops: usize) -> (IpAdd
     (client, forwarded)
 }
 
-fn header_footprint(headers: &HeaderMap) -> usize {
-    headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum()
-}
-
 /// The host a request is for (RFC 9112 §3.2, RFC 9113 §8.3.1): the
 /// target's authority in absolute-form (HTTP/1.1) and over HTTP/2 — where a
 /// `Host` that differs from `:authority` is refused — else the one `Host`
@@ -391,10 +387,6 @@ fn request_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, ()>
         None if header.is_none() && parts.version == http::Version::HTTP_11 => Err(()),
         None => Ok(header.cloned()),
     }
-}
-
-fn audit_value(value: String) -> String {
-    ward_audit::bounded_value(value)
 }
 
 /// Whether a header name (lower case, as `http` keeps them) is one the
@@ -596,9 +588,9 @@ async fn ask_authorizer(
     }
 }
 
-/// The audit record a generated answer (a refusal, a redirect) waits for:
-/// carried in the response's extensions from where it was written to where
-/// the answer is released.
+/// The audit record an answer (forwarded or generated: a refusal, a
+/// redirect) waits for: carried in the response's extensions from where it
+/// was written to where `handle` releases the answer.
 #[derive(Debug, Clone, Copy)]
 struct Unacknowledged(u64);
 
@@ -613,23 +605,23 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let shared = Arc::clone(&worker.shared);
     let Ok(mut response) = pipeline(worker, request, peer).await;
-    if let Some(Unacknowledged(index)) = response.extensions_mut().remove::<Unacknowledged>()
-        && !acknowledged(&shared, index, response.headers()).await
-    {
+    if let Some(Unacknowledged(index)) = response.extensions_mut().remove::<Unacknowledged>() {
+        // Every response, generated or forwarded, carries its request id.
         let id = response
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .and_then(RequestId::parse)
             .unwrap_or_else(new_request_id);
-        return Ok(response::error(ReasonCode::AuditUnavailable, &id));
+        if !acknowledged(&shared, index, id.as_str()).await {
+            return Ok(response::error(ReasonCode::AuditUnavailable, &id));
+        }
     }
     Ok(response)
 }
 
 /// Wait until record `index` is durable (bounded by [`AUDIT_ACK_TIMEOUT`]).
-async fn acknowledged(shared: &Shared, index: u64, headers: &HeaderMap) -> bool {
-    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+async fn acknowledged(shared: &Shared, index: u64, request_id: &str) -> bool {
     match tokio::time::timeout(AUDIT_ACK_TIMEOUT, shared.audit.durable(index)).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
@@ -712,13 +704,9 @@ async fn pipeline(
             }),
         }
     }
-    if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > limits.max_uri_bytes {
+    if let Some((_, reason)) = ward_serve::headers::over_limits(&parts.uri, &parts.headers, limits) {
         trail.raw_path(&parts.uri);
-        return Ok(shared.reject(&trail, ReasonCode::UriTooLong));
-    }
-    if parts.headers.len() > limits.max_headers || header_footprint(&parts.headers) > limits.max_header_bytes {
-        trail.raw_path(&parts.uri);
-        return Ok(shared.reject(&trail, ReasonCode::HeadersTooLarge));
+        return Ok(shared.reject(&trail, reason));
     }
     // The host the request is for, one way only (RFC 9112 §3.2).
     let Ok(host_value) = request_host(&parts) else {
@@ -987,25 +975,11 @@ async fn pipeline(
     if let Some(cookie) = session_cookie {
         parts.headers.append(header::SET_COOKIE, cookie);
     }
-    // Fail closed: a response is delivered only once its record is durable.
-    let acknowledged = match shared.audit(&trail, decision, parts.status.as_u16()) {
-        Ok(index) => match tokio::time::timeout(AUDIT_ACK_TIMEOUT, shared.audit.durable(index)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::error!(request_id = %trail.request_id, index, error = %e, "audit record was not made durable");
-                false
-            }
-            Err(_) => {
-                tracing::error!(request_id = %trail.request_id, index, "audit record not durable in time");
-                false
-            }
-        },
-        Err(_) => false,
-    };
-    if !acknowledged {
-        return Ok(response::error(ReasonCode::AuditUnavailable, &trail.request_id));
-    }
-    Ok(Response::from_parts(parts, Either::Right(body)))
+    // Fail closed: delivered (by `handle`) only once its record is durable.
+    let written = shared.audit(&trail, decision, parts.status.as_u16());
+    let mut response = Response::from_parts(parts, Either::Right(body));
+    hold_for(&mut response, written, &trail.request_id);
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -1047,9 +1021,9 @@ mod tests {
 
     #[test]
     fn long_audit_values_keep_their_start_length_and_hash() {
-        assert_eq!(audit_value("/api/x".to_owned()), "/api/x");
+        assert_eq!(ward_audit::bounded_value("/api/x".to_owned()), "/api/x");
         let long = format!("/{}", "é".repeat(800));
-        let kept = audit_value(long.clone());
+        let kept = ward_audit::bounded_value(long.clone());
         assert!(kept.len() < 1200, "{}", kept.len());
         assert!(kept.starts_with("/é") && kept.contains(&format!("[{} bytes, sha256:", long.len())), "{kept}");
     }

@@ -51,3 +51,24 @@ pub fn error_word(status: http::StatusCode) -> &'static str {
         _ => "internal_error",
     }
 }
+
+/// The listener's limits on what a request sent, in the order every
+/// listener applies them: the target, path and query (`max_uri_bytes` →
+/// 414 `uri_too_long`), then the headers (`max_headers`, and
+/// `max_header_bytes` over names and values → 431 `headers_too_large`).
+#[must_use]
+pub fn over_limits(
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    limits: &ward_config::Limits,
+) -> Option<(http::StatusCode, ward_core::ReasonCode)> {
+    let target = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > limits.max_uri_bytes {
+        return Some((http::StatusCode::URI_TOO_LONG, ward_core::ReasonCode::UriTooLong));
+    }
+    let footprint: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
+    if headers.len() > limits.max_headers || footprint > limits.max_header_bytes {
+        return Some((http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ward_core::ReasonCode::HeadersTooLarge));
+    }
+    None
+}
