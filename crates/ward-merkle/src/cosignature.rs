@@ -34,10 +34,7 @@ pub struct Cosigner(NamedKey);
 
 impl fmt::Debug for Cosigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cosigner")
-            .field("name", &self.0.name)
-            .field("id", &format_args!("{:08x}", self.0.id))
-            .finish_non_exhaustive()
+        self.0.fmt_as("Cosigner", f)
     }
 }
 

@@ -110,6 +110,14 @@ impl NamedKey {
         Ok(key)
     }
 
+    /// `Debug` for the types built on it: name and key ID, never the key.
+    pub(crate) fn fmt_as(&self, kind: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(kind)
+            .field("name", &self.name)
+            .field("id", &format_args!("{:08x}", self.id))
+            .finish_non_exhaustive()
+    }
+
     /// The verifier key (`<name>+<id>+base64(alg ‖ public key)`).
     pub(crate) fn verifier_key(&self) -> String {
         let mut material = vec![self.alg];
@@ -184,10 +192,7 @@ pub struct NoteSigner(NamedKey);
 
 impl fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NoteSigner")
-            .field("name", &self.0.name)
-            .field("id", &format_args!("{:08x}", self.0.id))
-            .finish_non_exhaustive()
+        self.0.fmt_as("NoteSigner", f)
     }
 }
 

@@ -120,6 +120,34 @@ impl Door {
     }
 }
 
+/// What a listener's per-connection service must be for hyper to serve it
+/// on any runtime thread: one name for the bounds `serve` and its
+/// connection driver share.
+pub trait ConnService:
+    hyper::service::Service<
+        http::Request<Incoming>,
+        Response = http::Response<Self::Body>,
+        Future: Send + 'static,
+        Error: Into<Box<dyn StdError + Send + Sync>>,
+    > + Send
+    + 'static
+{
+    /// The response body.
+    type Body: http_body::Body<Data: Send, Error: Into<Box<dyn StdError + Send + Sync>>> + Send + 'static;
+}
+
+impl<S, B> ConnService for S
+where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    type Body = B;
+}
+
 /// The HTTP side of a listener. hyper's own caps are a backstop set above
 /// the listener's (`max_header_bytes`, `max_headers`), so that ordinary
 /// oversized requests reach the service, which refuses them with its own
@@ -157,15 +185,10 @@ pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// Accept connections on `listener` until `shutdown` resolves, then drain
 /// for up to [`DRAIN`]. Each admitted connection is served by the service
 /// `make_service` builds from what the door learned about it.
-pub async fn serve<F, S, B>(listener: TcpListener, door: Door, make_service: F, shutdown: impl Future<Output = ()>)
+pub async fn serve<F, S>(listener: TcpListener, door: Door, make_service: F, shutdown: impl Future<Output = ()>)
 where
     F: Fn(Arc<Conn>) -> S + Send + Sync + 'static,
-    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S: ConnService,
 {
     let builder = Arc::new(http_builder(&door.limits));
     let make_service = Arc::new(make_service);
@@ -288,7 +311,7 @@ enum Closing {
 /// Serve one connection: HTTP on `io`, with the request-level deadlines,
 /// maximum age and drain; report what the codec refused.
 #[allow(clippy::too_many_arguments)]
-async fn drive<T, S, B>(
+async fn drive<T, S>(
     io: T,
     builder: &auto::Builder<TokioExecutor>,
     service: S,
@@ -298,12 +321,7 @@ async fn drive<T, S, B>(
     mut draining: tokio::sync::watch::Receiver<bool>,
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S: ConnService,
 {
     let limits = &door.limits;
     let activity = Activity::new(started);
