@@ -588,9 +588,9 @@ async fn ask_authorizer(
     }
 }
 
-/// The audit record an answer (forwarded or generated: a refusal, a
-/// redirect) waits for: carried in the response's extensions from where it
-/// was written to where `handle` releases the answer.
+/// The audit record a generated answer (a refusal, a redirect) waits for:
+/// carried in the response's extensions from where it was written to where
+/// `handle` releases the answer (forwarded responses wait in place).
 #[derive(Debug, Clone, Copy)]
 struct Unacknowledged(u64);
 
@@ -606,7 +606,7 @@ pub(crate) async fn handle(
     let shared = Arc::clone(&worker.shared);
     let Ok(mut response) = pipeline(worker, request, peer).await;
     if let Some(Unacknowledged(index)) = response.extensions_mut().remove::<Unacknowledged>() {
-        // Every response, generated or forwarded, carries its request id.
+        // Every generated answer carries its request id.
         let id = response
             .headers()
             .get("x-request-id")
@@ -975,11 +975,17 @@ async fn pipeline(
     if let Some(cookie) = session_cookie {
         parts.headers.append(header::SET_COOKIE, cookie);
     }
-    // Fail closed: delivered (by `handle`) only once its record is durable.
-    let written = shared.audit(&trail, decision, parts.status.as_u16());
-    let mut response = Response::from_parts(parts, Either::Right(body));
-    hold_for(&mut response, written, &trail.request_id);
-    Ok(response)
+    // Fail closed: a response is delivered only once its record is durable
+    // (awaited here, not through the response's extensions: no allocation
+    // on the path every forwarded request takes).
+    let durable = match shared.audit(&trail, decision, parts.status.as_u16()) {
+        Ok(index) => acknowledged(shared, index, trail.request_id.as_str()).await,
+        Err(_) => false,
+    };
+    if !durable {
+        return Ok(response::error(ReasonCode::AuditUnavailable, &trail.request_id));
+    }
+    Ok(Response::from_parts(parts, Either::Right(body)))
 }
 
 #[cfg(test)]
