@@ -60,6 +60,10 @@ pub struct Trust<'a> {
     pub witness_keys: &'a [String],
     /// How many of `witness_keys` must have cosigned (default: all).
     pub quorum: Option<usize>,
+    /// `--accept-pending`: signed checkpoints after the cosigned one pass on
+    /// the log key alone (by default the latest signed checkpoint must be
+    /// the cosigned one: a fork after it is what witnesses exist to catch).
+    pub accept_pending: bool,
 }
 
 impl Trust<'_> {
@@ -134,6 +138,18 @@ pub fn checkpoint(loc: &LogLocation) -> Result<(), String> {
     Ok(())
 }
 
+/// A witness key's ID (8 hex digits): witnesses may share a name.
+fn key_id(v: &ward_merkle::CosignatureVerifier) -> String {
+    v.key().rsplit('+').nth(1).unwrap_or_default().to_owned()
+}
+
+/// A cosignature's time (seconds since the epoch), as RFC 3339.
+fn when(t: u64) -> String {
+    std::time::UNIX_EPOCH
+        .checked_add(Duration::from_secs(t))
+        .map_or_else(|| "?".to_owned(), ward_audit::format_rfc3339_millis)
+}
+
 /// `ward audit status`: how many records the log holds, its latest signed
 /// checkpoint, and what the witnesses (`[audit] witness_keys`) cosigned —
 /// the records after that are pending cosignatures.
@@ -149,24 +165,24 @@ pub fn status(loc: &LogLocation) -> Result<(), String> {
     if loc.witness_keys.is_empty() {
         out.push_str("witnesses: none configured ([audit] witness_keys)\n");
     } else {
-        let cosigned = std::fs::read_to_string(loc.dir.join(ward_audit::witness_client::COSIGNED)).ok();
-        let size = cosigned.as_deref().and_then(|n| n.lines().nth(1)).and_then(|l| l.parse::<u64>().ok());
         for key in &loc.witness_keys {
             let v =
                 ward_merkle::CosignatureVerifier::new(key.trim()).map_err(|e| format!("witness key `{key}`: {e}"))?;
-            let at = cosigned.as_deref().and_then(|n| v.verify(n).ok());
-            match (at, size) {
-                (Some(t), Some(size)) => {
-                    let when = std::time::UNIX_EPOCH
-                        .checked_add(Duration::from_secs(t))
-                        .map_or_else(|| "?".to_owned(), ward_audit::format_rfc3339_millis);
+            match ward_audit::witness_client::cosigned_by(&loc.dir, &v) {
+                Some((_, size, t)) => {
                     let pending = latest.as_ref().map_or(0, |c| c.checkpoint.size.saturating_sub(size));
                     out.push_str(&format!(
-                        "witness {}: cosigned size {size} at {when}; pending: {pending} record(s) of signed checkpoints\n",
-                        v.name()
+                        "witness {} ({}): cosigned size {size} at {}; pending: {pending} record(s) of signed checkpoints\n",
+                        v.name(),
+                        key_id(&v),
+                        when(t)
                     ));
                 }
-                _ => out.push_str(&format!("witness {}: nothing cosigned yet; pending: everything\n", v.name())),
+                None => out.push_str(&format!(
+                    "witness {} ({}): nothing cosigned yet; pending: everything\n",
+                    v.name(),
+                    key_id(&v)
+                )),
             }
         }
     }
@@ -260,13 +276,14 @@ pub fn verify_proof(dir: &Path, input: Option<&Path>, trust: &Trust<'_>, old: Op
 pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result<(String, bool), String> {
     let (verifiers, root) = trust.resolve(dir)?;
     let saved = saved.map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))).transpose()?;
-    let (witnessed, mut witness_line) = witnessed(dir, trust)?;
+    let witnessed = witnessed(dir, trust)?;
+    let mut witness_line = witnessed.as_ref().map(|w| w.line.clone()).unwrap_or_default();
     let mut anchors: Vec<(&str, &str)> = Vec::new();
     if let Some(s) = &saved {
         anchors.push(("the saved checkpoint", s));
     }
-    if let Some(w) = &witnessed {
-        anchors.push(("the checkpoint the witnesses cosigned", w));
+    for note in witnessed.iter().flat_map(|w| &w.notes) {
+        anchors.push(("the checkpoint the witnesses cosigned", note));
     }
     // Hidden when stderr is not a terminal (indicatif's default).
     let bar = indicatif::ProgressBar::new(0);
@@ -296,8 +313,8 @@ pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result
         out.push_str(&format!("; root {}", b64(root)));
     }
     out.push('\n');
-    if let Some(w) = &witnessed
-        && let Some(size) = w.lines().nth(1).and_then(|l| l.parse::<u64>().ok())
+    let mut unwitnessed = None;
+    if let Some(size) = witnessed.as_ref().map(|w| w.size)
         && report.records > size
     {
         // What a witness has not seen yet is only as good as the local key.
@@ -305,8 +322,26 @@ pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result
             "  {} record(s) after the witnessed size are not yet cosigned\n",
             report.records - size
         ));
+        if let Some(latest) = report.latest_signed.filter(|&l| l > size) {
+            unwitnessed = Some((size, latest));
+        }
     }
     out.push_str(&witness_line);
+    let mut refused = false;
+    if let Some((size, latest)) = unwitnessed {
+        if trust.accept_pending {
+            out.push_str(&format!(
+                "  accepted on the log key alone (--accept-pending): signed checkpoints {size}..{latest}\n"
+            ));
+        } else {
+            // A fork signed with the real key after the witnessed size, which
+            // no witness would cosign, looks exactly like this.
+            out.push_str(&format!(
+                "FAIL: the latest signed checkpoint (size {latest}) is not cosigned: only size {size} is; a log forked or rewritten after it would look the same (`ward audit status` shows pending cosignatures; wait for the witnesses, or pass --accept-pending to rest records {size}..{latest} on the log key alone)\n"
+            ));
+            refused = true;
+        }
+    }
     let what = match (saved.is_some(), witnessed.is_some()) {
         (true, true) => "the saved and the witnessed checkpoints",
         (false, true) => "the witnessed checkpoint",
@@ -323,19 +358,34 @@ pub fn verify_log(dir: &Path, saved: Option<&Path>, trust: &Trust<'_>) -> Result
     if let Some(i) = report.first_bad_index() {
         out.push_str(&format!("first bad record: {i}\n"));
     }
-    out.push_str(if report.ok() { "ok\n" } else { "the audit log FAILED verification\n" });
-    Ok((out, report.ok()))
+    let ok = report.ok() && !refused;
+    out.push_str(if ok { "ok\n" } else { "the audit log FAILED verification\n" });
+    Ok((out, ok))
 }
 
-/// The checkpoint the configured witnesses cosigned (`audit/cosigned`),
-/// when witness keys are given, and a line saying how many cosigned it.
+/// What the witnesses cosigned.
+struct Witnessed {
+    /// Each cosigning witness's latest cosigned checkpoint (all must be
+    /// consistent with the log).
+    notes: Vec<String>,
+    /// The size a quorum of witnesses has cosigned (a witness that cosigned
+    /// a larger consistent checkpoint vouches for every smaller one).
+    size: u64,
+    /// The report line.
+    line: String,
+}
+
+/// The checkpoints the configured witnesses cosigned (per witness, its
+/// latest: `audit/cosignatures/`, `audit/cosigned`), when witness keys are
+/// given.
 ///
 /// # Errors
-/// A bad witness key, no cosigned checkpoint, or fewer cosignatures than
-/// the quorum: the log is not anchored as required, whatever its records say.
-fn witnessed(dir: &Path, trust: &Trust<'_>) -> Result<(Option<String>, String), String> {
+/// A bad witness key, no cosigned checkpoint, or fewer cosigning witnesses
+/// than the quorum: the log is not anchored as required, whatever its
+/// records say.
+fn witnessed(dir: &Path, trust: &Trust<'_>) -> Result<Option<Witnessed>, String> {
     if trust.witness_keys.is_empty() {
-        return Ok((None, String::new()));
+        return Ok(None);
     }
     let verifiers = trust
         .witness_keys
@@ -352,34 +402,42 @@ fn witnessed(dir: &Path, trust: &Trust<'_>) -> Result<(Option<String>, String), 
     if quorum == 0 || quorum > verifiers.len() {
         return Err(format!("--quorum must be between 1 and the {} distinct witness keys given", verifiers.len()));
     }
-    let path = dir.join(ward_audit::witness_client::COSIGNED);
-    let note = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: {e}: no checkpoint of this log was cosigned by a witness", path.display()))?;
-    let mut cosigned: Vec<&str> = Vec::new();
-    let mut oldest: Option<u64> = None;
-    for v in &verifiers {
-        if let Ok(at) = v.verify(&note) {
-            cosigned.push(v.name());
-            oldest = Some(oldest.map_or(at, |o| o.min(at)));
-        }
-    }
-    let size = note.lines().nth(1).unwrap_or("?");
-    if cosigned.len() < quorum {
+    let mut found: Vec<(String, u64, u64, String)> = verifiers
+        .iter()
+        .filter_map(|v| {
+            ward_audit::witness_client::cosigned_by(dir, v).map(|(note, size, t)| {
+                (note, size, t, format!("{} ({}) size {size} at {}", v.name(), key_id(v), when(t)))
+            })
+        })
+        .collect();
+    if found.is_empty() {
         return Err(format!(
-            "the witnessed checkpoint (size {size}) carries {} valid cosignature(s) of the {quorum} required",
-            cosigned.len()
+            "{}: no checkpoint of this log was cosigned by a witness",
+            dir.join(ward_audit::witness_client::COSIGNATURES).display()
         ));
     }
-    let when = oldest
-        .and_then(|t| std::time::UNIX_EPOCH.checked_add(Duration::from_secs(t)))
-        .map_or_else(|| "?".to_owned(), ward_audit::format_rfc3339_millis);
+    if found.len() < quorum {
+        return Err(format!(
+            "{} of the {quorum} witnesses required cosigned a checkpoint of this log ({})",
+            found.len(),
+            found.iter().map(|f| f.3.as_str()).collect::<Vec<_>>().join("; ")
+        ));
+    }
+    found.sort_by_key(|f| std::cmp::Reverse(f.1));
+    let size = found.get(quorum - 1).map_or(0, |f| f.1);
     let line = format!(
-        "witnesses: {} of {} cosigned size {size} at {when} (quorum {quorum}: {})\n",
-        cosigned.len(),
+        "witnesses: {} of {} cosigned; size {size} carries the quorum of {quorum} ({})\n",
+        found.len(),
         verifiers.len(),
-        cosigned.join(", ")
+        found.iter().map(|f| f.3.as_str()).collect::<Vec<_>>().join("; ")
     );
-    Ok((Some(note), line))
+    let mut notes: Vec<String> = Vec::new();
+    for (note, ..) in found {
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+    Ok(Some(Witnessed { notes, size, line }))
 }
 
 /// `ward audit hash VALUE`: the tag a value is stored as.

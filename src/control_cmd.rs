@@ -371,47 +371,6 @@ fn open_witness(w: &ward_config::WitnessSettings) -> Result<ward_audit::witness:
     Ok(witness)
 }
 
-/// Send every checkpoint of `log` to the witness in this process, keeping
-/// its cosignatures in the log directory (`ward up`); a divergence — the
-/// witness holds a checkpoint the log does not — is a CRITICAL alert.
-pub async fn witness_own_log(
-    log: Arc<ward_audit::LogSink>,
-    witness: Arc<ward_audit::witness::Witness>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let Ok(verifier) = ward_merkle::CosignatureVerifier::new(&witness.verifier_key()) else { return };
-    let configured = ward_audit::witness_client::Configured {
-        verifier,
-        transport: Box::new(ward_audit::witness_client::Local(witness)),
-    };
-    let dir = log.dir().to_owned();
-    let (latest, sink) = (Arc::clone(&log), Arc::clone(&log));
-    let alert = move |why: &str| {
-        let mut record = ward_audit::AuditRecord::now(
-            "detection",
-            "ALERT",
-            ward_core::ReasonCode::ThreatDetected,
-            ward_core::Effect::Deny,
-        );
-        record.detection = Some(ward_audit::Detection {
-            scenario: "ward/witness-divergence".into(),
-            severity: "critical",
-            action: "alert",
-            target_kind: "log",
-            target_hmac: String::new(),
-            decision_id: None,
-            until: None,
-            offence: None,
-            count: None,
-            detail: Some(why.to_owned()),
-        });
-        if let Err(e) = ward_audit::AuditSink::record(&*sink, record) {
-            tracing::error!(error = %e, "the witness divergence could not be audited");
-        }
-    };
-    ward_audit::witness_client::run(dir, move || latest.latest_checkpoint(), vec![configured], alert, stop).await;
-}
-
 /// How the admin CLI reaches the control plane.
 pub struct AdminTarget {
     base: String,

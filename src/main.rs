@@ -455,6 +455,10 @@ enum AuditCommand {
         /// How many of the witness keys must have cosigned (default: all).
         #[arg(long)]
         quorum: Option<usize>,
+        /// Accept signed checkpoints after the witnessed one (witnesses lagging or down):
+        /// those records then rest on the log key alone, and a fork there goes unseen.
+        #[arg(long)]
+        accept_pending: bool,
     },
     /// Print the HMAC a value (user id, e-mail, IP) is stored as, to search for it.
     Hash {
@@ -726,13 +730,14 @@ fn audit(config: &Path, command: AuditCommand) -> ExitCode {
                 trust_local_key,
                 witness_keys: &[],
                 quorum: None,
+                accept_pending: false,
             };
             audit_cmd::verify_proof(&dir, file.as_deref(), &trust, from_checkpoint.as_deref()).map(|out| {
                 write_stdout(&out);
                 true
             })
         }
-        AuditCommand::Verify { from_checkpoint, vkey, trust_local_key, witness_keys, quorum } => {
+        AuditCommand::Verify { from_checkpoint, vkey, trust_local_key, witness_keys, quorum, accept_pending } => {
             location().and_then(|l| {
                 let witness_keys = if witness_keys.is_empty() { l.witness_keys.clone() } else { witness_keys };
                 let trust = audit_cmd::Trust {
@@ -741,6 +746,7 @@ fn audit(config: &Path, command: AuditCommand) -> ExitCode {
                     trust_local_key,
                     witness_keys: &witness_keys,
                     quorum,
+                    accept_pending,
                 };
                 audit_cmd::verify_log(&l.dir, from_checkpoint.as_deref(), &trust).map(|(out, ok)| {
                     write_stdout(&out);
@@ -840,7 +846,7 @@ fn serve(
         let embedded =
             bound.as_ref().and_then(|b| control_cmd::embedded_provider(&mut config, b, std::sync::Arc::clone(&jwks)));
         let trusts_control = embedded.is_some();
-        let gateway =
+        let mut gateway =
             Gateway::bind_embedded(&config, Some(std::sync::Arc::clone(&revocations)), embedded.into_iter().collect())
                 .await
                 .map_err(|e| e.to_string())?;
@@ -861,16 +867,11 @@ fn serve(
             None => None,
         };
         // `ward up`: the control plane witnesses its gateway's log, in process.
-        let (stop_witnessing, witnessing) = tokio::sync::watch::channel(false);
         if let Some(c) = &control
             && let Some(w) = c.cp.witness()
             && w.serves(&config.audit.origin)
         {
-            tokio::spawn(control_cmd::witness_own_log(
-                std::sync::Arc::clone(gateway.audit_log()),
-                std::sync::Arc::clone(w),
-                witnessing,
-            ));
+            gateway.witnessed_by(ward_gateway::witnessing::local(std::sync::Arc::clone(w)).map_err(|e| e.to_string())?);
         }
         let running = gateway.spawn().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "gateway listening");
@@ -881,7 +882,6 @@ fn serve(
         announce(addr, control.as_ref().map(|c| c.addr));
         stopping.await;
         tracing::info!("shutting down");
-        let _ = stop_witnessing.send(true);
         if let Some(c) = control {
             c.stop().await;
         }
@@ -920,12 +920,24 @@ fn control(path: &Path) -> Result<(), String> {
         let bound = control_cmd::bind(&config, None).await?;
         let stopping = terminated();
         let running = control_cmd::start(&config, bound, log.clone(), None, None).await?;
+        // Its log goes to `[[audit.witnesses]]`, and to its own witness if
+        // that serves the log's origin.
+        let mut witnesses = ward_gateway::witnessing::configured(&config.audit.witnesses).map_err(|e| e.to_string())?;
+        if let Some(w) = running.cp.witness().filter(|w| w.serves(&config.audit.origin)) {
+            witnesses.push(ward_gateway::witnessing::local(std::sync::Arc::clone(w)).map_err(|e| e.to_string())?);
+        }
+        let (stop_witnessing, witnessing) = tokio::sync::watch::channel(false);
+        let witnessing =
+            tokio::spawn(ward_gateway::witnessing::witness_log(std::sync::Arc::clone(&log), witnesses, witnessing));
         tracing::info!(addr = %running.addr, issuer = %running.issuer, "control plane listening");
         stopping.await;
         running.stop().await;
         if let Err(e) = log.checkpoint_now().await {
             tracing::error!(error = %e, "no final audit checkpoint");
         }
+        // A last, bounded chance to get the final checkpoint cosigned.
+        let _ = stop_witnessing.send(true);
+        let _ = tokio::time::timeout(ward_gateway::witnessing::FINAL_ROUND, witnessing).await;
         Ok(())
     })
 }

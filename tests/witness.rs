@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use ward_merkle::{CosignatureVerifier, Cosigner, NoteSigner, NoteVerifier};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/witness/cosignature.py");
@@ -167,11 +169,13 @@ fn ward_up_gets_its_log_witnessed_and_verify_requires_it() {
     let out = verify(&[]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("witnesses: 1 of 1 cosigned size"), "{text}");
+    assert!(text.contains("witnesses: 1 of 1 cosigned"), "{text}");
     let status = common::ward_cli(dir.path(), &["audit", "status", "--data-dir", "ward-data"]);
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(
-        status.contains("latest checkpoint: size") && status.contains("witness ward.local/witness: cosigned size"),
+        status.contains("latest checkpoint: size")
+            && status.contains("witness ward.local/witness (")
+            && status.contains("cosigned size"),
         "{status}"
     );
     assert!(status.contains("pending:"), "{status}");
@@ -199,7 +203,166 @@ fn ward_up_gets_its_log_witnessed_and_verify_requires_it() {
     assert!(text.contains("truncated: the checkpoint the witnesses cosigned"), "{text}");
     // And without the cosigned file, nothing is anchored: refused too.
     std::fs::remove_file(&cosigned).unwrap();
+    std::fs::remove_dir_all(audit.join("cosignatures")).unwrap();
     let out = verify(&[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint of this log was cosigned"));
+}
+
+/// The `[audit] <key> = [..]` / `verifier_keys = [..]` value of a `ward up` config.
+fn config_list(config: &str, key: &str) -> String {
+    let line = config.lines().find(|l| l.starts_with(&format!("{key} = [\""))).unwrap();
+    line.split('"').nth(1).unwrap().to_owned()
+}
+
+/// Some records in the log of the `ward up` whose gateway is `gateway` (refused requests).
+fn traffic(gateway: &str) {
+    for _ in 0..5 {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", &format!("{gateway}/api/hello")])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+    }
+}
+
+/// Cosignature lines (`— name keyhash-and-sig`) in a cosigned note.
+fn cosignature_lines(note: &str) -> usize {
+    note.lines().filter(|l| l.starts_with('\u{2014}')).count().saturating_sub(1)
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn cosigned_size(data: &Path, lines: usize) -> Option<u64> {
+    let note = std::fs::read_to_string(data.join("audit/cosigned")).ok()?;
+    (cosignature_lines(&note) >= lines).then(|| note.lines().nth(1)?.parse().ok()).flatten()
+}
+
+fn latest_size(data: &Path) -> u64 {
+    let note = std::fs::read_to_string(data.join("audit/checkpoint")).unwrap();
+    note.lines().nth(1).unwrap().parse().unwrap()
+}
+
+/// A witness on another host, over HTTPS (`[[audit.witnesses]]`): it
+/// cosigns the log's checkpoints beside the local witness; while it is down
+/// the log keeps serving and `ward audit status` shows what waits; back on
+/// (its state kept) it cosigns the latest checkpoint. Then a fork — a copy
+/// of the log taken earlier, run on — is presented to the same witness: it
+/// refuses (the fork raises a CRITICAL alert) and `ward audit verify` with
+/// the pinned keys rejects the fork, while the real log verifies.
+#[test]
+fn a_remote_witness_cosigns_over_https_survives_downtime_and_catches_a_fork() {
+    let (w_dir, l_dir, fork_dir) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (w_data, l_data) = (w_dir.path().join("ward-data"), l_dir.path().join("ward-data"));
+    // Both initialised once; the log then gets an origin of its own (a fresh log).
+    common::WardUp::start(w_dir.path()).stop();
+    common::WardUp::start(l_dir.path()).stop();
+    let l_config = std::fs::read_to_string(l_data.join("ward.toml")).unwrap();
+    let l_vkey = config_list(&l_config, "verifier_keys");
+    std::fs::remove_dir_all(l_data.join("audit")).unwrap();
+    std::fs::remove_dir_all(l_data.join("witness")).unwrap();
+    let w_config = std::fs::read_to_string(w_data.join("ward.toml")).unwrap();
+    let w_key = config_list(&w_config, "witness_keys");
+    std::fs::write(
+        w_data.join("ward.toml"),
+        format!("{w_config}\n[[witness.logs]]\norigin = \"l.example/audit\"\nverifier_keys = [\"{l_vkey}\"]\n"),
+    )
+    .unwrap();
+    let witness = common::WardUp::start(w_dir.path());
+    let w_url = witness.control_url();
+    let w_port = w_url.rsplit(':').next().unwrap().to_owned();
+    let l_config = l_config
+        .replace("\"ward.local/audit\"", "\"l.example/audit\"")
+        .replace("checkpoint_interval = \"10s\"\n", "checkpoint_interval = \"1s\"\n");
+    assert!(l_config.contains("checkpoint_interval = \"1s\"\n"));
+    std::fs::write(
+        l_data.join("ward.toml"),
+        format!(
+            "{l_config}\n[[audit.witnesses]]\nurl = \"{w_url}/witness\"\nkey = \"{w_key}\"\nca_file = \"{}\"\n",
+            w_data.join("ca.crt").display()
+        ),
+    )
+    .unwrap();
+
+    // Both witnesses cosign.
+    let log = common::WardUp::start(l_dir.path());
+    let gateway = log.line("gateway ").split_whitespace().nth(1).unwrap().to_owned();
+    traffic(&gateway);
+    wait_for("two cosignatures", || cosigned_size(&l_data, 2).is_some());
+    let verify = |dir: &Path, extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "--data-dir", "ward-data"];
+        args.extend_from_slice(extra);
+        let out = common::ward_cli(dir, &args);
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, text) = verify(l_dir.path(), &["--accept-pending"]);
+    assert!(ok && text.contains("witnesses: 2 of 2 cosigned"), "{text}");
+
+    // The witness goes down: the log keeps answering and signing; what waits shows.
+    witness.stop();
+    let before = cosigned_size(&l_data, 2).unwrap();
+    traffic(&gateway);
+    wait_for("a checkpoint the remote witness has not seen", || latest_size(&l_data) > before);
+    let status = common::ward_cli(l_dir.path(), &["audit", "status", "--data-dir", "ward-data"]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        status.lines().any(|l| l.starts_with("witness ") && l.contains("pending:") && !l.contains("pending: 0 ")),
+        "{status}"
+    );
+    let (ok, text) = verify(l_dir.path(), &[]);
+    assert!(!ok && text.contains("is not cosigned"), "a checkpoint the remote witness never saw passed: {text}");
+
+    // Back on the same port, with its state: the latest checkpoint gets both.
+    let witness = common::WardUp::start_on(w_dir.path(), &format!("127.0.0.1:{w_port}"));
+    wait_for("the remote witness's cosignature after its restart", || {
+        cosigned_size(&l_data, 2).is_some_and(|s| s > before)
+    });
+    let state = std::fs::read_to_string(w_data.join("witness/state.json")).unwrap();
+    assert!(state.contains("l.example/audit"), "{state}");
+    log.stop();
+    // At rest, the final checkpoint carries both: verify needs no leniency.
+    let (ok, text) = verify(l_dir.path(), &[]);
+    assert!(ok && text.contains("witnesses: 2 of 2"), "{text}");
+
+    // The fork: a copy of the log now, then the real log runs on (and is cosigned)…
+    let copy = std::process::Command::new("cp")
+        .args(["-a", l_data.to_str().unwrap(), fork_dir.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let fork_data = fork_dir.path().join("ward-data");
+    let log = common::WardUp::start(l_dir.path());
+    traffic(log.line("gateway ").split_whitespace().nth(1).unwrap());
+    let real = latest_size(&l_data);
+    wait_for("the real log cosigned past the fork point", || cosigned_size(&l_data, 2).is_some_and(|s| s >= real));
+    log.stop();
+    // …and the copy runs on with other records, signed with the real key.
+    let fork = common::WardUp::start(fork_dir.path());
+    traffic(fork.line("gateway ").split_whitespace().nth(1).unwrap());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    fork.stop();
+    witness.stop();
+    let (ok, text) = verify(fork_dir.path(), &[]);
+    assert!(!ok, "the fork passed verification: {text}");
+    assert!(text.contains("is not cosigned"), "{text}");
+    let alerts =
+        common::ward_cli(fork_dir.path(), &["audit", "query", "--data-dir", "ward-data", "--event", "detection"]);
+    let alerts = String::from_utf8_lossy(&alerts.stdout).into_owned();
+    assert!(alerts.contains("ward/witness-divergence") && alerts.contains("critical"), "{alerts}");
+    // The real log still verifies with the same pinned keys.
+    let (ok, text) = verify(l_dir.path(), &[]);
+    assert!(ok, "{text}");
+    assert!(fork_data.join("audit/cosigned").exists());
 }

@@ -378,9 +378,15 @@ pub struct WardUp {
 
 impl WardUp {
     pub fn start(dir: &Path) -> Self {
+        Self::start_on(dir, "127.0.0.1:0")
+    }
+
+    /// As [`start`](Self::start), with the control plane on `control` (a
+    /// restart on the port it had before).
+    pub fn start_on(dir: &Path, control: &str) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
-            .args(["up", "--data-dir", "ward-data", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"])
+            .args(["up", "--data-dir", "ward-data", "--listen", "127.0.0.1:0", "--control-listen", control])
             .current_dir(dir)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())

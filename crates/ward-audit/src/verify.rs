@@ -61,6 +61,9 @@ pub struct Report {
     pub checkpoints_ok: usize,
     /// Stored checkpoints in total.
     pub checkpoints: usize,
+    /// The size of the largest stored checkpoint that checked out: what
+    /// witnesses must have cosigned for the whole signed log to be anchored.
+    pub latest_signed: Option<u64>,
     /// The saved checkpoint given with `--from-checkpoint`, when it checked out.
     pub consistent_with_saved: Option<bool>,
     /// Everything wrong, in the order found.
@@ -372,6 +375,7 @@ pub fn verify_anchored(
                     );
                 } else {
                     report.checkpoints_ok += 1;
+                    report.latest_signed = report.latest_signed.max(Some(size));
                 }
                 last_good = Some(c);
             }

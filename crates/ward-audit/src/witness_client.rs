@@ -26,6 +26,35 @@ use crate::witness::{AddCheckpoint, Witness, WitnessError};
 
 /// The file holding the latest checkpoint with its cosignatures.
 pub const COSIGNED: &str = "cosigned";
+/// The directory holding, per witness, the latest checkpoint it cosigned
+/// (named by its key ID): while one witness is down, what the others and it
+/// last cosigned is kept — `cosigned` alone would start over with each
+/// newer checkpoint and lose the older, fully cosigned one.
+pub const COSIGNATURES: &str = "cosignatures";
+
+/// The file in `dir` holding the latest checkpoint `witness` cosigned.
+#[must_use]
+pub fn cosignature_file(dir: &Path, witness: &CosignatureVerifier) -> std::path::PathBuf {
+    let key = witness.key();
+    let id: String = key.rsplit('+').nth(1).unwrap_or_default().chars().filter(char::is_ascii_hexdigit).collect();
+    dir.join(COSIGNATURES).join(if id.is_empty() { "unnamed".to_owned() } else { id })
+}
+
+/// The latest checkpoint of the log in `dir` that `witness` cosigned, as a
+/// note carrying its valid cosignature, with the checkpoint's size and the
+/// cosignature's time: the newer of its own file and `cosigned`.
+#[must_use]
+pub fn cosigned_by(dir: &Path, witness: &CosignatureVerifier) -> Option<(String, u64, u64)> {
+    [cosignature_file(dir, witness), dir.join(COSIGNED)]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|note| {
+            let time = witness.verify(&note).ok()?;
+            let size = note.lines().nth(1)?.parse::<u64>().ok()?;
+            Some((note, size, time))
+        })
+        .max_by_key(|(_, size, _)| *size)
+}
 
 /// How a witness answered, transport aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,16 +235,29 @@ fn own_proof_holds(dir: &Path, checkpoint: &SignedCheckpoint, old: u64) -> bool 
         })
 }
 
-/// Keep `lines` (after checking them) with `checkpoint` in the `cosigned`
-/// file: the same checkpoint gathers every witness's line; a newer one
+/// Keep `lines` (after checking them) with `checkpoint`: in the witness's
+/// own file (its latest cosigned checkpoint), and in the `cosigned` file,
+/// where the same checkpoint gathers every witness's line and a newer one
 /// starts over.
 fn keep(dir: &Path, checkpoint: &SignedCheckpoint, lines: &str, verifier: &CosignatureVerifier) -> std::io::Result<()> {
+    let mut own = checkpoint.note.clone();
+    for line in lines.lines() {
+        let candidate = format!("{}{line}\n", checkpoint.note);
+        if verifier.verify(&candidate).is_ok() && !own.contains(line) {
+            own.push_str(line);
+            own.push('\n');
+        }
+    }
+    let mine = cosignature_file(dir, verifier);
+    if let Some(parent) = mine.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_atomic(&mine, own.as_bytes(), 0o644)?;
     let path = dir.join(COSIGNED);
     let current = std::fs::read_to_string(&path).ok().filter(|c| c.starts_with(&checkpoint.note));
     let mut out = current.unwrap_or_else(|| checkpoint.note.clone());
-    for line in lines.lines() {
-        let candidate = format!("{}{line}\n", checkpoint.note);
-        if verifier.verify(&candidate).is_ok() && !out.contains(line) {
+    for line in own.strip_prefix(checkpoint.note.as_str()).unwrap_or_default().lines() {
+        if !out.contains(line) {
             out.push_str(line);
             out.push('\n');
         }
@@ -226,6 +268,11 @@ fn keep(dir: &Path, checkpoint: &SignedCheckpoint, lines: &str, verifier: &Cosig
 /// Send every new checkpoint of the log in `dir` (read through `latest`) to
 /// `witnesses` until `stop` turns true; `alert` is called with each
 /// divergence (the caller records a CRITICAL detection).
+///
+/// When `stop` turns, one last round submits the latest checkpoint (the
+/// final one a stopping log signs) to every witness that has not cosigned
+/// it, so that a log at rest is fully witnessed; the caller bounds how long
+/// it waits for that round.
 pub async fn run(
     dir: std::path::PathBuf,
     latest: impl Fn() -> Option<SignedCheckpoint> + Send,
@@ -237,6 +284,7 @@ pub async fn run(
     let mut done: Vec<u64> = vec![0; witnesses.len()];
     let mut diverged: Vec<bool> = vec![false; witnesses.len()];
     let mut backoff = Duration::from_millis(200);
+    let mut stopping = *stop.borrow();
     loop {
         let mut pending = false;
         if let Some(c) = latest() {
@@ -264,6 +312,9 @@ pub async fn run(
                 }
             }
         }
+        if stopping {
+            return;
+        }
         let wait = if pending {
             backoff = (backoff * 2).min(Duration::from_secs(30));
             backoff
@@ -272,7 +323,7 @@ pub async fn run(
             Duration::from_millis(500)
         };
         tokio::select! {
-            _ = stop.changed() => return,
+            changed = stop.changed() => stopping = changed.is_err() || *stop.borrow(),
             () = tokio::time::sleep(wait) => {}
         }
     }

@@ -13,10 +13,10 @@ use std::path::Path;
 pub use detect::{DetectConfig, RateKey, RateLimitConfig};
 pub use error::ConfigError;
 pub use validate::{
-    AdminSettings, AuditSettings, AuthorizerConfig, Config, ControlConfig, DEFAULT_STRIPPED_HEADERS, GatewaySettings,
-    KeySettings, Limits, MtlsMode, MtlsSettings, OidcSettings, PolicySettings, ProviderConfig, RegistryRule,
-    TlsSettings, TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamSpiffe, UpstreamTarget,
-    WitnessSettings,
+    AdminSettings, AuditSettings, AuditWitness, AuthorizerConfig, Config, ControlConfig, DEFAULT_STRIPPED_HEADERS,
+    GatewaySettings, KeySettings, Limits, MtlsMode, MtlsSettings, OidcSettings, PolicySettings, ProviderConfig,
+    RegistryRule, TlsSettings, TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamSpiffe,
+    UpstreamTarget, WitnessSettings,
 };
 
 /// Read and validate a configuration file. Relative paths inside it are

@@ -321,6 +321,16 @@ pub(crate) struct RawAudit {
     pub danger_async: bool,
     #[serde(default)]
     pub export: Vec<RawExport>,
+    #[serde(default)]
+    pub witnesses: Vec<RawAuditWitness>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuditWitness {
+    pub url: String,
+    pub key: String,
+    pub ca_file: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -401,6 +401,24 @@ pub struct AuditSettings {
     pub danger_async: bool,
     /// SIEM exporters (`[[audit.export]]`).
     pub export: Vec<ward_export::ExportSpec>,
+    /// The witnesses every new checkpoint is sent to (`[[audit.witnesses]]`,
+    /// C2SP `tlog-witness` over HTTPS); their keys join `witness_keys`.
+    pub witnesses: Vec<AuditWitness>,
+}
+
+/// One `[[audit.witnesses]]` entry: a C2SP `tlog-witness` this log submits
+/// its checkpoints to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditWitness {
+    /// The witness's URL prefix (`https://host:port/witness`): checkpoints
+    /// go to `<url>/add-checkpoint`.
+    pub url: String,
+    /// Its cosignature verifier key (C2SP vkey, type 0x04): the lines it
+    /// returns are kept only if they verify with it.
+    pub key: String,
+    /// The only CA trusted for its TLS certificate (no system roots: a
+    /// forged `409` would raise a false divergence alarm).
+    pub ca_file: PathBuf,
 }
 
 /// The local issuer used by `ward token issue`.
@@ -596,8 +614,16 @@ fn audit(raw: &raw::RawAudit, base: &Path) -> V<AuditSettings> {
             )
         })?;
     }
+    let witnesses = audit_witnesses(&raw.witnesses, base)?;
+    let mut witness_keys: Vec<String> = raw.witness_keys.iter().map(|v| v.trim().to_owned()).collect();
+    for w in &witnesses {
+        if !witness_keys.contains(&w.key) {
+            witness_keys.push(w.key.clone());
+        }
+    }
     Ok(AuditSettings {
-        witness_keys: raw.witness_keys.iter().map(|v| v.trim().to_owned()).collect(),
+        witness_keys,
+        witnesses,
         verifier_keys: raw.verifier_keys.iter().map(|v| v.trim().to_owned()).collect(),
         dir: resolve(base, dir),
         hmac_key_file: resolve(base, &raw.hmac_key_file),
@@ -615,6 +641,38 @@ fn audit(raw: &raw::RawAudit, base: &Path) -> V<AuditSettings> {
         danger_async: raw.danger_async,
         export: exports(&raw.export, base)?,
     })
+}
+
+fn audit_witnesses(raw: &[raw::RawAuditWitness], base: &Path) -> V<Vec<AuditWitness>> {
+    let mut out: Vec<AuditWitness> = Vec::with_capacity(raw.len());
+    for (i, w) in raw.iter().enumerate() {
+        let here = [Seg::Key("audit"), Seg::Key("witnesses"), Seg::Index(i)];
+        let key = |k: &'static str| at(&here, &[Seg::Key(k)]);
+        let url = w.url.trim().trim_end_matches('/').to_owned();
+        let authority = url.strip_prefix("https://").unwrap_or_default();
+        if authority.is_empty()
+            || authority.starts_with('/')
+            || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Invalid::new(
+                key("url"),
+                "must be an https URL prefix, e.g. https://witness.example:8443/witness (a forged answer over plain http could raise a false divergence alarm)",
+            ));
+        }
+        if url.contains(['?', '#']) {
+            return Err(Invalid::new(key("url"), "a URL prefix takes no query or fragment"));
+        }
+        let verifier = ward_merkle::CosignatureVerifier::new(w.key.trim())
+            .map_err(|e| Invalid::new(key("key"), format!("not a witness key: {e}")))?;
+        if out.iter().any(|o| o.key == w.key.trim()) {
+            return Err(Invalid::new(key("key"), format!("witness `{}` is listed twice", verifier.name())));
+        }
+        if w.ca_file.trim().is_empty() {
+            return Err(Invalid::new(key("ca_file"), "required: the CA that issued the witness's certificate"));
+        }
+        out.push(AuditWitness { url, key: w.key.trim().to_owned(), ca_file: resolve(base, &w.ca_file) });
+    }
+    Ok(out)
 }
 
 fn exports(raw: &[raw::RawExport], base: &Path) -> V<Vec<ward_export::ExportSpec>> {
@@ -1523,6 +1581,9 @@ fn startup_files(c: &Config) -> Vec<(Vec<Seg>, &Path)> {
                 }
             }
         }
+    }
+    for (i, w) in c.audit.witnesses.iter().enumerate() {
+        out.push((vec![Seg::Key("audit"), Seg::Key("witnesses"), Seg::Index(i), Seg::Key("ca_file")], &w.ca_file));
     }
     for (i, p) in c.providers.iter().enumerate() {
         let here = [Seg::Key("providers"), Seg::Index(i)];

@@ -264,3 +264,59 @@ fn detection_errors_name_their_field() {
     assert!(e.contains("rate_limits[0].rate") && e.contains("at least 1"), "{e}");
     assert!(e.starts_with("/etc/ward/ward.toml:"), "{e}");
 }
+
+#[test]
+fn audit_witnesses_are_validated_and_join_the_verify_keys() {
+    let (w1, _) = ward_merkle::Cosigner::generate("w1.example").unwrap();
+    let (w2, _) = ward_merkle::Cosigner::generate("w2.example").unwrap();
+    let (k1, k2) = (w1.verifier_key(), w2.verifier_key());
+    let with = |extra: &str| {
+        GOOD.replace(
+            "checkpoint_key_file = \"keys/audit-checkpoint.key\"",
+            &format!("checkpoint_key_file = \"keys/audit-checkpoint.key\"\nwitness_keys = [\"{k1}\"]\n{extra}"),
+        )
+    };
+    let ok = with(&format!(
+        "[[audit.witnesses]]\nurl = \"https://w1.example:8443/witness/\"\nkey = \"{k1}\"\nca_file = \"w1-ca.pem\"\n\
+         [[audit.witnesses]]\nurl = \"https://w2.example/witness\"\nkey = \"{k2}\"\nca_file = \"/etc/w2.pem\"\n"
+    ));
+    let c = parse(&ok).unwrap();
+    assert_eq!(c.audit.witnesses.len(), 2);
+    assert_eq!(c.audit.witnesses[0].url, "https://w1.example:8443/witness");
+    assert_eq!(c.audit.witnesses[0].ca_file, Path::new("/etc/ward/w1-ca.pem"));
+    // Each witness's key is required by `verify`, once.
+    assert_eq!(c.audit.witness_keys, vec![k1.clone(), k2.clone()]);
+    for (extra, expect) in [
+        (
+            format!("[[audit.witnesses]]\nurl = \"http://w1.example/witness\"\nkey = \"{k1}\"\nca_file = \"c\"\n"),
+            "audit.witnesses[0].url: must be an https URL prefix",
+        ),
+        (
+            format!("[[audit.witnesses]]\nurl = \"https://w1.example/w?x=1\"\nkey = \"{k1}\"\nca_file = \"c\"\n"),
+            "audit.witnesses[0].url: a URL prefix takes no query",
+        ),
+        (
+            "[[audit.witnesses]]\nurl = \"https://w1.example/w\"\nkey = \"w1.example+00000000+AA==\"\nca_file = \"c\"\n"
+                .to_owned(),
+            "audit.witnesses[0].key: not a witness key",
+        ),
+        (
+            format!(
+                "[[audit.witnesses]]\nurl = \"https://a/w\"\nkey = \"{k1}\"\nca_file = \"c\"\n\
+                 [[audit.witnesses]]\nurl = \"https://b/w\"\nkey = \"{k1}\"\nca_file = \"c\"\n"
+            ),
+            "audit.witnesses[1].key: witness `w1.example` is listed twice",
+        ),
+        (
+            format!("[[audit.witnesses]]\nurl = \"https://a/w\"\nkey = \"{k1}\"\nca_file = \"\"\n"),
+            "audit.witnesses[0].ca_file: required",
+        ),
+        (
+            format!("[[audit.witnesses]]\nurl = \"https://a/w\"\nkey = \"{k1}\"\n"),
+            "ca_file",
+        ),
+    ] {
+        let e = parse(&with(&extra)).unwrap_err().to_string();
+        assert!(e.contains(expect), "{e}\nexpected: {expect}");
+    }
+}

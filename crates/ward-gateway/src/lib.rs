@@ -32,6 +32,7 @@ mod response;
 mod svid;
 mod tls;
 mod upstream;
+pub mod witnessing;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -110,6 +111,7 @@ pub struct Gateway {
     log: Arc<LogSink>,
     admin: Option<(TcpListener, ward_config::Limits)>,
     exporters: Vec<ward_export::Exporter>,
+    witnesses: Vec<ward_audit::witness_client::Configured>,
 }
 
 impl Gateway {
@@ -169,6 +171,7 @@ impl Gateway {
             .map(|spec| ward_export::Exporter::new(spec.clone(), &config.audit.dir, &config.audit.origin))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| GatewayError::Audit(e.to_string()))?;
+        let witnesses = witnessing::configured(&config.audit.witnesses)?;
         let echo = if config.upstreams.iter().any(|u| u.target == UpstreamTarget::Echo) {
             Some(upstream::start_echo().await?)
         } else {
@@ -257,6 +260,7 @@ impl Gateway {
             log,
             admin,
             exporters,
+            witnesses,
         })
     }
 
@@ -290,6 +294,12 @@ impl Gateway {
     #[must_use]
     pub fn detector(&self) -> Option<&Arc<ward_detect::Detector>> {
         self.shared.protect.detector.as_ref()
+    }
+
+    /// Also submit this log's checkpoints to `witness` (`ward up`: the
+    /// control plane's witness, in process), beside `[[audit.witnesses]]`.
+    pub fn witnessed_by(&mut self, witness: ward_audit::witness_client::Configured) {
+        self.witnesses.push(witness);
     }
 
     /// The admin API's bound address, when `[admin]` is configured.
@@ -410,6 +420,11 @@ impl Gateway {
             })
         });
         let (stop_exports, exports_stopped) = tokio::sync::watch::channel(false);
+        // One task submits each checkpoint to every witness (it gathers their
+        // cosignatures in one file); a witness that is down never slows the log.
+        let witnessing = (!self.witnesses.is_empty()).then(|| {
+            tokio::spawn(witnessing::witness_log(Arc::clone(&self.log), self.witnesses, exports_stopped.clone()))
+        });
         let mut exporters = Vec::with_capacity(self.exporters.len());
         for exporter in self.exporters {
             // Its own thread and runtime: a slow SIEM never touches the data path
@@ -433,6 +448,7 @@ impl Gateway {
             admin,
             stop_exports,
             exporters,
+            witnessing,
             detector,
         })
     }
@@ -467,6 +483,7 @@ pub struct RunningGateway {
     admin: Option<tokio::task::JoinHandle<()>>,
     stop_exports: tokio::sync::watch::Sender<bool>,
     exporters: Vec<std::thread::JoinHandle<()>>,
+    witnessing: Option<tokio::task::JoinHandle<()>>,
     detector: Option<Arc<ward_detect::Detector>>,
 }
 
@@ -527,6 +544,10 @@ impl RunningGateway {
         }
         // Exporters resume from their cursors on the next start.
         let _ = self.stop_exports.send(true);
+        // The witnesses get a last, bounded chance to cosign the final checkpoint.
+        if let Some(task) = self.witnessing.take() {
+            let _ = tokio::time::timeout(witnessing::FINAL_ROUND, task).await;
+        }
         let exporters = std::mem::take(&mut self.exporters);
         let _ = tokio::task::spawn_blocking(move || {
             for e in exporters {
